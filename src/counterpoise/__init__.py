@@ -1,0 +1,21 @@
+"""counterpoise: weights that make one set of units look like another, as declarative convex problems.
+
+    import counterpoise as cpz
+    prob = cpz.sbw(data, treatment="A", covariates=["X1", "X2"], estimand="ATT", delta=0.02)
+    sol = prob.solve()
+"""
+
+from . import basis, datasets, diagnostics, estimate, plots, terms
+from .errors import CounterpoiseError, InfeasibleError, InputError, SolverError
+from .families import calibrate, entropy_balance, kernel_sbw, sbw, sparse_calibrate
+from .problem import WeightingProblem
+from .solution import Check, Path, Solution
+from .validation import CounterpoiseWarning
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Check", "CounterpoiseError", "CounterpoiseWarning", "InfeasibleError", "InputError", "Path", "Solution",
+    "SolverError", "WeightingProblem", "basis", "calibrate", "datasets", "diagnostics", "entropy_balance", "estimate",
+    "kernel_sbw", "plots", "sbw", "sparse_calibrate", "terms",
+]

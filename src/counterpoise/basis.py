@@ -1,0 +1,203 @@
+"""Basis expansions whose columns become balance terms.
+
+Low-dimensional expansions (`moments`, `interactions`), column `standardize`-ation, the Gaussian
+kernel and its rank-restricted Nystrom approximation (`nystrom`), which gives an n x s matrix D with
+D D' ~ K, the n x n kernel matrix, without ever forming K: Algorithm 1, steps 2-5, of Kim, Niknam &
+Zubizarreta (kernel-based stable balancing weights), after Wang et al. (2019).
+"""
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from counterpoise.errors import InputError
+
+
+def _as_matrix(X, name="X"):
+    """X as a finite 2-D float array, or InputError naming the argument."""
+    try:
+        M = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{name} must be a numeric 2-D array: {exc}") from None
+    if M.ndim != 2:
+        raise InputError(f"{name} must be a 2-D array (rows x columns), got {M.ndim} dimension(s)")
+    if not np.isfinite(M).all():
+        raise InputError(f"{name} contains NaN or infinite values")
+    return M
+
+
+def _check_names(names, p):
+    names = [str(name) for name in names]
+    if len(names) != p:
+        raise InputError(f"names has {len(names)} entries but X has {p} columns")
+    return names
+
+
+def _check_not_constant(X):
+    constant = np.flatnonzero(np.ptp(X, axis=0) == 0)
+    if constant.size:
+        raise InputError(f"X column {constant[0]} is constant; drop it before standardizing or kernel balancing")
+
+
+def _check_int(value, name, low):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def moments(X, names, degree=2):
+    """Columns of X followed by X_j^k, k = 2..degree, for every non-binary column j.
+
+    Binary (0/1) columns get no powers since x^k = x. Returns (M, names), the powers named "X1^2".
+    Columns are ordered by power: X, then all squares, then all cubes, ...
+    """
+    X = _as_matrix(X)
+    names = _check_names(names, X.shape[1])
+    degree = _check_int(degree, "degree", 1)
+    binary = np.all((X == 0) | (X == 1), axis=0)
+    cols = np.flatnonzero(~binary)
+    powers = range(2, degree + 1)
+    M = np.hstack([X] + [X[:, cols] ** k for k in powers])
+    return M, names + [f"{names[j]}^{k}" for k in powers for j in cols]
+
+
+def interactions(X, names):
+    """All pairwise products X_j X_k, j < k, in lexicographic (j, k) order. Returns (M, names "X1:X2")."""
+    X = _as_matrix(X)
+    names = _check_names(names, X.shape[1])
+    j, k = np.triu_indices(X.shape[1], 1)
+    return X[:, j] * X[:, k], [f"{names[a]}:{names[b]}" for a, b in zip(j, k)]
+
+
+def _standardized(X):
+    _check_not_constant(X)
+    mean = X.mean(axis=0)
+    sd = X.std(axis=0)
+    return (X - mean) / sd, mean, sd
+
+
+def standardize(X):
+    """Z = (X - mean) / sd column by column, with the population sd (ddof=0). Returns (Z, mean, sd).
+
+    Raises InputError naming the first constant column (sd = 0).
+    """
+    return _standardized(_as_matrix(X))
+
+
+def _check_bandwidth(bandwidth):
+    if isinstance(bandwidth, bool) or not isinstance(bandwidth, numbers.Real) or not 0 < bandwidth < np.inf:
+        raise InputError(f"bandwidth must be a positive finite number, got {bandwidth!r}")
+    return float(bandwidth)
+
+
+def _gaussian(A, B, bandwidth):
+    """exp(-||a_i - b_j||^2 / bandwidth) from ||a||^2 + ||b||^2 - 2 a.b, as one BLAS product.
+
+    The rows [a, ||a||^2, 1] . [2b, -1, -||b||^2] / bandwidth give -||a - b||^2 / bandwidth directly;
+    rounding can push it above 0, hence the clip (distance >= 0) before exponentiating in place.
+    """
+    a2 = np.einsum("ij,ij->i", A, A)[:, None]
+    b2 = np.einsum("ij,ij->i", B, B)[:, None]
+    K = np.hstack([A, a2, np.ones_like(a2)]) @ (np.hstack([2 * B, -np.ones_like(b2), -b2]).T / bandwidth)
+    np.minimum(K, 0.0, out=K)
+    return np.exp(K, out=K)
+
+
+def gaussian_kernel(A, B, bandwidth):
+    """K_ij = exp(-||a_i - b_j||^2 / bandwidth) for rows a_i of A and b_j of B (Hazlett 2020 / kbal convention)."""
+    A = _as_matrix(A, "A")
+    B = _as_matrix(B, "B")
+    if A.shape[1] != B.shape[1]:
+        raise InputError(f"A and B must have the same number of columns, got {A.shape[1]} and {B.shape[1]}")
+    return _gaussian(A, B, _check_bandwidth(bandwidth))
+
+
+@dataclass(frozen=True)
+class NystromBasis:
+    """Rank-s Nystrom basis: D (n x s) with D D' ~ K, columns "K1".."Ks" in decreasing norm.
+
+    eigenvalues are the top-s eigenvalues of G = R'R (squared singular values of R), so that
+    ||D[:, j]||^2 = eigenvalues[j]; landmarks are the sampled row indices (sorted).
+    """
+
+    D: np.ndarray
+    names: list
+    landmarks: np.ndarray
+    eigenvalues: np.ndarray
+    bandwidth: float
+    m: int
+    l: int
+    s: int
+    seed: object
+
+    def approximation(self):
+        """The n x n approximate kernel matrix D D'. Materializes n^2 numbers: for small n only."""
+        return self.D @ self.D.T
+
+
+def _kernel_chunks(X, landmarks, bandwidth, chunk_size):
+    """Yield (rows, C[rows]) for C = K(X, landmarks), chunk_size rows at a time."""
+    for start in range(0, X.shape[0], chunk_size):
+        rows = slice(start, start + chunk_size)
+        yield rows, _gaussian(X[rows], landmarks, bandwidth)
+
+
+def nystrom(X, m=300, l=200, s=100, kernel="gaussian", bandwidth=None, standardize=True, seed=0,
+            dtype=np.float64, chunk_size=100_000):
+    """Rank-restricted Nystrom basis of the Gaussian kernel matrix of the rows of X (Wang et al. 2019).
+
+    1. Standardize the columns of X (if standardize); bandwidth defaults to the number of columns.
+    2. Sample m landmark rows I uniformly without replacement (numpy.random.default_rng(seed)).
+    3. W = K(X_I, X_I) = U Lambda U'; keep the top l eigenpairs, P = U_l Lambda_l^{-1/2} (m x l).
+    4. R = C P with C = K(X, X_I) (n x m); G = R'R = P'(C'C)P = V S^2 V', keep the top s
+       eigenvectors V_s (C'C, m x m, is what the chunks accumulate).
+    5. D = R V_s = C (P V_s), n x s, so that D D' = (C W_l^+ C')_s, the best rank-s approximation of
+       the rank-l-regularized Nystrom matrix.
+
+    C is never held whole: two passes over chunk_size-row chunks accumulate C'C, then fill D, so
+    memory is about n s + chunk_size m numbers. dtype (e.g. numpy.float32) sets the precision of
+    X, C and D; W, its eigendecomposition and G are always float64.
+    Raises InputError unless s < l < m <= n, X is finite without constant columns, and the top l
+    eigenvalues of W exceed 1e-12 times the largest (lower l otherwise).
+    """
+    if kernel != "gaussian":
+        raise InputError(f"kernel must be 'gaussian', got {kernel!r}")
+    X = _as_matrix(X)
+    n, p = X.shape
+    m = _check_int(m, "m", 3)
+    l = _check_int(l, "l", 2)
+    s = _check_int(s, "s", 1)
+    chunk_size = _check_int(chunk_size, "chunk_size", 1)
+    if m > n:
+        raise InputError(f"m (number of landmarks) must be <= the number of rows of X, got m={m} > n={n}")
+    if not s < l < m:
+        raise InputError(f"need s < l < m, got s={s}, l={l}, m={m}")
+    if standardize:
+        X = _standardized(X)[0]
+    else:
+        _check_not_constant(X)
+    bandwidth = _check_bandwidth(p if bandwidth is None else bandwidth)
+
+    landmarks = np.sort(np.random.default_rng(seed).choice(n, size=m, replace=False))
+    evals, evecs = np.linalg.eigh(_gaussian(X[landmarks], X[landmarks], bandwidth))
+    lam = np.ascontiguousarray(evals[::-1][:l])
+    if lam[-1] <= 1e-12 * lam[0]:
+        raise InputError(f"l={l} is too large: eigenvalue {l} of the landmark kernel matrix W is "
+                         f"{lam[-1]:.3g}, at most 1e-12 times the largest ({lam[0]:.3g}); lower l")
+    P = np.ascontiguousarray(evecs[:, ::-1][:, :l]) / np.sqrt(lam)
+
+    Xd = X.astype(dtype, copy=False)
+    Ld = Xd[landmarks]
+    CtC = np.zeros((m, m))
+    for _, C in _kernel_chunks(Xd, Ld, bandwidth, chunk_size):
+        CtC += C.T @ C
+    g_evals, g_evecs = np.linalg.eigh(P.T @ CtC @ P)
+    eigenvalues = np.ascontiguousarray(g_evals[::-1][:s])
+    projection = (P @ np.ascontiguousarray(g_evecs[:, ::-1][:, :s])).astype(dtype)
+
+    D = np.empty((n, s), dtype=dtype)
+    for rows, C in _kernel_chunks(Xd, Ld, bandwidth, chunk_size):
+        D[rows] = C @ projection
+    return NystromBasis(D=D, names=[f"K{j + 1}" for j in range(s)], landmarks=landmarks,
+                        eigenvalues=eigenvalues, bandwidth=bandwidth, m=m, l=l, s=s, seed=seed)

@@ -1,0 +1,53 @@
+"""Simulated data sets from the balancing-weights literature.
+
+`kim2023` is the design of Kim, Niknam & Zubizarreta (kernel-based stable balancing weights,
+section 4.1), itself an extension of Hainmueller (2012) to a nonlinear treatment assignment.
+"""
+
+import numbers
+
+import numpy as np
+import pandas as pd
+
+from counterpoise.errors import InputError
+
+_COV_X123 = np.array([[2.0, 1.0, -1.0], [1.0, 1.0, -0.5], [-1.0, -0.5, 1.0]])
+_EPS_VARIANCE = {"weak": 30.0, "strong": 100.0}
+
+
+def kim2023(n, overlap="weak", transformed=False, seed=0):
+    """Simulate the Kim-Niknam-Zubizarreta design: n units, columns covariates, A (0/1 int) and Y.
+
+    Covariates:
+        (X1, X2, X3) ~ N(0, [[2, 1, -1], [1, 1, -0.5], [-1, -0.5, 1]]),
+        X4 ~ U[-3, 3],  X5 ~ chi2(1),  X6 ~ Bern(0.5).
+    Outcome:  Y = (X1 + X2 + X5)^2 + eta,  eta ~ N(0, 1)  (no treatment effect, so the true ATT is 0).
+    Treatment:  A = 1{X1^2 + 2 X2^2 - 2 X3^2 - (X4 + 1)^3 - 0.5 log(X5 + 10) + X6 - 1.5 + eps > 0},
+        eps ~ N(0, 30) for overlap="weak" and N(0, 100) for overlap="strong" (variances).
+
+    With transformed=False the covariate columns are X1..X6; with transformed=True they are the
+    misspecified X* = (X1 X3, X2^2, X4, X5, X6), named X1X3, X2sq, X4, X5, X6, built from the same
+    draws (same seed gives the same A, Y and underlying X). Random draws use
+    numpy.random.default_rng(seed).
+    """
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 2:
+        raise InputError(f"n must be an integer >= 2, got {n!r}")
+    if overlap not in _EPS_VARIANCE:
+        raise InputError(f"overlap must be 'weak' or 'strong', got {overlap!r}")
+    n = int(n)
+    rng = np.random.default_rng(seed)
+    x123 = rng.standard_normal((n, 3)) @ np.linalg.cholesky(_COV_X123).T
+    x1, x2, x3 = x123.T
+    x4 = rng.uniform(-3.0, 3.0, n)
+    x5 = rng.chisquare(1.0, n)
+    x6 = rng.integers(0, 2, n).astype(np.float64)
+    y = (x1 + x2 + x5) ** 2 + rng.standard_normal(n)
+    eps = rng.normal(0.0, np.sqrt(_EPS_VARIANCE[overlap]), n)
+    index = x1**2 + 2 * x2**2 - 2 * x3**2 - (x4 + 1) ** 3 - 0.5 * np.log(x5 + 10) + x6 - 1.5 + eps
+    a = (index > 0).astype(np.int64)
+    if transformed:
+        covariates = {"X1X3": x1 * x3, "X2sq": x2**2}
+    else:
+        covariates = {"X1": x1, "X2": x2, "X3": x3}
+    covariates.update({"X4": x4, "X5": x5, "X6": x6})
+    return pd.DataFrame({**covariates, "A": a, "Y": y})

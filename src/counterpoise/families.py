@@ -1,0 +1,410 @@
+"""The builders: each turns data and a few choices into a `WeightingProblem`.
+
+Causal balancing (one weight per unit of the weighted arm, summing to 1 within each arm):
+  sbw               min sum_i (w_i - d_i/sum d)^2 / (d_i/mean d)   s.t. |B'w - target| <= delta, sum w = 1, w >= 0
+  kernel_sbw        sbw on a rank-restricted Nystrom kernel basis (plus, optionally, covariate means)
+  entropy_balance   min sum_i w_i log(w_i / q_i)                   s.t. B'w = target (or within delta), sum w = 1
+Survey calibration (weights on the scale of the population totals):
+  calibrate         min sum_i d_i G(w_i / d_i) (linear, raking or logit G)   s.t. X'w = T, ratio / weight bounds
+  sparse_calibrate  min 1/2 sum_j ((x_j'w - T_j)/s_j)^2 + lam mean_i(w_i / d_i)  s.t. w >= 0, w / d <= cap
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.linalg
+
+from . import basis as bases
+from .diagnostics import BalanceDesign, smd_denominators
+from .errors import InfeasibleError, InputError
+from .problem import WeightingProblem
+from .terms import Balance, Bounds, ChiSquare, Entropy, Logit, Normalize, SparseLoss
+from .validation import as_frame, base_weights as check_base_weights, choice, columns_list, drop_constant, finite
+from .validation import numeric_matrix, treatment_indicator
+
+ESTIMANDS = ("ATT", "ATC", "ATE", "target")
+
+
+# ---- causal balancing ---------------------------------------------------------------------------
+
+
+def sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02, delta_scale="sd", std=None, target=None,
+        moments=1, interactions=False, basis=None, base_weights=None) -> WeightingProblem:
+    """Stable balancing weights (Zubizarreta 2015).
+
+    minimize sum_i (w_i - d_i / sum d)^2 / (d_i / mean d)   (the variance of the weights when d = 1)
+    s.t.     |sum_i w_i b_j(x_i) - target_j| <= delta_j s_j for every balance function b_j,
+             sum_i w_i = 1 within each weighted arm, w >= 0.
+
+    estimand: "ATT" weights the controls to the treated means, "ATC" the treated to the controls,
+    "ATE" each arm to the full sample, "target" every row to `target` (a dict or Series of means
+    per balance column). Balance functions: the covariates, their powers up to `moments`, pairwise
+    `interactions`, and the columns of a user `basis` (array or DataFrame with one row per data row).
+    delta is in units of s_j, the SD named by `std` ("target" by default, or "pooled", "treated",
+    "control") for delta_scale="sd", or 1 for delta_scale="raw". base_weights (a column name or an
+    array) are sample weights: they weight the target means and are the weights' starting point.
+    """
+    spec = dict(treatment=treatment, covariates=covariates, estimand=estimand, delta=delta, delta_scale=delta_scale,
+                std=std, target=target, moments=moments, interactions=interactions, basis=basis, base_weights=base_weights)
+    frame = as_frame(data)
+    X, names = _covariates(frame, covariates)
+    B, bnames = _expand(X, names, moments, interactions, basis, len(frame))
+    B, bnames = drop_constant(B, bnames)
+    blocks = [("balance", B, bnames, delta)]
+    return _balancing_problem(frame, treatment, estimand, blocks, (B, bnames), delta_scale, std, target, base_weights,
+                              dispersion="chi_square", family="sbw", rebuild=_rebuilder(sbw, spec, frame))
+
+
+def kernel_sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02, delta_scale="sd", std=None,
+               m=300, l=200, s=100, bandwidth=None, seed=0, means=True, mean_delta=None,
+               base_weights=None) -> WeightingProblem:
+    """Kernel stable balancing weights (Kim, Niknam & Zubizarreta): SBW on the rank-restricted Nystrom
+    basis D (n x s) of a Gaussian kernel on the standardized covariates (Algorithm 1,
+    `basis.nystrom(X, m, l, s, bandwidth, seed)`), with tolerance `delta` on every basis column.
+    `means=True` also balances the covariate means within `mean_delta` (default: `delta`).
+    The paper uses delta = 0.0005 on the raw basis columns: `delta=0.0005, delta_scale="raw"`.
+    """
+    spec = dict(treatment=treatment, covariates=covariates, estimand=estimand, delta=delta, delta_scale=delta_scale,
+                std=std, m=m, l=l, s=s, bandwidth=bandwidth, seed=seed, means=means, mean_delta=mean_delta,
+                base_weights=base_weights)
+    frame = as_frame(data)
+    X, names = _covariates(frame, covariates)
+    X, names = drop_constant(X, names)
+    kernel = bases.nystrom(X, m=m, l=l, s=s, bandwidth=bandwidth, seed=seed)
+    blocks = [("kernel", kernel.D, list(kernel.names), delta)]
+    if means:
+        blocks.append(("means", X, names, delta if mean_delta is None else mean_delta))
+    return _balancing_problem(frame, treatment, estimand, blocks, (X, names), delta_scale, std, None, base_weights,
+                              dispersion="chi_square", family="kernel_sbw", rebuild=_rebuilder(kernel_sbw, spec, frame))
+
+
+def entropy_balance(data, treatment=None, covariates=None, estimand="ATT", delta=None, delta_scale="sd", std=None,
+                    target=None, moments=1, interactions=False, basis=None, base_weights=None) -> WeightingProblem:
+    """Entropy balancing (Hainmueller 2012): minimize sum_i w_i log(w_i / q_i), q = base weights
+    normalized within each arm, subject to exact balance B'w = target (or |B'w - target| <= delta s
+    when `delta` is given) and sum w = 1 within each arm. Arguments as in `sbw`.
+    """
+    spec = dict(treatment=treatment, covariates=covariates, estimand=estimand, delta=delta, delta_scale=delta_scale,
+                std=std, target=target, moments=moments, interactions=interactions, basis=basis, base_weights=base_weights)
+    frame = as_frame(data)
+    X, names = _covariates(frame, covariates)
+    B, bnames = _expand(X, names, moments, interactions, basis, len(frame))
+    B, bnames = drop_constant(B, bnames)
+    blocks = [("balance", B, bnames, delta)]
+    return _balancing_problem(frame, treatment, estimand, blocks, (B, bnames), delta_scale, std, target, base_weights,
+                              dispersion="entropy", family="entropy_balance",
+                              rebuild=_rebuilder(entropy_balance, spec, frame))
+
+
+def _covariates(frame, covariates):
+    names = columns_list(covariates, "covariates")
+    return numeric_matrix(frame, names, "covariates"), names
+
+
+def _expand(X, names, moments, interactions, basis, n):
+    if not (isinstance(moments, (int, np.integer)) and moments >= 1):
+        raise InputError(f"moments must be an integer >= 1, got {moments!r}")
+    B, bnames = bases.moments(X, names, degree=moments) if moments > 1 else (X, list(names))
+    if interactions:
+        M, mnames = bases.interactions(X, names)
+        B, bnames = np.hstack([B, M]), bnames + mnames
+    if basis is not None:
+        extra = basis.to_numpy(dtype=float) if isinstance(basis, pd.DataFrame) else np.asarray(basis, dtype=float)
+        extra = extra.reshape(n, -1) if extra.ndim == 1 else extra
+        if extra.shape[0] != n:
+            raise InputError(f"basis has {extra.shape[0]} rows but the data has {n}")
+        finite(extra, "basis")
+        enames = list(basis.columns) if isinstance(basis, pd.DataFrame) else [f"basis{j + 1}" for j in range(extra.shape[1])]
+        clash = sorted(set(enames) & set(bnames))
+        if clash:
+            raise InputError(f"basis columns {clash} have the same names as balance columns already present")
+        B, bnames = np.hstack([B, extra]), bnames + enames
+    return np.ascontiguousarray(B), list(bnames)
+
+
+def _arms(frame, treatment, estimand):
+    """(weighted-row mask, group label per weighted row, target-row mask or None, treatment or None)."""
+    choice(estimand, ESTIMANDS, "estimand")
+    n = len(frame)
+    if estimand == "target":
+        return np.ones(n, bool), np.full(n, "sample", dtype=object), None, None
+    a = treatment_indicator(frame, treatment)
+    if estimand == "ATT":
+        return a == 0, np.full(int(np.sum(a == 0)), "control", dtype=object), a == 1, a
+    if estimand == "ATC":
+        return a == 1, np.full(int(np.sum(a == 1)), "treated", dtype=object), a == 0, a
+    return np.ones(n, bool), np.where(a == 1, "treated", "control").astype(object), np.ones(n, bool), a
+
+
+def _user_target(target, names):
+    if target is None:
+        raise InputError('estimand="target" needs target= (a dict or Series of target means per balance column)')
+    if isinstance(target, (dict, pd.Series)):
+        missing = [c for c in names if c not in target]
+        if missing:
+            raise InputError(f"target has no value for balance columns {missing}")
+        values = np.array([float(target[c]) for c in names])
+    else:
+        values = np.asarray(target, dtype=float).ravel()
+        if len(values) != len(names):
+            raise InputError(f"target has {len(values)} values for {len(names)} balance columns {names}")
+    finite(values, "target")
+    return values
+
+
+def _balancing_problem(frame, treatment, estimand, blocks, report, delta_scale, std, target, base_weights,
+                       dispersion, family, rebuild):
+    """Assemble dispersion + per-arm normalization + per-arm balance blocks (+ w >= 0 for chi-square)."""
+    choice(delta_scale, ("sd", "raw"), "delta_scale")
+    weighted, groups, target_rows, a = _arms(frame, treatment, estimand)
+    d_all = check_base_weights(frame, base_weights)
+    d = d_all[weighted]
+    labels = list(dict.fromkeys(groups))
+    rows = {g: (None if len(labels) == 1 else np.flatnonzero(groups == g)) for g in labels}
+    share = np.empty(len(d))
+    for g in labels:
+        mask = groups == g
+        share[mask] = d[mask] / d[mask].sum()
+    std = std or "target"
+    terms = [ChiSquare(share, d / _group_mean(d, groups), name="dispersion") if dispersion == "chi_square"
+             else Entropy(share, name="dispersion")]
+    for g in labels:
+        terms.append(Normalize(1.0, rows=rows[g], name="sum" if len(labels) == 1 else f"sum:{g}"))
+    for block, B, names, delta in blocks:
+        sds = smd_denominators(B, treatment=a, target_rows=target_rows, base_weights=d_all)
+        scale = _scale(sds, std, names) if delta_scale == "sd" else np.ones(len(names))
+        goal = _user_target(target, names) if estimand == "target" else _weighted_mean(B[target_rows], d_all[target_rows])
+        for g in labels:
+            Bg = B[weighted] if rows[g] is None else B[weighted][rows[g]]
+            terms.append(Balance(Bg, goal, delta=delta, scale=scale, rows=rows[g], columns=names,
+                                 name=block if len(labels) == 1 else f"{block}:{g}"))
+    if dispersion == "chi_square":
+        terms.append(Bounds(lower=0.0, name="nonnegative"))
+    X, names = report
+    sds = smd_denominators(X, treatment=a, target_rows=target_rows, base_weights=d_all)
+    goal = _user_target(target, names) if estimand == "target" else _weighted_mean(X[target_rows], d_all[target_rows])
+    design = BalanceDesign(names=tuple(names), X=X[weighted], groups=groups, base_weights=d,
+                           targets={g: goal for g in labels}, denominators=sds, std=std, kind="mean")
+    scale_text = "sums to 1 within each arm" if len(labels) > 1 else "sums to 1"
+    return WeightingProblem(frame.index[weighted], terms, family=family, weight_scale=scale_text, design=design,
+                            rebuild=rebuild)
+
+
+def _group_mean(d, groups):
+    out = np.empty(len(d))
+    for g in pd.unique(groups):
+        mask = groups == g
+        out[mask] = d[mask].mean()
+    return out
+
+
+def _weighted_mean(B, d):
+    return d @ B / d.sum()
+
+
+def _scale(sds, std, names):
+    if std not in sds:
+        raise InputError(f"std={std!r} is not available here; choose from {sorted(sds)}")
+    s = np.asarray(sds[std], dtype=float)
+    zero = [n for n, v in zip(names, s) if not v > 0]
+    if zero:
+        raise InputError(f"balance columns {zero} have zero {std} SD, so delta in SD units is undefined for them; "
+                         "use std='pooled' or delta_scale='raw'")
+    return s
+
+
+# ---- survey calibration -------------------------------------------------------------------------
+
+DISTANCES = ("linear", "raking", "logit")
+
+
+def calibrate(data, base_weights=None, margins=None, totals=None, constraints=None, distance="linear",
+              bounds=None, weight_bounds=None, tol=None) -> WeightingProblem:
+    """Calibration of base weights d to population totals (Deville & Sarndal 1992; survey::calibrate).
+
+    minimize sum_i d_i G(w_i / d_i)   s.t.  sum_i w_i x_ij = T_j for every target j
+    with G the "linear" (chi-square, GREG: G(g) = (g-1)^2/2), "raking" (G(g) = g log g - g + 1) or
+    "logit" (bounded; needs `bounds`) distance. Targets: `margins={"var": {"level": total}}` (every
+    level in the data needs a total), `totals={"col": total}`, and `constraints={"name": (coefficients,
+    total)}` for raw linear rows. `bounds=(L, U)` bounds the ratio g = w/d, `weight_bounds=(lo, hi)`
+    bounds w itself; `tol` (relative) asks only |x_j'w - T_j| <= tol |T_j|. Exactly redundant targets
+    (two margins that both sum to N) are dropped after checking that they agree.
+    """
+    spec = dict(base_weights=base_weights, margins=margins, totals=totals, constraints=constraints, distance=distance,
+                bounds=bounds, weight_bounds=weight_bounds, tol=tol)
+    choice(distance, DISTANCES, "distance")
+    frame = as_frame(data)
+    d = check_base_weights(frame, base_weights)
+    X, names, T, N = _calibration_system(frame, margins, totals, constraints)
+    lower, upper = _pair(bounds, "bounds")
+    terms = []
+    if distance == "linear":
+        terms.append(ChiSquare(d, 2 * d, name="distance"))
+    elif distance == "raking":
+        terms.append(Entropy(d, name="distance"))
+    else:
+        if bounds is None:
+            raise InputError('distance="logit" needs finite ratio bounds, e.g. bounds=(0.5, 2.0), with L < 1 < U')
+        if not (0 <= lower < 1 < upper < np.inf):
+            raise InputError(f"logit bounds must satisfy 0 <= L < 1 < U < inf, got {bounds}")
+        terms.append(Logit(d, lower, upper, name="distance"))
+    if tol is None:
+        keep = _independent_targets(X, T, d, names)
+        terms.append(Balance(X[:, keep], T[keep], delta=None, columns=[names[j] for j in keep], name="totals"))
+    else:
+        terms.append(Balance(X, T, delta=tol, scale=np.where(T != 0, np.abs(T), 1.0), columns=names, name="totals"))
+    if bounds is not None:
+        _check_ratio_bounds(lower, upper)
+        terms.append(Bounds(lower=None if lower == -np.inf else lower, upper=None if upper == np.inf else upper,
+                            reference=d, name="ratio_bounds"))
+    if weight_bounds is not None:
+        lo, hi = _pair(weight_bounds, "weight_bounds")
+        terms.append(Bounds(lower=None if lo == -np.inf else lo, upper=None if hi == np.inf else hi, name="weight_bounds"))
+    return WeightingProblem(frame.index, terms, family=f"calibrate/{distance}",
+                            weight_scale="population totals (w = g d)", design=_total_design(X, names, T, N, d),
+                            rebuild=_rebuilder(calibrate, spec, frame))
+
+
+def sparse_calibrate(data, base_weights=None, margins=None, totals=None, constraints=None, lam=1e-3, floor=1.0,
+                     cap=None) -> WeightingProblem:
+    """Sparse calibration, the non-negative relative-loss lasso:
+
+    minimize 1/2 sum_j ((x_j'w - T_j) / s_j)^2 + lam * mean_i(w_i / w0_i)   s.t. w >= 0, w_i / w0_i <= cap,
+    s_j = max(|T_j|, floor), w0 = the base weights. Targets as in `calibrate`. Parameters: "lam", "target".
+    """
+    spec = dict(base_weights=base_weights, margins=margins, totals=totals, constraints=constraints, lam=lam,
+                floor=floor, cap=cap)
+    frame = as_frame(data)
+    w0 = check_base_weights(frame, base_weights)
+    X, names, T, N = _calibration_system(frame, margins, totals, constraints)
+    if not (np.isfinite(floor) and floor > 0):
+        raise InputError(f"floor must be a positive number, got {floor!r}")
+    if not (np.isfinite(lam) and lam >= 0):
+        raise InputError(f"lam must be a nonnegative number, got {lam!r}")
+    if cap is not None and not cap > 0:
+        raise InputError(f"cap on w / w0 must be positive, got {cap!r}")
+    terms = [SparseLoss(X, T, lam, w0, floor=floor, columns=names, name="loss"),
+             Bounds(lower=0.0, upper=cap, reference=w0, name="bounds")]
+    return WeightingProblem(frame.index, terms, family="sparse_calibrate",
+                            weight_scale="population totals (w = g w0)", design=_total_design(X, names, T, N, w0),
+                            rebuild=_rebuilder(sparse_calibrate, spec, frame))
+
+
+def _pair(value, what):
+    if value is None:
+        return -np.inf, np.inf
+    try:
+        lo, hi = (float(v) if v is not None else np.nan for v in value)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be a pair (lower, upper), got {value!r}") from None
+    lo = -np.inf if np.isnan(lo) else lo
+    hi = np.inf if np.isnan(hi) else hi
+    if not lo < hi:
+        raise InputError(f"{what}: lower {lo} must be below upper {hi}")
+    return lo, hi
+
+
+def _check_ratio_bounds(lower, upper):
+    if not (lower <= 1 <= upper):
+        raise InputError(f"ratio bounds ({lower}, {upper}) exclude g = 1, the base weights themselves; "
+                         "bounds on g = w/d should satisfy L <= 1 <= U")
+
+
+def _calibration_system(frame, margins, totals, constraints):
+    """The calibration matrix X (n x k), target names, totals T, and the population size N when a margin gives it."""
+    columns, names, T = [], [], []
+    N = None
+    for var, levels in (margins or {}).items():
+        if var not in frame.columns:
+            raise InputError(f"margin variable {var!r} is not in the data")
+        values = frame[var]
+        if values.isna().any():
+            raise InputError(f"margin variable {var!r} has {int(values.isna().sum())} missing values")
+        if not isinstance(levels, (dict, pd.Series)) or len(levels) == 0:
+            raise InputError(f"margins[{var!r}] must be a non-empty dict level -> population total")
+        present = pd.unique(values)
+        keyed = {_level_key(k, present): (k, float(v)) for k, v in dict(levels).items()}
+        missing = [p for p in present if p not in keyed]
+        if missing:
+            raise InputError(f"margin {var!r}: levels {sorted(map(str, missing))} occur in the data but have no "
+                             "population total; add them (or merge levels) so every unit is calibrated")
+        for level, (key, total) in keyed.items():
+            finite([total], f"population total for {var}={key}")
+            if total < 0:
+                raise InputError(f"margin {var!r}: level {key!r} has a negative total {total}")
+            mask = (values == level).to_numpy()
+            if not mask.any():
+                if total > 0:
+                    raise InputError(f"margin {var!r}: level {key!r} has population total {total:g} but no units "
+                                     "in the sample; no weights can reach it (collapse it into a neighbouring level)")
+                continue
+            columns.append(mask.astype(float))
+            names.append(f"{var}={key}")
+            T.append(total)
+        N = N if N is not None else sum(v for _, v in keyed.values())
+    for col, total in (totals or {}).items():
+        columns.append(numeric_matrix(frame, [col], "totals")[:, 0])
+        names.append(col)
+        T.append(float(total))
+    for name, (coef, total) in (constraints or {}).items():
+        coef = np.asarray(coef, dtype=float).ravel()
+        if len(coef) != len(frame):
+            raise InputError(f"constraint {name!r} has {len(coef)} coefficients for {len(frame)} rows")
+        finite(coef, f"constraint {name!r} coefficients")
+        columns.append(coef)
+        names.append(str(name))
+        T.append(float(total))
+    if not columns:
+        raise InputError("give at least one target: margins=, totals= or constraints=")
+    finite(T, "population totals")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise InputError(f"targets named more than once: {repeated}")
+    return np.column_stack(columns), names, np.asarray(T), N
+
+
+def _level_key(key, present):
+    """Match a target's level to the data's values, also across str/number spellings ("1" vs 1)."""
+    if key in set(present):
+        return key
+    by_text = {str(p): p for p in present}
+    return by_text.get(str(key), key)
+
+
+def _independent_targets(X, T, d, names):
+    """Indices of a maximal set of linearly independent targets; a redundant target must agree with the others."""
+    Xs = X * np.sqrt(d)[:, None]
+    _, R, piv = scipy.linalg.qr(Xs, mode="economic", pivoting=True)
+    diag = np.abs(np.diag(R))
+    rank = int(np.sum(diag > diag[0] * 1e-10)) if len(diag) else 0
+    keep, drop = np.sort(piv[:rank]), piv[rank:]
+    if len(drop):
+        coef, *_ = np.linalg.lstsq(Xs[:, keep], Xs[:, drop], rcond=None)
+        implied = T[keep] @ coef
+        for j, value in zip(drop, implied):
+            if abs(value - T[j]) > 1e-8 * (1 + abs(T[j])):
+                raise InfeasibleError(f"target {names[j]} = {T[j]:g} contradicts the other targets, which imply "
+                                      f"{value:g} for it (e.g. two margins with different population sizes)")
+    return keep
+
+
+def _total_design(X, names, T, N, d):
+    return BalanceDesign(names=tuple(names), X=X, groups=np.full(len(d), "sample", dtype=object), base_weights=d,
+                         targets={"sample": T}, denominators=smd_denominators(X, base_weights=d), std="target",
+                         kind="total", population_size=None if N is None else {"sample": N})
+
+
+# ---- rebuild on new data (bootstrap) --------------------------------------------------------------
+
+
+def _rebuilder(builder, spec, frame):
+    def rebuild(new_data):
+        for key, value in spec.items():
+            if isinstance(value, (np.ndarray, pd.Series, list)) and np.ndim(value) >= 1 and len(value) == len(frame) \
+                    and key not in ("covariates",):
+                raise InputError(f"cannot rebuild on new data: {key} was given as an array tied to the original rows; "
+                                 "pass it as a column name instead")
+        return builder(new_data, **spec)
+
+    return rebuild

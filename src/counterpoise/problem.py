@@ -1,0 +1,238 @@
+"""WeightingProblem: a list of terms over one weight vector, solved by any backend and checked after.
+
+    minimize   sum of the objective terms (a dispersion, a loss)
+    subject to every constraint term (balance, normalization, bounds, your own)
+
+Swept quantities are cvxpy Parameters, addressed as "term.param" (e.g. "balance.delta") or by the
+short name alone ("delta"), which sets that parameter in every term that has it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .backends import BACKENDS
+from .backends.cvxpy_backend import build
+from .errors import InfeasibleError, InputError, SolverError
+from .solution import Check, Path, Solution
+from .terms import Balance, Term
+
+#: Largest scaled violation a solution may have and still be called "optimal" (see each term's
+#: `violation`: SD units for balance in SD units, relative for sums, a fraction of a typical weight for bounds).
+CHECK_TOLERANCE = 1e-6
+
+
+class WeightingProblem:
+    """Weights for the `units` (a pandas Index) that minimize the objective terms subject to the rest.
+
+    Built by the family functions (`counterpoise.sbw`, `calibrate`, ...); `add` puts in your own term.
+    """
+
+    def __init__(self, units, terms, family="custom", weight_scale="", design=None, rebuild=None):
+        self.units = pd.Index(units)
+        self.n = len(self.units)
+        self.terms: list[Term] = []
+        self.family = family
+        self.weight_scale = weight_scale
+        self.design = design
+        self._rebuild = rebuild
+        self._backends = {}
+        for term in terms:
+            self.add(term)
+        self._builder_terms = len(self.terms)
+
+    def __repr__(self):
+        names = ", ".join(t.name for t in self.terms)
+        return f"WeightingProblem({self.family}, n={self.n}, terms=[{names}])"
+
+    def add(self, term: Term) -> "WeightingProblem":
+        """Add a term (a constraint or an objective piece); the cvxpy problem is rebuilt on the next solve."""
+        if not isinstance(term, Term):
+            raise InputError(f"add() takes a counterpoise Term, got {type(term).__name__}")
+        if any(t.name == term.name for t in self.terms):
+            raise InputError(f"the problem already has a term named {term.name!r}; give the new one another name")
+        self.terms.append(term)
+        self._backends.clear()
+        return self
+
+    # ---- parameters -------------------------------------------------------------------------
+
+    @property
+    def parameters(self) -> dict:
+        """Every cvxpy Parameter, keyed "term.param"."""
+        return {f"{t.name}.{k}": p for t in self.terms for k, p in t.parameters().items()}
+
+    def _resolve(self, key):
+        params = self.parameters
+        if key in params:
+            return [params[key]]
+        matches = [p for name, p in params.items() if name.split(".", 1)[1] == key]
+        if not matches:
+            raise InputError(f"no parameter named {key!r}; this problem has {sorted(params)}")
+        return matches
+
+    def set(self, **values) -> "WeightingProblem":
+        """Set parameter values: `set(delta=0.01)`, `set(**{"balance:control.delta": [...]})`; scalars broadcast."""
+        for key, value in values.items():
+            for param in self._resolve(key):
+                array = np.broadcast_to(np.asarray(value, dtype=float), param.shape)
+                if not np.all(np.isfinite(array)):
+                    raise InputError(f"{key} must be finite, got {value!r}")
+                if param.is_nonneg() and np.any(array < 0):
+                    raise InputError(f"{key} must be nonnegative, got {value!r}")
+                param.value = np.array(array)
+        return self
+
+    def get(self, key):
+        """The current value of a parameter (the first match for a short name)."""
+        return self._resolve(key)[0].value
+
+    # ---- solving ----------------------------------------------------------------------------
+
+    def backend(self, name):
+        """The backend object for this problem, created once so it keeps its state (compiled problem, factorization)."""
+        if name == "auto":
+            name = "cvxpy"
+        if name not in BACKENDS:
+            raise InputError(f"unknown backend {name!r}; available: {sorted(BACKENDS)} and 'auto'")
+        if name not in self._backends:
+            self._backends[name] = BACKENDS[name](self)
+        return self._backends[name]
+
+    def to_cvxpy(self):
+        """The cvxpy problem the reference backend solves (built once; variable `w` is its only variable).
+
+        Add constraints with `prob.add(term)` rather than by editing this object, so that every backend
+        and the post-solve check see them.
+        """
+        return self.backend("cvxpy").cvxpy_problem
+
+    def solve(self, backend="cvxpy", solver=None, tolerance=CHECK_TOLERANCE, raise_on_failure=True, **options) -> Solution:
+        """Solve and check. Raises `InfeasibleError` (naming the constraints that bind) or `SolverError`
+        (with the solver status and the violations) unless `raise_on_failure=False`, which returns the
+        solution with its status instead. `solver` and `options` go to the backend (for cvxpy: any
+        installed solver and its settings)."""
+        raw = self.backend(backend).solve(solver=solver, **options)
+        solution = self._finish(raw, backend, tolerance)
+        if raise_on_failure and solution.status != "optimal":
+            if solution.status == "infeasible":
+                raise self.explain_infeasible()
+            raise SolverError(self._failure_message(solution), solution=solution)
+        return solution
+
+    def _finish(self, raw, backend, tolerance) -> Solution:
+        w = raw.weights
+        finite = np.all(np.isfinite(w))
+        violations = {t.name: t.violation(w) for t in self.terms} if finite else {}
+        objective = float(sum(t.value(w) for t in self.terms)) if finite else float("nan")
+        status = raw.status
+        if status == "optimal" and (not finite or max(violations.values(), default=0.0) > tolerance):
+            status = "inaccurate"
+        return Solution(
+            weights=pd.Series(w, index=self.units, name="weight"),
+            status=status,
+            objective=objective,
+            solve_time=raw.solve_time,
+            backend=backend,
+            solver=raw.solver,
+            duals=self._duals(raw.duals),
+            violations=violations,
+            tolerance=tolerance,
+            weight_scale=self.weight_scale,
+            parameters={k: np.array(p.value) for k, p in self.parameters.items()},
+            iterations=raw.iterations,
+            message=raw.message,
+            design=self.design,
+            problem=self,
+            info=raw.info,
+        )
+
+    def _duals(self, duals) -> pd.Series:
+        pieces = []
+        for term in self.terms:
+            if term.name in duals:
+                index = pd.MultiIndex.from_product([[term.name], term.columns], names=["term", "column"])
+                pieces.append(pd.Series(duals[term.name], index=index))
+        return pd.concat(pieces) if pieces else pd.Series(dtype=float)
+
+    def _failure_message(self, solution) -> str:
+        bad = {k: v for k, v in solution.violations.items() if v > solution.tolerance}
+        detail = ", ".join(f"{k} violated by {v:.2e}" for k, v in bad.items()) or "no finite weights returned"
+        return (
+            f"{solution.backend}/{solution.solver} returned status {solution.status!r}: {detail} "
+            f"(check tolerance {solution.tolerance:g}; {solution.message}). Try another solver or tighter "
+            "solver tolerances, or pass raise_on_failure=False to get these weights anyway."
+        )
+
+    def explain_infeasible(self) -> InfeasibleError:
+        """Why no weights exist: solve the problem with every balance constraint loosened by a slack and
+        report, per balance column, the smallest extra tolerance that would make it feasible."""
+        balance = [t for t in self.terms if isinstance(t, Balance)]
+        relaxed, _, _, slacks = build(self.terms, self.n, slack_terms={t.name for t in balance})
+        relaxed.solve(solver="CLARABEL")
+        if relaxed.status not in ("optimal", "optimal_inaccurate"):
+            return InfeasibleError(
+                "no weights satisfy the bounds and normalization even with balance relaxed "
+                "(for example, lower bounds that sum to more than the required total, or upper bounds to less)"
+            )
+        binding = []
+        for term in balance:
+            needed = np.asarray(slacks[term.name].value)
+            for column, slack, delta in zip(term.columns, needed, _tolerances(term)):
+                if slack > 1e-7:
+                    binding.append({"term": term.name, "column": column, "tolerance": delta, "needed": delta + slack})
+        binding = pd.DataFrame(binding)
+        lines = [f"  {r.term} / {r.column}: tolerance {r.tolerance:.4g}, needs at least {r.needed:.4g}" for r in binding.itertuples()]
+        return InfeasibleError(
+            "no weights satisfy the balance constraints with these tolerances; the least total loosening needs:\n"
+            + "\n".join(lines[:20]) + ("\n  ..." if len(lines) > 20 else "")
+            + "\n(tolerances in the term's scale: SD units for delta_scale='sd', relative for calibration tolerances)",
+            binding=binding,
+        )
+
+    def path(self, backend="cvxpy", solver=None, progress=False, raise_on_failure=True, **sweep) -> Path:
+        """Solve once per value of one swept parameter, in order, warm: `prob.path(delta=np.geomspace(.2, .001, 30))`.
+
+        The cvxpy backend compiles the parametrized problem once and re-solves it for each value.
+        The parameter keeps its last value afterwards."""
+        if len(sweep) != 1:
+            raise InputError(f"path() sweeps exactly one parameter, got {sorted(sweep)}")
+        (key, values), = sweep.items()
+        solutions = []
+        for i, value in enumerate(values):
+            self.set(**{key: value})
+            solutions.append(self.solve(backend=backend, solver=solver, raise_on_failure=raise_on_failure))
+            if progress:
+                print(f"\r{key} {i + 1}/{len(values)}", end="", flush=True)
+        if progress:
+            print()
+        return Path(parameter=key, values=list(values), solutions=solutions)
+
+    def check(self, backend, solver=None, reference_solver="CLARABEL", **options) -> Check:
+        """Solve with `backend` (and `solver`) and with cvxpy + `reference_solver`, and report the gaps."""
+        sol = self.solve(backend=backend, solver=solver, raise_on_failure=False, **options)
+        ref = self.solve(backend="cvxpy", solver=reference_solver)
+        w, w_ref = sol.weights.to_numpy(), ref.weights.to_numpy()
+        return Check(
+            backend=f"{backend}/{sol.solver}",
+            reference=f"cvxpy/{ref.solver}",
+            objective_gap=abs(sol.objective - ref.objective) / max(abs(ref.objective), 1e-12),
+            weight_gap=float(np.max(np.abs(w - w_ref)) / max(np.max(np.abs(w_ref)), 1e-300)),
+            max_violation=sol.max_violation,
+            reference_max_violation=ref.max_violation,
+            solution=sol,
+            reference_solution=ref,
+        )
+
+    def rebuild(self, data) -> "WeightingProblem":
+        """The same family with the same arguments on other data (the bootstrap uses this)."""
+        if self._rebuild is None:
+            raise InputError("this problem was not made by a family builder, so it cannot be rebuilt on new data")
+        if len(self.terms) > self._builder_terms:
+            raise InputError("rebuild() re-runs the family builder and cannot carry terms added with add()")
+        return self._rebuild(data)
+
+
+def _tolerances(term):
+    return np.zeros(len(term.columns)) if term.exact else np.asarray(term.delta.value)

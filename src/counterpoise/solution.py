@@ -1,0 +1,152 @@
+"""Results: a `Solution` per solve, a `Path` per sweep, a `Check` per backend comparison."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from . import diagnostics
+
+
+@dataclass
+class Solution:
+    """Weights and what the solve found.
+
+    `weights` keeps the index of the weighted rows and is on the scale named by `weight_scale`.
+    `status` is "optimal" only when the solver said so *and* the weights pass counterpoise's own
+    feasibility check (`violations`, each term's largest violation in its scaled units, all within
+    `tolerance`); otherwise "inaccurate", "infeasible", "unbounded" or "failed". `objective` is the
+    problem's objective evaluated at the returned weights (the same formula for every backend).
+    `duals` holds one value per balance column (see `terms.Balance`).
+    """
+
+    weights: pd.Series
+    status: str
+    objective: float
+    solve_time: float
+    backend: str
+    solver: str
+    duals: pd.Series
+    violations: dict
+    tolerance: float
+    weight_scale: str
+    parameters: dict = field(default_factory=dict)
+    iterations: int | None = None
+    message: str = ""
+    design: diagnostics.BalanceDesign | None = field(default=None, repr=False)
+    problem: object = field(default=None, repr=False)
+    info: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "optimal"
+
+    @property
+    def max_violation(self) -> float:
+        return max(self.violations.values(), default=0.0)
+
+    @cached_property
+    def balance(self) -> pd.DataFrame:
+        """Balance table: target, before / after values and SMDs per (group, term); see `diagnostics.balance_table`."""
+        if self.design is None:
+            raise AttributeError("this problem has no balance design (it was built without covariates)")
+        return diagnostics.balance_table(self.design, self.weights.to_numpy())
+
+    def balance_with(self, std: str) -> pd.DataFrame:
+        """The balance table with another fixed SMD denominator ("target", "pooled", "treated", "control")."""
+        return diagnostics.balance_table(self.design, self.weights.to_numpy(), std=std)
+
+    @property
+    def ess(self):
+        """Kish effective sample size (sum w)^2 / sum w^2: a float, or a Series per arm when several arms are weighted."""
+        groups = None if self.design is None else self.design.groups
+        if groups is None or len(np.unique(groups)) == 1:
+            return diagnostics.effective_sample_size(self.weights.to_numpy())
+        return self.weights.groupby(groups).apply(lambda w: diagnostics.effective_sample_size(w.to_numpy()))
+
+    @property
+    def max_abs_smd(self) -> float:
+        return diagnostics.max_abs_smd(self.balance)
+
+    def summary(self) -> str:
+        """A few lines a person reads: status, objective, balance, ESS, time."""
+        lines = [
+            f"status {self.status} ({self.backend}/{self.solver}), objective {self.objective:.6g}, "
+            f"max violation {self.max_violation:.2e}, {self.solve_time:.2f} s",
+            f"weights: n = {len(self.weights)}, {self.weight_scale}",
+        ]
+        ess = self.ess
+        if isinstance(ess, pd.Series):
+            lines.append("ESS " + ", ".join(f"{g} {v:.1f}" for g, v in ess.items()))
+        else:
+            lines.append(f"ESS {ess:.1f}")
+        if self.design is not None:
+            table = self.balance
+            lines.append(
+                f"max |SMD| before {diagnostics.max_abs_smd(table, 'smd_before'):.3f}, after {diagnostics.max_abs_smd(table):.4f}"
+            )
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+@dataclass
+class Path:
+    """One solution per value of the swept parameter, solved warm in order."""
+
+    parameter: str
+    values: list
+    solutions: list
+
+    @cached_property
+    def table(self) -> pd.DataFrame:
+        rows = []
+        for value, sol in zip(self.values, self.solutions):
+            row = {self.parameter: value, "status": sol.status, "objective": sol.objective, "solve_time": sol.solve_time}
+            ess = sol.ess
+            row["ess"] = float(np.min(ess)) if isinstance(ess, pd.Series) else ess
+            if sol.design is not None:
+                row["max_abs_smd"] = sol.max_abs_smd
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    @property
+    def weights(self) -> pd.DataFrame:
+        """Weights along the path: one column per parameter value."""
+        return pd.concat([s.weights.rename(v) for v, s in zip(self.values, self.solutions)], axis=1)
+
+    def plot(self, **kwargs):
+        from .plots import path_plot
+
+        return path_plot(self, **kwargs)
+
+    def __len__(self):
+        return len(self.solutions)
+
+    def __getitem__(self, i):
+        return self.solutions[i]
+
+
+@dataclass
+class Check:
+    """How far a backend's solution is from the cvxpy reference on the same problem."""
+
+    backend: str
+    reference: str
+    objective_gap: float        # |f - f_ref| / max(|f_ref|, 1e-12)
+    weight_gap: float           # max_i |w_i - w_ref_i| / max_i |w_ref_i|
+    max_violation: float        # the backend's largest scaled violation
+    reference_max_violation: float
+    solution: Solution = field(repr=False)
+    reference_solution: Solution = field(repr=False)
+
+    def passes(self, objective_tol=1e-6, violation_tol=1e-7) -> bool:
+        return self.objective_gap <= objective_tol and self.max_violation <= violation_tol
+
+    def to_frame(self) -> pd.DataFrame:
+        keys = ["backend", "reference", "objective_gap", "weight_gap", "max_violation", "reference_max_violation"]
+        return pd.DataFrame([{k: getattr(self, k) for k in keys}])

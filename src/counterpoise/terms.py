@@ -1,0 +1,301 @@
+"""The terms a weighting problem is made of.
+
+A term is one mathematical idea (a dispersion objective, a balance constraint, a normalization, a
+bound). It knows three things: its cvxpy form (`objective(w)` and `constraints(w)`, written with
+`cvxpy.Parameter`s so that a path is compiled once), its value at a numpy weight vector
+(`value(w)`), and how far a numpy weight vector violates it (`violation(w)`, in the term's own
+scaled units). Backends read terms; terms never know about backends.
+
+A researcher adds a constraint by subclassing `Term`; see `MaxShare` for a complete example.
+"""
+
+from __future__ import annotations
+
+import cvxpy as cp
+import numpy as np
+
+
+class Term:
+    """Base class. Subclasses override what applies to them; the defaults are "contributes nothing"."""
+
+    name = "term"
+
+    def parameters(self) -> dict[str, cp.Parameter]:
+        """The swept quantities of this term, by short name (e.g. {"delta": ...})."""
+        return {}
+
+    def objective(self, w) -> cp.Expression | None:
+        """This term's contribution to the objective (a convex cvxpy expression), or None."""
+        return None
+
+    def constraints(self, w) -> list:
+        """This term's cvxpy constraints on the weight vector `w` (a cvxpy expression of length n)."""
+        return []
+
+    def value(self, w: np.ndarray) -> float:
+        """The objective contribution at numpy weights `w`."""
+        return 0.0
+
+    def violation(self, w: np.ndarray) -> float:
+        """Largest violation of this term's constraints at numpy weights `w` (0 when satisfied)."""
+        return 0.0
+
+    def dual(self, constraints) -> np.ndarray | None:
+        """Per-column dual values read off this term's solved cvxpy `constraints`, where that means something."""
+        return None
+
+
+def _select(w, rows):
+    return w if rows is None else w[rows]
+
+
+def _parameter(value, name, nonneg=False):
+    value = np.asarray(value, dtype=float)
+    return cp.Parameter(value.shape, name=name, value=value, nonneg=nonneg)
+
+
+class ChiSquare(Term):
+    """Chi-square dispersion: sum_i (w_i - c_i)^2 / s_i.
+
+    SBW (Zubizarreta 2015) uses c = d / sum(d), s = d / mean(d) within each arm, which is the
+    variance of the weights sum (w_i - 1/n)^2 for unit base weights d. Linear (GREG) calibration
+    uses c = d, s = 2 d, the Deville-Sarndal distance sum d_i (g_i - 1)^2 / 2 with g = w / d.
+    """
+
+    name = "chi_square"
+
+    def __init__(self, center, scale, name=None):
+        self.center = np.asarray(center, dtype=float)
+        self.scale = np.asarray(scale, dtype=float)
+        self.name = name or self.name
+
+    def objective(self, w):
+        return cp.sum_squares(cp.multiply(w - self.center, 1.0 / np.sqrt(self.scale)))
+
+    def value(self, w):
+        return float(np.sum((w - self.center) ** 2 / self.scale))
+
+
+class Entropy(Term):
+    """Entropy (KL) distance to base weights: sum_i w_i log(w_i / q_i) - w_i + q_i.
+
+    With sum w = sum q = 1 this is KL(w || q), entropy balancing (Hainmueller 2012); with q = d it is
+    the raking distance sum d_i G(w_i / d_i), G(g) = g log g - g + 1 (Deville-Sarndal).
+    """
+
+    name = "entropy"
+
+    def __init__(self, base, name=None):
+        self.base = np.asarray(base, dtype=float)
+        self.name = name or self.name
+
+    def objective(self, w):
+        return cp.sum(cp.kl_div(w, self.base))
+
+    def value(self, w):
+        w = np.maximum(w, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            wlogw = np.where(w > 0, w * np.log(w / self.base), 0.0)
+        return float(np.sum(wlogw - w + self.base))
+
+
+class Logit(Term):
+    """Deville-Sarndal logit distance with ratio bounds L < g = w/d < U:
+
+    sum_i d_i G(g_i), G(g) = [(g-L) log((g-L)/(1-L)) + (U-g) log((U-g)/(U-1))] / A,
+    A = (U-L) / ((1-L)(U-1)). Its calibration weights are survey::calibrate's calfun="logit".
+    """
+
+    name = "logit"
+
+    def __init__(self, base, lower, upper, name=None):
+        if not (0 <= lower < 1 < upper < np.inf):
+            raise ValueError("logit distance needs ratio bounds 0 <= L < 1 < U < inf")
+        self.base = np.asarray(base, dtype=float)
+        self.lower, self.upper = float(lower), float(upper)
+        self.A = (upper - lower) / ((1 - lower) * (upper - 1))
+        self.name = name or self.name
+
+    def objective(self, w):
+        d, L, U = self.base, self.lower, self.upper
+        return (cp.sum(cp.rel_entr(w - L * d, (1 - L) * d)) + cp.sum(cp.rel_entr(U * d - w, (U - 1) * d))) / self.A
+
+    def value(self, w):
+        d, L, U = self.base, self.lower, self.upper
+        g = np.clip(w / d, L, U)
+
+        def xlogy(x, y):
+            return np.where(x > 0, x * np.log(np.where(x > 0, x, 1.0) / y), 0.0)
+
+        return float(np.sum(d * (xlogy(g - L, 1 - L) + xlogy(U - g, U - 1))) / self.A)
+
+
+class Balance(Term):
+    """Approximate balance: |(B_j' w - t_j) / s_j| <= delta_j for every column j of B.
+
+    B holds the balance functions of the units in `rows`, t the targets (Parameter "target") and s the
+    fixed scales that make delta unit-free (target SDs for delta in SD units, 1 for raw units, |t| for
+    relative tolerances). `delta=None` asks for exact balance B'w = t. The dual of column j is the
+    objective's sensitivity to its tolerance: the objective falls by about |dual_j| per unit of extra
+    delta_j; the sign says which side binds (+: the weighted value sits at its upper limit).
+    """
+
+    name = "balance"
+
+    def __init__(self, B, target, delta=None, scale=None, rows=None, columns=None, name=None):
+        self.B = np.ascontiguousarray(B, dtype=float)
+        k = self.B.shape[1]
+        self.scale = np.ones(k) if scale is None else np.asarray(scale, dtype=float)
+        self.rows = rows
+        self.columns = list(columns) if columns is not None else [f"b{j}" for j in range(k)]
+        self.name = name or self.name
+        self.target = _parameter(target, f"{self.name}.target")
+        self.exact = delta is None
+        self.delta = None if self.exact else _parameter(np.broadcast_to(delta, (k,)), f"{self.name}.delta", nonneg=True)
+        self._scaled = self.B / self.scale
+
+    def parameters(self):
+        params = {"target": self.target}
+        if not self.exact:
+            params["delta"] = self.delta
+        return params
+
+    def imbalance(self, w):
+        """(B'w - t) / s: the scaled imbalance, a cvxpy expression or a numpy array."""
+        if isinstance(w, np.ndarray):
+            return (_select(w, self.rows) @ self._scaled) - self.target.value / self.scale
+        return self._scaled.T @ _select(w, self.rows) - cp.multiply(self.target, 1.0 / self.scale)
+
+    def constraints(self, w, slack=None):
+        """Balance constraints; with a nonnegative `slack` vector they are loosened by it (infeasibility diagnosis)."""
+        gap = self.imbalance(w)
+        if self.exact and slack is None:
+            return [gap == 0]
+        limit = (0 if self.exact else self.delta) + (0 if slack is None else slack)
+        return [gap <= limit, -gap <= limit]
+
+    def violation(self, w):
+        gap = np.abs(self.imbalance(w))
+        limit = 0.0 if self.exact else self.delta.value
+        return float(np.max(gap - limit, initial=0.0))
+
+    def dual(self, constraints):
+        if constraints[0].dual_value is None:
+            return None
+        if len(constraints) == 1:
+            return -np.asarray(constraints[0].dual_value, dtype=float).ravel()
+        return np.asarray(constraints[0].dual_value - constraints[1].dual_value, dtype=float).ravel()
+
+
+class Normalize(Term):
+    """sum_{i in rows} w_i = total."""
+
+    name = "normalize"
+
+    def __init__(self, total, rows=None, name=None):
+        self.total = float(total)
+        self.rows = rows
+        self.name = name or self.name
+
+    def constraints(self, w):
+        return [cp.sum(_select(w, self.rows)) == self.total]
+
+    def violation(self, w):
+        return abs(float(np.sum(_select(w, self.rows))) - self.total) / abs(self.total)
+
+
+class Bounds(Term):
+    """lower_i <= w_i / r_i <= upper_i, with r = 1 (bounds on w) or r = d (bounds on the ratio g = w/d).
+
+    Bounds are scalars or per-unit arrays, held in Parameters ("lower", "upper") so they can be swept
+    (keep them scalar where you can: cvxpy compiles a scalar parameter faster). Violations are reported in
+    units of the mean reference weight, so 1e-6 means "a millionth of a typical weight".
+    """
+
+    name = "bounds"
+
+    def __init__(self, lower=None, upper=None, reference=None, name=None):
+        self.reference = None if reference is None else np.asarray(reference, dtype=float)
+        self.name = name or self.name
+        self.lower = None if lower is None else _parameter(lower, f"{self.name}.lower")
+        self.upper = None if upper is None else _parameter(upper, f"{self.name}.upper")
+
+    def parameters(self):
+        return {k: p for k, p in (("lower", self.lower), ("upper", self.upper)) if p is not None}
+
+    def _limit(self, param):
+        return param if self.reference is None else cp.multiply(param, self.reference)
+
+    def constraints(self, w):
+        cons = []
+        if self.lower is not None:
+            cons.append(w >= self._limit(self.lower))
+        if self.upper is not None:
+            cons.append(w <= self._limit(self.upper))
+        return cons
+
+    def violation(self, w):
+        ref = np.ones_like(w) if self.reference is None else self.reference
+        unit = float(np.mean(ref)) if self.reference is not None else max(float(np.mean(np.abs(w))), 1e-300)
+        worst = 0.0
+        if self.lower is not None:
+            worst = max(worst, float(np.max(self.lower.value * ref - w, initial=0.0)))
+        if self.upper is not None:
+            worst = max(worst, float(np.max(w - self.upper.value * ref, initial=0.0)))
+        return worst / unit
+
+
+class SparseLoss(Term):
+    """Non-negative relative-loss lasso objective (sparse calibration):
+
+    1/2 sum_j ((B_j' w - b_j) / s_j)^2 + lam * mean_i(w_i / w0_i), with s_j = max(|b_j|, floor) fixed
+    when the problem is built (changing the targets later keeps these scales). With w >= 0 the L1
+    term is linear. Parameters: "target" (b) and "lam".
+    """
+
+    name = "sparse_loss"
+
+    def __init__(self, B, target, lam, w0, floor=1.0, columns=None, name=None):
+        self.B = np.ascontiguousarray(B, dtype=float)
+        self.w0 = np.asarray(w0, dtype=float)
+        target = np.asarray(target, dtype=float)
+        self.scale = np.maximum(np.abs(target), floor)
+        self.columns = list(columns) if columns is not None else [f"b{j}" for j in range(self.B.shape[1])]
+        self.name = name or self.name
+        self.target = _parameter(target, f"{self.name}.target")
+        self.lam = _parameter(lam, f"{self.name}.lam", nonneg=True)
+        self._scaled = self.B / self.scale
+
+    def parameters(self):
+        return {"target": self.target, "lam": self.lam}
+
+    def objective(self, w):
+        residual = self._scaled.T @ w - cp.multiply(self.target, 1.0 / self.scale)
+        return 0.5 * cp.sum_squares(residual) + self.lam * cp.sum(cp.multiply(w, 1.0 / (self.w0 * len(self.w0))))
+
+    def value(self, w):
+        residual = w @ self._scaled - self.target.value / self.scale
+        return float(0.5 * residual @ residual + self.lam.value * np.mean(w / self.w0))
+
+
+class MaxShare(Term):
+    """No unit carries more than `share` of the total weight: w_i <= share * sum(w).
+
+    Also the worked example of a user-written term: a constructor, `parameters`, `constraints` and
+    `violation` are all a term needs to solve on cvxpy.
+    """
+
+    name = "max_share"
+
+    def __init__(self, share, name=None):
+        self.name = name or self.name
+        self.share = cp.Parameter(nonneg=True, name=f"{self.name}.share", value=float(share))
+
+    def parameters(self):
+        return {"share": self.share}
+
+    def constraints(self, w):
+        return [w <= self.share * cp.sum(w)]
+
+    def violation(self, w):
+        return max(float(np.max(w) - self.share.value * np.sum(w)), 0.0) / max(float(np.mean(np.abs(w))), 1e-300)

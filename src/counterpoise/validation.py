@@ -1,0 +1,134 @@
+"""Input checks at the public boundary. Everything past the family builders trusts clean arrays."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+
+
+class CounterpoiseWarning(UserWarning):
+    """Something was changed for you (a constant column dropped); the message says what."""
+
+
+def as_frame(data) -> pd.DataFrame:
+    """A DataFrame from a DataFrame or a 2-D array (columns named X1..Xp); rejects duplicate column names."""
+    if isinstance(data, pd.DataFrame):
+        frame = data
+    elif isinstance(data, np.ndarray) and data.ndim == 2:
+        frame = pd.DataFrame(data, columns=[f"X{j + 1}" for j in range(data.shape[1])])
+    else:
+        raise InputError(f"data must be a pandas DataFrame or a 2-D numpy array, got {type(data).__name__}")
+    duplicated = frame.columns[frame.columns.duplicated()].unique().tolist()
+    if duplicated:
+        raise InputError(f"data has duplicate column names {duplicated}; rename them so each column is unambiguous")
+    if len(frame) == 0:
+        raise InputError("data has no rows")
+    if not frame.index.is_unique:
+        raise InputError("data's index has duplicate labels; weights are returned by index, so make it unique (reset_index)")
+    return frame
+
+
+def columns_list(columns, what) -> list:
+    if columns is None:
+        raise InputError(f"{what}: give the column names")
+    columns = [columns] if isinstance(columns, str) else list(columns)
+    if not columns:
+        raise InputError(f"{what}: the list of columns is empty")
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise InputError(f"{what}: columns listed more than once: {repeated}")
+    return columns
+
+
+def numeric_matrix(frame: pd.DataFrame, columns, what="covariates") -> np.ndarray:
+    """The named columns as a float matrix; every column must exist, be numeric (or boolean) and finite."""
+    columns = columns_list(columns, what)
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InputError(f"{what}: columns {missing} are not in the data (it has {list(frame.columns)[:20]})")
+    bad_type = [c for c in columns if not (pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]))]
+    if bad_type:
+        raise InputError(
+            f"{what}: columns {bad_type} are not numeric; encode categories as indicator columns "
+            "(pandas.get_dummies) or pass them as calibration margins"
+        )
+    X = frame[columns].to_numpy(dtype=float)
+    finite(X, what, columns)
+    return X
+
+
+def finite(values, what, columns=None):
+    """Raise naming where NaN or inf sits."""
+    values = np.asarray(values, dtype=float)
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return
+    if values.ndim == 2:
+        counts = bad.sum(axis=0)
+        names = columns if columns is not None else [f"column {j}" for j in range(values.shape[1])]
+        where = ", ".join(f"{names[j]} ({counts[j]} rows)" for j in np.flatnonzero(counts))
+        raise InputError(f"{what} contain NaN or infinite values: {where}; drop or impute those rows first")
+    raise InputError(f"{what} contain {int(bad.sum())} NaN or infinite values; drop or impute those rows first")
+
+
+def treatment_indicator(frame: pd.DataFrame, column) -> np.ndarray:
+    """The treatment column as 0/1 integers; both arms must have units."""
+    if column is None:
+        raise InputError("treatment: give the name of the 0/1 treatment column")
+    if column not in frame.columns:
+        raise InputError(f"treatment column {column!r} is not in the data")
+    values = frame[column]
+    if values.isna().any():
+        raise InputError(f"treatment column {column!r} has {int(values.isna().sum())} missing values")
+    levels = set(pd.unique(values).tolist())
+    if not levels <= {0, 1, True, False}:
+        raise InputError(f"treatment column {column!r} must be 0/1 (or boolean); it has values {sorted(map(str, levels))[:10]}")
+    a = values.to_numpy().astype(int)
+    for arm, label in ((1, "treated"), (0, "control")):
+        if not np.any(a == arm):
+            raise InputError(f"treatment column {column!r} has no {label} units ({column} == {arm}); both arms are needed")
+    return a
+
+
+def base_weights(frame: pd.DataFrame, spec, what="base_weights") -> np.ndarray:
+    """Base (design / sample) weights: None gives ones; a column name or an array; finite and positive."""
+    if spec is None:
+        return np.ones(len(frame))
+    if isinstance(spec, str):
+        if spec not in frame.columns:
+            raise InputError(f"{what}: column {spec!r} is not in the data")
+        d = frame[spec].to_numpy(dtype=float)
+    else:
+        d = np.asarray(spec, dtype=float).ravel()
+        if len(d) != len(frame):
+            raise InputError(f"{what} has length {len(d)} but the data has {len(frame)} rows")
+    finite(d, what)
+    if np.any(d < 0):
+        raise InputError(f"{what}: {int(np.sum(d < 0))} weights are negative; base weights must be positive")
+    if np.any(d == 0):
+        raise InputError(f"{what}: {int(np.sum(d == 0))} weights are zero; drop those rows (they cannot be reweighted)")
+    return d
+
+
+def drop_constant(B: np.ndarray, names: list) -> tuple[np.ndarray, list]:
+    """Drop columns that take one value in every row, with a warning: any normalized weights balance them."""
+    constant = np.ptp(B, axis=0) == 0 if len(B) else np.zeros(B.shape[1], bool)
+    if constant.any():
+        dropped = [n for n, c in zip(names, constant) if c]
+        warnings.warn(f"dropped constant columns {dropped}: they take one value in every row, so balance on them is automatic",
+                      CounterpoiseWarning, stacklevel=3)
+        if constant.all():
+            raise InputError("every balance column is constant; there is nothing to balance")
+        B = B[:, ~constant]
+        names = [n for n, c in zip(names, constant) if not c]
+    return B, names
+
+
+def choice(value, allowed, what):
+    if value not in allowed:
+        raise InputError(f"{what} must be one of {list(allowed)}, got {value!r}")
+    return value

@@ -1,0 +1,60 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from counterpoise.datasets import kim2023
+from counterpoise.errors import InputError
+
+
+def test_columns_and_types():
+    df = kim2023(500)
+    assert list(df.columns) == ["X1", "X2", "X3", "X4", "X5", "X6", "A", "Y"]
+    assert df.shape == (500, 8)
+    assert df["A"].dtype == np.int64
+    assert set(df["A"].unique()) <= {0, 1}
+    assert set(df["X6"].unique()) <= {0.0, 1.0}
+    assert list(kim2023(500, transformed=True).columns) == ["X1X3", "X2sq", "X4", "X5", "X6", "A", "Y"]
+
+
+def test_distribution_matches_design():
+    df = kim2023(200_000, seed=1)
+    sigma = np.array([[2.0, 1.0, -1.0], [1.0, 1.0, -0.5], [-1.0, -0.5, 1.0]])
+    np.testing.assert_allclose(np.cov(df[["X1", "X2", "X3"]].to_numpy().T), sigma, atol=0.03)
+    assert df["X4"].between(-3, 3).all()
+    assert df["X5"].min() >= 0 and df["X5"].mean() == pytest.approx(1.0, abs=0.02)
+    assert df["X6"].mean() == pytest.approx(0.5, abs=0.01)
+    # E[(X1 + X2 + X5)^2] = Var(X1 + X2) + E[X5^2] = 5 + 3
+    assert df["Y"].mean() == pytest.approx(8.0, rel=0.03)
+
+
+def test_reproducible_and_seed_dependent():
+    pd.testing.assert_frame_equal(kim2023(300, seed=5), kim2023(300, seed=5))
+    assert not np.allclose(kim2023(300, seed=5)["X1"], kim2023(300, seed=6)["X1"])
+
+
+def test_treated_share_by_overlap():
+    # Population shares are about 0.321 (weak) and 0.340 (strong), measured at n = 2e6.
+    weak = kim2023(100_000, "weak").A.mean()
+    strong = kim2023(100_000, "strong").A.mean()
+    assert 0.31 < weak < 0.33
+    assert 0.33 < strong < 0.35
+
+
+def test_transformed_columns_are_functions_of_same_draws():
+    raw = kim2023(1000, seed=3)
+    star = kim2023(1000, seed=3, transformed=True)
+    np.testing.assert_array_equal(star["X1X3"], raw["X1"] * raw["X3"])
+    np.testing.assert_array_equal(star["X2sq"], raw["X2"] ** 2)
+    for col in ["X4", "X5", "X6", "A", "Y"]:
+        np.testing.assert_array_equal(star[col], raw[col])
+
+
+@pytest.mark.parametrize("kwargs, word", [
+    ({"n": 1}, "n"),
+    ({"n": 10.0}, "n"),
+    ({"n": True}, "n"),
+    ({"n": 10, "overlap": "medium"}, "overlap"),
+])
+def test_bad_arguments(kwargs, word):
+    with pytest.raises(InputError, match=word):
+        kim2023(**kwargs)
