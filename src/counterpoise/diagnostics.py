@@ -1,0 +1,323 @@
+"""Balance diagnostics: standardized mean differences with fixed denominators, effective sample size, design effect.
+
+Conventions (see the module functions for the formulas):
+
+- Standardized mean differences (SMDs) divide by standard deviations fixed *before* weighting
+  (`smd_denominators`), so the "before" and "after" columns of a balance table share one scale (cobalt's default;
+  balance's `std_type="target"` is the same choice of population). The SMD is signed: (weighted mean - target) / sd.
+  Its absolute value is the target-population ASMD (TASMD).
+- Effective sample size and design effect are Kish's: ESS = (sum w)^2 / sum w^2, deff = n sum w^2 / (sum w)^2 = n / ESS.
+- Weights are non-negative. A weight below -1e-8 * max|w| is an error; smaller negatives (solver round-off) are
+  kept as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from counterpoise.errors import InputError
+
+_NEGATIVE_TOLERANCE = 1e-8
+_KINDS = ("mean", "total")
+_BALANCE_COLUMNS = ["target", "before", "after", "smd_before", "smd_after", "rel_error_before", "rel_error_after"]
+
+
+def _check_weights(w, name: str, n: int | None = None) -> np.ndarray:
+    """Return `w` as a 1-D float array after checking it is finite, non-negative (up to round-off) and of length `n`."""
+    try:
+        w = np.asarray(w, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{name} must be numeric: {exc}") from None
+    if w.ndim != 1:
+        raise InputError(f"{name} must be one-dimensional, got shape {w.shape}")
+    if n is not None and w.shape[0] != n:
+        raise InputError(f"{name} has {w.shape[0]} entries but there are {n} units")
+    if w.size == 0:
+        raise InputError(f"{name} is empty")
+    if not np.all(np.isfinite(w)):
+        raise InputError(f"{name} has {int(np.sum(~np.isfinite(w)))} non-finite values (NaN or inf)")
+    floor = -_NEGATIVE_TOLERANCE * np.max(np.abs(w))
+    if np.any(w < floor):
+        raise InputError(f"{name} has {int(np.sum(w < floor))} negative values (smallest {w.min():.3g}); weights must be >= 0")
+    return w
+
+
+def _check_matrix(X, name: str) -> np.ndarray:
+    try:
+        X = np.asarray(X, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{name} must be numeric: {exc}") from None
+    if X.ndim != 2:
+        raise InputError(f"{name} must be two-dimensional (units x covariates), got shape {X.shape}")
+    if not np.all(np.isfinite(X)):
+        raise InputError(f"{name} has {int(np.sum(~np.isfinite(X)))} non-finite values (NaN or inf)")
+    return X
+
+
+def _check_vector(v, name: str, p: int) -> np.ndarray:
+    v = np.asarray(v, dtype=float)
+    if v.shape != (p,):
+        raise InputError(f"{name} must have shape ({p},), got {v.shape}")
+    if not np.all(np.isfinite(v)):
+        raise InputError(f"{name} has non-finite values")
+    return v
+
+
+def _group_labels(groups: np.ndarray) -> list:
+    """Distinct group labels in order of first appearance."""
+    return list(dict.fromkeys(groups.tolist()))
+
+
+@dataclass(frozen=True, eq=False)
+class BalanceDesign:
+    """What a balance table compares: covariates of the weighted units against their targets.
+
+    Attributes
+    ----------
+    names : p covariate (term) names.
+    X : (n_w, p) raw covariate values of the weighted units.
+    groups : (n_w,) label per weighted unit: all "control" for the ATT; "treated" / "control" for the ATE (each
+        arm weighted to the full sample); "sample" for calibration.
+    base_weights : (n_w,) weights before adjustment (ones, or design weights).
+    targets : group label -> (p,) target per covariate: a mean when kind == "mean", a population total when
+        kind == "total".
+    denominators : name -> (p,) standard deviations fixed before weighting (keys among "target", "pooled",
+        "treated", "control"; see `smd_denominators`).
+    std : the default denominator key.
+    kind : "mean" compares weighted means (weights normalized within group); "total" compares weighted totals.
+    population_size : kind == "total" only: group label -> population size N that turns totals into means for SMDs
+        (None: the group's sum of weights).
+
+    Arrays are validated and stored as numpy arrays. Equality is identity (arrays have no single truth value).
+    """
+
+    names: tuple[str, ...]
+    X: np.ndarray
+    groups: np.ndarray
+    base_weights: np.ndarray
+    targets: dict
+    denominators: dict
+    std: str = "target"
+    kind: str = "mean"
+    population_size: dict | None = None
+
+    def __post_init__(self):
+        X = _check_matrix(self.X, "X")
+        n, p = X.shape
+        names = tuple(str(name) for name in self.names)
+        if len(names) != p:
+            raise InputError(f"names has {len(names)} entries but X has {p} columns")
+        groups = np.asarray(self.groups)
+        if groups.shape != (n,):
+            raise InputError(f"groups must have shape ({n},), got {groups.shape}")
+        labels = _group_labels(groups)
+        base_weights = _check_weights(self.base_weights, "base_weights", n)
+        if self.kind not in _KINDS:
+            raise InputError(f"kind must be one of {_KINDS}, got {self.kind!r}")
+        missing = [g for g in labels if g not in self.targets]
+        if missing:
+            raise InputError(f"targets has no entry for groups {missing}")
+        targets = {g: _check_vector(v, f"targets[{g!r}]", p) for g, v in self.targets.items()}
+        denominators = {k: _check_vector(v, f"denominators[{k!r}]", p) for k, v in self.denominators.items()}
+        if self.std not in denominators:
+            raise InputError(f"std={self.std!r} is not among the denominators {list(denominators)}")
+        _check_positive(denominators[self.std], self.std, names)
+        population_size = self.population_size
+        if population_size is not None:
+            if self.kind != "total":
+                raise InputError("population_size is only used when kind == 'total'")
+            missing = [g for g in labels if g not in population_size]
+            if missing:
+                raise InputError(f"population_size has no entry for groups {missing}")
+            if any(not np.isfinite(population_size[g]) or population_size[g] <= 0 for g in labels):
+                raise InputError("population_size values must be finite and positive")
+            population_size = {g: float(v) for g, v in population_size.items()}
+        for field, value in [("names", names), ("X", X), ("groups", groups), ("base_weights", base_weights),
+                             ("targets", targets), ("denominators", denominators),
+                             ("population_size", population_size)]:
+            object.__setattr__(self, field, value)
+
+
+def _check_positive(sd, key, names):
+    zero = [names[j] for j in np.flatnonzero(~(sd > 0))]
+    if zero:
+        raise InputError(f"{zero} have zero {key!r} standard deviation (constant among those rows), so SMDs on that "
+                         "scale are undefined; choose another std (e.g. std='pooled')")
+
+
+def _weighted_sd(X: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weighted population SD per column: sqrt(sum w (x - xbar)^2 / sum w), xbar = sum w x / sum w."""
+    mean = w @ X / w.sum()
+    return np.sqrt(w @ (X - mean) ** 2 / w.sum())
+
+
+def smd_denominators(X, treatment=None, target_rows=None, base_weights=None) -> dict[str, np.ndarray]:
+    """Standard deviations that standardize mean differences, fixed before any weighting.
+
+    Each is the base-weighted population SD, sqrt(sum d (x - xbar)^2 / sum d) with xbar = sum d x / sum d over the
+    rows concerned (no reliability / ddof correction), where d are `base_weights` (ones by default).
+
+    Keys: "target", over `target_rows` (a boolean mask; all rows if None); and, when `treatment` (0/1 per row) is
+    given, "treated" (rows with 1), "control" (rows with 0) and "pooled" = sqrt((var_treated + var_control) / 2),
+    cobalt's pooled SD (an average of the two variances, not weighted by arm size).
+
+    A column that is constant within the rows concerned gets SD 0; using that key to standardize raises (see
+    `balance_table`), so only the denominator actually used has to be positive.
+    """
+    X = _check_matrix(X, "X")
+    n = X.shape[0]
+    d = np.ones(n) if base_weights is None else _check_weights(base_weights, "base_weights", n)
+    subsets = {}
+    if target_rows is None:
+        subsets["target"] = np.ones(n, dtype=bool)
+    else:
+        mask = np.asarray(target_rows)
+        if mask.dtype != bool or mask.shape != (n,):
+            raise InputError(f"target_rows must be a boolean mask of shape ({n},), got dtype {mask.dtype}, shape {mask.shape}")
+        subsets["target"] = mask
+    if treatment is not None:
+        t = np.asarray(treatment)
+        if t.shape != (n,):
+            raise InputError(f"treatment must have shape ({n},), got {t.shape}")
+        if not np.all(np.isin(t, [0, 1])):
+            raise InputError("treatment must be 0/1 (or boolean)")
+        subsets["treated"] = t == 1
+        subsets["control"] = t == 0
+    sds = {}
+    for key, rows in subsets.items():
+        if d[rows].sum() <= 0:
+            raise InputError(f"no rows with positive base weight for the {key!r} denominator")
+        sd = _weighted_sd(X[rows], d[rows])
+        sd[sd <= 1e-12 * np.max(np.abs(X[rows]), axis=0)] = 0.0
+        sds[key] = sd
+    if treatment is not None:
+        sds["pooled"] = np.sqrt((sds["treated"] ** 2 + sds["control"] ** 2) / 2)
+    return sds
+
+
+def _relative_error(value: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """(value - target) / |target| where target != 0, and the absolute error value - target where target == 0."""
+    scale = np.where(target == 0, 1.0, np.abs(target))
+    return (value - target) / scale
+
+
+def balance_table(design: BalanceDesign, weights, std: str | None = None) -> pd.DataFrame:
+    """Balance of every term in every group, before (base weights) and after (`weights`) adjustment.
+
+    kind "mean": before / after = sum_i w_i x_i / sum_i w_i within the group, and
+        smd = (mean - target) / sd.
+    kind "total": before / after = sum_i w_i x_i within the group, and
+        smd = (total - target) / (N sd), N = design.population_size[group], or the group's sum of the weights
+        concerned (base weights before, `weights` after) when population_size is None.
+    sd = design.denominators[std or design.std], the same before and after. The SMD is signed; for the ATT the
+    target is the treated mean, so it is the usual control-minus-treated SMD.
+    rel_error = (value - target) / |target|, or value - target where the target is 0.
+
+    `weights` is a 1-D array or Series of the design's row length, read by position (row i of design.X).
+    Returns a DataFrame indexed by ("group", "term") with columns
+    target, before, after, smd_before, smd_after, rel_error_before, rel_error_after.
+    """
+    w = _check_weights(weights, "weights", design.X.shape[0])
+    key = design.std if std is None else std
+    if key not in design.denominators:
+        raise InputError(f"std={key!r} is not among the design's denominators {list(design.denominators)}")
+    sd = design.denominators[key]
+    _check_positive(sd, key, design.names)
+
+    def compare(Xg, wg, target, group, name):
+        total = wg.sum()
+        if total <= 0:
+            raise InputError(f"{name} of group {group!r} sum to zero")
+        if design.kind == "mean":
+            value = wg @ Xg / total
+            return value, (value - target) / sd
+        value = wg @ Xg
+        size = total if design.population_size is None else design.population_size[group]
+        return value, (value - target) / (size * sd)
+
+    blocks = []
+    for group in _group_labels(design.groups):
+        rows = design.groups == group
+        target = design.targets[group]
+        before, smd_before = compare(design.X[rows], design.base_weights[rows], target, group, "base_weights")
+        after, smd_after = compare(design.X[rows], w[rows], target, group, "weights")
+        blocks.append(pd.DataFrame({
+            "group": group, "term": list(design.names), "target": target, "before": before, "after": after,
+            "smd_before": smd_before, "smd_after": smd_after,
+            "rel_error_before": _relative_error(before, target), "rel_error_after": _relative_error(after, target),
+        }))
+    return pd.concat(blocks, ignore_index=True).set_index(["group", "term"])[_BALANCE_COLUMNS]
+
+
+def _smd_column(table: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in table.columns:
+        raise InputError(f"column {column!r} is not in the balance table (columns: {list(table.columns)})")
+    return np.abs(table[column].to_numpy(dtype=float))
+
+
+def max_abs_smd(table: pd.DataFrame, column: str = "smd_after") -> float:
+    """max over rows of |table[column]|: the worst standardized imbalance."""
+    return float(np.max(_smd_column(table, column)))
+
+
+def mean_abs_smd(table: pd.DataFrame, column: str = "smd_after") -> float:
+    """Mean over rows of |table[column]| (each term and group counts once)."""
+    return float(np.mean(_smd_column(table, column)))
+
+
+def effective_sample_size(w) -> float:
+    """Kish's effective sample size (sum w)^2 / sum w^2; invariant to rescaling w."""
+    w = _check_weights(w, "w")
+    if w.sum() <= 0:
+        raise InputError("w sums to zero; the effective sample size is undefined")
+    return float(w.sum() ** 2 / np.sum(w ** 2))
+
+
+def design_effect(w) -> float:
+    """Kish's design effect n sum w^2 / (sum w)^2 = n / ESS, with n = len(w) (zero weights count in n)."""
+    w = _check_weights(w, "w")
+    return float(w.size / effective_sample_size(w))
+
+
+def _top_share(w: np.ndarray, fraction: float = 0.01) -> float:
+    """Share of sum w held by the k largest weights, k = max(1, floor(fraction * n))."""
+    k = max(1, int(np.floor(fraction * w.size)))
+    return float(np.sort(w)[::-1][:k].sum() / w.sum())
+
+
+def weight_summary(weights, base_weights=None, groups=None) -> pd.DataFrame:
+    """Summary of the weights, one row per group (or one row "all" when `groups` is None).
+
+    Columns: n, n_nonzero (w > 0), sum, ess (Kish), design_effect (Kish, n / ess), max_weight_ratio = max w / mean w,
+    max_ratio_to_base = max w_i / d_i over units with d_i > 0 (only when `base_weights` d are given), and
+    top_1pct_share, the share of the group's total weight held by its largest 1% of units (at least one unit).
+    """
+    w = _check_weights(weights, "weights")
+    n = w.size
+    d = None if base_weights is None else _check_weights(base_weights, "base_weights", n)
+    if groups is None:
+        labels = np.full(n, "all", dtype=object)
+    else:
+        labels = np.asarray(groups)
+        if labels.shape != (n,):
+            raise InputError(f"groups must have shape ({n},), got {labels.shape}")
+    rows = {}
+    for group in _group_labels(labels):
+        wg = w[labels == group]
+        if wg.sum() <= 0:
+            raise InputError(f"weights of group {group!r} sum to zero")
+        row = {"n": wg.size, "n_nonzero": int(np.sum(wg > 0)), "sum": float(wg.sum()),
+               "ess": effective_sample_size(wg), "design_effect": design_effect(wg),
+               "max_weight_ratio": float(wg.max() / wg.mean())}
+        if d is not None:
+            dg = d[labels == group]
+            positive = dg > 0
+            row["max_ratio_to_base"] = float(np.max(wg[positive] / dg[positive])) if positive.any() else np.nan
+        row["top_1pct_share"] = _top_share(wg)
+        rows[group] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "group"
+    return table

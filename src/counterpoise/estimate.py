@@ -1,0 +1,276 @@
+"""Weighted (Hajek) means and treatment-effect estimates with standard errors.
+
+Both contrasts are differences of two Hajek means, mu_arm = sum_arm v_i Y_i with weights v_i normalized to sum to 1
+within the arm. The linearization variance holds the weights fixed:
+
+    Var = sum_treated v_i^2 (Y_i - mu_t)^2 + sum_control v_i^2 (Y_i - mu_c)^2,
+
+the sandwich variance of a Hajek estimator with known weights. It ignores the uncertainty from estimating the
+weights; `se="bootstrap"` re-estimates them on every replicate instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from counterpoise.errors import CounterpoiseError, InputError, SolverError
+
+_NEGATIVE_TOLERANCE = 1e-8
+_MAX_FAILED_SHARE = 0.1
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A point estimate with its standard error and confidence interval.
+
+    `method` is "linearization" (weights held fixed, normal interval) or "bootstrap" (weights re-estimated on
+    each replicate, percentile interval); `n_failed_replicates` counts bootstrap replicates whose solve failed and
+    were dropped.
+    """
+
+    estimand: str
+    estimate: float
+    std_error: float
+    ci_lower: float
+    ci_upper: float
+    level: float
+    method: str
+    n_treated: int
+    n_control: int
+    ess_treated: float
+    ess_control: float
+    n_failed_replicates: int = 0
+
+    def __str__(self) -> str:
+        if self.method == "linearization":
+            how = "linearization, weights held fixed"
+        else:
+            how = "bootstrap percentile, weights re-estimated"
+            if self.n_failed_replicates:
+                how += f", {self.n_failed_replicates} failed replicates dropped"
+        return (f"{self.estimand} = {self.estimate:.4g} (SE {self.std_error:.3g}, {100 * self.level:g}% CI "
+                f"{self.ci_lower:.3g} to {self.ci_upper:.3g}; {how})")
+
+    __repr__ = __str__
+
+    def to_frame(self) -> pd.DataFrame:
+        """The estimate as a one-row DataFrame, one column per field."""
+        return pd.DataFrame([asdict(self)])
+
+
+def _check_nonnegative(w: np.ndarray, name: str) -> np.ndarray:
+    if not np.all(np.isfinite(w)):
+        raise InputError(f"{name} has {int(np.sum(~np.isfinite(w)))} non-finite values (NaN or inf)")
+    floor = -_NEGATIVE_TOLERANCE * np.max(np.abs(w), initial=0.0)
+    if np.any(w < floor):
+        raise InputError(f"{name} has {int(np.sum(w < floor))} negative values; weights must be >= 0")
+    return w
+
+
+def weighted_mean(y, w) -> float:
+    """Hajek mean sum w y / sum w."""
+    y = np.asarray(y, dtype=float)
+    w = _check_nonnegative(np.asarray(w, dtype=float), "w")
+    if y.ndim != 1 or y.shape != w.shape:
+        raise InputError(f"y and w must be 1-D of the same length, got shapes {y.shape} and {w.shape}")
+    if not np.all(np.isfinite(y)):
+        raise InputError("y has non-finite values (NaN or inf)")
+    if w.sum() <= 0:
+        raise InputError("w sums to zero; the weighted mean is undefined")
+    return float(w @ y / w.sum())
+
+
+def _column(data: pd.DataFrame, name, argument: str) -> pd.Series:
+    if not isinstance(data, pd.DataFrame):
+        raise InputError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    if name not in data.columns:
+        raise InputError(f"{argument}={name!r} is not a column of data")
+    return data[name]
+
+
+def _treatment(data: pd.DataFrame, treatment) -> np.ndarray:
+    """The treatment column as a boolean array; it must be 0/1 with both arms non-empty."""
+    values = _column(data, treatment, "treatment")
+    if values.isna().any() or not values.isin([0, 1]).all():
+        bad = values[values.isna() | ~values.isin([0, 1])].unique()[:5].tolist()
+        raise InputError(f"treatment column {treatment!r} must be 0/1; found values {bad}")
+    t = values.to_numpy() == 1
+    for arm, count in (("treated", t.sum()), ("control", (~t).sum())):
+        if count == 0:
+            raise InputError(f"the {arm} arm is empty (treatment column {treatment!r})")
+    return t
+
+
+def _outcome(data: pd.DataFrame, outcome) -> np.ndarray:
+    values = _column(data, outcome, "outcome")
+    try:
+        y = values.to_numpy(dtype=float)
+    except (TypeError, ValueError):
+        raise InputError(f"outcome column {outcome!r} must be numeric") from None
+    if not np.all(np.isfinite(y)):
+        raise InputError(f"outcome column {outcome!r} has {int(np.sum(~np.isfinite(y)))} non-finite values")
+    return y
+
+
+def _weight_series(weights) -> pd.Series:
+    """A weights Series from a Series or a Solution-like object with a `.weights` Series."""
+    series = getattr(weights, "weights", weights)
+    if not isinstance(series, pd.Series):
+        raise InputError("weights must be a pandas Series indexed like data, or a Solution with a .weights Series; "
+                         f"got {type(weights).__name__}")
+    if not series.index.is_unique:
+        raise InputError("weights has duplicated index labels")
+    return series
+
+
+def _aligned(series: pd.Series, index: pd.Index, rows: str, name: str = "weights") -> np.ndarray:
+    """Weights for the data rows `index` (labels), checked: none missing, finite, >= 0, not all zero."""
+    missing = ~index.isin(series.index)
+    if missing.any():
+        raise InputError(f"{name} are missing for {int(missing.sum())} of the {index.size} {rows} rows "
+                         f"(e.g. index labels {index[missing][:3].tolist()})")
+    w = _check_nonnegative(series.reindex(index).to_numpy(dtype=float), f"{name} of the {rows} rows")
+    if w.sum() <= 0:
+        raise InputError(f"{name} of the {rows} rows are all zero")
+    return w
+
+
+def _sample_weights(data: pd.DataFrame, sample_weights) -> np.ndarray:
+    """Sample weights as an array over the rows of data: a column name, a Series aligned on data.index, or an array."""
+    if sample_weights is None:
+        return np.ones(len(data))
+    if isinstance(sample_weights, str):
+        values = _column(data, sample_weights, "sample_weights").to_numpy(dtype=float)
+    elif isinstance(sample_weights, pd.Series):
+        values = _aligned(sample_weights, data.index, "data", "sample_weights")
+    else:
+        values = np.asarray(sample_weights, dtype=float)
+        if values.shape != (len(data),):
+            raise InputError(f"sample_weights must have shape ({len(data)},), got {values.shape}")
+    return _check_nonnegative(values, "sample_weights")
+
+
+def _contrast(y_t, v_t, y_c, v_c) -> tuple[float, float]:
+    """Hajek difference sum v_t y_t / sum v_t - sum v_c y_c / sum v_c and its fixed-weight variance."""
+    est, var = 0.0, 0.0
+    for y, v, sign in ((y_t, v_t, 1.0), (y_c, v_c, -1.0)):
+        v = v / v.sum()
+        mu = v @ y
+        est += sign * mu
+        var += np.sum(v ** 2 * (y - mu) ** 2)
+    return float(est), float(var)
+
+
+def _kish(w: np.ndarray) -> float:
+    return float(w.sum() ** 2 / np.sum(w ** 2))
+
+
+def _check_options(se: str, level: float, n_boot: int) -> None:
+    if se not in ("linearization", "bootstrap"):
+        raise InputError(f"se must be 'linearization' or 'bootstrap', got {se!r}")
+    if not 0 < level < 1:
+        raise InputError(f"level must be in (0, 1), got {level}")
+    if se == "bootstrap" and (int(n_boot) != n_boot or n_boot < 2):
+        raise InputError(f"n_boot must be an integer >= 2, got {n_boot}")
+
+
+def _estimate(estimand, data, treatment, outcome, weights, arm_weights, se, level, n_boot, seed) -> Estimate:
+    """Shared body of att / ate. `arm_weights(series, index, t, rows)` returns (w_treated, w_control) for the rows at
+    positions `rows` of data, labelled `index` in the weights Series `series`, with treatment indicator `t`."""
+    _check_options(se, level, n_boot)
+    if not data.index.is_unique:
+        raise InputError("data has duplicated index labels; weights are matched to rows by index")
+    t = _treatment(data, treatment)
+    y = _outcome(data, outcome)
+    all_rows = np.arange(len(data))
+    w_t, w_c = arm_weights(_weight_series(weights), data.index, t, all_rows)
+    estimate, var = _contrast(y[t], w_t, y[~t], w_c)
+    failed = 0
+    if se == "linearization":
+        std_error = np.sqrt(var)
+        z = stats.norm.ppf(0.5 + level / 2)
+        lower, upper = estimate - z * std_error, estimate + z * std_error
+    else:
+        replicates, failed = _bootstrap(data, t, y, weights, arm_weights, n_boot, seed)
+        std_error = float(np.std(replicates, ddof=1))
+        lower, upper = np.quantile(replicates, [(1 - level) / 2, (1 + level) / 2])
+    return Estimate(estimand=estimand, estimate=estimate, std_error=float(std_error), ci_lower=float(lower),
+                    ci_upper=float(upper), level=level, method=se, n_treated=int(t.sum()),
+                    n_control=int((~t).sum()), ess_treated=_kish(w_t), ess_control=_kish(w_c),
+                    n_failed_replicates=failed)
+
+
+def _bootstrap(data, t, y, weights, arm_weights, n_boot, seed) -> tuple[np.ndarray, int]:
+    """Stratified bootstrap: resample rows with replacement within each arm, re-solve the weighting problem on the
+    resample (`weights.problem.rebuild(data_b).solve()`), recompute the contrast. Returns (estimates, n_failed)."""
+    problem = getattr(weights, "problem", None)
+    if not callable(getattr(problem, "rebuild", None)):
+        raise InputError("se='bootstrap' needs weights from a counterpoise Solution (with .problem.rebuild) so that "
+                         "the weights can be re-estimated on each replicate; a plain Series cannot be")
+    rng = np.random.default_rng(seed)
+    arms = (np.flatnonzero(t), np.flatnonzero(~t))
+    estimates, failures = [], []
+    for _ in range(n_boot):
+        rows = np.concatenate([rng.choice(arm, size=arm.size, replace=True) for arm in arms])
+        data_b = data.iloc[rows].reset_index(drop=True)
+        try:
+            solution = problem.rebuild(data_b).solve()
+        except CounterpoiseError as exc:
+            failures.append(exc)
+            continue
+        y_b, t_b = y[rows], t[rows]
+        w_t, w_c = arm_weights(_weight_series(solution), data_b.index, t_b, rows)
+        estimates.append(_contrast(y_b[t_b], w_t, y_b[~t_b], w_c)[0])
+    if len(failures) > _MAX_FAILED_SHARE * n_boot or len(estimates) < 2:
+        raise SolverError(f"{len(failures)} of {n_boot} bootstrap replicates failed to solve (more than "
+                          f"{_MAX_FAILED_SHARE:.0%}); last error: {failures[-1]}")
+    return np.asarray(estimates), len(failures)
+
+
+def att(data, treatment, outcome, weights, sample_weights=None, se="linearization", level=0.95, n_boot=200,
+        seed=0) -> Estimate:
+    """Average treatment effect on the treated, Hajek form.
+
+        ATT = sum_treated s_i Y_i / sum_treated s_i  -  sum_control w_i Y_i / sum_control w_i
+
+    with s the `sample_weights` (a column name, a Series on data.index, or an array; uniform if None) and w the
+    balancing `weights` (already including any design weights of the controls).
+
+    `treatment` and `outcome` are column names of `data`; the treatment is 0/1. `weights` is a Series indexed by
+    data.index labels covering every control row (entries for treated rows are ignored), or a Solution whose
+    `.weights` is such a Series.
+
+    se="linearization": the fixed-weight sandwich (module docstring) and a normal interval at `level`; it ignores the
+    uncertainty from estimating the weights. se="bootstrap": `n_boot` stratified resamples of the rows with
+    `numpy.random.default_rng(seed)`, the weights re-estimated on each through `weights.problem.rebuild(data_b)`;
+    SE = SD of the replicate estimates (ddof=1), percentile interval. Replicates whose solve raises a counterpoise
+    error are dropped and counted; more than 10% failing raises SolverError.
+    """
+    s = _sample_weights(data, sample_weights)
+
+    def arm_weights(series, index, t, rows):
+        w_t = s[rows][t]
+        if w_t.sum() <= 0:
+            raise InputError("sample_weights of the treated rows are all zero")
+        return w_t, _aligned(series, index[~t], "control")
+
+    return _estimate("ATT", data, treatment, outcome, weights, arm_weights, se, level, n_boot, seed)
+
+
+def ate(data, treatment, outcome, weights, se="linearization", level=0.95, n_boot=200, seed=0) -> Estimate:
+    """Average treatment effect, Hajek form: each arm weighted to the full sample, weights normalized within arm.
+
+        ATE = sum_treated w_i Y_i / sum_treated w_i  -  sum_control w_i Y_i / sum_control w_i
+
+    `weights` (a Series on data.index, or a Solution with `.weights`) must cover every row. Standard errors as in
+    `att`: fixed-weight linearization, or the stratified bootstrap that re-estimates the weights.
+    """
+
+    def arm_weights(series, index, t, rows):
+        return _aligned(series, index[t], "treated"), _aligned(series, index[~t], "control")
+
+    return _estimate("ATE", data, treatment, outcome, weights, arm_weights, se, level, n_boot, seed)

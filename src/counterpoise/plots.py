@@ -1,0 +1,102 @@
+"""Matplotlib figures: love plots of balance tables, and balance / ESS along a parameter path.
+
+Every function returns a `matplotlib.figure.Figure` and never calls `plt.show`. Without `ax` it draws on a new
+Figure that pyplot does not track (nothing accumulates in pyplot's state; Jupyter still displays the returned figure).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from counterpoise.diagnostics import balance_table
+from counterpoise.errors import InputError
+
+
+def _balance_of(result, std) -> pd.DataFrame:
+    """The balance table of `result`: a table itself, or a Solution-like object's `.balance`.
+
+    With `std`, the table is recomputed with that denominator, which needs the object's `.design` (a BalanceDesign)
+    and `.weights`; a finished table has its denominator fixed.
+    """
+    if std is not None:
+        if not (hasattr(result, "design") and hasattr(result, "weights")):
+            raise InputError("std= needs a Solution with .design and .weights to recompute the SMDs; a balance table "
+                             "has its denominator fixed (use diagnostics.balance_table(design, weights, std=...))")
+        return balance_table(result.design, result.weights, std=std)
+    table = result if isinstance(result, pd.DataFrame) else getattr(result, "balance", None)
+    if not isinstance(table, pd.DataFrame):
+        raise InputError(f"result must be a balance table DataFrame or have a .balance DataFrame; got "
+                         f"{type(result).__name__}")
+    missing = {"smd_before", "smd_after"} - set(table.columns)
+    if missing or list(table.index.names) != ["group", "term"]:
+        raise InputError("the balance table needs a (group, term) index and columns smd_before, smd_after; "
+                         f"missing columns {sorted(missing)}, index names {list(table.index.names)}")
+    return table
+
+
+def love_plot(result, threshold=0.1, std=None, ax=None, title=None) -> Figure:
+    """Dot plot of |SMD| per term before (open marker) and after (filled marker) weighting.
+
+    `result` is a balance table (see `diagnostics.balance_table`) or a Solution with a `.balance` table. Terms run
+    down the y axis, largest |smd_before| (over groups) at the top; with several groups each gets its own color and
+    a small vertical offset. A dashed vertical line marks `threshold` (None: no line).
+    """
+    table = _balance_of(result, std)
+    groups = list(dict.fromkeys(table.index.get_level_values("group")))
+    before = table["smd_before"].abs()
+    order = before.groupby(level="term", sort=False).max().sort_values(ascending=True).index
+    y_of = {term: i for i, term in enumerate(order)}
+    if ax is None:
+        ax = Figure(figsize=(6.4, 1.5 + 0.3 * len(order))).subplots()
+    spread = 0.3 if len(groups) > 1 else 0.0
+    colors = [f"C{k % 10}" for k in range(len(groups))]
+    for k, group in enumerate(groups):
+        rows = table.xs(group, level="group")
+        offset = spread * (k / max(len(groups) - 1, 1) - 0.5)
+        y = np.array([y_of[term] for term in rows.index]) + offset
+        prefix = f"{group}: " if len(groups) > 1 else ""
+        ax.scatter(rows["smd_before"].abs(), y, facecolors="none", edgecolors=colors[k], label=f"{prefix}before")
+        ax.scatter(rows["smd_after"].abs(), y, color=colors[k], label=f"{prefix}after")
+    if threshold is not None:
+        ax.axvline(threshold, linestyle="--", color="gray", linewidth=1)
+    ax.set_yticks(range(len(order)), [str(term) for term in order])
+    ax.set_xlabel("Absolute standardized mean difference")
+    ax.set_xlim(left=0)
+    ax.legend(loc="best", fontsize="small")
+    if title is not None:
+        ax.set_title(title)
+    return ax.figure
+
+
+def path_plot(path, ax=None) -> Figure:
+    """Max |SMD| (top) and effective sample size (bottom) against the swept parameter of a path.
+
+    `path` has `.parameter` (the parameter's name, e.g. "delta") and `.table`, a DataFrame with that column and
+    columns "max_abs_smd" and "ess". `ax` is None or a pair of Axes (top, bottom). The x axis is logarithmic when
+    all parameter values are positive and span more than a factor of 10.
+    """
+    parameter = getattr(path, "parameter", None)
+    table = getattr(path, "table", None)
+    if not isinstance(table, pd.DataFrame):
+        raise InputError(f"path must have a .table DataFrame; got {type(path).__name__}")
+    missing = [c for c in (parameter, "max_abs_smd", "ess") if c not in table.columns]
+    if missing:
+        raise InputError(f"path.table lacks columns {missing} (path.parameter is {parameter!r})")
+    if ax is None:
+        axes = Figure(figsize=(6.4, 5.6)).subplots(2, 1, sharex=True)
+    else:
+        axes = list(ax)
+        if len(axes) != 2:
+            raise InputError(f"ax must be a pair of Axes (top, bottom), got {len(axes)}")
+    table = table.sort_values(parameter)
+    x = table[parameter].to_numpy(dtype=float)
+    for axis, column, label in ((axes[0], "max_abs_smd", "Max |SMD|"), (axes[1], "ess", "Effective sample size")):
+        axis.plot(x, table[column].to_numpy(dtype=float), marker="o")
+        axis.set_ylabel(label)
+    if np.all(x > 0) and x.max() > 10 * x.min():
+        axes[0].set_xscale("log")
+        axes[1].set_xscale("log")
+    axes[1].set_xlabel(str(parameter))
+    return axes[0].figure

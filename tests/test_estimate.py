@@ -1,0 +1,154 @@
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from counterpoise.errors import InputError, SolverError
+from counterpoise.estimate import Estimate, ate, att, weighted_mean
+
+
+def _data(n_treated=30, n_control=50, seed=0, effect=1.0):
+    rng = np.random.default_rng(seed)
+    t = np.r_[np.ones(n_treated, dtype=int), np.zeros(n_control, dtype=int)]
+    y = rng.normal(size=t.size) + effect * t + rng.exponential(size=t.size) * t
+    # A non-default index checks that weights are matched by label.
+    return pd.DataFrame({"t": t, "y": y}, index=[f"u{i}" for i in range(t.size)])
+
+
+def _control_ones(data):
+    return pd.Series(1.0, index=data.index[data["t"] == 0])
+
+
+def test_weighted_mean():
+    assert weighted_mean([1.0, 2.0, 4.0], [1.0, 1.0, 2.0]) == pytest.approx(11 / 4)
+    with pytest.raises(InputError, match="sums to zero"):
+        weighted_mean([1.0, 2.0], [0.0, 0.0])
+
+
+def test_att_uniform_weights_is_difference_in_means_with_welch_se():
+    data = _data()
+    y_t, y_c = data.loc[data.t == 1, "y"], data.loc[data.t == 0, "y"]
+    # Extra entries for treated rows are ignored.
+    result = att(data, "t", "y", pd.Series(1.0, index=data.index[::-1]))
+    assert result.estimate == pytest.approx(y_t.mean() - y_c.mean())
+    welch = np.sqrt(y_t.var(ddof=0) / y_t.size + y_c.var(ddof=0) / y_c.size)
+    assert result.std_error == pytest.approx(welch)
+    z = stats.norm.ppf(0.975)
+    assert (result.ci_lower, result.ci_upper) == pytest.approx((result.estimate - z * welch, result.estimate + z * welch))
+    assert (result.n_treated, result.n_control) == (30, 50)
+    assert (result.ess_treated, result.ess_control) == pytest.approx((30, 50))
+    assert result.method == "linearization" and result.estimand == "ATT"
+    assert str(result).startswith(f"ATT = {result.estimate:.4g} (SE ")
+    assert "95% CI" in str(result) and "weights held fixed" in repr(result)
+    frame = result.to_frame()
+    assert frame.shape[0] == 1 and frame.loc[0, "std_error"] == pytest.approx(welch)
+
+
+def test_att_invariant_to_rescaling_and_order_of_weights():
+    data = _data(seed=1)
+    controls = data.index[data.t == 0]
+    w = pd.Series(np.random.default_rng(2).uniform(0.2, 3.0, size=controls.size), index=controls)
+    base = att(data, "t", "y", w)
+    scaled = att(data, "t", "y", 13.0 * w.sample(frac=1.0, random_state=3))
+    assert scaled.estimate == pytest.approx(base.estimate)
+    assert scaled.std_error == pytest.approx(base.std_error)
+    expected = data.loc[data.t == 1, "y"].mean() - np.average(data.loc[controls, "y"], weights=w)
+    assert base.estimate == pytest.approx(expected)
+
+
+def test_att_sample_weights_on_treated():
+    data = _data(n_treated=4, n_control=5, seed=4)
+    data["s"] = [1.0, 2.0, 3.0, 4.0, 9, 9, 9, 9, 9]
+    result = att(data, "t", "y", _control_ones(data), sample_weights="s")
+    treated = data[data.t == 1]
+    expected = np.average(treated.y, weights=treated.s) - data.loc[data.t == 0, "y"].mean()
+    assert result.estimate == pytest.approx(expected)
+    assert result.ess_treated == pytest.approx(100 / 30)
+
+
+def test_ate_hand_example():
+    data = pd.DataFrame({"t": [1, 1, 0, 0, 0], "y": [1.0, 3.0, 2.0, 4.0, 6.0]})
+    w = pd.Series([1.0, 3.0, 1.0, 1.0, 2.0])
+    result = ate(data, "t", "y", w, level=0.9)
+    # treated: (1 + 9) / 4 = 2.5; control: (2 + 4 + 12) / 4 = 4.5.
+    assert result.estimate == pytest.approx(-2.0)
+    # v_t = (1/4, 3/4): 1/16 * 2.25 + 9/16 * 0.25; v_c = (1/4, 1/4, 1/2): 1/16 * 6.25 + 1/16 * 0.25 + 1/4 * 2.25.
+    assert result.std_error == pytest.approx(np.sqrt(0.28125 + 0.96875))
+    assert result.ci_upper - result.estimate == pytest.approx(stats.norm.ppf(0.95) * np.sqrt(1.25))
+    assert result.estimand == "ATE" and "90% CI" in str(result)
+    with pytest.raises(InputError, match="missing for 1 of the 2 treated rows"):
+        ate(data, "t", "y", w.drop(0))
+
+
+class FakeSolution:
+    """Uniform control weights; `problem.rebuild(data)` re-solves on new data. Fails on every `fail_every`-th solve."""
+
+    def __init__(self, data, fail_every=None, calls=None):
+        self.weights = pd.Series(1.0, index=data.index[data["t"] == 0])
+        self.problem = self
+        self._fail_every = fail_every
+        self._calls = calls if calls is not None else [0]
+        self._data = data
+
+    def rebuild(self, data):
+        return FakeSolution(data, self._fail_every, self._calls)
+
+    def solve(self):
+        self._calls[0] += 1
+        if self._fail_every and self._calls[0] % self._fail_every == 0:
+            raise SolverError("fake failure")
+        return FakeSolution(self._data, self._fail_every, self._calls)
+
+
+def test_bootstrap_reproducible_and_close_to_linearization():
+    data = _data(n_treated=1500, n_control=1500, seed=5)
+    solution = FakeSolution(data)
+    first = att(data, "t", "y", solution, se="bootstrap", n_boot=200, seed=11)
+    again = att(data, "t", "y", solution, se="bootstrap", n_boot=200, seed=11)
+    other = att(data, "t", "y", solution, se="bootstrap", n_boot=200, seed=12)
+    assert (first.std_error, first.ci_lower, first.ci_upper) == (again.std_error, again.ci_lower, again.ci_upper)
+    assert first.std_error != other.std_error
+    linear = att(data, "t", "y", solution)
+    assert first.estimate == linear.estimate
+    assert first.std_error == pytest.approx(linear.std_error, rel=0.2)
+    assert first.ci_lower < first.estimate < first.ci_upper
+    assert first.method == "bootstrap" and first.n_failed_replicates == 0
+    assert "bootstrap" in str(first)
+
+
+def test_bootstrap_counts_failures_and_gives_up_past_ten_percent():
+    data = _data(n_treated=40, n_control=60, seed=6)
+    result = att(data, "t", "y", FakeSolution(data, fail_every=20), se="bootstrap", n_boot=100)
+    assert result.n_failed_replicates == 5
+    assert "5 failed replicates" in str(result)
+    with pytest.raises(SolverError, match="20 of 100"):
+        att(data, "t", "y", FakeSolution(data, fail_every=5), se="bootstrap", n_boot=100)
+    with pytest.raises(InputError, match="rebuild"):
+        att(data, "t", "y", _control_ones(data), se="bootstrap")
+
+
+def test_input_errors():
+    data = _data(n_treated=3, n_control=4)
+    w = _control_ones(data)
+    bad = data.assign(t=[0, 1, 2, 0, 0, 1, 0])
+    with pytest.raises(InputError, match="0/1"):
+        att(bad, "t", "y", w)
+    with pytest.raises(InputError, match="control arm is empty"):
+        att(data.assign(t=1), "t", "y", w)
+    with pytest.raises(InputError, match="missing for 2 of the 4 control rows"):
+        att(data, "t", "y", w.iloc[2:])
+    with pytest.raises(InputError, match="all zero"):
+        att(data, "t", "y", 0.0 * w)
+    with pytest.raises(InputError, match="non-finite"):
+        att(data.assign(y=np.r_[np.nan, np.zeros(6)]), "t", "y", w)
+    with pytest.raises(InputError, match="treatment='z'"):
+        att(data, "z", "y", w)
+    with pytest.raises(InputError, match="se must be"):
+        att(data, "t", "y", w, se="jackknife")
+
+
+def test_estimate_is_a_frozen_record():
+    result = att(_data(), "t", "y", _control_ones(_data()))
+    assert isinstance(result, Estimate)
+    with pytest.raises(AttributeError):
+        result.estimate = 0.0
