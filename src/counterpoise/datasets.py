@@ -5,6 +5,7 @@ section 4.1), itself an extension of Hainmueller (2012) to a nonlinear treatment
 """
 
 import numbers
+from importlib import resources
 
 import numpy as np
 import pandas as pd
@@ -51,3 +52,23 @@ def kim2023(n, overlap="weak", transformed=False, seed=0):
         covariates = {"X1": x1, "X2": x2, "X3": x3}
     covariates.update({"X4": x4, "X5": x5, "X6": x6})
     return pd.DataFrame({**covariates, "A": a, "Y": y})
+
+
+#: Population totals of the California API population (R survey's `apipop`, 6194 schools), for calibration.
+API_POPULATION = {
+    "N": 6194,
+    "stype": {"E": 4421, "H": 755, "M": 1018},
+    "sch.wide": {"No": 1072, "Yes": 5122},
+    "api99": 3_914_069,
+}
+
+
+def api(sample="apistrat"):
+    """The survey package's California API samples: "apistrat" (stratified by stype, 200 schools) or
+    "apiclus1" (one-stage cluster sample of 15 districts, 183 schools); design weights in `pw`.
+    `API_POPULATION` holds the population totals the classic calibration examples use."""
+    if sample not in ("apistrat", "apiclus1"):
+        raise InputError(f'sample must be "apistrat" or "apiclus1", got {sample!r}')
+    path = resources.files("counterpoise") / "data" / f"api_{sample}.csv"
+    with resources.as_file(path) as file:
+        return pd.read_csv(file, dtype={"cds": str})

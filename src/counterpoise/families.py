@@ -249,11 +249,10 @@ def calibrate(data, base_weights=None, margins=None, totals=None, constraints=No
         if not (0 <= lower < 1 < upper < np.inf):
             raise InputError(f"logit bounds must satisfy 0 <= L < 1 < U < inf, got {bounds}")
         terms.append(Logit(d, lower, upper, name="distance"))
-    if tol is None:
-        keep = _independent_targets(X, T, d, names)
-        terms.append(Balance(X[:, keep], T[keep], delta=None, columns=[names[j] for j in keep], name="totals"))
-    else:
-        terms.append(Balance(X, T, delta=tol, scale=np.where(T != 0, np.abs(T), 1.0), columns=names, name="totals"))
+    relative = np.where(T != 0, np.abs(T), 1.0)
+    keep = _independent_targets(X, T, d, names) if tol is None else np.arange(len(T))
+    terms.append(Balance(X[:, keep], T[keep], delta=tol, scale=relative[keep], columns=[names[j] for j in keep],
+                         name="totals"))
     if bounds is not None:
         _check_ratio_bounds(lower, upper)
         terms.append(Bounds(lower=None if lower == -np.inf else lower, upper=None if upper == np.inf else upper,

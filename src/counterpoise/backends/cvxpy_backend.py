@@ -8,6 +8,7 @@ CLARABEL (interior point) with tolerances tight enough for weights of size 1/n:
 from __future__ import annotations
 
 import time
+import warnings
 
 import cvxpy as cp
 import numpy as np
@@ -78,7 +79,9 @@ class CvxpyBackend:
         start = time.perf_counter()
         message = ""
         try:
-            self.cvxpy_problem.solve(solver=solver, warm_start=warm_start, verbose=verbose, **settings)
+            with warnings.catch_warnings():   # cvxpy's "may be inaccurate" warning: the status says it, and our check
+                warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+                self.cvxpy_problem.solve(solver=solver, warm_start=warm_start, verbose=verbose, **settings)
             status = _STATUS.get(self.cvxpy_problem.status, "failed")
         except cp.error.SolverError as exc:
             status, message = "failed", str(exc)

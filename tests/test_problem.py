@@ -1,0 +1,119 @@
+"""The WeightingProblem machinery: parameters, DPP paths, custom terms, check(), to_cvxpy()."""
+
+import cvxpy as cp
+import numpy as np
+import pytest
+
+import counterpoise as cpz
+from conftest import COVARIATES
+from counterpoise.terms import MaxShare, Term
+
+
+@pytest.fixture()
+def prob(kim):
+    return cpz.sbw(kim, treatment="A", covariates=COVARIATES, estimand="ATT", delta=0.05)
+
+
+def test_problem_is_dpp_and_path_compiles_once(prob):
+    problem = prob.to_cvxpy()
+    assert problem.is_dpp()
+    prob.solve()
+    compiled = problem._cache.param_prog
+    deltas = np.geomspace(0.2, 0.01, 6)
+    path = prob.path(delta=deltas)
+    assert problem._cache.param_prog is compiled          # the same compiled program, re-filled
+    assert [s.status for s in path] == ["optimal"] * 6
+    table = path.table
+    np.testing.assert_allclose(table["max_abs_smd"], np.minimum(deltas, table["max_abs_smd"]), rtol=1e-6)
+    assert np.all(np.diff(table["objective"]) >= -1e-12)   # tighter balance never costs less dispersion
+    assert np.all(np.diff(table["ess"]) <= 1e-6)
+    assert path.weights.shape == (len(prob.units), 6)
+
+
+def test_set_resolves_short_and_full_names(prob):
+    prob.set(delta=0.1)
+    assert np.all(prob.get("balance.delta") == 0.1)
+    prob.set(**{"balance.delta": np.linspace(0.01, 0.06, 6)})
+    np.testing.assert_allclose(prob.get("delta"), np.linspace(0.01, 0.06, 6))
+    sol = prob.solve()
+    imbalance = np.abs(sol.balance["smd_after"].to_numpy())
+    assert np.all(imbalance <= np.linspace(0.01, 0.06, 6) + 1e-7)
+    with pytest.raises(cpz.InputError, match="no parameter named 'gamma'"):
+        prob.set(gamma=1)
+    with pytest.raises(cpz.InputError, match="nonnegative"):
+        prob.set(delta=-0.1)
+    with pytest.raises(cpz.InputError, match="finite"):
+        prob.set(delta=np.nan)
+
+
+def test_built_in_max_share_term(prob):
+    free = prob.solve()
+    cap = 0.8 * float(free.weights.max())
+    prob.add(MaxShare(cap))
+    capped = prob.solve()
+    assert capped.weights.max() <= cap + 1e-9
+    assert capped.objective > free.objective
+    assert capped.violations["max_share"] <= 1e-6
+    with pytest.raises(cpz.InputError, match="already has a term named"):
+        prob.add(MaxShare(0.1))
+
+
+class TopShare(Term):
+    """A user's term: the k largest weights together hold at most `share` of the total."""
+
+    def __init__(self, k, share):
+        self.name, self.k = "top_share", k
+        self.share = cp.Parameter(nonneg=True, value=share)
+
+    def parameters(self):
+        return {"share": self.share}
+
+    def constraints(self, w):
+        return [cp.sum_largest(w, self.k) <= self.share * cp.sum(w)]
+
+    def violation(self, w):
+        return max(np.sort(w)[-self.k:].sum() - self.share.value * w.sum(), 0.0)
+
+
+def test_user_written_term_solves_and_is_swept(prob):
+    prob.add(TopShare(k=10, share=0.05))
+    sol = prob.solve()
+    assert np.sort(sol.weights.to_numpy())[-10:].sum() <= 0.05 + 1e-8
+    path = prob.path(share=[0.05, 0.04])
+    top = [np.sort(s.weights.to_numpy())[-10:].sum() for s in path]
+    assert top[1] <= 0.04 + 1e-8 and top[0] > 0.04
+    with pytest.raises(cpz.InputError, match="cannot carry terms added"):
+        prob.rebuild(prob.design)
+
+
+def test_check_compares_with_reference(prob):
+    report = prob.check("cvxpy", solver="ECOS")
+    assert report.objective_gap < 1e-6
+    assert report.weight_gap < 1e-4
+    assert report.max_violation < 1e-7
+    assert report.passes()
+    frame = report.to_frame()
+    assert list(frame.columns)[:2] == ["backend", "reference"]
+
+
+def test_osqp_at_default_tolerance_is_flagged_not_trusted(prob):
+    sol = prob.solve(solver="OSQP", raise_on_failure=False, max_iter=50)
+    assert sol.status == "inaccurate"
+    with pytest.raises(cpz.SolverError, match="inaccurate"):
+        prob.solve(solver="OSQP", max_iter=50)
+
+
+def test_unknown_backend(prob):
+    with pytest.raises(cpz.InputError, match="unknown backend 'gurobi'"):
+        prob.solve(backend="gurobi")
+
+
+def test_bootstrap_resolves_the_weights():
+    data = cpz.datasets.kim2023(n=400, overlap="strong", seed=8)
+    sol = cpz.sbw(data, treatment="A", covariates=COVARIATES, delta=0.1).solve()
+    fixed = cpz.estimate.att(data, treatment="A", outcome="Y", weights=sol)
+    boot = cpz.estimate.att(data, treatment="A", outcome="Y", weights=sol, se="bootstrap", n_boot=30, seed=1)
+    again = cpz.estimate.att(data, treatment="A", outcome="Y", weights=sol, se="bootstrap", n_boot=30, seed=1)
+    assert boot.estimate == fixed.estimate
+    assert boot.std_error == again.std_error
+    assert 0.3 * fixed.std_error < boot.std_error < 3 * fixed.std_error
