@@ -89,7 +89,7 @@ def test_user_written_term_solves_and_is_swept(prob):
 def test_check_compares_with_reference(prob):
     report = prob.check("cvxpy", solver="ECOS")
     assert report.objective_gap < 1e-6
-    assert report.weight_gap < 1e-4
+    assert report.weight_gap < 1e-3      # interior-point weights are exact to about sqrt(objective gap)
     assert report.max_violation < 1e-7
     assert report.passes()
     frame = report.to_frame()

@@ -1,7 +1,7 @@
 """Benchmark studies: one TOML file says which data, which weighting problem and which backends/solvers to compare.
 
-    import counterpoise as cpz
-    df = cpz.bench.run_study("sbw-solvers", out_dir="results")      # a shipped study, or a path to a .toml file
+    from counterpoise import bench
+    df = bench.run_study("sbw-solvers", out_dir="results")      # a shipped study, or a path to a .toml file
 
 A study file (see problems/README.md at the repository root, and the shipped problems/*.toml):
 
@@ -84,7 +84,8 @@ _DATA_RESERVED = {"generator", "seed", "replications"}
 COLUMNS = [
     "study", "setting", "replication", "seed", "run", "backend", "solver", "n_rows", "n_weights", "status",
     "build_time", "solve_time", "compile_time", "solver_time", "iterations", "objective", "objective_gap",
-    "max_violation", "ess", "max_abs_smd", "min_weight", "estimand", "estimate", "std_error", "error", "message",
+    "max_violation", "ess", "max_abs_smd", "min_weight", "estimand", "estimate", "std_error", "error",
+    "diagnostics_failed", "message",
 ]
 
 
@@ -195,14 +196,13 @@ def _check_study(raw, source):
             raise InputError(f"{where}: [truth] must be a table")
         _need(truth, "outcome", f"{where} [truth]", str)
         estimand = _estimand(FAMILIES[family], problem_args)
-        allowed = {"outcome"} | {e.lower() for e in EFFECTS}
-        unknown = sorted(set(truth) - allowed)
-        if unknown:
-            raise InputError(f"{where} [truth]: unknown keys {unknown}; expected 'outcome' and the true effect "
-                             f"named by the estimand ({', '.join(e.lower() for e in EFFECTS)})")
         if estimand not in EFFECTS:
             raise InputError(f"{where} [truth]: effects are estimated for estimands {sorted(EFFECTS)} only, and "
                              f"this problem's estimand is {estimand!r}")
+        unknown = sorted(set(truth) - {"outcome", estimand.lower()})
+        if unknown:
+            raise InputError(f"{where} [truth]: unknown keys {unknown}; expected 'outcome' and the true effect "
+                             f"named by the problem's estimand, {estimand.lower()!r}")
         value = truth.get(estimand.lower())
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise InputError(f"{where} [truth]: {estimand.lower()!r} must be a number, got {value!r}")
@@ -248,7 +248,8 @@ def _check_run(run, i, where):
         import cvxpy as cp
 
         if solver.upper() not in cp.installed_solvers():
-            raise InputError(f"{here}: solver {solver!r} is not installed for cvxpy; installed: {cp.installed_solvers()}")
+            raise InputError(f"{here}: solver {solver!r} is not installed for cvxpy; "
+                             f"installed: {cp.installed_solvers()}")
     options = run.get("options", {})
     if not isinstance(options, dict):
         raise InputError(f"{here}: 'options' must be a table of solver settings, got {options!r}")
@@ -284,13 +285,14 @@ def _settings(study, sizes):
         yield label, values, {**args, **values}
 
 
-def _safe(compute):
-    """compute(), or NaN when the weights are unusable for it (NaN weights, negatives past round-off...)."""
+def _safe(compute, problems, what):
+    """compute(), or NaN when the weights are unusable for it (negatives past round-off...): the reason is
+    appended to `problems`."""
     try:
-        value = compute()
-    except (CounterpoiseError, ValueError, ZeroDivisionError, FloatingPointError):
+        return compute()
+    except (CounterpoiseError, ValueError, ZeroDivisionError, FloatingPointError) as exc:
+        problems.append(f"{what} not computed: {' '.join(str(exc).split())}")
         return float("nan")
-    return value
 
 
 def _ess(sol):
@@ -298,7 +300,12 @@ def _ess(sol):
     also reported for weights with small negative entries (which the diagnostics refuse)."""
     w = sol.weights.to_numpy()
     groups = np.zeros(len(w)) if sol.design is None else np.asarray(sol.design.groups)
-    return float(min(w[groups == g].sum() ** 2 / np.sum(w[groups == g] ** 2) for g in pd.unique(groups)))
+    sizes = []
+    for g in pd.unique(groups):
+        wg = w[groups == g]
+        squares = float(np.sum(wg**2))
+        sizes.append(float(wg.sum()) ** 2 / squares if squares > 0 else float("nan"))
+    return float(np.min(sizes))
 
 
 def _one_run(study, run, data, label, values, replication, seed):
@@ -322,21 +329,24 @@ def _one_run(study, run, data, label, values, replication, seed):
     row["solve_time"] = time.perf_counter() - start
     weights = sol.weights.to_numpy()
     finite = bool(np.all(np.isfinite(weights)))
-    row.update(
-        status=sol.status, solver=sol.solver, compile_time=sol.info.get("compile_time"),
-        solver_time=sol.info.get("solver_time"), iterations=sol.iterations, objective=sol.objective,
-        max_violation=sol.max_violation if finite else float("nan"), message=sol.message,
-        ess=_safe(lambda: _ess(sol)) if finite else float("nan"),
-        max_abs_smd=_safe(lambda: sol.max_abs_smd) if finite and sol.design is not None else float("nan"),
-        min_weight=float(np.min(weights)) if finite else float("nan"),
-    )
-    if truth is not None and finite:
+    row.update(status=sol.status, solver=sol.solver, compile_time=sol.info.get("compile_time"),
+               solver_time=sol.info.get("solver_time"), iterations=sol.iterations, objective=sol.objective)
+    if not finite:
+        row["message"] = f"{sol.message}; no finite weights"
+        return row
+    problems = []
+    row.update(max_violation=sol.max_violation, min_weight=float(np.min(weights)), ess=_ess(sol))
+    if sol.design is not None:
+        row["max_abs_smd"] = _safe(lambda: sol.max_abs_smd, problems, "max |SMD|")
+    if truth is not None:
         effect = _safe(lambda: EFFECTS[estimand](data, treatment=study["problem"].get("treatment"),
-                                                 outcome=truth["outcome"], weights=sol))
+                                                 outcome=truth["outcome"], weights=sol), problems, estimand)
         if not (isinstance(effect, float) and math.isnan(effect)):
             true_value = truth.get(estimand.lower())
             row.update(estimate=effect.estimate, std_error=effect.std_error,
                        error=effect.estimate - true_value if true_value is not None else float("nan"))
+    row["message"] = "; ".join([sol.message] + problems)
+    row["diagnostics_failed"] = bool(problems)
     return row
 
 
@@ -376,6 +386,7 @@ def run_study(path, out_dir="results", quiet=False, sizes=None, replications=Non
     df = df[COLUMNS[:2] + crossed + COLUMNS[2:]]
     for column in ("estimand", "message", "solver"):
         df[column] = df[column].fillna("")
+    df["diagnostics_failed"] = df["diagnostics_failed"].astype("boolean").fillna(False).astype(bool)
     df["objective_gap"] = _objective_gaps(df)
     if out_dir is not None:
         write_results(df, out_dir, study["name"], description=study["description"])
@@ -418,7 +429,7 @@ def summarize(df) -> pd.DataFrame:
             ess=done["ess"].astype(float).mean(),
             max_abs_smd=done["max_abs_smd"].astype(float).mean(),
             error=error.mean(),
-            rmse=float(np.sqrt(np.mean(error**2))) if error.notna().all() else float("nan"),
+            rmse=float(np.sqrt(np.mean(error[error.notna()] ** 2))) if error.notna().any() else float("nan"),
             min_weight=done["min_weight"].astype(float).min(),
             note=_note(done),
         )
@@ -428,8 +439,11 @@ def summarize(df) -> pd.DataFrame:
 
 def _note(done):
     notes = [f"{int(np.sum(done['status'] == s))} {s}" for s in dict.fromkeys(done["status"]) if s != "optimal"]
-    if (done["min_weight"].astype(float) < 0).any():
-        notes.append("negative weights (SMD and effect not computed)")
+    failed = done[done["diagnostics_failed"].astype(bool)]
+    if len(failed):
+        negative = failed["message"].str.contains("negative values").all()
+        why = "negative weights past round-off, below -1e-8 x max w" if negative else "see message in the CSV"
+        notes.append(f"{len(failed)} without SMD/effect ({why})")
     return "; ".join(notes)
 
 
@@ -495,9 +509,10 @@ def write_results(df, out_dir, name, description="") -> tuple[Path, Path]:
         "(the solver said so and counterpoise's post-solve feasibility check passed). build s: building the problem; "
         "solve s: the solve() call (cvxpy compilation included). objective gap: (f - f_best) / |f_best| against the "
         "best objective among the optimal runs on the same data (negative when the weights violate the constraints). "
-        "max violation: the largest scaled constraint violation. min weight: the smallest weight over replications. ESS: Kish effective sample size of the weights. "
+        "max violation: the largest scaled constraint violation. min weight: the smallest weight over replications. "
+        "ESS: Kish effective sample size of the weights (the smallest arm's). "
         "max abs SMD: largest absolute standardized mean difference after weighting. Effect error: estimate - truth; "
-        "RMSE over replications.",
+        "RMSE over replications. Means skip the replications where a value could not be computed (see the note).",
         "",
         f"Machine: {_environment()}.",
         "",

@@ -187,8 +187,8 @@ def _balancing_problem(frame, treatment, estimand, blocks, report, delta_scale, 
     design = BalanceDesign(names=tuple(names), X=X[weighted], groups=groups, base_weights=d,
                            targets={g: goal for g in labels}, denominators=sds, std=std, kind="mean")
     scale_text = "sums to 1 within each arm" if len(labels) > 1 else "sums to 1"
-    return WeightingProblem(frame.index[weighted], terms, family=family, weight_scale=scale_text, design=design,
-                            rebuild=rebuild)
+    return WeightingProblem(frame.index[weighted], terms, family=family, weight_scale=scale_text,
+                            weight_unit=float(np.mean(share)), design=design, rebuild=rebuild)
 
 
 def _group_mean(d, groups):
@@ -260,8 +260,8 @@ def calibrate(data, base_weights=None, margins=None, totals=None, constraints=No
     if weight_bounds is not None:
         lo, hi = _pair(weight_bounds, "weight_bounds")
         terms.append(Bounds(lower=None if lo == -np.inf else lo, upper=None if hi == np.inf else hi, name="weight_bounds"))
-    return WeightingProblem(frame.index, terms, family=f"calibrate/{distance}",
-                            weight_scale="population totals (w = g d)", design=_total_design(X, names, T, N, d),
+    return WeightingProblem(frame.index, terms, family=f"calibrate/{distance}", weight_scale="population totals (w = g d)",
+                            weight_unit=float(np.mean(d)), design=_total_design(X, names, T, N, d),
                             rebuild=_rebuilder(calibrate, spec, frame))
 
 
@@ -285,8 +285,8 @@ def sparse_calibrate(data, base_weights=None, margins=None, totals=None, constra
         raise InputError(f"cap on w / w0 must be positive, got {cap!r}")
     terms = [SparseLoss(X, T, lam, w0, floor=floor, columns=names, name="loss"),
              Bounds(lower=0.0, upper=cap, reference=w0, name="bounds")]
-    return WeightingProblem(frame.index, terms, family="sparse_calibrate",
-                            weight_scale="population totals (w = g w0)", design=_total_design(X, names, T, N, w0),
+    return WeightingProblem(frame.index, terms, family="sparse_calibrate", weight_scale="population totals (w = g w0)",
+                            weight_unit=float(np.mean(w0)), design=_total_design(X, names, T, N, w0),
                             rebuild=_rebuilder(sparse_calibrate, spec, frame))
 
 

@@ -29,9 +29,10 @@ class WeightingProblem:
     Built by the family functions (`counterpoise.sbw`, `calibrate`, ...); `add` puts in your own term.
     """
 
-    def __init__(self, units, terms, family="custom", weight_scale="", design=None, rebuild=None):
+    def __init__(self, units, terms, family="custom", weight_scale="", weight_unit=1.0, design=None, rebuild=None):
         self.units = pd.Index(units)
         self.n = len(self.units)
+        self.weight_unit = float(weight_unit)     # a typical weight (1/n, a mean base weight): backends solve at this scale
         self.terms: list[Term] = []
         self.family = family
         self.weight_scale = weight_scale
@@ -169,7 +170,7 @@ class WeightingProblem:
         """Why no weights exist: solve the problem with every balance constraint loosened by a slack and
         report, per balance column, the smallest extra tolerance that would make it feasible."""
         balance = [t for t in self.terms if isinstance(t, Balance)]
-        relaxed, _, _, slacks = build(self.terms, self.n, slack_terms={t.name for t in balance})
+        relaxed, _, _, slacks = build(self.terms, self.n, slack_terms={t.name for t in balance}, unit=self.weight_unit)
         relaxed.solve(solver="CLARABEL")
         if relaxed.status not in ("optimal", "optimal_inaccurate"):
             return InfeasibleError(

@@ -36,6 +36,10 @@ class Term:
         """The objective contribution at numpy weights `w`."""
         return 0.0
 
+    def objective_scale(self) -> float:
+        """The objective's natural magnitude (its value at w = 0), so a backend can solve it at scale 1."""
+        return 1.0
+
     def violation(self, w: np.ndarray) -> float:
         """Largest violation of this term's constraints at numpy weights `w` (0 when satisfied)."""
         return 0.0
@@ -75,6 +79,9 @@ class ChiSquare(Term):
     def value(self, w):
         return float(np.sum((w - self.center) ** 2 / self.scale))
 
+    def objective_scale(self):
+        return float(np.sum(self.center ** 2 / self.scale))
+
 
 class Entropy(Term):
     """Entropy (KL) distance to base weights: sum_i w_i log(w_i / q_i) - w_i + q_i.
@@ -97,6 +104,9 @@ class Entropy(Term):
         with np.errstate(divide="ignore", invalid="ignore"):
             wlogw = np.where(w > 0, w * np.log(w / self.base), 0.0)
         return float(np.sum(wlogw - w + self.base))
+
+    def objective_scale(self):
+        return float(np.sum(self.base))
 
 
 class Logit(Term):
@@ -128,6 +138,9 @@ class Logit(Term):
             return np.where(x > 0, x * np.log(np.where(x > 0, x, 1.0) / y), 0.0)
 
         return float(np.sum(d * (xlogy(g - L, 1 - L) + xlogy(U - g, U - 1))) / self.A)
+
+    def objective_scale(self):
+        return float(np.sum(self.base))
 
 
 class Balance(Term):

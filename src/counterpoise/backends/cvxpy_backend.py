@@ -2,7 +2,7 @@
 
 The cvxpy problem is built once per weighting problem; every solve after the first re-uses cvxpy's
 compiled parametrized program, so a path only re-fills parameter values. The default solver is
-CLARABEL (interior point) with tolerances tight enough for weights of size 1/n:
+CLARABEL (interior point) with tolerances tight enough for weights of size 1/n (`TIGHT_OPTIONS`).
 """
 
 from __future__ import annotations
@@ -13,15 +13,18 @@ import warnings
 import cvxpy as cp
 import numpy as np
 
+from ..terms import Term
 from .base import RawResult
 
 DEFAULT_SOLVER = "CLARABEL"
 
-#: Solver options applied unless the caller overrides them. CLARABEL's defaults (1e-8) are absolute
-#: and relative gaps on an objective that is itself of order 1/n for SBW; 1e-10 keeps the weights
-#: exact to well under a millionth of a typical weight at n = 10^5.
+#: Solver options applied unless the caller overrides them. The problem is solved at scale 1 (see
+#: `CvxpyBackend`), so CLARABEL's gaps of 1e-10 are relative: objectives come out exact to about 1e-9,
+#: and weights, from an interior point, to about the square root of that.
+#: Feasibility 1e-8 is relative to the constraint data; the post-solve check then holds every
+#: constraint within 1e-6 of its limit (SD units for balance).
 TIGHT_OPTIONS = {
-    "CLARABEL": {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10, "tol_ktratio": 1e-8, "max_iter": 500},
+    "CLARABEL": {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-8, "tol_ktratio": 1e-8, "max_iter": 500},
     "SCS": {"eps_abs": 1e-9, "eps_rel": 1e-9, "max_iters": 200_000},
     "OSQP": {},   # left at its defaults on purpose: the benchmark shows what they give
     "ECOS": {"abstol": 1e-10, "reltol": 1e-10, "feastol": 1e-10, "max_iters": 500},
@@ -38,14 +41,14 @@ _STATUS = {
 }
 
 
-def build(terms, n, slack_terms=()):
-    """The cvxpy problem min sum(objectives) s.t. all constraints, with weight variable w (length n).
+def build(terms, n, slack_terms=(), unit=1.0, scale=1.0):
+    """The cvxpy problem min scale * sum(objectives) s.t. all constraints, over weights w = unit * u.
 
-    Returns the problem, w, each term's constraints (by term name) and the slack variables.
-    Terms named in `slack_terms` get a nonnegative slack on their balance constraints and the
+    Returns the problem, the weight expression w, each term's constraints (by term name) and the slack
+    variables. Terms named in `slack_terms` get a nonnegative slack on their balance constraints and the
     objective becomes the total slack: the relaxed problem used to explain infeasibility.
     """
-    w = cp.Variable(n, name="w")
+    w = unit * cp.Variable(n, name="u")
     by_term, objective, slacks = {}, [], {}
     for term in terms:
         if term.name in slack_terms:
@@ -59,19 +62,28 @@ def build(terms, n, slack_terms=()):
                 objective.append(expr)
     if slack_terms:
         objective = [cp.sum(s) for s in slacks.values()]
-    goal = cp.Minimize(cp.sum(objective) if objective else cp.Constant(0.0))
+    goal = cp.Minimize(scale * cp.sum(objective) if objective else cp.Constant(0.0))
     constraints = [c for cons in by_term.values() for c in cons]
     return cp.Problem(goal, constraints), w, by_term, slacks
 
 
 class CvxpyBackend:
-    """Solves the problem's cvxpy form with any installed solver (CLARABEL by default)."""
+    """Solves the problem's cvxpy form with any installed solver (CLARABEL by default).
+
+    The solver sees the problem at order 1: the variable is u = w / unit, with `unit` the problem's typical
+    weight (1/n for SBW, the mean base weight for calibration), and the objective is divided by its value
+    at w = 0. Interior-point gaps are measured relative to max(1, |objective|), so an SBW objective of
+    order 1/n over weights of order 1/n would otherwise stop early (ECOS fails outright on it).
+    """
 
     name = "cvxpy"
 
     def __init__(self, problem):
         self.terms = problem.terms
-        self.cvxpy_problem, self.w, self.constraints, _ = build(problem.terms, problem.n)
+        natural = max((t.objective_scale() for t in problem.terms if type(t).objective is not Term.objective), default=1.0)
+        self.objective_scale = natural or 1.0
+        self.cvxpy_problem, self.w, self.constraints, _ = build(
+            problem.terms, problem.n, unit=problem.weight_unit, scale=1.0 / self.objective_scale)
 
     def solve(self, solver=None, warm_start=True, verbose=False, **options):
         solver = (solver or DEFAULT_SOLVER).upper()
@@ -94,7 +106,7 @@ class CvxpyBackend:
             for term in self.terms:
                 dual = term.dual(self.constraints[term.name]) if self.constraints[term.name] else None
                 if dual is not None:
-                    duals[term.name] = dual
+                    duals[term.name] = dual * self.objective_scale
         return RawResult(
             weights=weights,
             status=status,

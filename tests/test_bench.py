@@ -1,0 +1,160 @@
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from counterpoise import bench
+from counterpoise.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = """
+name = "tiny"
+description = "SBW at n = 300, two solvers."
+
+[data]
+generator = "kim2023"
+n = [300]
+overlap = ["weak"]
+seed = 5
+replications = 1
+
+[problem]
+family = "sbw"
+treatment = "A"
+covariates = ["X1", "X2", "X3", "X4", "X5", "X6"]
+estimand = "ATT"
+delta = 0.05
+
+[[run]]
+backend = "cvxpy"
+solver = "CLARABEL"
+
+[[run]]
+backend = "cvxpy"
+solver = "OSQP"
+label = "osqp"
+max_n = 250
+
+[truth]
+outcome = "Y"
+att = 0.0
+"""
+
+
+def _write(tmp_path, text, name="study.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_tiny_study(tmp_path):
+    path = _write(tmp_path, TINY.replace("max_n = 250\n", ""))
+    df = bench.run_study(path, out_dir=tmp_path / "out", quiet=True)
+    assert list(df.columns) == bench.COLUMNS[:2] + ["n", "overlap"] + bench.COLUMNS[2:]
+    assert len(df) == 2
+    assert list(df["run"]) == ["cvxpy/CLARABEL", "osqp"]
+    clarabel = df.iloc[0]
+    assert clarabel["status"] == "optimal"
+    assert clarabel["n"] == 300 and clarabel["n_rows"] == 300 and clarabel["seed"] == 5
+    assert clarabel["objective_gap"] < 1e-6
+    assert df.loc[df["status"] == "optimal", "objective_gap"].min() == 0.0
+    assert clarabel["max_abs_smd"] <= 0.05 + 1e-6
+    assert clarabel["ess"] > 0 and clarabel["build_time"] >= 0 and clarabel["solve_time"] > 0
+    assert np.isfinite(clarabel["estimate"]) and clarabel["error"] == clarabel["estimate"]
+    assert df["objective_gap"].notna().all()
+    csv, md = tmp_path / "out" / "tiny.csv", tmp_path / "out" / "tiny.md"
+    assert csv.is_file() and md.is_file()
+    assert len(pd.read_csv(csv)) == 2
+    text = md.read_text()
+    assert "| setting | run | optimal |" in text and "ATT RMSE" in text and "| n=300, overlap=weak | osqp |" in text
+
+
+def test_max_n_skips_and_overrides(tmp_path, capsys):
+    path = _write(tmp_path, TINY)
+    df = bench.run_study(path, out_dir=None, sizes=[200, 300], replications=2)
+    assert len(df) == 2 * 2 * 2
+    assert sorted(df["seed"].unique()) == [5, 6]
+    skipped = df[df["status"] == "skipped"]
+    assert set(skipped["run"]) == {"osqp"} and set(skipped["n"]) == {300}
+    assert "[1/8] n=200, overlap=weak, rep 0 | cvxpy/CLARABEL | optimal" in capsys.readouterr().err
+    table = bench.markdown_table(df)
+    assert "skipped: 300 rows > max_n = 250" in table
+
+
+def test_quiet_prints_nothing(tmp_path, capsys):
+    bench.run_study(_write(tmp_path, TINY), out_dir=None, quiet=True)
+    assert capsys.readouterr().err == ""
+
+
+def test_gap_is_nan_without_an_optimal_run(tmp_path):
+    text = TINY.replace('solver = "CLARABEL"', 'solver = "CLARABEL"\noptions = { max_iter = 1 }')
+    text = text.replace("max_n = 250\n", "options = { max_iter = 1 }\n")
+    df = bench.run_study(_write(tmp_path, text), out_dir=None, quiet=True)
+    assert (df["status"] != "optimal").all()
+    assert df["objective_gap"].isna().all()
+
+
+def test_shipped_study_matches_repository_copy():
+    # problems/ at the repository root is the source; the package ships a copy (drift fails here).
+    source = sorted(p.name for p in (ROOT / "problems").glob("*.toml"))
+    shipped = ROOT / "src" / "counterpoise" / "problems"
+    assert source == sorted(p.name for p in shipped.glob("*.toml"))
+    for name in source:
+        assert (ROOT / "problems" / name).read_text() == (shipped / name).read_text(), \
+            f"src/counterpoise/problems/{name} differs from problems/{name}: copy problems/{name} over it"
+
+
+def test_shipped_study_by_name():
+    assert "sbw-solvers" in bench.shipped_studies()
+    study = bench.load_study("sbw-solvers")
+    assert study["family"] == "sbw" and study["data_args"]["n"] == [2000, 10000, 50000]
+    assert [r["solver"] for r in study["runs"]] == ["CLARABEL", "OSQP", "SCS", "ECOS"]
+    assert bench.load_study("sbw-solvers.toml")["name"] == "sbw-solvers"
+    assert bench.load_study(ROOT / "problems" / "sbw-solvers.toml")["truth"] == {"outcome": "Y", "att": 0.0}
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace('family = "sbw"', 'family = "magic"'), "unknown family 'magic'"),
+    (lambda t: t.replace('generator = "kim2023"', 'generator = "nope"'), "unknown generator 'nope'"),
+    (lambda t: t.replace('generator = "kim2023"', 'generator = "InputError"'), "unknown generator"),
+    (lambda t: t.replace('name = "tiny"', ""), "missing the key 'name'"),
+    (lambda t: t.replace('generator = "kim2023"', ""), "missing the key 'generator'"),
+    (lambda t: t.replace('family = "sbw"', ""), "missing the key 'family'"),
+    (lambda t: t.split("[[run]]")[0], "missing the key 'run'"),
+    (lambda t: t.replace('backend = "cvxpy"\nsolver = "OSQP"', 'solver = "OSQP"'), "missing the key 'backend'"),
+    (lambda t: t.replace('solver = "OSQP"', 'solver = "NOSUCH"'), "not installed"),
+    (lambda t: t.replace('backend = "cvxpy"\nsolver = "OSQP"', 'backend = "gurobi-ish"'), "unknown backend"),
+    (lambda t: t.replace("max_n = 250", "maxn = 250"), "unknown keys ['maxn']"),
+    (lambda t: t.replace("overlap = [\"weak\"]", "overlap = [\"weak\"]\nrho = 2"), "no arguments ['rho']"),
+    (lambda t: t.replace("delta = 0.05", "delta = 0.05\nlambda = 3"), "no arguments ['lambda']"),
+    (lambda t: t.replace("n = [300]", ""), "needs the arguments ['n']"),
+    (lambda t: t.replace("n = [300]", "n = []"), "empty list"),
+    (lambda t: t.replace('outcome = "Y"', ""), "missing the key 'outcome'"),
+    (lambda t: t.replace("att = 0.0", "ate = 0.0"), "unknown keys ['ate']"),
+    (lambda t: t.replace("att = 0.0", 'att = "zero"'), "must be a number"),
+    (lambda t: t.replace("replications = 1", "replications = 0"), "at least 1"),
+    (lambda t: t + "\n[extra]\nx = 1\n", "unknown top-level keys ['extra']"),
+    (lambda t: t.replace('label = "osqp"', 'label = "cvxpy/CLARABEL"'), "distinct label"),
+    (lambda t: t.replace('name = "tiny"', 'name = "tiny'), "not valid TOML"),
+])
+def test_bad_files_raise_input_error(tmp_path, edit, message):
+    with pytest.raises(InputError) as info:
+        bench.load_study(_write(tmp_path, edit(TINY)))
+    assert message in str(info.value)
+
+
+def test_unknown_study_name(tmp_path):
+    with pytest.raises(InputError, match="no study file 'no-such-study'.*sbw-solvers"):
+        bench.run_study("no-such-study", out_dir=None)
+    with pytest.raises(InputError, match="no study file"):
+        bench.run_study(str(tmp_path / "missing.toml"), out_dir=None)
+
+
+def test_bad_overrides(tmp_path):
+    path = _write(tmp_path, TINY)
+    with pytest.raises(InputError, match="sizes must be integers"):
+        bench.run_study(path, out_dir=None, sizes=[1])
+    with pytest.raises(InputError, match="replications must be a positive integer"):
+        bench.run_study(path, out_dir=None, replications=0)

@@ -1,0 +1,111 @@
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+
+import counterpoise as cpz
+from counterpoise.cli import main
+
+from test_bench import TINY
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture
+def small_csv(tmp_path):
+    path = tmp_path / "data.csv"
+    cpz.datasets.kim2023(n=400, overlap="weak", seed=2).to_csv(path, index=False)
+    return path
+
+
+def test_weights_csv(small_csv, tmp_path, capsys):
+    out = tmp_path / "w.csv"
+    code = main(["weights", str(small_csv), "--treatment", "A", "--covariates", "X1,X2,X3,X4,X5,X6",
+                 "--method", "sbw", "--estimand", "ATT", "--delta", "0.05", "--solver", "CLARABEL", "-o", str(out)])
+    assert code == 0
+    weights = pd.read_csv(out, index_col=0)
+    data = pd.read_csv(small_csv)
+    assert list(weights.columns) == ["weight"] and weights.index.name == "row"
+    assert set(weights.index) == set(data.index[data["A"] == 0])
+    assert weights["weight"].sum() == pytest.approx(1.0, abs=1e-8)
+    printed = capsys.readouterr().out
+    assert "status optimal" in printed and "smd_after" in printed and str(out) in printed
+
+
+def test_weights_parquet_and_id(small_csv, tmp_path):
+    pytest.importorskip("pyarrow", exc_type=ImportError)  # pyarrow >= 21 refuses numpy < 2
+    data = pd.read_csv(small_csv)
+    data["unit"] = [f"u{i}" for i in range(len(data))]
+    source = tmp_path / "data.parquet"
+    data.to_parquet(source)
+    out = tmp_path / "w.parquet"
+    code = main(["weights", str(source), "--treatment", "A", "--covariates", "X1,X2,X3", "--method",
+                 "entropy_balance", "--id", "unit", "-o", str(out)])
+    assert code == 0
+    weights = pd.read_parquet(out)
+    assert weights.index.name == "unit" and weights.index[0].startswith("u")
+    assert len(weights) == int((data["A"] == 0).sum())
+    assert weights["weight"].sum() == pytest.approx(1.0, abs=1e-8)
+
+
+@pytest.mark.parametrize("argv_tail, message", [
+    (["--covariates", "X1,Nope"], "error: covariates: columns ['Nope'] are not in the data"),
+    (["--covariates", "X1", "--treatment", "Y"], "error:"),
+])
+def test_weights_error_is_one_line(small_csv, tmp_path, capsys, argv_tail, message):
+    argv = ["weights", str(small_csv), "--treatment", "A", "-o", str(tmp_path / "w.csv"), *argv_tail]
+    code = main(argv)
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "w.csv").exists()
+
+
+def test_weights_missing_file_and_bad_extension(tmp_path, capsys):
+    assert main(["weights", str(tmp_path / "none.csv"), "--treatment", "A", "--covariates", "X1", "-o", "w.csv"]) == 2
+    assert capsys.readouterr().err.startswith("error: no data file")
+    odd = tmp_path / "data.txt"
+    odd.write_text("A,X1\n0,1\n1,2\n")
+    assert main(["weights", str(odd), "--treatment", "A", "--covariates", "X1", "-o", "w.csv"]) == 2
+    assert "unknown file type .txt" in capsys.readouterr().err
+
+
+def test_demo(tmp_path, capsys):
+    out = tmp_path / "tmp" / "x.png"
+    assert main(["demo", "--n", "600", "--out", str(out)]) == 0
+    assert out.is_file() and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    printed = capsys.readouterr().out
+    for text in ("timings: data", "status optimal", "ESS", "ATT =", "95% CI", "true ATT is 0", "love plot saved"):
+        assert text in printed
+    # delta = 0.02 is infeasible with 100 kernel columns and ~400 controls: the demo loosens it and says so
+    assert "is infeasible at n = 600" in printed
+
+
+def test_bench(tmp_path, capsys):
+    study = tmp_path / "tiny.toml"
+    study.write_text(TINY)
+    code = main(["bench", str(study), "--out-dir", str(tmp_path / "res"), "--sizes", "200,300", "--replications",
+                 "1", "--quiet"])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert "| setting | run | optimal |" in captured.out and "n=300, overlap=weak" in captured.out
+    assert (tmp_path / "res" / "tiny.csv").is_file() and (tmp_path / "res" / "tiny.md").is_file()
+    df = pd.read_csv(tmp_path / "res" / "tiny.csv")
+    assert len(df) == 4 and np.all(df.loc[df["run"] == "cvxpy/CLARABEL", "status"] == "optimal")
+
+
+def test_bench_errors(tmp_path, capsys):
+    assert main(["bench", "no-such-study", "--out-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("error: no study file 'no-such-study'")
+    with pytest.raises(SystemExit) as info:
+        main(["bench", "sbw-solvers", "--sizes", "ten"])
+    assert info.value.code == 2
+
+
+@pytest.mark.parametrize("command", [[], ["demo"], ["weights"], ["bench"]])
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([*command, "--help"])
+    assert info.value.code == 0
+    assert "usage: counterpoise" in capsys.readouterr().out
