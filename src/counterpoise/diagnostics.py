@@ -20,13 +20,15 @@ import pandas as pd
 
 from counterpoise.errors import InputError
 
-_NEGATIVE_TOLERANCE = 1e-8
 _KINDS = ("mean", "total")
 _BALANCE_COLUMNS = ["target", "before", "after", "smd_before", "smd_after", "rel_error_before", "rel_error_after"]
 
 
 def _check_weights(w, name: str, n: int | None = None) -> np.ndarray:
-    """Return `w` as a 1-D float array after checking it is finite, non-negative (up to round-off) and of length `n`."""
+    """Return `w` as a 1-D float array after checking it is finite and of length `n`.
+
+    Negative weights are allowed: unbounded linear (GREG) calibration produces them, and the diagnostics
+    stay defined."""
     try:
         w = np.asarray(w, dtype=float)
     except (TypeError, ValueError) as exc:
@@ -39,9 +41,6 @@ def _check_weights(w, name: str, n: int | None = None) -> np.ndarray:
         raise InputError(f"{name} is empty")
     if not np.all(np.isfinite(w)):
         raise InputError(f"{name} has {int(np.sum(~np.isfinite(w)))} non-finite values (NaN or inf)")
-    floor = -_NEGATIVE_TOLERANCE * np.max(np.abs(w))
-    if np.any(w < floor):
-        raise InputError(f"{name} has {int(np.sum(w < floor))} negative values (smallest {w.min():.3g}); weights must be >= 0")
     return w
 
 

@@ -19,7 +19,6 @@ from scipy import stats
 
 from counterpoise.errors import CounterpoiseError, InputError, SolverError
 
-_NEGATIVE_TOLERANCE = 1e-8
 _MAX_FAILED_SHARE = 0.1
 
 
@@ -62,19 +61,17 @@ class Estimate:
         return pd.DataFrame([asdict(self)])
 
 
-def _check_nonnegative(w: np.ndarray, name: str) -> np.ndarray:
+def _check_finite(w: np.ndarray, name: str) -> np.ndarray:
+    """Weights must be finite; negative ones are allowed (GREG weights can be negative; the Hajek form stays defined)."""
     if not np.all(np.isfinite(w)):
         raise InputError(f"{name} has {int(np.sum(~np.isfinite(w)))} non-finite values (NaN or inf)")
-    floor = -_NEGATIVE_TOLERANCE * np.max(np.abs(w), initial=0.0)
-    if np.any(w < floor):
-        raise InputError(f"{name} has {int(np.sum(w < floor))} negative values; weights must be >= 0")
     return w
 
 
 def weighted_mean(y, w) -> float:
     """Hajek mean sum w y / sum w."""
     y = np.asarray(y, dtype=float)
-    w = _check_nonnegative(np.asarray(w, dtype=float), "w")
+    w = _check_finite(np.asarray(w, dtype=float), "w")
     if y.ndim != 1 or y.shape != w.shape:
         raise InputError(f"y and w must be 1-D of the same length, got shapes {y.shape} and {w.shape}")
     if not np.all(np.isfinite(y)):
@@ -133,7 +130,7 @@ def _aligned(series: pd.Series, index: pd.Index, rows: str, name: str = "weights
     if missing.any():
         raise InputError(f"{name} are missing for {int(missing.sum())} of the {index.size} {rows} rows "
                          f"(e.g. index labels {index[missing][:3].tolist()})")
-    w = _check_nonnegative(series.reindex(index).to_numpy(dtype=float), f"{name} of the {rows} rows")
+    w = _check_finite(series.reindex(index).to_numpy(dtype=float), f"{name} of the {rows} rows")
     if w.sum() <= 0:
         raise InputError(f"{name} of the {rows} rows are all zero")
     return w
@@ -151,7 +148,7 @@ def _sample_weights(data: pd.DataFrame, sample_weights) -> np.ndarray:
         values = np.asarray(sample_weights, dtype=float)
         if values.shape != (len(data),):
             raise InputError(f"sample_weights must have shape ({len(data)},), got {values.shape}")
-    return _check_nonnegative(values, "sample_weights")
+    return _check_finite(values, "sample_weights")
 
 
 def _contrast(y_t, v_t, y_c, v_c) -> tuple[float, float]:

@@ -125,7 +125,7 @@ class WeightingProblem:
     def _finish(self, raw, backend, tolerance) -> Solution:
         w = raw.weights
         finite = np.all(np.isfinite(w))
-        violations = {t.name: t.violation(w) for t in self.terms} if finite else {}
+        violations = {t.name: t.violation(w) if finite else np.inf for t in self.terms}
         objective = float(sum(t.value(w) for t in self.terms)) if finite else float("nan")
         status = raw.status
         if status == "optimal" and (not finite or max(violations.values(), default=0.0) > tolerance):
@@ -158,8 +158,12 @@ class WeightingProblem:
         return pd.concat(pieces) if pieces else pd.Series(dtype=float)
 
     def _failure_message(self, solution) -> str:
-        bad = {k: v for k, v in solution.violations.items() if v > solution.tolerance}
-        detail = ", ".join(f"{k} violated by {v:.2e}" for k, v in bad.items()) or "no finite weights returned"
+        if not np.all(np.isfinite(solution.weights)):
+            detail = "no finite weights returned"
+        else:
+            bad = {k: v for k, v in solution.violations.items() if v > solution.tolerance}
+            detail = ", ".join(f"{k} violated by {v:.2e}" for k, v in bad.items()) or \
+                "the solver reported reduced accuracy, though every constraint holds within the check tolerance"
         return (
             f"{solution.backend}/{solution.solver} returned status {solution.status!r}: {detail} "
             f"(check tolerance {solution.tolerance:g}; {solution.message}). Try another solver or tighter "
