@@ -117,3 +117,15 @@ def test_bootstrap_resolves_the_weights():
     assert boot.estimate == fixed.estimate
     assert boot.std_error == again.std_error
     assert 0.3 * fixed.std_error < boot.std_error < 3 * fixed.std_error
+
+
+def test_to_cvxpy_exposes_the_weights_for_hand_written_constraints(prob):
+    problem = prob.to_cvxpy()
+    w = prob.cvxpy_weights
+    first = prob.solve().weights.to_numpy()
+    assert np.any(first[:5] > 1e-4 / len(first))           # so zeroing them must cost something
+    optimum = problem.value
+    extended = cp.Problem(problem.objective, problem.constraints + [w[:5] == 0])
+    extended.solve(solver="CLARABEL")
+    np.testing.assert_allclose(w.value[:5], 0, atol=1e-12)
+    assert extended.value > optimum

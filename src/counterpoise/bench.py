@@ -51,6 +51,7 @@ import os
 import platform
 import sys
 import time
+import tomllib
 from importlib import resources
 from pathlib import Path
 
@@ -60,14 +61,6 @@ import pandas as pd
 from . import datasets, estimate, families
 from .backends import BACKENDS
 from .errors import CounterpoiseError, InputError
-
-try:  # Python >= 3.11
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10 with the tomli backport
-    try:
-        import tomli as tomllib
-    except ModuleNotFoundError:
-        tomllib = None
 
 #: The family builders a study may name.
 FAMILIES = {name: getattr(families, name) for name in ("sbw", "kernel_sbw", "entropy_balance", "calibrate",
@@ -119,8 +112,6 @@ def load_study(path_or_name) -> dict:
     """Read and check a study file (a path, or the name of a shipped study); returns the checked study as a dict
     with keys name, description, source, generator, data_args, crossed, seed, replications, family, problem, runs,
     truth."""
-    if tomllib is None:  # pragma: no cover
-        raise InputError("reading study files needs Python >= 3.11 (tomllib) or the tomli package")
     text, source = _locate(path_or_name)
     try:
         raw = tomllib.loads(text)
@@ -286,26 +277,12 @@ def _settings(study, sizes):
 
 
 def _safe(compute, problems, what):
-    """compute(), or NaN when the weights are unusable for it (negatives past round-off...): the reason is
-    appended to `problems`."""
+    """compute(), or NaN when the weights are unusable for it: the reason is appended to `problems`."""
     try:
         return compute()
     except (CounterpoiseError, ValueError, ZeroDivisionError, FloatingPointError) as exc:
         problems.append(f"{what} not computed: {' '.join(str(exc).split())}")
         return float("nan")
-
-
-def _ess(sol):
-    """Kish ESS (sum w)^2 / sum w^2, the smallest over the weighted arms; computed from the formula, so that it is
-    also reported for weights with small negative entries (which the diagnostics refuse)."""
-    w = sol.weights.to_numpy()
-    groups = np.zeros(len(w)) if sol.design is None else np.asarray(sol.design.groups)
-    sizes = []
-    for g in pd.unique(groups):
-        wg = w[groups == g]
-        squares = float(np.sum(wg**2))
-        sizes.append(float(wg.sum()) ** 2 / squares if squares > 0 else float("nan"))
-    return float(np.min(sizes))
 
 
 def _one_run(study, run, data, label, values, replication, seed):
@@ -335,7 +312,7 @@ def _one_run(study, run, data, label, values, replication, seed):
         row["message"] = f"{sol.message}; no finite weights"
         return row
     problems = []
-    row.update(max_violation=sol.max_violation, min_weight=float(np.min(weights)), ess=_ess(sol))
+    row.update(max_violation=sol.max_violation, min_weight=float(np.min(weights)), ess=_safe(lambda: float(np.min(sol.ess)), problems, "ESS"))
     if sol.design is not None:
         row["max_abs_smd"] = _safe(lambda: sol.max_abs_smd, problems, "max |SMD|")
     if truth is not None:
@@ -441,9 +418,7 @@ def _note(done):
     notes = [f"{int(np.sum(done['status'] == s))} {s}" for s in dict.fromkeys(done["status"]) if s != "optimal"]
     failed = done[done["diagnostics_failed"].astype(bool)]
     if len(failed):
-        negative = failed["message"].str.contains("negative values").all()
-        why = "negative weights past round-off, below -1e-8 x max w" if negative else "see message in the CSV"
-        notes.append(f"{len(failed)} without SMD/effect ({why})")
+        notes.append(f"{len(failed)} without SMD/effect (see message in the CSV)")
     return "; ".join(notes)
 
 

@@ -102,12 +102,17 @@ class WeightingProblem:
         return self._backends[name]
 
     def to_cvxpy(self):
-        """The cvxpy problem the reference backend solves (built once; variable `w` is its only variable).
-
-        Add constraints with `prob.add(term)` rather than by editing this object, so that every backend
-        and the post-solve check see them.
+        """The cvxpy problem the reference backend solves, built once. Its variable is u = w / weight_unit;
+        `cvxpy_weights` is w as a cvxpy expression, for writing your own constraints on a copy:
+        `cp.Problem(p.objective, p.constraints + [prob.cvxpy_weights[:10] <= 0.01])`. To keep counterpoise's
+        checks, diagnostics and paths, add them as a term with `prob.add(term)` instead.
         """
         return self.backend("cvxpy").cvxpy_problem
+
+    @property
+    def cvxpy_weights(self):
+        """The weights w as a cvxpy expression of `to_cvxpy()`'s variable."""
+        return self.backend("cvxpy").w
 
     def solve(self, backend="cvxpy", solver=None, tolerance=CHECK_TOLERANCE, raise_on_failure=True, **options) -> Solution:
         """Solve and check. Raises `InfeasibleError` (naming the constraints that bind) or `SolverError`
