@@ -141,13 +141,10 @@ def _weights(args) -> int:
                    delta_scale=args.delta_scale)
     if args.delta is not None:
         options["delta"] = args.delta
-    if args.method == "kernel_sbw":
-        options.update(m=args.m, l=args.l, s=args.s)
-    elif (args.m, args.l, args.s) != (None, None, None):
+    sizes = {k: v for k, v in (("m", args.m), ("l", args.l), ("s", args.s)) if v is not None}
+    if sizes and args.method != "kernel_sbw":
         raise _Failure("--m, --l and --s apply to --method kernel_sbw only")
-    if options.get("m") is None:
-        for key in ("m", "l", "s"):
-            options.pop(key, None)
+    options.update(sizes)
     builder = getattr(cpz, args.method)
     start = time.perf_counter()
     prob = builder(data, **options)
