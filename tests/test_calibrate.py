@@ -149,3 +149,18 @@ def test_sparse_calibration_satisfies_lasso_kkt(api):
     assert kept[0] >= kept[-1]
     capped = cpz.sparse_calibrate(api, base_weights="pw", margins=MARGINS, lam=1e-3, cap=1.5).solve()
     assert (capped.weights / api["pw"]).max() <= 1.5 + 1e-8
+
+
+def test_targets_are_parameters_swept_without_recompiling(api):
+    prob = cpz.calibrate(api, base_weights="pw", margins=MARGINS, totals={"api99": POP["api99"]})
+    first = prob.solve()
+    compiled = prob.to_cvxpy()._cache.param_prog
+    names = prob.terms[1].columns
+    shifted = np.array([POP["api99"] * 1.02 if n == "api99" else first.balance.loc[("sample", n), "target"] for n in names])
+    path = prob.path(target=[prob.get("totals.target"), shifted])
+    assert prob.to_cvxpy()._cache.param_prog is compiled
+    achieved = path[1].weights @ api["api99"]
+    assert achieved == pytest.approx(POP["api99"] * 1.02, rel=1e-9)
+    summary = path[1].weight_summary()
+    assert list(summary.index) == ["sample"] and summary.loc["sample", "n"] == len(api)
+    assert summary.loc["sample", "ess"] == pytest.approx(path[1].ess)

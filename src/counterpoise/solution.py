@@ -67,6 +67,12 @@ class Solution:
             return diagnostics.effective_sample_size(self.weights.to_numpy())
         return self.weights.groupby(groups).apply(lambda w: diagnostics.effective_sample_size(w.to_numpy()))
 
+    def weight_summary(self) -> pd.DataFrame:
+        """Per arm: n, nonzero weights, sum, ESS, design effect, max weight ratio (also to the base weights), top 1% share."""
+        design = self.design
+        return diagnostics.weight_summary(self.weights.to_numpy(), None if design is None else design.base_weights,
+                                          None if design is None else design.groups)
+
     @property
     def max_abs_smd(self) -> float:
         return diagnostics.max_abs_smd(self.balance)
