@@ -47,13 +47,7 @@ def sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02, delta
     """
     spec = dict(treatment=treatment, covariates=covariates, estimand=estimand, delta=delta, delta_scale=delta_scale,
                 std=std, target=target, moments=moments, interactions=interactions, basis=basis, base_weights=base_weights)
-    frame = as_frame(data)
-    X, names = _covariates(frame, covariates)
-    B, bnames = _expand(X, names, moments, interactions, basis, len(frame))
-    B, bnames = drop_constant(B, bnames)
-    blocks = [("balance", B, bnames, delta)]
-    return _balancing_problem(frame, treatment, estimand, blocks, (B, bnames), delta_scale, std, target, base_weights,
-                              dispersion="chi_square", family="sbw", rebuild=_rebuilder(sbw, spec, frame))
+    return _moment_problem(sbw, "chi_square", data, spec)
 
 
 def kernel_sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02, delta_scale="sd", std=None,
@@ -87,14 +81,18 @@ def entropy_balance(data, treatment=None, covariates=None, estimand="ATT", delta
     """
     spec = dict(treatment=treatment, covariates=covariates, estimand=estimand, delta=delta, delta_scale=delta_scale,
                 std=std, target=target, moments=moments, interactions=interactions, basis=basis, base_weights=base_weights)
+    return _moment_problem(entropy_balance, "entropy", data, spec)
+
+
+def _moment_problem(builder, dispersion, data, spec):
+    """A balancing problem on covariates, their moments, interactions and a user basis (sbw, entropy_balance)."""
     frame = as_frame(data)
-    X, names = _covariates(frame, covariates)
-    B, bnames = _expand(X, names, moments, interactions, basis, len(frame))
+    X, names = _covariates(frame, spec["covariates"])
+    B, bnames = _expand(X, names, spec["moments"], spec["interactions"], spec["basis"], len(frame))
     B, bnames = drop_constant(B, bnames)
-    blocks = [("balance", B, bnames, delta)]
-    return _balancing_problem(frame, treatment, estimand, blocks, (B, bnames), delta_scale, std, target, base_weights,
-                              dispersion="entropy", family="entropy_balance",
-                              rebuild=_rebuilder(entropy_balance, spec, frame))
+    return _balancing_problem(frame, spec["treatment"], spec["estimand"], [("balance", B, bnames, spec["delta"])],
+                              (B, bnames), spec["delta_scale"], spec["std"], spec["target"], spec["base_weights"],
+                              dispersion=dispersion, family=builder.__name__, rebuild=_rebuilder(builder, spec, frame))
 
 
 def _covariates(frame, covariates):
