@@ -2,7 +2,9 @@
 
 from .base import RawResult
 from .cvxpy_backend import CvxpyBackend
+from .osqp_backend import OsqpBackend
+from .dual import DualBackend
 
-BACKENDS = {"cvxpy": CvxpyBackend}
+BACKENDS = {"cvxpy": CvxpyBackend, "dual": DualBackend, "osqp": OsqpBackend}
 
-__all__ = ["BACKENDS", "CvxpyBackend", "RawResult"]
+__all__ = ["BACKENDS", "CvxpyBackend", "DualBackend", "OsqpBackend", "RawResult"]
