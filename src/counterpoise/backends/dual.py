@@ -70,9 +70,9 @@ class GroupDual:
     def primal(self, w):
         return float(np.sum((w - self.c) ** 2 / self.s))
 
-    def violation(self, w):
-        """Largest violation of |A w - T| <= delta (scaled balance units; the sum relative to its total)."""
-        excess = np.abs(self.A(w) - self.T) - self.delta
+    def violation(self, Aw):
+        """Largest violation of |A w - T| <= delta, given A w (scaled balance units; the sum relative to its total)."""
+        excess = np.abs(Aw - self.T) - self.delta
         if self.normalized:
             excess[-1] /= max(abs(self.T[-1]), 1e-300)
         return float(max(np.max(excess, initial=0.0), 0.0))
@@ -119,12 +119,12 @@ class GroupDual:
         w, inside = self.weights(v)
         D = self.value(y, v, w)
         bound = self.upper_bound()
-        status, it = "inaccurate", 0
+        status = "inaccurate"
         for it in range(1, max_iter + 1):
             grad = self.A(w) - self.T
             P = self.primal(w)
             gap = (P + D) / max(abs(P), abs(D), 1e-300)
-            violation = self.violation(w)
+            violation = self.violation(grad + self.T)
             if violation <= tol and gap <= tol:
                 status = "optimal"
                 break
@@ -134,7 +134,7 @@ class GroupDual:
             sign = np.where(y != 0, np.sign(y), -np.sign(grad))
             stuck = l1 & (y == 0) & (np.abs(grad) <= self.delta)
             free = np.flatnonzero(~stuck)
-            pseudo = grad + self.delta * sign
+            pseudo = np.where(stuck, 0.0, grad + self.delta * sign)
             H = self.hessian(inside, free)
             ridge = 1e-12 * max(float(np.max(np.diag(H), initial=0.0)), 1e-300)
             step = np.zeros_like(y)
@@ -142,34 +142,45 @@ class GroupDual:
                 step[free] = -np.linalg.solve(H + ridge * np.eye(len(free)), pseudo[free])
             except np.linalg.LinAlgError:
                 step[free] = -np.linalg.lstsq(H, pseudo[free], rcond=None)[0]
-            y, v, w, inside, D, moved = self._line_search(y, D, step, pseudo, sign, l1)
-            if not moved:
+            moved = self._line_search(y, v, D, step, pseudo, sign, l1)
+            if moved is None:
                 break
-        else:
-            it = max_iter
-        violation = self.violation(w)
+            y, v, w, inside, D = moved
+        violation = self.violation(self.A(w))
         P = self.primal(w)
         gap = (P + D) / max(abs(P), abs(D), 1e-300)
         if status == "inaccurate" and violation <= tol and gap <= tol:
             status = "optimal"
         return w, y, status, it, gap, violation
 
-    def _line_search(self, y, D, step, pseudo, sign, l1):
+    def _residual(self, y, grad):
+        """The norm of the minimum-norm subgradient of D: zero exactly at the optimum."""
+        l1 = self.delta > 0
+        at_zero = l1 & (y == 0)
+        r = np.where(at_zero, np.sign(grad) * np.maximum(np.abs(grad) - self.delta, 0.0),
+                     grad + self.delta * np.sign(y))
+        return float(np.linalg.norm(r))
+
+    def _line_search(self, y, v, D, step, pseudo, sign, l1):
+        """Backtrack from the full Newton step along the orthant-projected path; accept on Armijo decrease of D, or,
+        where D's change is lost to rounding near the optimum, on a decrease of the subgradient residual."""
         slope = pseudo @ step
+        direction = self.At(step)
+        residual = np.linalg.norm(pseudo)      # the residual at y (see `_residual`)
         alpha = 1.0
         for _ in range(60):
             trial = y + alpha * step
             crossed = l1 & (trial * sign < 0)
             trial[crossed] = 0.0
-            v = self.At(trial)
-            w, inside = self.weights(v)
-            D_new = self.value(trial, v, w)
-            if D_new <= D + 1e-4 * alpha * slope or D_new < D - 1e-15 * abs(D):
-                return trial, v, w, inside, D_new, True
+            v_trial = self.At(trial) if crossed.any() else v + alpha * direction
+            w, inside = self.weights(v_trial)
+            D_new = self.value(trial, v_trial, w)
+            if D_new <= D + 1e-4 * alpha * slope:
+                return trial, v_trial, w, inside, D_new
+            if self._residual(trial, self.A(w) - self.T) <= (1 - 1e-4 * alpha) * residual and D_new <= D + 1e-12 * abs(D):
+                return trial, v_trial, w, inside, D_new
             alpha /= 2
-        v = self.At(y)
-        w, inside = self.weights(v)
-        return y, v, w, inside, D, False
+        return None
 
 
 class DualBackend:
