@@ -77,6 +77,7 @@ def test_raking_and_logit_match_survey_calibration_functions(api):
     np.testing.assert_allclose(sol.weights, survey_root(Xs, Ts, d, logit), rtol=2e-5)
     g = sol.weights / api["pw"]
     assert g.min() > L and g.max() < U
+    assert "ratio_bounds.lower" not in sol.problem.parameters     # logit's bounds are its domain, not a Parameter
 
 
 def test_bounded_linear_is_truncated_greg(api):
@@ -121,6 +122,8 @@ def test_margin_problems_are_named(api):
         cpz.calibrate(api, base_weights="pw", margins={"stype": {**POP["stype"], "K": 10}})
     zero_level = cpz.calibrate(api, base_weights="pw", margins={"stype": {**POP["stype"], "K": 0}}).solve()
     assert zero_level.status == "optimal"
+    with pytest.warns(cpz.CounterpoiseWarning, match="level 'H' has 50 units but a population total of 0"):
+        cpz.calibrate(api, base_weights="pw", margins={"stype": {**POP["stype"], "H": 0}})
     with pytest.raises(cpz.InfeasibleError, match="contradicts the other targets"):
         cpz.calibrate(api, base_weights="pw", margins={"stype": POP["stype"], "sch.wide": {"No": 1000, "Yes": 5000}})
     with pytest.raises(cpz.InputError, match='needs finite ratio bounds'):

@@ -40,13 +40,43 @@ def test_entropy_balance_matches_dual_closed_form(moments):
     assert sol.weights.min() > 0
 
 
-def test_entropy_balance_with_base_weights_and_tolerance():
+def test_entropy_balance_with_base_weights_and_tolerance_meets_kkt():
     data = cpz.datasets.kim2023(n=1200, overlap="strong", seed=12)
     data["d"] = np.random.default_rng(0).uniform(0.5, 2.0, len(data))
-    sol = cpz.entropy_balance(data, treatment="A", covariates=COVARIATES, base_weights="d", delta=0.05).solve()
-    assert sol.balance["smd_after"].abs().max() <= 0.05 + 1e-7
-    # optimality against scipy on the same primal: KL(w || q) is no smaller at a feasible perturbation
+    prob = cpz.entropy_balance(data, treatment="A", covariates=COVARIATES, base_weights="d", delta=0.05)
+    sol = prob.solve()
+    term = next(t for t in prob.terms if t.name == "balance")
     q = data.loc[data.A == 0, "d"].to_numpy()
-    q = q / q.sum()
     w = sol.weights.to_numpy()
-    assert np.sum(w * np.log(w / q)) == pytest.approx(sol.objective, rel=1e-6, abs=1e-12)
+    # Stationarity: log(w_i / q_i) = a + b_i' beta; complementary slackness: beta_j != 0 only at |imbalance_j| = delta.
+    design = np.column_stack([np.ones(len(w)), term._scaled])
+    coef, *_ = np.linalg.lstsq(design, np.log(w / q), rcond=None)
+    assert np.max(np.abs(design @ coef - np.log(w / q))) < 1e-4
+    beta = coef[1:]
+    imbalance = term.imbalance(w)
+    binding = np.abs(beta) > 1e-3 * np.max(np.abs(beta))
+    assert binding.any()
+    np.testing.assert_allclose(np.abs(imbalance[binding]), 0.05, atol=1e-7)
+    assert np.all(np.sign(imbalance[binding]) == -np.sign(beta[binding]))
+    assert np.max(np.abs(imbalance)) <= 0.05 + 1e-7
+
+
+def test_exact_duals_follow_the_tolerance_convention():
+    data = cpz.datasets.kim2023(n=1200, overlap="strong", seed=13)
+    exact = cpz.entropy_balance(data, treatment="A", covariates=COVARIATES).solve().duals
+    loose = cpz.entropy_balance(data, treatment="A", covariates=COVARIATES, delta=1e-5).solve().duals
+    np.testing.assert_allclose(exact.to_numpy(), loose.to_numpy(), rtol=0.05, atol=1e-3 * np.abs(exact).max())
+
+
+def test_infeasible_entropy_balance_names_the_binding_column():
+    data = cpz.datasets.kim2023(n=600, overlap="strong", seed=14)
+    data.loc[data.A == 1, "X4"] += 10
+    with pytest.raises(cpz.InfeasibleError, match="balance / X4") as info:
+        cpz.entropy_balance(data, treatment="A", covariates=COVARIATES).solve()
+    assert info.value.binding["column"].tolist() == ["X4"]
+
+
+def test_negative_weights_violate_the_entropy_domain():
+    term = cpz.terms.Entropy(np.full(4, 0.25))
+    assert term.violation(np.array([0.5, 0.5, 0.1, -0.1])) == pytest.approx(0.4)
+    assert term.violation(np.full(4, 0.25)) == 0

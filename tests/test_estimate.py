@@ -133,7 +133,7 @@ def test_input_errors():
     bad = data.assign(t=[0, 1, 2, 0, 0, 1, 0])
     with pytest.raises(InputError, match="0/1"):
         att(bad, "t", "y", w)
-    with pytest.raises(InputError, match="control arm is empty"):
+    with pytest.raises(InputError, match="has no control units"):
         att(data.assign(t=1), "t", "y", w)
     with pytest.raises(InputError, match="missing for 2 of the 4 control rows"):
         att(data, "t", "y", w.iloc[2:])
@@ -141,7 +141,7 @@ def test_input_errors():
         att(data, "t", "y", 0.0 * w)
     with pytest.raises(InputError, match="non-finite"):
         att(data.assign(y=np.r_[np.nan, np.zeros(6)]), "t", "y", w)
-    with pytest.raises(InputError, match="treatment='z'"):
+    with pytest.raises(InputError, match="treatment column 'z' is not in the data"):
         att(data, "z", "y", w)
     with pytest.raises(InputError, match="se must be"):
         att(data, "t", "y", w, se="jackknife")

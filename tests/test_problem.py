@@ -2,6 +2,7 @@
 
 import cvxpy as cp
 import numpy as np
+import pandas as pd
 import pytest
 
 import counterpoise as cpz
@@ -96,7 +97,7 @@ def test_check_compares_with_reference(prob):
     assert list(frame.columns)[:2] == ["backend", "reference"]
 
 
-def test_osqp_at_default_tolerance_is_flagged_not_trusted(prob):
+def test_osqp_stopped_early_is_flagged_not_trusted(prob):
     sol = prob.solve(solver="OSQP", raise_on_failure=False, max_iter=50)
     assert sol.status == "inaccurate"
     with pytest.raises(cpz.SolverError, match="inaccurate"):
@@ -129,3 +130,46 @@ def test_to_cvxpy_exposes_the_weights_for_hand_written_constraints(prob):
     extended.solve(solver="CLARABEL")
     np.testing.assert_allclose(w.value[:5], 0, atol=1e-12)
     assert extended.value > optimum
+
+
+def test_balance_table_follows_swept_targets(prob):
+    target = prob.get("balance.target") + 0.05
+    sol = prob.set(**{"balance.target": target}).solve()
+    np.testing.assert_allclose(sol.balance["target"].to_numpy(), target)
+    assert sol.balance["smd_after"].abs().max() <= 0.05 + 1e-7
+
+
+def test_set_with_a_wrong_shape_names_the_full_keys():
+    data = cpz.datasets.kim2023(n=600, overlap="strong", seed=2)
+    prob = cpz.kernel_sbw(data, treatment="A", covariates=COVARIATES, m=40, l=30, s=10)
+    with pytest.raises(cpz.InputError, match=r"set each of \['kernel.target', 'means.target'\] by its full name"):
+        prob.set(target=np.zeros(6))
+    prob.set(**{"means.target": np.zeros(6)})
+    np.testing.assert_allclose(prob.get("means.target"), 0)
+
+
+def test_estimates_use_the_problem_sample_weights_and_estimand():
+    data = cpz.datasets.kim2023(n=800, overlap="strong", seed=9)
+    data["s"] = np.random.default_rng(1).uniform(0.5, 2, len(data))
+    sol = cpz.sbw(data, treatment="A", covariates=COVARIATES, delta=0.05, base_weights="s").solve()
+    default = cpz.estimate.att(data, treatment="A", outcome="Y", weights=sol)
+    explicit = cpz.estimate.att(data, treatment="A", outcome="Y", weights=sol, sample_weights="s")
+    assert default.estimate == pytest.approx(explicit.estimate)
+    uniform = cpz.estimate.att(data, treatment="A", outcome="Y", weights=sol, sample_weights=np.ones(len(data)))
+    assert uniform.estimate != pytest.approx(default.estimate)
+    ate = cpz.sbw(data, treatment="A", covariates=COVARIATES, delta=0.05, estimand="ATE").solve()
+    with pytest.raises(cpz.InputError, match="these weights solve a ATE problem; use estimate.ate"):
+        cpz.estimate.att(data, treatment="A", outcome="Y", weights=ate)
+    atc = cpz.sbw(data, treatment="A", covariates=COVARIATES, delta=0.05, estimand="ATC").solve()
+    est = cpz.estimate.atc(data, treatment="A", outcome="Y", weights=atc)
+    treated = data.A == 1
+    expected = atc.weights @ data.loc[treated, "Y"] - data.loc[~treated, "Y"].mean()
+    assert est.estimate == pytest.approx(expected)
+
+
+def test_rebuild_refuses_row_tied_arguments():
+    data = cpz.datasets.kim2023(n=400, overlap="strong", seed=8)
+    basis = pd.DataFrame({"q": (data.X4 > 0).astype(float)}, index=data.index)
+    sol = cpz.sbw(data, treatment="A", covariates=COVARIATES, basis=basis, delta=0.1).solve()
+    with pytest.raises(cpz.InputError, match=r"\['basis'\] hold one value per original row"):
+        cpz.estimate.att(data, treatment="A", outcome="Y", weights=sol, se="bootstrap", n_boot=5)

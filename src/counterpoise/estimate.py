@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from counterpoise.errors import CounterpoiseError, InputError, SolverError
+from .diagnostics import effective_sample_size
+from .errors import CounterpoiseError, InputError, SolverError
+from .validation import treatment_indicator
 
 _MAX_FAILED_SHARE = 0.1
 
@@ -91,15 +93,7 @@ def _column(data: pd.DataFrame, name, argument: str) -> pd.Series:
 
 def _treatment(data: pd.DataFrame, treatment) -> np.ndarray:
     """The treatment column as a boolean array; it must be 0/1 with both arms non-empty."""
-    values = _column(data, treatment, "treatment")
-    if values.isna().any() or not values.isin([0, 1]).all():
-        bad = values[values.isna() | ~values.isin([0, 1])].unique()[:5].tolist()
-        raise InputError(f"treatment column {treatment!r} must be 0/1; found values {bad}")
-    t = values.to_numpy() == 1
-    for arm, count in (("treated", t.sum()), ("control", (~t).sum())):
-        if count == 0:
-            raise InputError(f"the {arm} arm is empty (treatment column {treatment!r})")
-    return t
+    return treatment_indicator(data, treatment) == 1
 
 
 def _outcome(data: pd.DataFrame, outcome) -> np.ndarray:
@@ -162,10 +156,6 @@ def _contrast(y_t, v_t, y_c, v_c) -> tuple[float, float]:
     return float(est), float(var)
 
 
-def _kish(w: np.ndarray) -> float:
-    return float(w.sum() ** 2 / np.sum(w ** 2))
-
-
 def _check_options(se: str, level: float, n_boot: int) -> None:
     if se not in ("linearization", "bootstrap"):
         raise InputError(f"se must be 'linearization' or 'bootstrap', got {se!r}")
@@ -197,7 +187,7 @@ def _estimate(estimand, data, treatment, outcome, weights, arm_weights, se, leve
         lower, upper = np.quantile(replicates, [(1 - level) / 2, (1 + level) / 2])
     return Estimate(estimand=estimand, estimate=estimate, std_error=float(std_error), ci_lower=float(lower),
                     ci_upper=float(upper), level=level, method=se, n_treated=int(t.sum()),
-                    n_control=int((~t).sum()), ess_treated=_kish(w_t), ess_control=_kish(w_c),
+                    n_control=int((~t).sum()), ess_treated=effective_sample_size(w_t), ess_control=effective_sample_size(w_c),
                     n_failed_replicates=failed)
 
 
@@ -208,6 +198,7 @@ def _bootstrap(data, t, y, weights, arm_weights, n_boot, seed) -> tuple[np.ndarr
     if not callable(getattr(problem, "rebuild", None)):
         raise InputError("se='bootstrap' needs weights from a counterpoise Solution (with .problem.rebuild) so that "
                          "the weights can be re-estimated on each replicate; a plain Series cannot be")
+    problem.rebuild(data)        # fails at once, with its reason, when the problem cannot follow a resample
     rng = np.random.default_rng(seed)
     arms = (np.flatnonzero(t), np.flatnonzero(~t))
     estimates, failures = [], []
@@ -228,18 +219,50 @@ def _bootstrap(data, t, y, weights, arm_weights, n_boot, seed) -> tuple[np.ndarr
     return np.asarray(estimates), len(failures)
 
 
+def _solution_estimand(weights, wanted):
+    """Refuse a Solution built for another estimand; return its problem's sample weights (or None)."""
+    problem = getattr(weights, "problem", None)
+    estimand = getattr(problem, "estimand", None)
+    if estimand is not None and estimand != wanted:
+        raise InputError(f"these weights solve a {estimand} problem; use estimate.{str(estimand).lower()}() "
+                         f"(or rebuild the problem with estimand={wanted!r})")
+    return getattr(problem, "sample_weights", None)
+
+
+def _one_arm(estimand, data, treatment, outcome, weights, sample_weights, se, level, n_boot, seed) -> Estimate:
+    """ATT (controls weighted to the treated) or ATC (treated weighted to the controls)."""
+    if sample_weights is None:
+        sample_weights = _solution_estimand(weights, estimand)
+    else:
+        _solution_estimand(weights, estimand)
+    s = _sample_weights(data, sample_weights)
+    target_arm = "treated" if estimand == "ATT" else "control"
+
+    def arm_weights(series, index, t, rows):
+        in_target = t if estimand == "ATT" else ~t
+        fixed = s[rows][in_target]
+        if fixed.sum() <= 0:
+            raise InputError(f"sample_weights of the {target_arm} rows are all zero")
+        other = "control" if estimand == "ATT" else "treated"
+        weighted = _aligned(series, index[~in_target], other)
+        return (fixed, weighted) if estimand == "ATT" else (weighted, fixed)
+
+    return _estimate(estimand, data, treatment, outcome, weights, arm_weights, se, level, n_boot, seed)
+
+
 def att(data, treatment, outcome, weights, sample_weights=None, se="linearization", level=0.95, n_boot=200,
         seed=0) -> Estimate:
     """Average treatment effect on the treated, Hajek form.
 
         ATT = sum_treated s_i Y_i / sum_treated s_i  -  sum_control w_i Y_i / sum_control w_i
 
-    with s the `sample_weights` (a column name, a Series on data.index, or an array; uniform if None) and w the
-    balancing `weights` (already including any design weights of the controls).
+    with s the `sample_weights` (a column name, a Series on data.index, or an array; by default the base weights
+    the problem was built with, else uniform) and w the balancing `weights` (already including any design
+    weights of the controls).
 
     `treatment` and `outcome` are column names of `data`; the treatment is 0/1. `weights` is a Series indexed by
     data.index labels covering every control row (entries for treated rows are ignored), or a Solution whose
-    `.weights` is such a Series.
+    `.weights` is such a Series (a Solution of a non-ATT problem is refused).
 
     se="linearization": the fixed-weight sandwich (module docstring) and a normal interval at `level`; it ignores the
     uncertainty from estimating the weights. se="bootstrap": `n_boot` stratified resamples of the rows with
@@ -247,15 +270,14 @@ def att(data, treatment, outcome, weights, sample_weights=None, se="linearizatio
     SE = SD of the replicate estimates (ddof=1), percentile interval. Replicates whose solve raises a counterpoise
     error are dropped and counted; more than 10% failing raises SolverError.
     """
-    s = _sample_weights(data, sample_weights)
+    return _one_arm("ATT", data, treatment, outcome, weights, sample_weights, se, level, n_boot, seed)
 
-    def arm_weights(series, index, t, rows):
-        w_t = s[rows][t]
-        if w_t.sum() <= 0:
-            raise InputError("sample_weights of the treated rows are all zero")
-        return w_t, _aligned(series, index[~t], "control")
 
-    return _estimate("ATT", data, treatment, outcome, weights, arm_weights, se, level, n_boot, seed)
+def atc(data, treatment, outcome, weights, sample_weights=None, se="linearization", level=0.95, n_boot=200,
+        seed=0) -> Estimate:
+    """Average treatment effect on the controls, Hajek form: the weighted treated mean minus the (sample-weighted)
+    control mean. Arguments and standard errors as in `att`, with the arms' roles swapped."""
+    return _one_arm("ATC", data, treatment, outcome, weights, sample_weights, se, level, n_boot, seed)
 
 
 def ate(data, treatment, outcome, weights, se="linearization", level=0.95, n_boot=200, seed=0) -> Estimate:
@@ -266,6 +288,7 @@ def ate(data, treatment, outcome, weights, se="linearization", level=0.95, n_boo
     `weights` (a Series on data.index, or a Solution with `.weights`) must cover every row. Standard errors as in
     `att`: fixed-weight linearization, or the stratified bootstrap that re-estimates the weights.
     """
+    _solution_estimand(weights, "ATE")
 
     def arm_weights(series, index, t, rows):
         return _aligned(series, index[t], "treated"), _aligned(series, index[~t], "control")

@@ -11,6 +11,8 @@ Survey calibration (weights on the scale of the population totals):
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import scipy.linalg
@@ -20,8 +22,8 @@ from .diagnostics import BalanceDesign, smd_denominators
 from .errors import InfeasibleError, InputError
 from .problem import WeightingProblem
 from .terms import Balance, Bounds, ChiSquare, Entropy, Logit, Normalize, SparseLoss
-from .validation import as_frame, base_weights as check_base_weights, choice, columns_list, drop_constant, finite
-from .validation import numeric_matrix, treatment_indicator
+from .validation import CounterpoiseWarning, as_frame, base_weights as check_base_weights, choice, columns_list
+from .validation import drop_constant, finite, numeric_matrix, treatment_indicator
 
 ESTIMANDS = ("ATT", "ATC", "ATE", "target")
 
@@ -69,7 +71,8 @@ def kernel_sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02
     blocks = [("kernel", kernel.D, list(kernel.names), delta)]
     if means:
         blocks.append(("means", X, names, delta if mean_delta is None else mean_delta))
-    return _balancing_problem(frame, treatment, estimand, blocks, (X, names), delta_scale, std, None, base_weights,
+    return _balancing_problem(frame, treatment, estimand, blocks, "means" if means else (X, names), delta_scale, std,
+                              None, base_weights,
                               dispersion="chi_square", family="kernel_sbw", rebuild=_rebuilder(kernel_sbw, spec, frame))
 
 
@@ -91,7 +94,7 @@ def _moment_problem(builder, dispersion, data, spec):
     B, bnames = _expand(X, names, spec["moments"], spec["interactions"], spec["basis"], len(frame))
     B, bnames = drop_constant(B, bnames)
     return _balancing_problem(frame, spec["treatment"], spec["estimand"], [("balance", B, bnames, spec["delta"])],
-                              (B, bnames), spec["delta_scale"], spec["std"], spec["target"], spec["base_weights"],
+                              "balance", spec["delta_scale"], spec["std"], spec["target"], spec["base_weights"],
                               dispersion=dispersion, family=builder.__name__, rebuild=_rebuilder(builder, spec, frame))
 
 
@@ -153,48 +156,63 @@ def _user_target(target, names):
 
 def _balancing_problem(frame, treatment, estimand, blocks, report, delta_scale, std, target, base_weights,
                        dispersion, family, rebuild):
-    """Assemble dispersion + per-arm normalization + per-arm balance blocks (+ w >= 0 for chi-square)."""
+    """Assemble dispersion + per-arm normalization + per-arm balance blocks (+ w >= 0 for chi-square).
+
+    `blocks` are (name, B over all rows, column names, delta); `report` names the block whose columns the
+    balance table shows (its targets follow the terms when swept), or is an (X, names) pair of its own.
+    """
     choice(delta_scale, ("sd", "raw"), "delta_scale")
     weighted, groups, target_rows, a = _arms(frame, treatment, estimand)
     d_all = check_base_weights(frame, base_weights)
     d = d_all[weighted]
     labels = list(dict.fromkeys(groups))
     rows = {g: (None if len(labels) == 1 else np.flatnonzero(groups == g)) for g in labels}
-    share = np.empty(len(d))
-    for g in labels:
-        mask = groups == g
-        share[mask] = d[mask] / d[mask].sum()
+    share = d / _group_total(d, groups)
     std = std or "target"
-    terms = [ChiSquare(share, d / _group_mean(d, groups), name="dispersion") if dispersion == "chi_square"
+
+    def summary(B, names):
+        """Fixed SDs and target values of the columns of B."""
+        sds = smd_denominators(B, treatment=a, target_rows=target_rows, base_weights=d_all)
+        goal = _user_target(target, names) if estimand == "target" else _weighted_mean(B[target_rows], d_all[target_rows])
+        return sds, goal
+
+    mean_d = _group_total(d, groups) / pd.Series(groups).groupby(groups).transform("size").to_numpy()
+    terms = [ChiSquare(share, d / mean_d, name="dispersion") if dispersion == "chi_square"
              else Entropy(share, name="dispersion")]
     for g in labels:
         terms.append(Normalize(1.0, rows=rows[g], name="sum" if len(labels) == 1 else f"sum:{g}"))
+    summaries, balance_terms = {}, {}
     for block, B, names, delta in blocks:
-        sds = smd_denominators(B, treatment=a, target_rows=target_rows, base_weights=d_all)
+        sds, goal = summaries[block] = summary(B, names)
         scale = _scale(sds, std, names) if delta_scale == "sd" else np.ones(len(names))
-        goal = _user_target(target, names) if estimand == "target" else _weighted_mean(B[target_rows], d_all[target_rows])
+        Bw = B[weighted]
         for g in labels:
-            Bg = B[weighted] if rows[g] is None else B[weighted][rows[g]]
-            terms.append(Balance(Bg, goal, delta=delta, scale=scale, rows=rows[g], columns=names,
-                                 name=block if len(labels) == 1 else f"{block}:{g}"))
+            term = Balance(Bw if rows[g] is None else Bw[rows[g]], goal, delta=delta, scale=scale, rows=rows[g],
+                           columns=names, name=block if len(labels) == 1 else f"{block}:{g}")
+            balance_terms[block, g] = term
+            terms.append(term)
     if dispersion == "chi_square":
         terms.append(Bounds(lower=0.0, name="nonnegative"))
-    X, names = report
-    sds = smd_denominators(X, treatment=a, target_rows=target_rows, base_weights=d_all)
-    goal = _user_target(target, names) if estimand == "target" else _weighted_mean(X[target_rows], d_all[target_rows])
+    if isinstance(report, str):
+        X, names = next((B, names) for block, B, names, _ in blocks if block == report)
+        sds, goal = summaries[report]
+        design_targets = {g: (balance_terms[report, g], np.arange(len(names))) for g in labels}
+    else:
+        X, names = report
+        sds, goal = summary(X, names)
+        design_targets = None
     design = BalanceDesign(names=tuple(names), X=X[weighted], groups=groups, base_weights=d,
                            targets={g: goal for g in labels}, denominators=sds, std=std, kind="mean")
     scale_text = "sums to 1 within each arm" if len(labels) > 1 else "sums to 1"
+    sample_weights = None if base_weights is None else pd.Series(d_all, index=frame.index)
     return WeightingProblem(frame.index[weighted], terms, family=family, weight_scale=scale_text,
-                            weight_unit=float(np.mean(share)), design=design, rebuild=rebuild)
+                            weight_unit=float(np.mean(share)), design=design, rebuild=rebuild,
+                            design_targets=design_targets, estimand=estimand, sample_weights=sample_weights)
 
 
-def _group_mean(d, groups):
-    out = np.empty(len(d))
-    for g in pd.unique(groups):
-        mask = groups == g
-        out[mask] = d[mask].mean()
-    return out
+def _group_total(d, groups):
+    """Each unit's group total of d."""
+    return pd.Series(d).groupby(groups).transform("sum").to_numpy()
 
 
 def _weighted_mean(B, d):
@@ -226,8 +244,10 @@ def calibrate(data, base_weights=None, margins=None, totals=None, constraints=No
     "logit" (bounded; needs `bounds`) distance. Targets: `margins={"var": {"level": total}}` (every
     level in the data needs a total), `totals={"col": total}`, and `constraints={"name": (coefficients,
     total)}` for raw linear rows. `bounds=(L, U)` bounds the ratio g = w/d, `weight_bounds=(lo, hi)`
-    bounds w itself; `tol` (relative) asks only |x_j'w - T_j| <= tol |T_j|. Exactly redundant targets
-    (two margins that both sum to N) are dropped after checking that they agree.
+    bounds w itself (for "logit" the bounds are part of the distance and fixed when it is built); `tol` asks
+    only |x_j'w - T_j| <= tol |T_j| (absolute, <= tol, for a zero total). Exactly redundant targets (two
+    margins that both sum to N) are dropped after checking that they agree; the balance table still shows
+    them, with the totals they were built with.
     """
     spec = dict(base_weights=base_weights, margins=margins, totals=totals, constraints=constraints, distance=distance,
                 bounds=bounds, weight_bounds=weight_bounds, tol=tol)
@@ -251,7 +271,7 @@ def calibrate(data, base_weights=None, margins=None, totals=None, constraints=No
     keep = _independent_targets(X, T, d, names) if tol is None else np.arange(len(T))
     terms.append(Balance(X[:, keep], T[keep], delta=tol, scale=relative[keep], columns=[names[j] for j in keep],
                          name="totals"))
-    if bounds is not None:
+    if bounds is not None and distance != "logit":
         _check_ratio_bounds(lower, upper)
         terms.append(Bounds(lower=None if lower == -np.inf else lower, upper=None if upper == np.inf else upper,
                             reference=d, name="ratio_bounds"))
@@ -260,7 +280,7 @@ def calibrate(data, base_weights=None, margins=None, totals=None, constraints=No
         terms.append(Bounds(lower=None if lo == -np.inf else lo, upper=None if hi == np.inf else hi, name="weight_bounds"))
     return WeightingProblem(frame.index, terms, family=f"calibrate/{distance}", weight_scale="population totals (w = g d)",
                             weight_unit=float(np.mean(d)), design=_total_design(X, names, T, N, d),
-                            rebuild=_rebuilder(calibrate, spec, frame))
+                            rebuild=_rebuilder(calibrate, spec, frame), design_targets={"sample": (terms[1], keep)})
 
 
 def sparse_calibrate(data, base_weights=None, margins=None, totals=None, constraints=None, lam=1e-3, floor=1.0,
@@ -285,7 +305,8 @@ def sparse_calibrate(data, base_weights=None, margins=None, totals=None, constra
              Bounds(lower=0.0, upper=cap, reference=w0, name="bounds")]
     return WeightingProblem(frame.index, terms, family="sparse_calibrate", weight_scale="population totals (w = g w0)",
                             weight_unit=float(np.mean(w0)), design=_total_design(X, names, T, N, w0),
-                            rebuild=_rebuilder(sparse_calibrate, spec, frame))
+                            rebuild=_rebuilder(sparse_calibrate, spec, frame),
+                            design_targets={"sample": (terms[0], np.arange(len(names)))})
 
 
 def _pair(value, what):
@@ -336,6 +357,9 @@ def _calibration_system(frame, margins, totals, constraints):
                     raise InputError(f"margin {var!r}: level {key!r} has population total {total:g} but no units "
                                      "in the sample; no weights can reach it (collapse it into a neighbouring level)")
                 continue
+            if total == 0:
+                warnings.warn(f"margin {var!r}: level {key!r} has {int(mask.sum())} units but a population total of 0, "
+                              "so those units get weight 0", CounterpoiseWarning, stacklevel=3)
             columns.append(mask.astype(float))
             names.append(f"{var}={key}")
             T.append(total)
@@ -396,12 +420,22 @@ def _total_design(X, names, T, N, d):
 
 
 def _rebuilder(builder, spec, frame):
+    """builder(new_data, **spec), refusing arguments that hold one value per original row (they cannot follow a
+    resample): base weights, a basis or raw constraint coefficients given as arrays rather than columns."""
+    tied = [key for key, value in spec.items() if _row_tied(value, len(frame))]
+
     def rebuild(new_data):
-        for key, value in spec.items():
-            if isinstance(value, (np.ndarray, pd.Series, list)) and np.ndim(value) >= 1 and len(value) == len(frame) \
-                    and key not in ("covariates",):
-                raise InputError(f"cannot rebuild on new data: {key} was given as an array tied to the original rows; "
-                                 "pass it as a column name instead")
+        if tied:
+            raise InputError(f"cannot rebuild on new data: {tied} hold one value per original row; pass base weights "
+                             "as a column name, and put a basis or constraint coefficients in columns of the data")
         return builder(new_data, **spec)
 
     return rebuild
+
+
+def _row_tied(value, n):
+    if isinstance(value, dict):
+        return any(_row_tied(v, n) for v in value.values())
+    if isinstance(value, tuple):
+        return any(_row_tied(v, n) for v in value)
+    return isinstance(value, (np.ndarray, pd.Series, pd.DataFrame, list)) and len(value) == n and np.ndim(value) >= 1

@@ -9,6 +9,8 @@ short name alone ("delta"), which sets that parameter in every term that has it.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
@@ -29,10 +31,14 @@ class WeightingProblem:
     Built by the family functions (`counterpoise.sbw`, `calibrate`, ...); `add` puts in your own term.
     """
 
-    def __init__(self, units, terms, family="custom", weight_scale="", weight_unit=1.0, design=None, rebuild=None):
+    def __init__(self, units, terms, family="custom", weight_scale="", weight_unit=1.0, design=None, rebuild=None,
+                 design_targets=None, estimand=None, sample_weights=None):
         self.units = pd.Index(units)
         self.n = len(self.units)
         self.weight_unit = float(weight_unit)     # a typical weight (1/n, a mean base weight): backends solve at this scale
+        self.estimand = estimand                  # "ATT", "ATC", "ATE", "target" or None (calibration)
+        self.sample_weights = sample_weights      # base weights of every data row (a Series), for the estimates
+        self._design_targets = design_targets or {}   # group -> (balance term, positions): targets read at solve time
         self.terms: list[Term] = []
         self.family = family
         self.weight_scale = weight_scale
@@ -76,8 +82,14 @@ class WeightingProblem:
     def set(self, **values) -> "WeightingProblem":
         """Set parameter values: `set(delta=0.01)`, `set(**{"balance:control.delta": [...]})`; scalars broadcast."""
         for key, value in values.items():
-            for param in self._resolve(key):
-                array = np.broadcast_to(np.asarray(value, dtype=float), param.shape)
+            params = self._resolve(key)
+            for param in params:
+                try:
+                    array = np.broadcast_to(np.asarray(value, dtype=float), param.shape)
+                except ValueError:
+                    names = [name for name, p in self.parameters.items() if any(p is q for q in params)]
+                    raise InputError(f"{key}: a value of shape {np.shape(value)} does not fit {param.name()} of shape "
+                                     f"{param.shape}; set each of {names} by its full name") from None
                 if not np.all(np.isfinite(array)):
                     raise InputError(f"{key} must be finite, got {value!r}")
                 if param.is_nonneg() and np.any(array < 0):
@@ -149,10 +161,21 @@ class WeightingProblem:
             parameters={k: np.array(p.value) for k, p in self.parameters.items()},
             iterations=raw.iterations,
             message=raw.message,
-            design=self.design,
+            design=self._current_design(),
             problem=self,
             info=raw.info,
         )
+
+    def _current_design(self):
+        """The balance design with its targets read from the balance terms now (they may have been swept)."""
+        if self.design is None or not self._design_targets:
+            return self.design
+        targets = dict(self.design.targets)
+        for group, (term, positions) in self._design_targets.items():
+            current = np.array(targets[group], dtype=float)
+            current[positions] = term.target.value
+            targets[group] = current
+        return dataclasses.replace(self.design, targets=targets)
 
     def _duals(self, duals) -> pd.Series:
         pieces = []
@@ -192,10 +215,15 @@ class WeightingProblem:
             for column, slack, delta in zip(term.columns, needed, _tolerances(term)):
                 if slack > 1e-7:
                     binding.append({"term": term.name, "column": column, "tolerance": delta, "needed": delta + slack})
-        binding = pd.DataFrame(binding)
+        binding = pd.DataFrame(binding, columns=["term", "column", "tolerance", "needed"])
+        if binding.empty:
+            return InfeasibleError("the solver reported the problem infeasible, but it is feasible once every balance "
+                                   "constraint is given slack that the relaxed solve does not need: a numerical "
+                                   "failure; try another solver", binding=binding)
         lines = [f"  {r.term} / {r.column}: tolerance {r.tolerance:.4g}, needs at least {r.needed:.4g}" for r in binding.itertuples()]
         return InfeasibleError(
-            "no weights satisfy the balance constraints with these tolerances; the least total loosening needs:\n"
+            "no weights satisfy the balance constraints with these tolerances; the smallest total loosening "
+            "(sum of the slacks) that makes them feasible needs:\n"
             + "\n".join(lines[:20]) + ("\n  ..." if len(lines) > 20 else "")
             + "\n(tolerances in the term's scale: SD units for delta_scale='sd', relative for calibration tolerances)",
             binding=binding,

@@ -36,9 +36,10 @@ class Term:
         """The objective contribution at numpy weights `w`."""
         return 0.0
 
-    def objective_scale(self) -> float:
-        """The objective's natural magnitude (its value at w = 0), so a backend can solve it at scale 1."""
-        return 1.0
+    def objective_scale(self) -> float | None:
+        """The objective's natural magnitude (its value at w = 0), so a backend can solve it at scale 1; None
+        for a term that does not know it (a backend then relies on the other objective terms)."""
+        return None
 
     def violation(self, w: np.ndarray) -> float:
         """Largest violation of this term's constraints at numpy weights `w` (0 when satisfied)."""
@@ -108,12 +109,17 @@ class Entropy(Term):
     def objective_scale(self):
         return float(np.sum(self.base))
 
+    def violation(self, w):
+        """Negative weights are outside the entropy's domain; in units of the mean base weight."""
+        return max(float(-np.min(w)), 0.0) / float(np.mean(self.base))
+
 
 class Logit(Term):
     """Deville-Sarndal logit distance with ratio bounds L < g = w/d < U:
 
     sum_i d_i G(g_i), G(g) = [(g-L) log((g-L)/(1-L)) + (U-g) log((U-g)/(U-1))] / A,
     A = (U-L) / ((1-L)(U-1)). Its calibration weights are survey::calibrate's calfun="logit".
+    The bounds are part of the distance's domain, so they are fixed when the term is built (not Parameters).
     """
 
     name = "logit"
@@ -142,6 +148,11 @@ class Logit(Term):
     def objective_scale(self):
         return float(np.sum(self.base))
 
+    def violation(self, w):
+        """How far g = w/d leaves [L, U] (the distance's domain), in units of g."""
+        g = w / self.base
+        return max(float(np.max(self.lower - g)), float(np.max(g - self.upper)), 0.0)
+
 
 class Balance(Term):
     """Approximate balance: |(B_j' w - t_j) / s_j| <= delta_j for every column j of B.
@@ -156,8 +167,7 @@ class Balance(Term):
     name = "balance"
 
     def __init__(self, B, target, delta=None, scale=None, rows=None, columns=None, name=None):
-        self.B = np.ascontiguousarray(B, dtype=float)
-        k = self.B.shape[1]
+        k = np.shape(B)[1]
         self.scale = np.ones(k) if scale is None else np.asarray(scale, dtype=float)
         self.rows = rows
         self.columns = list(columns) if columns is not None else [f"b{j}" for j in range(k)]
@@ -165,7 +175,12 @@ class Balance(Term):
         self.target = _parameter(target, f"{self.name}.target")
         self.exact = delta is None
         self.delta = None if self.exact else _parameter(np.broadcast_to(delta, (k,)), f"{self.name}.delta", nonneg=True)
-        self._scaled = self.B / self.scale
+        self._scaled = np.ascontiguousarray(np.asarray(B, dtype=float) / self.scale)   # the only copy of B kept
+
+    @property
+    def B(self):
+        """The balance functions of the units in `rows`, unscaled."""
+        return self._scaled * self.scale
 
     def parameters(self):
         params = {"target": self.target}
@@ -196,7 +211,7 @@ class Balance(Term):
         if constraints[0].dual_value is None:
             return None
         if len(constraints) == 1:
-            return -np.asarray(constraints[0].dual_value, dtype=float).ravel()
+            return np.asarray(constraints[0].dual_value, dtype=float).ravel()
         return np.asarray(constraints[0].dual_value - constraints[1].dual_value, dtype=float).ravel()
 
 

@@ -13,7 +13,6 @@ import warnings
 import cvxpy as cp
 import numpy as np
 
-from ..terms import Term
 from .base import RawResult
 
 DEFAULT_SOLVER = "CLARABEL"
@@ -56,10 +55,11 @@ def build(terms, n, slack_terms=(), unit=1.0, scale=1.0):
             by_term[term.name] = term.constraints(w, slack=slacks[term.name])
             continue
         by_term[term.name] = term.constraints(w)
-        if not slack_terms:
-            expr = term.objective(w)
-            if expr is not None:
-                objective.append(expr)
+        expr = term.objective(w)
+        if expr is not None and slack_terms:
+            by_term[term.name] = by_term[term.name] + expr.domain   # keep w where the objective is defined
+        elif expr is not None:
+            objective.append(expr)
     if slack_terms:
         objective = [cp.sum(s) for s in slacks.values()]
     goal = cp.Minimize(scale * cp.sum(objective) if objective else cp.Constant(0.0))
@@ -80,8 +80,8 @@ class CvxpyBackend:
 
     def __init__(self, problem):
         self.terms = problem.terms
-        natural = max((t.objective_scale() for t in problem.terms if type(t).objective is not Term.objective), default=1.0)
-        self.objective_scale = natural or 1.0
+        scales = [t.objective_scale() for t in problem.terms]
+        self.objective_scale = max((x for x in scales if x), default=1.0)
         self.cvxpy_problem, self.w, self.constraints, _ = build(
             problem.terms, problem.n, unit=problem.weight_unit, scale=1.0 / self.objective_scale)
 
