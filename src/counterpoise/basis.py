@@ -7,6 +7,7 @@ Zubizarreta (kernel-based stable balancing weights), after Wang et al. (2019).
 """
 
 import numbers
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,11 +137,15 @@ class NystromBasis:
         return self.D @ self.D.T
 
 
-def _kernel_chunks(X, landmarks, bandwidth, chunk_size):
-    """Yield (rows, C[rows]) for C = K(X, landmarks), chunk_size rows at a time."""
-    for start in range(0, X.shape[0], chunk_size):
+def _projected_chunks(X, landmarks, bandwidth, chunk_size, P):
+    """Yield (rows, K(X[rows], landmarks) @ P), chunk_size rows at a time, two chunks at once: numpy's exp runs on
+    one core, so two threads keep both busy (the products are BLAS, which releases the GIL)."""
+    def work(start):
         rows = slice(start, start + chunk_size)
-        yield rows, _gaussian(X[rows], landmarks, bandwidth)
+        return rows, _gaussian(X[rows], landmarks, bandwidth) @ P
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        yield from pool.map(work, range(0, X.shape[0], chunk_size))
 
 
 def nystrom(X, m=300, l=200, s=100, kernel="gaussian", bandwidth=None, standardize=True, seed=0,
@@ -150,14 +155,13 @@ def nystrom(X, m=300, l=200, s=100, kernel="gaussian", bandwidth=None, standardi
     1. Standardize the columns of X (if standardize); bandwidth defaults to the number of columns.
     2. Sample m landmark rows I uniformly without replacement (numpy.random.default_rng(seed)).
     3. W = K(X_I, X_I) = U Lambda U'; keep the top l eigenpairs, P = U_l Lambda_l^{-1/2} (m x l).
-    4. R = C P with C = K(X, X_I) (n x m); G = R'R = P'(C'C)P = V S^2 V', keep the top s
-       eigenvectors V_s (C'C, m x m, is what the chunks accumulate).
-    5. D = R V_s = C (P V_s), n x s, so that D D' = (C W_l^+ C')_s, the best rank-s approximation of
-       the rank-l-regularized Nystrom matrix.
+    4. R = C P with C = K(X, X_I) (n x m); G = R'R = V S^2 V', keep the top s eigenvectors V_s.
+    5. D = R V_s, n x s, so that D D' = (C W_l^+ C')_s, the best rank-s approximation of the
+       rank-l-regularized Nystrom matrix.
 
-    C is never held whole: two passes over chunk_size-row chunks accumulate C'C, then fill D, so
-    memory is about n s + chunk_size m numbers. dtype (e.g. numpy.float32) sets the precision of
-    X, C and D; W, its eigendecomposition and G are always float64.
+    C is never held whole: one pass over chunk_size-row chunks evaluates the kernel, stores R and
+    accumulates G; memory is about n (l + s) numbers. dtype (e.g. numpy.float32) sets the precision
+    of X, C, R and D; W, its eigendecomposition and G are always float64.
     Raises InputError unless s < l < m <= n, X is finite without constant columns, and the top l
     eigenvalues of W exceed 1e-12 times the largest (lower l otherwise).
     """
@@ -188,16 +192,16 @@ def nystrom(X, m=300, l=200, s=100, kernel="gaussian", bandwidth=None, standardi
     P = np.ascontiguousarray(evecs[:, ::-1][:, :l]) / np.sqrt(lam)
 
     Xd = X.astype(dtype, copy=False)
-    Ld = Xd[landmarks]
-    CtC = np.zeros((m, m))
-    for _, C in _kernel_chunks(Xd, Ld, bandwidth, chunk_size):
-        CtC += C.T @ C
-    g_evals, g_evecs = np.linalg.eigh(P.T @ CtC @ P)
+    R = np.empty((n, l), dtype=dtype)
+    G = np.zeros((l, l))
+    for rows, block in _projected_chunks(Xd, Xd[landmarks], bandwidth, chunk_size, P.astype(dtype)):
+        R[rows] = block
+        G += block.T @ block
+    g_evals, g_evecs = np.linalg.eigh(G)
     eigenvalues = np.ascontiguousarray(g_evals[::-1][:s])
-    projection = (P @ np.ascontiguousarray(g_evecs[:, ::-1][:, :s])).astype(dtype)
-
+    V = np.ascontiguousarray(g_evecs[:, ::-1][:, :s]).astype(dtype)
     D = np.empty((n, s), dtype=dtype)
-    for rows, C in _kernel_chunks(Xd, Ld, bandwidth, chunk_size):
-        D[rows] = C @ projection
+    for start in range(0, n, chunk_size):
+        D[start:start + chunk_size] = R[start:start + chunk_size] @ V
     return NystromBasis(D=D, names=[f"K{j + 1}" for j in range(s)], landmarks=landmarks,
                         eigenvalues=eigenvalues, bandwidth=bandwidth, m=m, l=l, s=s, seed=seed)

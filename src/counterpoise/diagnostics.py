@@ -147,10 +147,17 @@ def _check_positive(sd, key, names):
                          "scale are undefined; choose another std (e.g. std='pooled')")
 
 
-def _weighted_sd(X: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Weighted population SD per column: sqrt(sum w (x - xbar)^2 / sum w), xbar = sum w x / sum w."""
-    mean = w @ X / w.sum()
-    return np.sqrt(w @ (X - mean) ** 2 / w.sum())
+def _weighted_sds(X: np.ndarray, W: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+    """Weighted population SDs per column, one row per weight vector (a column of W, zero outside its subset):
+    sqrt(sum w (x - xbar)^2 / sum w), xbar = sum w x / sum w. Two passes over X in row chunks, no copy of X."""
+    totals = W.sum(axis=0)
+    means = (W.T @ X) / totals[:, None]
+    squares = np.zeros_like(means)
+    for start in range(0, X.shape[0], chunk):
+        Xc, Wc = X[start:start + chunk], W[start:start + chunk]
+        for j in range(W.shape[1]):
+            squares[j] += Wc[:, j] @ (Xc - means[j]) ** 2
+    return np.sqrt(squares / totals[:, None])
 
 
 def smd_denominators(X, treatment=None, target_rows=None, base_weights=None) -> dict[str, np.ndarray]:
@@ -185,12 +192,20 @@ def smd_denominators(X, treatment=None, target_rows=None, base_weights=None) -> 
             raise InputError("treatment must be 0/1 (or boolean)")
         subsets["treated"] = t == 1
         subsets["control"] = t == 0
-    sds = {}
     for key, rows in subsets.items():
         if d[rows].sum() <= 0:
             raise InputError(f"no rows with positive base weight for the {key!r} denominator")
-        sd = _weighted_sd(X[rows], d[rows])
-        sd[sd <= 1e-12 * np.max(np.abs(X[rows]), axis=0)] = 0.0
+    keys = list(subsets)
+    distinct = {}                                   # the target rows are often the treated rows: compute once
+    for key in keys:
+        distinct.setdefault(subsets[key].tobytes(), key)
+    columns = [np.where(subsets[key], d, 0.0) for key in distinct.values()]
+    values = dict(zip(distinct.values(), _weighted_sds(X, np.column_stack(columns))))
+    scale = np.max(np.abs(X), axis=0)
+    sds = {}
+    for key in keys:
+        sd = values[distinct[subsets[key].tobytes()]].copy()
+        sd[sd <= 1e-12 * scale] = 0.0
         sds[key] = sd
     if treatment is not None:
         sds["pooled"] = np.sqrt((sds["treated"] ** 2 + sds["control"] ** 2) / 2)

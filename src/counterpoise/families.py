@@ -170,10 +170,10 @@ def _balancing_problem(frame, treatment, estimand, blocks, report, delta_scale, 
     share = d / _group_total(d, groups)
     std = std or "target"
 
-    def summary(B, names):
-        """Fixed SDs and target values of the columns of B."""
-        sds = smd_denominators(B, treatment=a, target_rows=target_rows, base_weights=d_all)
-        goal = _user_target(target, names) if estimand == "target" else _weighted_mean(B[target_rows], d_all[target_rows])
+    def summary(B, names, with_sds=True):
+        """Fixed SDs (when needed: they cost passes over B) and target values of the columns of B."""
+        sds = smd_denominators(B, treatment=a, target_rows=target_rows, base_weights=d_all) if with_sds else None
+        goal = _user_target(target, names) if estimand == "target" else _weighted_mean(B, d_all, target_rows)
         return sds, goal
 
     mean_d = _group_total(d, groups) / pd.Series(groups).groupby(groups).transform("size").to_numpy()
@@ -183,7 +183,7 @@ def _balancing_problem(frame, treatment, estimand, blocks, report, delta_scale, 
         terms.append(Normalize(1.0, rows=rows[g], name="sum" if len(labels) == 1 else f"sum:{g}"))
     summaries, balance_terms = {}, {}
     for block, B, names, delta in blocks:
-        sds, goal = summaries[block] = summary(B, names)
+        sds, goal = summaries[block] = summary(B, names, with_sds=delta_scale == "sd" or report == block)
         scale = _scale(sds, std, names) if delta_scale == "sd" else np.ones(len(names))
         Bw = B[weighted]
         for g in labels:
@@ -215,8 +215,10 @@ def _group_total(d, groups):
     return pd.Series(d).groupby(groups).transform("sum").to_numpy()
 
 
-def _weighted_mean(B, d):
-    return d @ B / d.sum()
+def _weighted_mean(B, d, rows):
+    """sum_{i in rows} d_i b_i / sum_{i in rows} d_i, without copying the rows of B."""
+    weights = np.where(rows, d, 0.0)
+    return weights @ B / weights.sum()
 
 
 def _scale(sds, std, names):
