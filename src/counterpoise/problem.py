@@ -14,7 +14,8 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from .backends import BACKENDS
+from .backends import AUTO_ORDER, BACKENDS
+from .backends.structure import UnsupportedProblem
 from .backends.cvxpy_backend import build
 from .errors import InfeasibleError, InputError, SolverError
 from .solution import Check, Path, Solution
@@ -105,13 +106,22 @@ class WeightingProblem:
 
     def backend(self, name):
         """The backend object for this problem, created once so it keeps its state (compiled problem, factorization)."""
-        if name == "auto":
-            name = "cvxpy"
         if name not in BACKENDS:
             raise InputError(f"unknown backend {name!r}; available: {sorted(BACKENDS)} and 'auto'")
         if name not in self._backends:
             self._backends[name] = BACKENDS[name](self)
         return self._backends[name]
+
+    def auto_backends(self) -> list:
+        """The backends "auto" tries, fastest first: those that can solve this problem exactly."""
+        names = []
+        for name in AUTO_ORDER:
+            try:
+                self.backend(name)
+            except UnsupportedProblem:
+                continue
+            names.append(name)
+        return names
 
     def to_cvxpy(self):
         """The cvxpy problem the reference backend solves, built once. Its variable is u = w / weight_unit;
@@ -130,9 +140,14 @@ class WeightingProblem:
         """Solve and check. Raises `InfeasibleError` (naming the constraints that bind) or `SolverError`
         (with the solver status and the violations) unless `raise_on_failure=False`, which returns the
         solution with its status instead. `solver` and `options` go to the backend (for cvxpy: any
-        installed solver and its settings)."""
-        raw = self.backend(backend).solve(solver=solver, **options)
-        solution = self._finish(raw, backend, tolerance)
+        installed solver and its settings). backend="auto" takes the fastest exact backend that handles
+        the problem ("dual" for SBW, kernel SBW and linear calibration; "cvxpy" otherwise) and moves on to
+        the next when a solution fails the post-solve check."""
+        for name in self.auto_backends() if backend == "auto" else [backend]:
+            raw = self.backend(name).solve(solver=solver, **options)
+            solution = self._finish(raw, name, tolerance)
+            if solution.status in ("optimal", "infeasible"):
+                break
         if raise_on_failure and solution.status != "optimal":
             if solution.status == "infeasible":
                 raise self.explain_infeasible()

@@ -2,9 +2,12 @@
 
 from .base import RawResult
 from .cvxpy_backend import CvxpyBackend
-from .osqp_backend import OsqpBackend
 from .dual import DualBackend
+from .osqp_backend import OsqpBackend
 
 BACKENDS = {"cvxpy": CvxpyBackend, "dual": DualBackend, "osqp": OsqpBackend}
 
-__all__ = ["BACKENDS", "CvxpyBackend", "DualBackend", "OsqpBackend", "RawResult"]
+#: What backend="auto" tries, fastest first; each is skipped where it cannot solve the problem exactly.
+AUTO_ORDER = ("dual", "cvxpy")
+
+__all__ = ["AUTO_ORDER", "BACKENDS", "CvxpyBackend", "DualBackend", "OsqpBackend", "RawResult"]

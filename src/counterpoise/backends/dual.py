@@ -200,10 +200,16 @@ class DualBackend:
             B, target, delta = group.constraint_matrix()
             dual = GroupDual(group.select(center), group.select(scale), group.select(lo), group.select(hi),
                              B, target, delta, group.total)
+            cold = np.zeros(len(dual.T))
             y0 = self.points.get(index) if warm_start else None
-            y0 = np.zeros(len(dual.T)) if y0 is None or len(y0) != len(dual.T) else y0.copy()
-            w, y, status, its, gap, violation = dual.solve(y0, tol=tol, max_iter=max_iter)
-            self.points[index] = y
+            w, y, status, its, gap, violation = dual.solve(cold if y0 is None else y0.copy(), tol, max_iter)
+            if status != "optimal" and y0 is not None:      # a warm start from a bad point: start over
+                w, y, status, more, gap, violation = dual.solve(cold, tol, max_iter)
+                its += more
+            if status == "optimal":
+                self.points[index] = y
+            else:
+                self.points.pop(index, None)
             if group.rows is None:
                 weights[:] = w
             else:

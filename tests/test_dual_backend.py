@@ -1,0 +1,97 @@
+"""The dual Newton backend against the cvxpy reference (CLARABEL) on the problems it claims."""
+
+import numpy as np
+import pytest
+
+import counterpoise as cpz
+from conftest import COVARIATES
+
+TRANSFORMED = ["X1X3", "X2sq", "X4", "X5", "X6"]
+SETTINGS = [(overlap, transformed) for overlap in ("weak", "strong") for transformed in (False, True)]
+
+
+def assert_matches_reference(prob, objective_tol=1e-6, violation_tol=1e-7):
+    report = prob.check("dual")
+    assert report.solution.status == "optimal"
+    assert report.objective_gap <= objective_tol
+    assert report.max_violation <= violation_tol
+    assert report.solution.info["duality_gap"] <= 1e-7
+    duals, reference = report.solution.duals, report.reference_solution.duals
+    np.testing.assert_allclose(duals.to_numpy(), reference.to_numpy(), atol=1e-4 * np.abs(reference).max())
+    return report
+
+
+@pytest.mark.parametrize("overlap,transformed", SETTINGS)
+def test_sbw_att_and_ate(overlap, transformed):
+    data = cpz.datasets.kim2023(n=5000, overlap=overlap, transformed=transformed, seed=1)
+    covariates = TRANSFORMED if transformed else COVARIATES
+    for estimand in ("ATT", "ATE"):
+        assert_matches_reference(cpz.sbw(data, treatment="A", covariates=covariates, estimand=estimand, delta=0.02))
+
+
+@pytest.mark.parametrize("overlap,transformed", SETTINGS)
+def test_kernel_sbw_raw_delta(overlap, transformed):
+    data = cpz.datasets.kim2023(n=5000, overlap=overlap, transformed=transformed, seed=1)
+    covariates = TRANSFORMED if transformed else COVARIATES
+    prob = cpz.kernel_sbw(data, treatment="A", covariates=covariates, delta=0.0005, delta_scale="raw",
+                          m=100, l=60, s=30)
+    assert_matches_reference(prob)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overlap,transformed", SETTINGS)
+def test_kernel_sbw_paper_size(overlap, transformed):
+    data = cpz.datasets.kim2023(n=5000, overlap=overlap, transformed=transformed, seed=1)
+    covariates = TRANSFORMED if transformed else COVARIATES
+    assert_matches_reference(cpz.kernel_sbw(data, treatment="A", covariates=covariates, delta=0.0005,
+                                            delta_scale="raw"))
+
+
+@pytest.mark.parametrize("options", [{}, {"bounds": (0.97, 1.03)}, {"weight_bounds": (10, 60)}, {"tol": 0.002}])
+def test_linear_calibration(options):
+    api = cpz.datasets.api()
+    pop = cpz.datasets.API_POPULATION
+    prob = cpz.calibrate(api, base_weights="pw", margins={"stype": pop["stype"], "sch.wide": pop["sch.wide"]},
+                         totals={"api99": pop["api99"]}, **options)
+    report = prob.check("dual")
+    assert report.solution.status == "optimal"
+    assert report.objective_gap <= 1e-6 and report.max_violation <= 1e-7
+
+
+def test_warm_path_equals_cold_solves_with_fewer_iterations():
+    data = cpz.datasets.kim2023(n=3000, overlap="weak", seed=2)
+    prob = cpz.kernel_sbw(data, treatment="A", covariates=COVARIATES, delta=0.002, delta_scale="raw", m=100, l=60, s=30)
+    deltas = np.geomspace(0.01, 0.001, 8)
+    path = prob.path(backend="dual", delta=deltas)
+    cold = []
+    for delta in deltas:
+        fresh = cpz.kernel_sbw(data, treatment="A", covariates=COVARIATES, delta=delta, delta_scale="raw",
+                               m=100, l=60, s=30)
+        cold.append(fresh.solve(backend="dual"))
+    for warm, ref in zip(path, cold):
+        assert warm.objective == pytest.approx(ref.objective, rel=1e-9)
+        np.testing.assert_allclose(warm.weights, ref.weights, atol=1e-9 / len(ref.weights))
+    assert sum(s.iterations for s in path[1:]) < sum(s.iterations for s in cold[1:])
+
+
+def test_infeasible_delta_is_detected(kim):
+    data = kim.copy()
+    data.loc[data.A == 1, "X4"] += 10
+    prob = cpz.sbw(data, treatment="A", covariates=COVARIATES, delta=0.05)
+    sol = prob.solve(backend="dual", raise_on_failure=False)
+    assert sol.status == "infeasible"
+    with pytest.raises(cpz.InfeasibleError, match="balance / X4"):
+        prob.solve(backend="dual")
+    path = prob.path(backend="dual", delta=[0.05, 10.0], raise_on_failure=False)
+    assert [s.status for s in path] == ["infeasible", "optimal"]
+
+
+def test_auto_takes_the_dual_where_it_applies(kim):
+    sbw = cpz.sbw(kim, treatment="A", covariates=COVARIATES, delta=0.05)
+    assert sbw.auto_backends() == ["dual", "cvxpy"]
+    assert sbw.solve(backend="auto").backend == "dual"
+    entropy = cpz.entropy_balance(kim, treatment="A", covariates=COVARIATES)
+    assert entropy.auto_backends() == ["cvxpy"]
+    assert entropy.solve(backend="auto").backend == "cvxpy"
+    with pytest.raises(cpz.InputError, match="needs backend='cvxpy'"):
+        entropy.solve(backend="dual")
