@@ -29,7 +29,8 @@ def kim2023(n, overlap="weak", transformed=False, seed=0):
     With transformed=False the covariate columns are X1..X6; with transformed=True they are the
     misspecified X* = (X1 X3, X2^2, X4, X5, X6), named X1X3, X2sq, X4, X5, X6, built from the same
     draws (same seed gives the same A, Y and underlying X). Random draws use
-    numpy.random.default_rng(seed).
+    numpy.random.default_rng(seed). `frame.attrs` names the covariates, treatment and outcome, so
+    builders called without `covariates=` use the right set for either version.
     """
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 2:
         raise InputError(f"n must be an integer >= 2, got {n!r}")
@@ -51,7 +52,9 @@ def kim2023(n, overlap="weak", transformed=False, seed=0):
     else:
         covariates = {"X1": x1, "X2": x2, "X3": x3}
     covariates.update({"X4": x4, "X5": x5, "X6": x6})
-    return pd.DataFrame({**covariates, "A": a, "Y": y})
+    frame = pd.DataFrame({**covariates, "A": a, "Y": y})
+    frame.attrs.update(covariates=list(covariates), treatment="A", outcome="Y")
+    return frame
 
 
 #: Population totals of the California API population (R survey's `apipop`, 6194 schools), for calibration.

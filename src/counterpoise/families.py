@@ -99,7 +99,8 @@ def _moment_problem(builder, dispersion, data, spec):
 
 
 def _covariates(frame, covariates):
-    names = columns_list(covariates, "covariates")
+    """The covariate matrix; without `covariates`, the list a dataset records in `frame.attrs["covariates"]`."""
+    names = columns_list(frame.attrs.get("covariates") if covariates is None else covariates, "covariates")
     return numeric_matrix(frame, names, "covariates"), names
 
 
