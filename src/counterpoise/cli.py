@@ -53,15 +53,15 @@ def _demo(args) -> int:
 
     start = time.perf_counter()
     delta = args.delta
-    sol = prob.solve(solver=args.solver, raise_on_failure=False)
+    sol = prob.solve(backend=args.backend, solver=args.solver, raise_on_failure=False)
     while sol.status == "infeasible" and delta * 2 <= 1.0:
         print(f"delta = {delta:g} SD is infeasible at n = {args.n}: too few controls to balance all "
               f"{args.s} kernel columns that tightly; retrying with delta = {2 * delta:g}")
         delta *= 2
         prob.set(delta=delta)
-        sol = prob.solve(solver=args.solver, raise_on_failure=False)
+        sol = prob.solve(backend=args.backend, solver=args.solver, raise_on_failure=False)
     if sol.status != "optimal":  # raises the informative InfeasibleError / SolverError
-        prob.solve(solver=args.solver)
+        prob.solve(backend=args.backend, solver=args.solver)
     t_solve = time.perf_counter() - start
 
     compile_time, solver_time = sol.info.get("compile_time"), sol.info.get("solver_time")
@@ -224,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--m", type=_positive, default=300, help="Nystrom landmarks (default 300)")
     demo.add_argument("--l", type=_positive, default=200, help="rank of the Nystrom approximation (default 200)")
     demo.add_argument("--s", type=_positive, default=100, help="kernel basis columns balanced (default 100)")
-    demo.add_argument("--solver", default="CLARABEL", help="cvxpy solver (default CLARABEL)")
+    demo.add_argument("--backend", default="auto", help="auto (default: the dual Newton here), dual, osqp or cvxpy")
+    demo.add_argument("--solver", default=None, help="solver for --backend cvxpy (default CLARABEL)")
     demo.set_defaults(func=_demo)
 
     weights = sub.add_parser(
@@ -250,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     weights.add_argument("--s", type=_positive, default=None, help="kernel_sbw: basis columns balanced (default 100)")
     weights.add_argument("--id", default=None, help="a column of unique row ids to use as the index (default: the "
                                                     "row number)")
-    weights.add_argument("--backend", default="cvxpy", help="solver backend (default cvxpy)")
+    weights.add_argument("--backend", default="auto", help="auto (default), dual, osqp or cvxpy")
     weights.add_argument("--solver", default=None, help="solver name for the backend, e.g. CLARABEL (the default), "
                                                         "ECOS, SCS, OSQP")
     weights.add_argument("-o", "--output", required=True, help="output file, .csv or .parquet")
