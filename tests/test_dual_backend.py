@@ -82,8 +82,24 @@ def test_infeasible_delta_is_detected(kim):
     assert sol.status == "infeasible"
     with pytest.raises(cpz.InfeasibleError, match="balance / X4"):
         prob.solve(backend="dual")
-    path = prob.path(backend="dual", delta=[0.05, 10.0], raise_on_failure=False)
+    path = prob.path(backend="dual", delta=[0.05, 10.0])           # an infeasible point does not stop a path
     assert [s.status for s in path] == ["infeasible", "optimal"]
+
+
+def test_large_infeasible_problems_are_explained_by_the_dual_certificate(kim, monkeypatch):
+    data = kim.copy()
+    data.loc[data.A == 1, "X4"] += 10
+    monkeypatch.setattr(cpz.problem, "RELAXED_SOLVE_LIMIT", 100)   # pretend n is large: no cvxpy relaxed solve
+    with pytest.raises(cpz.InfeasibleError, match=r"dual diverges along (.|\n)*balance / X4") as info:
+        cpz.sbw(data, treatment="A", covariates=COVARIATES, delta=0.05).solve(backend="dual")
+    assert info.value.binding["column"].iloc[0] == "balance / X4"
+
+
+def test_kernel_sbw_bad_sizes_are_named(kim):
+    with pytest.raises(cpz.InputError, match="need s < l < m"):
+        cpz.kernel_sbw(kim, treatment="A", covariates=COVARIATES, m=50, l=40, s=40)
+    with pytest.raises(cpz.InputError, match=r"m \(number of landmarks\) must be <= the number of rows"):
+        cpz.kernel_sbw(kim.iloc[:100], treatment="A", covariates=COVARIATES, m=300)
 
 
 def test_auto_takes_the_dual_where_it_applies(kim):

@@ -25,6 +25,9 @@ from .terms import Balance, Term
 #: `violation`: SD units for balance in SD units, relative for sums, a fraction of a typical weight for bounds).
 CHECK_TOLERANCE = 1e-6
 
+#: Above this many units an infeasible problem is explained from the backend's certificate, not a cvxpy solve.
+RELAXED_SOLVE_LIMIT = 50_000
+
 
 class WeightingProblem:
     """Weights for the `units` (a pandas Index) that minimize the objective terms subject to the rest.
@@ -150,7 +153,7 @@ class WeightingProblem:
                 break
         if raise_on_failure and solution.status != "optimal":
             if solution.status == "infeasible":
-                raise self.explain_infeasible()
+                raise self.explain_infeasible(solution)
             raise SolverError(self._failure_message(solution), solution=solution)
         return solution
 
@@ -180,6 +183,9 @@ class WeightingProblem:
             problem=self,
             info=raw.info,
         )
+
+    def _term(self, name):
+        return next(t for t in self.terms if t.name == name)
 
     def _current_design(self):
         """The balance design with its targets read from the balance terms now (they may have been swept)."""
@@ -213,9 +219,21 @@ class WeightingProblem:
             "solver tolerances, or pass raise_on_failure=False to get these weights anyway."
         )
 
-    def explain_infeasible(self) -> InfeasibleError:
+    def explain_infeasible(self, solution=None) -> InfeasibleError:
         """Why no weights exist: solve the problem with every balance constraint loosened by a slack and
-        report, per balance column, the smallest extra tolerance that would make it feasible."""
+        report, per balance column, the smallest extra tolerance that would make it feasible. Above
+        RELAXED_SOLVE_LIMIT units, where that cvxpy solve would be slow, a backend's certificate of
+        infeasibility (the dual's diverging direction) names the columns instead."""
+        ray = None if solution is None else solution.info.get("infeasibility_ray")
+        if ray and self.n > RELAXED_SOLVE_LIMIT:
+            weights = pd.concat([pd.Series(np.abs(v), index=[f"{name} / {c}" for c in self._term(name).columns])
+                                 for name, v in ray.items()]).sort_values(ascending=False)
+            top = weights[weights > 0.05 * weights.iloc[0]].head(20)
+            return InfeasibleError(
+                "no weights satisfy the balance constraints with these tolerances; the dual diverges along the "
+                "balance columns (share of the certificate):\n" + "\n".join(f"  {k}: {v:.2f}" for k, v in top.items())
+                + "\nloosen their tolerances (or drop units outside the target's support)",
+                binding=top.rename_axis("column").reset_index(name="share"))
         balance = [t for t in self.terms if isinstance(t, Balance)]
         relaxed, _, _, slacks = build(self.terms, self.n, slack_terms={t.name for t in balance}, unit=self.weight_unit)
         relaxed.solve(solver="CLARABEL")
@@ -247,7 +265,9 @@ class WeightingProblem:
     def path(self, backend="cvxpy", solver=None, progress=False, raise_on_failure=True, **sweep) -> Path:
         """Solve once per value of one swept parameter, in order, warm: `prob.path(delta=np.geomspace(.2, .001, 30))`.
 
-        The cvxpy backend compiles the parametrized problem once and re-solves it for each value.
+        The cvxpy backend compiles the parametrized problem once and re-solves it for each value; the dual
+        starts from the previous dual point. A value where no weights exist (delta too small) is kept with
+        status "infeasible" and the path goes on; a solver failure raises unless `raise_on_failure=False`.
         The parameter keeps its last value afterwards."""
         if len(sweep) != 1:
             raise InputError(f"path() sweeps exactly one parameter, got {sorted(sweep)}")
@@ -255,7 +275,10 @@ class WeightingProblem:
         solutions = []
         for i, value in enumerate(values):
             self.set(**{key: value})
-            solutions.append(self.solve(backend=backend, solver=solver, raise_on_failure=raise_on_failure))
+            solution = self.solve(backend=backend, solver=solver, raise_on_failure=False)
+            if raise_on_failure and solution.status not in ("optimal", "infeasible"):
+                raise SolverError(f"at {key} = {value}: " + self._failure_message(solution), solution=solution)
+            solutions.append(solution)
             if progress:
                 print(f"\r{key} {i + 1}/{len(values)}", end="", flush=True)
         if progress:

@@ -217,7 +217,7 @@ class DualBackend:
         lo, hi = self.qp.box()
         center, scale = self.qp.dispersion.center, self.qp.dispersion.scale
         weights = np.empty(self.n)
-        duals, statuses, iterations, gaps, violations = {}, [], 0, [], []
+        duals, statuses, iterations, gaps, violations, ray = {}, [], 0, [], [], {}
         for index, group in enumerate(self.qp.groups):
             B, target, delta = group.constraint_matrix()
             dual = GroupDual(group.select(center), group.select(scale), group.select(lo), group.select(hi),
@@ -241,6 +241,8 @@ class DualBackend:
             for term in group.balance:
                 # y is the multiplier of A w in [T - delta, T + delta] with w = c + s A'y / 2: minus counterpoise's dual.
                 duals[term.name] = -y[offset: offset + len(term.columns)]
+                if status == "infeasible":       # y grows without bound along a certificate of infeasibility
+                    ray[term.name] = y[offset: offset + len(term.columns)] / max(np.linalg.norm(y), 1e-300)
                 offset += len(term.columns)
             statuses.append(status)
             iterations += its
@@ -251,7 +253,7 @@ class DualBackend:
             weights=weights, status=status, solver="newton", solve_time=time.perf_counter() - start, duals=duals,
             iterations=iterations,
             message=f"dual Newton: relative duality gap {max(gaps):.1e}, max violation {max(violations):.1e}",
-            info={"duality_gap": max(gaps), "max_violation": max(violations)},
+            info={"duality_gap": max(gaps), "max_violation": max(violations), "infeasibility_ray": ray},
         )
 
 
