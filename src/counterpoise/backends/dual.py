@@ -89,7 +89,10 @@ class GroupDual:
             if not len(idx):
                 continue
             h = self.s[sl][idx] / 2
-            X = self.B[sl][idx][:, bal] * np.sqrt(h)[:, None] if len(bal) else np.zeros((len(idx), 0))
+            X = self.B[sl][idx]                                   # one copy of the inside rows
+            if len(bal) < k:
+                X = X[:, bal]
+            X *= np.sqrt(h)[:, None]
             if len(bal):
                 H[: len(bal), : len(bal)] += X.T @ X     # numpy's gemm: faster than scipy's dsyrk, which copies
             if nu:
