@@ -7,7 +7,6 @@ Zubizarreta (kernel-based stable balancing weights), after Wang et al. (2019).
 """
 
 import numbers
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -138,14 +137,10 @@ class NystromBasis:
 
 
 def _projected_chunks(X, landmarks, bandwidth, chunk_size, P):
-    """Yield (rows, K(X[rows], landmarks) @ P), chunk_size rows at a time, two chunks at once: numpy's exp runs on
-    one core, so two threads keep both busy (the products are BLAS, which releases the GIL)."""
-    def work(start):
+    """Yield (rows, K(X[rows], landmarks) @ P), chunk_size rows at a time."""
+    for start in range(0, X.shape[0], chunk_size):
         rows = slice(start, start + chunk_size)
-        return rows, _gaussian(X[rows], landmarks, bandwidth) @ P
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        yield from pool.map(work, range(0, X.shape[0], chunk_size))
+        yield rows, _gaussian(X[rows], landmarks, bandwidth) @ P
 
 
 def nystrom(X, m=300, l=200, s=100, kernel="gaussian", bandwidth=None, standardize=True, seed=0,
