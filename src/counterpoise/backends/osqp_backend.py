@@ -1,56 +1,70 @@
 """OSQP on the separable QP, built directly: one cached factorization per group, warm-started along paths.
 
-The problem (see `structure.separable_qp`) is
+The problem (`structure.separable_qp`: SBW, kernel SBW, linear calibration) is
 
     minimize   sum_i (w_i - c_i)^2 / s_i
-    subject to sum_{i in g} w_i = T_g,  |B_g' w_g - t| <= delta,  lo <= w <= hi     for every group g,
+    subject to sum_{i in g} w_i = T_g,  |(B_g' w_g - t) / r| <= delta,  lo <= w <= hi     for every group g,
 
-and groups (arms) share no constraint, so each group is its own OSQP problem. Per group, over
-u = w / unit (unit = the problem's typical weight, 1/n for SBW, the mean base weight for calibration):
+and groups (arms) share no constraint, so each group is its own OSQP problem (one `osqp.OSQP` object,
+set up once). Per group of n_g units, over u = w / unit (unit = the problem's typical weight: 1/n for
+SBW, the mean base weight for calibration, so u is of order 1):
 
-    minimize   1/2 u'Pu + q'u,   P = 2 diag(1/s),  q = -2 (c / unit) / s
-    subject to l <= A u <= u_bar, the rows of A being
-               unit / T_g * 1'          (normalization, = 1: its residual is the relative sum error)
-               unit * (B_g / r)'        (balance in the term's scale, t/r -+ delta: residuals in SD units)
-               I                        (bounds lo / unit, hi / unit, for units with a finite bound)
+    minimize   1/2 u'Pu + q'u,   P = 2 diag(1/s),  q = -2 (c / unit) / s     (the objective / unit^2)
+    subject to l <= A u <= u_bar, with rows
+               S unit / T_g * 1'      = S               normalization
+               S unit (B_g / r)'      in S (t/r -+ delta)   balance
+               I                      in [lo, hi] / unit    bounds (units with a finite bound)
 
-which is the objective in w divided by unit^2 (constants dropped). This scaling is what makes OSQP's
-absolute tolerances mean something: every constraint row is measured in the same units as
-counterpoise's post-solve check (relative sums, SD units, fractions of a typical weight), and the
-objective's curvature is 2 / s_i, about 2 per variable, so a dual residual of eps moves a weight by
-about eps/2 of a typical weight. The objective itself is of order n; it is left undivided, because
-dividing it by n (to make it of order 1) divides the dual residual by n too and loosens the
-stationarity test by that factor (OSQP's internal cost scaling handles the magnitude).
+with S = n_g. Why these scales:
+  * u of order 1 makes the bound rows, and OSQP's absolute tolerances on them, fractions of a typical
+    weight (the post-solve check's unit), and the curvature 2/s of order 1 makes the dual residual
+    the error in a weight's gradient, again in typical-weight units. The objective is left of order n
+    (not divided to order 1): dividing it by n would divide the dual residual by n and loosen the
+    stationarity test by that factor; OSQP's own cost scaling takes care of its magnitude.
+  * The dense rows are multiplied by S = n_g. Unscaled, their entries are about 1/n_g, and OSQP's
+    Ruiz equilibration leaves rows whose norm is below 1e-4 unscaled (MIN_SCALING): on kernel SBW at
+    n = 5,000 that made ADMM stall (a primal residual stuck at 2e-2 raw units for 100,000 iterations,
+    and false "primal infeasible" verdicts at n = 10,000). Scaled, a residual of eps in such a row is
+    eps / n_g in the check's units (relative sum error, SD units), which only makes OSQP's test stricter.
 
-Defaults (`DEFAULT_SETTINGS`, each overridable by `solve(**options)` with OSQP 1.x names): eps_abs =
-eps_rel = 1e-8 on the rescaled problem, polishing on with 10 refinement steps, max_iter 100,000,
-adaptive rho on, verbose off. The polish step (solve the KKT system of the active set that ADMM
-found) is what turns ADMM's 1e-8 residuals into an exact vertex: on SBW and kernel SBW it succeeds
-at every size tried, and the post-check then sees violations at rounding level (about 1e-12).
-When polishing fails (a wrongly guessed active set) the ADMM iterate is returned; its residuals are
-below eps_abs + eps_rel * scale in the units above, and `info["polish"]` says "failed".
+Accuracy comes from polishing, not from ADMM. OSQP's polish solves the KKT system of the active set
+that ADMM has identified; when that set is right the answer is exact (violations ~1e-15, duality gap
+~1e-12 relative). ADMM alone converges slowly on these problems (most weights sit at zero and most
+balance rows bind), so the backend runs a tolerance continuation: solve at eps = 1e-3, polish; if the
+polish fails or leaves a residual above `EXACT` (1e-9 in check units, 1e-8 relative dual residual),
+tighten eps tenfold and continue ADMM from where it stopped (same factorization), down to the
+requested eps_abs / eps_rel. The first accurate polish ends the solve; if none is accurate the last
+rung's ADMM iterate is returned with OSQP's own status, and the problem's post-solve check downgrades
+it to "inaccurate" if a constraint is off by more than 1e-6. `continuation=False` runs one plain OSQP
+solve at the requested tolerances.
 
-Measured against cvxpy + CLARABEL (`prob.check("osqp")`, this machine, 2 cores):
+Defaults (`DEFAULT_SETTINGS`, each overridable through `solve(**options)` with OSQP 1.x names; the 0.6
+name "polish" is accepted): eps_abs = eps_rel = 1e-7 at the last rung, polishing on with 10 refinement
+steps, max_iter 100,000 in total over the rungs, adaptive rho on, verbose off, infeasibility
+tolerances 1e-6.
 
-    SBW, kim2023 weak overlap, X1..X6, ATT, delta 0.02 SD, n = 5000: objective gap 1e-10,
-        max violation 3e-15, weight gap 3e-6 (CLARABEL's own weights are accurate to ~1e-5), 0.03 s
-    SBW ATE (two groups): gap 2e-10; kernel SBW (m=300, l=200, s=100, delta 0.0005 raw), n = 5000:
-        gap 1e-8, violation 1e-13, 0.5 s (CLARABEL 9 s)
-    linear calibration on apistrat with ratio bounds (0.97, 1.03): gap 1e-12, violation 1e-13
+Measured against cvxpy + CLARABEL (`prob.check("osqp")`, kim2023 weak overlap, seed 1, 2-core machine):
+  * SBW, X1..X6, ATT, delta 0.02 SD, n = 5,000: objective gap 6e-12, max violation 8e-16, dual gap
+    1e-11 (absolute; duals of order 7e-4); polish succeeds at the 1e-5 rung (~1,800 iterations, 0.2 s).
+    ATE (two groups): gap 3e-12.
+  * kernel SBW (m = 300, l = 200, s = 100, delta = 0.0005 raw), n = 5,000: objective gap 1e-9
+    (CLARABEL's own interior-point error), violation ~1e-15, but only after ~20,000 ADMM iterations
+    (the polish at 1e-3 picks a wrong active set; the one at 1e-4 is exact): ~25 s against CLARABEL's
+    6 s. n = 10,000: ~58,000 iterations. OSQP is a faithful but slow peer on kernel SBW.
+  * linear calibration on apistrat with ratio bounds (0.97, 1.03): gap ~1e-12.
 
-See the measurements in the closing block of this docstring's module tests
-(`tests/test_osqp_backend.py`) and the numbers reported with the backend for timings of paths.
+Paths: P, A and their sparsity never change (targets, tolerances and bounds only move l and u), so
+after the first solve every solve calls `update(l=, u=)`, warm-starts from the last returned solution
+(x and y) and re-uses the factorization (OSQP refactors only when adaptive rho changes rho). `info`:
+"setup_time" (OSQP setup seconds in this call, 0 when nothing was set up), "setups" (how many groups
+were set up in this call), "iterations" (ADMM iterations per group, all rungs), "polish" (outcome per
+group), "polished_at" (the eps of the rung whose polish was accepted, None if none). `solve_time` is
+the wall time of the call, setup included.
 
-Paths: the sparsity of P and A never changes (targets, tolerances and bounds only move l and u), so
-after the first solve every solve calls `update(l=, u=)`, warm-starts from the previous solution
-(x and y, from the last solve that returned a solution) and re-uses the factorization; OSQP
-refactors only when adaptive rho changes rho. `info["setups"]` counts setups, `info["setup_time"]`
-is the OSQP setup time of this call (0 on a warm call), `info["iterations"]` the ADMM iterations per
-group and `info["polish"]` the polish outcome per group. `solve_time` is the wall time of the call.
-
-Duals: y of balance row j is d(objective in u)/d(bound), so the objective in w moves by unit^2 * y_j
-per unit of extra tolerance; `duals[term]` = unit^2 * y, positive when the upper side binds, the
-convention of `terms.Balance.dual` and the cvxpy backend.
+Duals: y_j of a scaled balance row is the sensitivity of the u-objective to that row's bound, which is
+S times the bound in the term's scale, so the objective in w moves by unit^2 S y_j per unit of extra
+tolerance: `duals[term] = unit^2 * S * y` (positive when the upper side binds), the convention of
+`terms.Balance.dual` and the cvxpy backend.
 """
 
 from __future__ import annotations
@@ -65,11 +79,11 @@ from ..errors import InputError
 from .base import RawResult
 from .structure import separable_qp
 
-#: OSQP 1.x settings applied unless `solve(**options)` overrides them (0.6 names "polish" and
-#: "warm_start" are accepted too). Tolerances are absolute in the rescaled problem's units (module doc).
+#: OSQP 1.x settings applied unless `solve(**options)` overrides them; eps_abs / eps_rel are those of
+#: the last continuation rung, in the rescaled problem's units (see the module docstring).
 DEFAULT_SETTINGS = {
-    "eps_abs": 1e-8,
-    "eps_rel": 1e-8,
+    "eps_abs": 1e-7,
+    "eps_rel": 1e-7,
     "eps_prim_inf": 1e-6,
     "eps_dual_inf": 1e-6,
     "polishing": True,
@@ -79,8 +93,26 @@ DEFAULT_SETTINGS = {
     "verbose": False,
 }
 
-_RENAMED = {"polish": "polishing"}
+#: A polished point is accepted when its constraint violations (in the post-solve check's units) and its
+#: dual residual (relative to the gradient's size) are below these.
+EXACT = {"violation": 1e-9, "dual": 1e-8}
 
+#: The continuation's first tolerance and the factor between rungs (each rung ends with a polish attempt,
+#: which costs about one factorization; finer rungs find the active set sooner: on kernel SBW at n = 5,000
+#: a factor of sqrt(10) polished after 17,000 ADMM iterations, a factor of 10 after 23,000).
+FIRST_RUNG = 1e-2
+RUNG_FACTOR = 10 ** 0.5
+
+#: ADMM iterations a loose rung may take before the continuation moves on, and the length of the
+#: infeasibility probe run at the requested tolerances when it does (see `OsqpBackend._solve_group`).
+RUNG_CAP = 5_000
+PROBE_ITER = 500
+
+_RENAMED = {"polish": "polishing"}
+#: Settings OSQP 1.x changes on a set-up solver; any other change triggers a new setup.
+_UPDATABLE = {"max_iter", "eps_abs", "eps_rel", "eps_prim_inf", "eps_dual_inf", "rho", "alpha", "delta", "polishing",
+              "polish_refine_iter", "verbose", "scaled_termination", "check_termination", "check_dualgap",
+              "warm_starting", "time_limit"}
 _STATUS = {
     "OSQP_SOLVED": "optimal",
     "OSQP_SOLVED_INACCURATE": "inaccurate",
@@ -101,84 +133,132 @@ def _status_name(value):
         return f"OSQP status {value}"
 
 
+def _rungs(eps_abs, eps_rel):
+    """FIRST_RUNG, FIRST_RUNG / RUNG_FACTOR, ... while looser than the requested tolerances, then the requested pair."""
+    rungs, eps = [], FIRST_RUNG
+    while eps > max(eps_abs, eps_rel) * 1.0001:
+        rungs.append((max(eps, eps_abs), max(eps, eps_rel)))
+        eps /= RUNG_FACTOR
+    return rungs + [(eps_abs, eps_rel)]
+
+
+def _targets(group):
+    """The group's scaled balance targets t / r and tolerances (0 for exact balance), in row order: what
+    `Group.constraint_matrix()` returns without re-stacking the balance matrices on every solve."""
+    target = np.concatenate([np.asarray(t.target.value, dtype=float) / t.scale for t in group.balance])
+    delta = np.concatenate([np.zeros(len(t.columns)) if t.exact else np.broadcast_to(np.asarray(t.delta.value, dtype=float),
+                                                                                      (len(t.columns),))
+                            for t in group.balance])
+    return target, delta
+
+
 class _GroupQP:
-    """One group's QP over u = w / unit: the fixed P, q, A, the row layout, and its OSQP object."""
+    """One group's QP over u = w / unit: the fixed P, q, A, the row layout and scales, and its OSQP object."""
 
     def __init__(self, group, qp, unit):
         self.group = group
-        rows = np.arange(qp.n) if group.rows is None else np.asarray(group.rows)
-        self.rows = rows
-        n_g = len(rows)
-        scale = qp.dispersion.scale[rows]
-        center = qp.dispersion.center[rows]
+        self.rows = np.arange(qp.n) if group.rows is None else np.asarray(group.rows)
+        n_g = len(self.rows)
+        self.S = float(n_g)
+        scale = qp.dispersion.scale[self.rows]
+        center = qp.dispersion.center[self.rows]
         self.P = sp.diags(2.0 / scale, format="csc")
         self.q = -2.0 * (center / unit) / scale
-        blocks = []
         self.total = group.total
+        blocks, row_scale = [], []
         if self.total is not None:
-            self.norm_coef = unit / abs(self.total) if self.total != 0 else unit
+            # sum(w) = T  <=>  (S unit / T) sum(u) = S; its residual / S is the relative sum error
+            self.norm_coef = self.S * unit / (abs(self.total) if self.total != 0 else 1.0)
+            self.norm_rhs = self.S * np.sign(self.total)
             blocks.append(sp.csr_matrix(np.full((1, n_g), self.norm_coef)))
+            row_scale.append([self.S])
         B, _, _ = group.constraint_matrix()
         self.k = 0 if B is None else B.shape[1]
-        self.balance = []   # (term name, start, stop) within the balance rows
+        self.balance = []   # (term name, first row, last row + 1) among the balance rows
         start = 0
         for term in group.balance:
             self.balance.append((term.name, start, start + len(term.columns)))
             start += len(term.columns)
         if B is not None:
-            blocks.append(sp.csr_matrix(np.ascontiguousarray((unit * B).T)))
+            blocks.append(sp.csr_matrix(np.ascontiguousarray((self.S * unit) * B.T)))
+            row_scale.append(np.full(self.k, self.S))
         lo, hi = qp.box()
-        self.bounded = np.flatnonzero(np.isfinite(lo[rows]) | np.isfinite(hi[rows]))
+        self.bounded = np.flatnonzero(np.isfinite(lo[self.rows]) | np.isfinite(hi[self.rows]))
         if len(self.bounded):
             blocks.append(sp.identity(n_g, format="csr")[self.bounded])
+            row_scale.append(np.ones(len(self.bounded)))
         self.A = sp.vstack(blocks, format="csc") if blocks else sp.csc_matrix((0, n_g))
+        self.row_scale = np.concatenate(row_scale) if row_scale else np.zeros(0)
+        self.offset = 1 if self.total is not None else 0
         self.solver = None
-        self.setups = 0
-        self.x = self.y = None          # the last solution returned (for warm starts)
         self.settings = None
+        self.x = self.y = None          # the last solution returned (the next warm start)
 
     def limits(self, qp, unit):
-        """l and u for the current parameter values, and whether the bounded rows still cover every finite bound."""
+        """l and u for the current parameter values, and whether the bound rows still cover every finite bound."""
         l, u = [], []
         if self.total is not None:
-            sign = self.total * self.norm_coef / unit if self.total != 0 else 0.0
-            l.append([sign]), u.append([sign])
+            l.append([self.norm_rhs]), u.append([self.norm_rhs])
         if self.k:
-            _, target, delta = self.group.constraint_matrix()
-            l.append(target - delta), u.append(target + delta)
+            target, delta = _targets(self.group)
+            l.append(self.S * (target - delta)), u.append(self.S * (target + delta))
         lo, hi = qp.box()
         lo, hi = lo[self.rows], hi[self.rows]
-        covered = np.zeros(len(self.rows), dtype=bool)
-        covered[self.bounded] = True
-        fits = not np.any(~covered & (np.isfinite(lo) | np.isfinite(hi)))
+        finite = np.isfinite(lo) | np.isfinite(hi)
+        finite[self.bounded] = False
         if len(self.bounded):
             l.append(np.maximum(lo[self.bounded] / unit, -_INFTY))
             u.append(np.minimum(hi[self.bounded] / unit, _INFTY))
-        cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0))
-        return cat(l), cat(u), fits
+        join = (lambda parts: np.concatenate(parts) if parts else np.zeros(0))
+        return join(l), join(u), not finite.any()
 
     def setup(self, l, u, settings):
-        self.solver = osqp.OSQP()
-        self.solver.setup(self.P, self.q, self.A, l, u, **settings)
-        self.settings = dict(settings)
-        self.setups += 1
+        solver = osqp.OSQP()
+        solver.setup(self.P, self.q, self.A, l, u, **settings)
+        self.solver, self.settings = solver, dict(settings)
         self.x = self.y = None
 
     def apply(self, settings):
-        """Bring the solver's settings to `settings`; False when only a new setup can (setup-only settings)."""
+        """Bring the solver's settings to `settings`; False when that needs a new setup (a setup-only setting
+        such as scaling, sigma or adaptive rho changed: OSQP would silently keep the old value)."""
         changed = {k: v for k, v in settings.items() if self.settings.get(k) != v}
-        if not changed:
-            return True
-        try:
-            self.solver.update_settings(**changed)
-        except Exception:   # noqa: BLE001 - OSQP refuses setup-only settings (scaling, adaptive rho, ...)
+        if any(k not in _UPDATABLE for k in changed):
             return False
-        self.settings.update(changed)
+        if changed:
+            self.solver.update_settings(**changed)
+            self.settings.update(changed)
         return True
+
+    def snap(self, x, l, u):
+        """x with values within EXACT["violation"] outside their bounds moved onto them (a polished zero weight
+        comes back as +-1e-21 or so; the rows are identity rows, so this only shrinks violations)."""
+        if not len(self.bounded):
+            return x
+        x = x.copy()
+        lo, hi = l[-len(self.bounded):], u[-len(self.bounded):]
+        xb = x[self.bounded]
+        tol = EXACT["violation"]
+        xb = np.where((xb < lo) & (xb >= lo - tol), lo, xb)
+        xb = np.where((xb > hi) & (xb <= hi + tol), hi, xb)
+        x[self.bounded] = xb
+        return x
+
+    def set(self, **changed):
+        self.solver.update_settings(**changed)
+        self.settings.update(changed)
+
+    def exact(self, x, y, l, u):
+        """Whether a polished (x, y) is exact to `EXACT`: violations in the check's units, relative dual residual."""
+        Ax = self.A @ x
+        violation = np.max(np.maximum(np.maximum(l - Ax, Ax - u), 0.0) / self.row_scale, initial=0.0)
+        Px = self.P @ x
+        size = max(1.0, np.max(np.abs(Px), initial=0.0), np.max(np.abs(self.q), initial=0.0))
+        dual = np.max(np.abs(Px + self.q + self.A.T @ y), initial=0.0) / size
+        return violation <= EXACT["violation"] and dual <= EXACT["dual"]
 
 
 class OsqpBackend:
-    """OSQP (1.x) on the problem's separable QP, one set-up solver per group, re-used across solves."""
+    """OSQP (1.x) on the problem's separable QP: one set-up solver per group, re-used across solves."""
 
     name = "osqp"
 
@@ -187,8 +267,9 @@ class OsqpBackend:
         self.unit = float(problem.weight_unit)
         self.n = problem.n
         self.groups = [_GroupQP(g, self.qp, self.unit) for g in self.qp.groups]
+        self.setups = 0                 # OSQP setups over this backend's life (a path should add none)
 
-    def solve(self, solver=None, warm_start=True, **options):
+    def solve(self, solver=None, warm_start=True, continuation=True, **options):
         if solver is not None and str(solver).upper() != "OSQP":
             raise InputError(f"backend 'osqp' solves with OSQP only, got solver={solver!r}; "
                              "use backend='cvxpy' for other solvers")
@@ -197,40 +278,41 @@ class OsqpBackend:
             settings[_RENAMED.get(key, key)] = value
         start = time.perf_counter()
         weights = np.full(self.n, np.nan)
-        duals, statuses, messages, iterations, polish, setup_time, setups, objective = {}, [], [], [], [], 0.0, 0, 0.0
+        duals, statuses, messages, iterations, polish, polished_at = {}, [], [], [], [], []
+        setup_time, setups = 0.0, 0
         for index, g in enumerate(self.groups):
             l, u, fits = g.limits(self.qp, self.unit)
-            fresh = g.solver is None or not fits or not g.apply(settings)
             try:
+                fresh = g.solver is None or not fits or not g.apply(settings)
                 if fresh:
                     g.setup(l, u, settings)
                     setups += 1
+                    self.setups += 1
                 else:
                     g.solver.update(l=l, u=u)
                     if warm_start and g.x is not None:
                         g.solver.warm_start(x=g.x, y=g.y)
-                    elif not warm_start:
+                    else:
                         g.solver.warm_start(x=np.zeros(g.A.shape[1]), y=np.zeros(g.A.shape[0]))
-            except ValueError as exc:   # unrecognized settings
+            except ValueError as exc:   # OSQP: unrecognized settings
                 raise InputError(f"backend 'osqp': {exc}") from exc
-            result = g.solver.solve(raise_error=False)
+            result, used, accepted, setup_seconds = self._solve_group(g, l, u, settings, continuation)
             info = result.info
-            name = _status_name(info.status_val)
-            status = _STATUS.get(name, "failed")
             if fresh:
-                setup_time += info.setup_time
+                setup_time += setup_seconds
+            status = _STATUS.get(_status_name(info.status_val), "failed")
             statuses.append(status)
-            iterations.append(int(info.iter))
-            polish.append(_POLISH.get(int(info.status_polish), str(info.status_polish)))
-            messages.append(f"{info.status}" if len(self.groups) == 1 else f"group {index}: {info.status}")
-            x, y = np.asarray(result.x, dtype=float), np.asarray(result.y, dtype=float)
+            iterations.append(used)
+            polish.append(_POLISH.get(int(info.status_polish), str(info.status_polish)) if settings["polishing"]
+                          else "not performed")
+            polished_at.append(accepted)
+            messages.append(info.status if len(self.groups) == 1 else f"group {index}: {info.status}")
+            x, y = np.array(result.x, dtype=float), np.array(result.y, dtype=float)
             if status in ("optimal", "inaccurate") and np.all(np.isfinite(x)) and np.all(np.isfinite(y)):
-                g.x, g.y = x.copy(), y.copy()
-                weights[g.rows] = self.unit * x
-                offset = 1 if g.total is not None else 0
+                g.x, g.y = x, y
+                weights[g.rows] = self.unit * g.snap(x, l, u)
                 for term, a, b in g.balance:
-                    duals[term] = self.unit ** 2 * y[offset + a: offset + b]
-                objective += float(info.obj_val)
+                    duals[term] = self.unit ** 2 * g.S * y[g.offset + a: g.offset + b]
         status = max(statuses, key=_RANK.__getitem__) if statuses else "optimal"
         if status not in ("optimal", "inaccurate"):
             weights[:] = np.nan
@@ -244,5 +326,54 @@ class OsqpBackend:
             iterations=int(sum(iterations)),
             message="OSQP status " + "; ".join(messages),
             info={"setup_time": setup_time, "setups": setups, "iterations": iterations, "polish": polish,
-                  "osqp_objective": objective},
+                  "polished_at": polished_at},
         )
+
+    @staticmethod
+    def _solve_group(g, l, u, settings, continuation):
+        """Run the tolerance continuation on one set-up group. Returns the last OSQP result, the ADMM
+        iterations used, the eps of the rung whose polish was accepted (None if none) and OSQP's setup time."""
+        budget = int(settings["max_iter"])
+        final = (settings["eps_abs"], settings["eps_rel"])
+        rungs = _rungs(*final) if continuation and settings["polishing"] else [final]
+        used, clock = 0, time.perf_counter()
+
+        def run(eps, iterations):
+            nonlocal used
+            limit = settings.get("time_limit")
+            extra = {} if limit is None else {"time_limit": max(limit - (time.perf_counter() - clock), 1e-3)}
+            g.set(eps_abs=eps[0], eps_rel=eps[1], max_iter=max(int(iterations), 1), **extra)
+            result = g.solver.solve(raise_error=False)
+            used += int(result.info.iter)
+            return result, _status_name(result.info.status_val)
+
+        def capped(result, name, cap):   # stopped by the iteration cap (with "solved inaccurate" if 10x eps holds)
+            return name in ("OSQP_MAX_ITER_REACHED", "OSQP_SOLVED_INACCURATE") and int(result.info.iter) >= cap
+
+        result, name, ran, i = None, "", final, 0
+        while True:
+            eps, last = rungs[i], i == len(rungs) - 1
+            cap = budget - used if last else min(budget - used, RUNG_CAP)
+            result, name = run(eps, cap)
+            ran = eps
+            if name == "OSQP_SOLVED":
+                if last or (int(result.info.status_polish) == 1 and g.exact(result.x, result.y, l, u)):
+                    break
+                i += 1
+                continue
+            if not last and capped(result, name, cap) and used < budget:
+                # A loose rung never tests infeasibility (OSQP skips the test while the primal residual meets the
+                # rung's tolerance, which a scaled row always does), so probe with the requested tolerances, then
+                # go on at the same rung (ADMM simply continues: nothing is lost).
+                probe = min(budget - used, PROBE_ITER)
+                result, name = run(final, probe)
+                ran = final
+                if name == "OSQP_SOLVED":
+                    break
+                if capped(result, name, probe) and used < budget:
+                    continue
+            break
+        exact = name == "OSQP_SOLVED" and int(result.info.status_polish) == 1 and g.exact(result.x, result.y, l, u)
+        g.set(eps_abs=final[0], eps_rel=final[1], max_iter=budget,
+              **({} if settings.get("time_limit") is None else {"time_limit": settings["time_limit"]}))
+        return result, used, float(f"{ran[0]:.3g}") if exact else None, result.info.setup_time
