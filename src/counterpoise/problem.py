@@ -146,9 +146,14 @@ class WeightingProblem:
         installed solver and its settings). backend="auto" takes the fastest exact backend that handles
         the problem ("dual" for SBW, kernel SBW and linear calibration; "cvxpy" otherwise) and moves on to
         the next when a solution fails the post-solve check."""
-        for name in self.auto_backends() if backend == "auto" else [backend]:
-            raw = self.backend(name).solve(solver=solver, **options)
-            solution = self._finish(raw, name, tolerance)
+        for name in AUTO_ORDER if backend == "auto" else [backend]:
+            try:
+                engine = self.backend(name)       # built only when reached: cvxpy's model is costly at 10^6 rows
+            except UnsupportedProblem:
+                if backend != "auto":
+                    raise
+                continue
+            solution = self._finish(engine.solve(solver=solver, **options), name, tolerance)
             if solution.status in ("optimal", "infeasible"):
                 break
         if raise_on_failure and solution.status != "optimal":
