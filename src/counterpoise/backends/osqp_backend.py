@@ -28,30 +28,51 @@ with S = n_g. Why these scales:
     eps / n_g in the check's units (relative sum error, SD units), which only makes OSQP's test stricter.
 
 Accuracy comes from polishing, not from ADMM. OSQP's polish solves the KKT system of the active set
-that ADMM has identified; when that set is right the answer is exact (violations ~1e-15, duality gap
-~1e-12 relative). ADMM alone converges slowly on these problems (most weights sit at zero and most
-balance rows bind), so the backend runs a tolerance continuation: solve at eps = 1e-3, polish; if the
-polish fails or leaves a residual above `EXACT` (1e-9 in check units, 1e-8 relative dual residual),
-tighten eps tenfold and continue ADMM from where it stopped (same factorization), down to the
-requested eps_abs / eps_rel. The first accurate polish ends the solve; if none is accurate the last
-rung's ADMM iterate is returned with OSQP's own status, and the problem's post-solve check downgrades
-it to "inaccurate" if a constraint is off by more than 1e-6. `continuation=False` runs one plain OSQP
-solve at the requested tolerances.
+ADMM has guessed; when the guess is right the answer is exact (violations ~1e-15, relative duality gap
+~1e-12). ADMM alone converges slowly here (about 2,700 iterations per decade of residual on kernel
+SBW: most weights sit at zero and most balance rows bind), and OSQP only polishes when ADMM meets its
+tolerance. So the backend runs a tolerance continuation: solve at eps = 1e-2 and polish; if the
+polish fails, or leaves a violation above `EXACT` (1e-9 in the check's units) or a relative dual
+residual above 1e-8, tighten eps by sqrt(10) and let ADMM continue from where it stopped (same
+factorization, same rho), down to the requested eps_abs / eps_rel. The first exact polish ends the
+solve; otherwise the last rung's point is returned with OSQP's status, and the problem's post-solve
+check downgrades it to "inaccurate" if a constraint is off by more than 1e-6. A loose rung never tests
+infeasibility (OSQP skips the test while the primal residual meets the tolerance), so a rung that runs
+`RUNG_CAP` (5,000) iterations without converging is interrupted by a `PROBE_ITER` (500) iteration run
+at the requested tolerances, where infeasibility is detected, and then continues. `continuation=False`
+runs one plain OSQP solve at the requested tolerances.
+
+Polish behaviour, measured: it fails while ADMM's active set is still wrong (always at eps 1e-2 on
+kernel SBW) and succeeds once units near the kink are classified, which takes eps ~ their distance
+from it: SBW with one binding column and ~40 of 6,796 weights within 1e-3 of a typical weight of zero
+(n = 10,000, delta 0.2 SD) polishes only at eps 1e-5 (15,000 iterations); SBW at delta 0.02 SD at
+the first rungs (150 iterations). Exceptionally it never succeeds (one of 100 points of the SBW path
+below, delta 0.111: the ADMM iterate came back 1.2e-6 off a bound, reported "inaccurate").
 
 Defaults (`DEFAULT_SETTINGS`, each overridable through `solve(**options)` with OSQP 1.x names; the 0.6
-name "polish" is accepted): eps_abs = eps_rel = 1e-7 at the last rung, polishing on with 10 refinement
-steps, max_iter 100,000 in total over the rungs, adaptive rho on, verbose off, infeasibility
-tolerances 1e-6.
+name "polish" is accepted; a setup-only setting such as scaling or sigma triggers a new setup):
+eps_abs = eps_rel = 1e-7 at the last rung, polishing with 10 refinement steps, max_iter 100,000 over
+all rungs, adaptive rho, verbose off, infeasibility tolerances 1e-6. Note that OSQP's primal test is
+eps_abs + eps_rel * max|Au|, and max|Au| ~ n_g (the scaled sum row), so an unpolished "solved" point
+can be off a bound by ~1e-7 n_g of a typical weight; the post-solve check catches that.
 
-Measured against cvxpy + CLARABEL (`prob.check("osqp")`, kim2023 weak overlap, seed 1, 2-core machine):
-  * SBW, X1..X6, ATT, delta 0.02 SD, n = 5,000: objective gap 6e-12, max violation 8e-16, dual gap
-    1e-11 (absolute; duals of order 7e-4); polish succeeds at the 1e-5 rung (~1,800 iterations, 0.2 s).
-    ATE (two groups): gap 3e-12.
-  * kernel SBW (m = 300, l = 200, s = 100, delta = 0.0005 raw), n = 5,000: objective gap 1e-9
-    (CLARABEL's own interior-point error), violation ~1e-15, but only after ~20,000 ADMM iterations
-    (the polish at 1e-3 picks a wrong active set; the one at 1e-4 is exact): ~25 s against CLARABEL's
-    6 s. n = 10,000: ~58,000 iterations. OSQP is a faithful but slow peer on kernel SBW.
-  * linear calibration on apistrat with ratio bounds (0.97, 1.03): gap ~1e-12.
+Measured (kim2023 weak overlap, seed 1, X1..X6; this 2-core machine, shared, so times are +-30%):
+  * `check` against cvxpy + CLARABEL, SBW ATT delta 0.02 SD, n = 5,000: objective gap 6e-12, max
+    violation 3e-16, duals equal to 1.4e-11 (largest 6.7e-4), 150 iterations, 0.03 s. ATE (two
+    groups): gap 3e-12. Strong overlap and X*: gap <= 1e-9, violation <= 1e-12 (tests).
+  * kernel SBW (m = 300, l = 200, s = 100, delta = 0.0005 raw), n = 5,000: gap 1.4e-12, violation
+    2e-15, duals equal to 2e-11 -- after 18,925 ADMM iterations, 25-30 s, against 6.3 s for CLARABEL.
+    n = 10,000: 58,000-100,000 iterations (the polish that succeeds comes late), 270-490 s, against
+    14.5 s for CLARABEL; n = 100,000: see the closing note of the commit that added this backend.
+  * linear calibration (apistrat, ratio bounds (0.97, 1.03)): gap 5e-9, and the OSQP objective is the
+    lower one (CLARABEL with tolerances 1e-14 agrees with OSQP to 5e-13): the reference is the less
+    exact side.
+  * 100-value delta path, SBW ATT n = 10,000, np.geomspace(0.2, 0.001, 100): warm 36 s (156,000
+    iterations) against 67 s for 100 cold solves on new problems (257,000 iterations), 1.8x; 99
+    optimal, 1 inaccurate (above). cvxpy + CLARABEL does the same path in 14-17 s.
+  * kernel SBW path, n = 5,000, the first 20 of np.geomspace(0.001, 0.0005, 100): warm 101 s in all
+    (first solve 16.6 s, then 0.1-15 s, median ~3,400 iterations) against 21.7 s per cold solve
+    (13,000 iterations; 5 measured), about 4.3x; warm and cold objectives agree exactly.
 
 Paths: P, A and their sparsity never change (targets, tolerances and bounds only move l and u), so
 after the first solve every solve calls `update(l=, u=)`, warm-starts from the last returned solution
