@@ -76,7 +76,7 @@ def test_delta_path_reuses_the_factorization_and_equals_cold_solves(kim2000):
     solvers = [g.solver for g in backend.groups]
     assert backend.setups == 2 and first.info["setups"] == 2
     path = prob.path(backend="osqp", delta=deltas)
-    assert [g.solver for g in backend.groups] == solvers and all(a is b for a, b in zip(solvers, [g.solver for g in backend.groups]))
+    assert all(g.solver is solver for g, solver in zip(backend.groups, solvers))   # the same OSQP objects
     assert backend.setups == 2
     for delta, warm in zip(deltas, path.solutions):
         assert warm.status == "optimal" and warm.info["setups"] == 0 and warm.info["setup_time"] == 0

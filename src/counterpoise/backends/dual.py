@@ -141,7 +141,7 @@ class GroupDual:
             sign = np.where(y != 0, np.sign(y), -np.sign(grad))
             stuck = l1 & (y == 0) & (np.abs(grad) <= self.delta)
             free = np.flatnonzero(~stuck)
-            pseudo = np.where(stuck, 0.0, grad + self.delta * sign)
+            pseudo = self._pseudo_gradient(y, grad)
             previous, residual = residual, float(np.linalg.norm(pseudo))
             if chord and residual > 0.1 * previous:
                 factor = None
@@ -174,20 +174,18 @@ class GroupDual:
         except np.linalg.LinAlgError:
             return free, lambda r: np.linalg.lstsq(H, r, rcond=None)[0]
 
-    def _residual(self, y, grad):
-        """The norm of the minimum-norm subgradient of D: zero exactly at the optimum."""
-        l1 = self.delta > 0
-        at_zero = l1 & (y == 0)
-        r = np.where(at_zero, np.sign(grad) * np.maximum(np.abs(grad) - self.delta, 0.0),
-                     grad + self.delta * np.sign(y))
-        return float(np.linalg.norm(r))
+    def _pseudo_gradient(self, y, grad):
+        """The minimum-norm subgradient of D at y (smooth gradient `grad`): zero exactly at the optimum."""
+        at_zero = (self.delta > 0) & (y == 0)
+        return np.where(at_zero, np.sign(grad) * np.maximum(np.abs(grad) - self.delta, 0.0),
+                        grad + self.delta * np.sign(y))
 
     def _line_search(self, y, v, D, step, pseudo, sign, l1):
         """Backtrack from the full Newton step along the orthant-projected path; accept on Armijo decrease of D, or,
         where D's change is lost to rounding near the optimum, on a decrease of the subgradient residual."""
         slope = pseudo @ step
         direction = self.At(step)
-        residual = np.linalg.norm(pseudo)      # the residual at y (see `_residual`)
+        residual = np.linalg.norm(pseudo)
         alpha = 1.0
         for _ in range(60):
             trial = y + alpha * step
@@ -198,7 +196,8 @@ class GroupDual:
             D_new = self.value(trial, v_trial, w)
             if D_new <= D + 1e-4 * alpha * slope:
                 return trial, v_trial, w, inside, D_new
-            if self._residual(trial, self.A(w) - self.T) <= (1 - 1e-4 * alpha) * residual and D_new <= D + 1e-12 * abs(D):
+            new_residual = np.linalg.norm(self._pseudo_gradient(trial, self.A(w) - self.T))
+            if new_residual <= (1 - 1e-4 * alpha) * residual and D_new <= D + 1e-12 * abs(D):
                 return trial, v_trial, w, inside, D_new
             alpha /= 2
         return None
