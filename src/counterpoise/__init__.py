@@ -9,13 +9,14 @@ from . import basis, datasets, diagnostics, estimate, plots, terms
 from .errors import CounterpoiseError, InfeasibleError, InputError, SolverError
 from .families import calibrate, entropy_balance, kernel_sbw, sbw, sparse_calibrate
 from .problem import WeightingProblem
+from .propensity import BalnetCV, BalnetFit, balnet, cv_balnet
 from .solution import Check, Path, Solution
 from .validation import CounterpoiseWarning
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Check", "CounterpoiseError", "CounterpoiseWarning", "InfeasibleError", "InputError", "Path", "Solution",
-    "SolverError", "WeightingProblem", "basis", "calibrate", "datasets", "diagnostics", "entropy_balance", "estimate",
+    "BalnetCV", "BalnetFit", "Check", "CounterpoiseError", "CounterpoiseWarning", "InfeasibleError", "InputError", "Path", "Solution",
+    "SolverError", "WeightingProblem", "balnet", "basis", "calibrate", "cv_balnet", "datasets", "diagnostics", "entropy_balance", "estimate",
     "kernel_sbw", "plots", "sbw", "sparse_calibrate", "terms",
 ]

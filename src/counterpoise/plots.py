@@ -100,3 +100,43 @@ def path_plot(path, ax=None) -> Figure:
         axes[1].set_xscale("log")
     axes[1].set_xlabel(str(parameter))
     return axes[0].figure
+
+
+def _axes(ax, count, size):
+    if ax is None:
+        return list(np.atleast_1d(Figure(figsize=size).subplots(count, 1, sharex=True)))
+    axes = list(np.atleast_1d(ax))
+    if len(axes) != count:
+        raise InputError(f"axes must be {count} Axes, got {len(axes)}")
+    return axes
+
+
+def balnet_path_plot(fit, axes=None) -> Figure:
+    """Max |SMD|, mean |SMD| and ESS% of each arm's weights along its balnet path, against lambda (log scale).
+    For the lasso the max |SMD| panel is the line y = lambda: lambda is the imbalance the weights leave."""
+    axes = _axes(axes, 3, (6.4, 7.2))
+    for arm in fit.arms.values():
+        table = arm.table
+        for axis, column in zip(axes, ("max_abs_smd", "mean_abs_smd", "ess_pct")):
+            axis.plot(table["lambda"], table[column], marker=".", label=arm.name)
+    for axis, label in zip(axes, ("Max |SMD|", "Mean |SMD|", "ESS (% of arm)")):
+        axis.set_ylabel(label)
+    axes[0].legend()
+    axes[-1].set_xscale("log")
+    axes[-1].set_xlabel("lambda")
+    return axes[0].figure
+
+
+def balnet_cv_plot(cv, axes=None) -> Figure:
+    """Cross-validated balance loss (mean +- one standard error over folds) against lambda per arm; the dotted
+    line marks lambda_min."""
+    arms = list(cv.losses)
+    axes = _axes(axes, len(arms), (6.4, 3.2 * len(arms)))
+    for axis, arm in zip(axes, arms):
+        table = cv.cv_table(arm)
+        axis.errorbar(table["lambda"], table["cv_loss"], yerr=table["std_error"], marker=".", capsize=2)
+        axis.axvline(cv.lambda_min[arm], linestyle=":", color="gray")
+        axis.set_ylabel(f"CV loss ({arm})")
+        axis.set_xscale("log")
+    axes[-1].set_xlabel("lambda")
+    return axes[0].figure

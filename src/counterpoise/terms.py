@@ -85,33 +85,39 @@ class ChiSquare(Term):
 
 
 class Entropy(Term):
-    """Entropy (KL) distance to base weights: sum_i w_i log(w_i / q_i) - w_i + q_i.
+    """Entropy (KL) distance to base weights: sum_i v_i log(v_i / q_i) - v_i + q_i with v = w - o.
 
-    With sum w = sum q = 1 this is KL(w || q), entropy balancing (Hainmueller 2012); with q = d it is
-    the raking distance sum d_i G(w_i / d_i), G(g) = g log g - g + 1 (Deville-Sarndal).
+    With sum w = sum q = 1 and no offset o this is KL(w || q), entropy balancing (Hainmueller 2012); with q = d it
+    is the raking distance sum d_i G(w_i / d_i), G(g) = g log g - g + 1 (Deville-Sarndal). An offset o keeps every
+    w_i >= o_i: balnet's dual, where 1/P(arm | x) >= 1 puts w_i = o_i + q_i exp(-eta_i) with o = q.
     """
 
     name = "entropy"
 
-    def __init__(self, base, name=None):
+    def __init__(self, base, offset=None, name=None):
         self.base = np.asarray(base, dtype=float)
+        self.offset = None if offset is None else np.asarray(offset, dtype=float)
         self.name = name or self.name
 
+    def _excess(self, w):
+        return w if self.offset is None else w - self.offset
+
     def objective(self, w):
-        return cp.sum(cp.kl_div(w, self.base))
+        return cp.sum(cp.kl_div(self._excess(w), self.base))
 
     def value(self, w):
-        w = np.maximum(w, 0.0)
+        v = np.maximum(self._excess(w), 0.0)
         with np.errstate(divide="ignore", invalid="ignore"):
-            wlogw = np.where(w > 0, w * np.log(w / self.base), 0.0)
-        return float(np.sum(wlogw - w + self.base))
+            vlogv = np.where(v > 0, v * np.log(v / self.base), 0.0)
+        return float(np.sum(vlogv - v + self.base))
 
     def objective_scale(self):
         return float(np.sum(self.base))
 
     def violation(self, w):
-        """Negative weights are outside the entropy's domain; in units of the mean base weight."""
-        return max(float(-np.min(w)), 0.0) / float(np.mean(self.base))
+        """Weights below the offset (0 by default) are outside the entropy's domain; in units of the mean base
+        weight."""
+        return max(float(-np.min(self._excess(w))), 0.0) / float(np.mean(self.base))
 
 
 class Logit(Term):
@@ -213,6 +219,77 @@ class Balance(Term):
         if len(constraints) == 1:
             return np.asarray(constraints[0].dual_value, dtype=float).ravel()
         return np.asarray(constraints[0].dual_value - constraints[1].dual_value, dtype=float).ravel()
+
+
+class ImbalanceBudget(Term):
+    """Group imbalance budget: the weight-space dual of an elastic-net penalty on balancing coefficients.
+
+    With gap_g = (B_g'w - t_g) / s_g the scaled imbalance of group g of columns and penalty factors pf_g:
+    alpha = 1 (group lasso): ||gap_g||_2 <= lam pf_g, an l-infinity budget |gap_j| <= lam pf_j for groups of one;
+    alpha < 1: the objective gains sum_g (||gap_g|| - lam alpha pf_g)_+^2 / (2 lam (1 - alpha) pf_g), the conjugate
+    of lam pf_g (alpha ||b_g|| + (1 - alpha)/2 ||b_g||^2). Unpenalized groups (pf_g = 0) are balanced exactly.
+    Parameter: "lam".
+    """
+
+    name = "budget"
+
+    def __init__(self, B, target, scale, groups, penalty, lam, alpha=1.0, columns=None, name=None):
+        self._scaled = np.ascontiguousarray(np.asarray(B, dtype=float) / scale)
+        self._target = np.asarray(target, dtype=float) / scale
+        self.groups = [np.asarray(g, dtype=int) for g in groups]
+        self.penalty = np.asarray(penalty, dtype=float)
+        self.alpha = float(alpha)
+        self.columns = list(columns) if columns is not None else [f"b{j}" for j in range(self._scaled.shape[1])]
+        self.name = name or self.name
+        self.lam = cp.Parameter(nonneg=True, name=f"{self.name}.lam", value=float(lam))
+        self._lam_copy = cp.Variable(nonneg=True)   # == lam: keeps the parameter out of a denominator (DPP)
+        self._singletons = all(len(g) == 1 for g in self.groups)
+
+    def parameters(self):
+        return {"lam": self.lam}
+
+    def _gap(self, w):
+        if isinstance(w, np.ndarray):
+            return w @ self._scaled - self._target
+        return self._scaled.T @ w - self._target
+
+    def _norms(self, gap):
+        if self._singletons:
+            order = np.concatenate(self.groups)
+            return cp.abs(gap[order]) if not isinstance(gap, np.ndarray) else np.abs(gap[order])
+        if isinstance(gap, np.ndarray):
+            return np.array([np.linalg.norm(gap[g]) for g in self.groups])
+        return cp.hstack([cp.norm(gap[g], 2) for g in self.groups])
+
+    def constraints(self, w):
+        norms, free = self._norms(self._gap(w)), self.penalty == 0
+        cons = [norms[np.flatnonzero(free)] == 0] if free.any() else []
+        held = np.flatnonzero(~free)
+        if self.alpha == 1:
+            cons.append(norms[held] <= self.lam * self.penalty[held])
+        else:
+            cons.append(self._lam_copy == self.lam)
+        return cons
+
+    def objective(self, w):
+        if self.alpha == 1:
+            return None
+        held = np.flatnonzero(self.penalty > 0)
+        excess = cp.pos(self._norms(self._gap(w))[held] - self.lam * self.alpha * self.penalty[held])
+        return sum(cp.quad_over_lin(excess[k], 2 * (1 - self.alpha) * self.penalty[g] * self._lam_copy)
+                   for k, g in enumerate(held))
+
+    def value(self, w):
+        if self.alpha == 1:
+            return 0.0
+        norms, lam, held = self._norms(self._gap(w)), self.lam.value, self.penalty > 0
+        excess = np.maximum(norms[held] - lam * self.alpha * self.penalty[held], 0.0)
+        return float(np.sum(excess ** 2 / (2 * lam * (1 - self.alpha) * self.penalty[held])))
+
+    def violation(self, w):
+        norms = self._norms(self._gap(w))
+        limit = np.where(self.penalty == 0, 0.0, np.inf if self.alpha < 1 else self.lam.value * self.penalty)
+        return float(np.max(norms - limit, initial=0.0))
 
 
 class Normalize(Term):

@@ -1,0 +1,6 @@
+"""Regularized calibrated propensity scores (balnet) on adelie: `balnet`, `cv_balnet`, and their cvxpy references."""
+
+from .cv import BalnetCV, cv_balnet
+from .fit import BalnetFit, balnet
+
+__all__ = ["BalnetCV", "BalnetFit", "balnet", "cv_balnet"]
