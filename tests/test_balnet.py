@@ -98,7 +98,9 @@ def test_matches_the_cvxpy_primal_and_dual(setup, target):
     for arm in fit.arms:
         for lam in path_points(fit.lambdas(arm)):
             row = fit.check(lam=lam, arm=arm).iloc[0]
-            assert row["primal_status"] == "optimal"
+            # CLARABEL's exponential-cone steps sometimes stall just short of its 1e-10 gap ("optimal_inaccurate");
+            # the objectives and propensities below are the comparison that counts.
+            assert row["primal_status"] in ("optimal", "optimal_inaccurate")
             assert row["max_abs_diff_propensity"] <= 1e-4, (setup, arm, lam)
             assert row["objective_fit"] == pytest.approx(row["objective_cvxpy"], rel=1e-6, abs=1e-8)
             assert row["dual_status"] == "optimal" and row["max_weight_diff"] <= 1e-3, (setup, arm, lam)
@@ -165,7 +167,11 @@ def test_sample_weights_equal_duplicated_rows():
         duplicated = cpz.balnet(expanded, "W", target=target)
         for arm in weighted.arms:
             np.testing.assert_allclose(weighted.lambdas(arm), duplicated.lambdas(arm), rtol=1e-10)
-            pd.testing.assert_frame_equal(weighted.table(arm), duplicated.table(arm), rtol=1e-6)
+            # (nonzero counts are left out: at lambda_max a coefficient of 1e-16 can appear on one side)
+            pd.testing.assert_frame_equal(weighted.table(arm).drop(columns="nonzero"),
+                                          duplicated.table(arm).drop(columns="nonzero"), rtol=1e-6)
+            for lam in weighted.lambdas(arm)[::10]:
+                np.testing.assert_allclose(weighted.coef(lam, arm), duplicated.coef(lam, arm), rtol=1e-6, atol=1e-8)
         np.testing.assert_allclose(weighted.coef(), duplicated.coef(), rtol=1e-6, atol=1e-8)
         np.testing.assert_allclose(weighted.weights().to_numpy() / counts,
                                    duplicated.weights().to_numpy()[np.cumsum(counts) - 1], rtol=1e-6)
@@ -196,6 +202,18 @@ def test_coef_and_predict_interpolate_and_clamp():
     w = fit.weights(L[50])
     np.testing.assert_allclose(w[data["W"] == 1], 1 / fit.predict(lam=L[50])["treated"][data["W"] == 1])
     assert np.all(w[data["W"] == 0] == 0)
+
+
+def test_standardize_false_on_prestandardized_covariates_is_the_same_fit():
+    data = simulate(500, 6, seed=17)
+    names = data.attrs["covariates"]
+    scaled = data.copy()
+    scaled[names] = (data[names] - data[names].mean()) / data[names].std(ddof=0)
+    fit = cpz.balnet(scaled, "W", target="treated")
+    raw = cpz.balnet(scaled, "W", target="treated", standardize=False)
+    np.testing.assert_allclose(raw.lambdas(), fit.lambdas(), rtol=1e-10)
+    np.testing.assert_allclose(raw.coef(), fit.coef(), atol=1e-10)
+    assert raw.check(lam=raw.lambdas()[30]).iloc[0]["max_abs_diff_propensity"] < 1e-4
 
 
 def test_print_shows_each_arm_compactly():

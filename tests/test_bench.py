@@ -158,3 +158,38 @@ def test_bad_overrides(tmp_path):
         bench.run_study(path, out_dir=None, sizes=[1])
     with pytest.raises(InputError, match="replications must be a positive integer"):
         bench.run_study(path, out_dir=None, replications=0)
+
+
+BALNET = """
+name = "balnet-tiny"
+kind = "balnet"
+[data]
+generator = "confounded"
+seed = 2
+settings = [{ n = 800, p = 6 }]
+[fit]
+treatment = "A"
+target = "ATE"
+n_lambda = 20
+[compare]
+binomial = true
+cvxpy_points = 1
+[truth]
+outcome = "Y"
+ate = 1.0
+"""
+
+
+def test_balnet_study(tmp_path):
+    pytest.importorskip("adelie")
+    df = bench.run_study(_write(tmp_path, BALNET), out_dir=tmp_path / "out", quiet=True)
+    assert list(df["arm"]) == ["control", "treated"]
+    assert (df["path"] == 20).all() and (df["binomial_path_s"] > 0).all()
+    assert (df["max_abs_diff_propensity"] < 1e-4).all()
+    np.testing.assert_allclose(df["max_smd@1.00"], df["lambda@1.00"], rtol=1e-3)
+    text = (tmp_path / "out" / "balnet-tiny.md").read_text()
+    assert "speed-up per lambda" in text and bench.markdown_table(df) in text
+    with pytest.raises(InputError, match="settings"):
+        bench.run_study(_write(tmp_path, BALNET.replace("settings = [{ n = 800, p = 6 }]", ""), "bad.toml"))
+    with pytest.raises(InputError, match="do not apply"):
+        bench.run_study(_write(tmp_path, BALNET), sizes=[100])

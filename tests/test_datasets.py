@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from counterpoise.datasets import kim2023
+from counterpoise.datasets import confounded, kim2023
 from counterpoise.errors import InputError
 
 
@@ -58,3 +58,14 @@ def test_transformed_columns_are_functions_of_same_draws():
 def test_bad_arguments(kwargs, word):
     with pytest.raises(InputError, match=word):
         kim2023(**kwargs)
+
+
+def test_confounded_design():
+    a = confounded(2000, p=12, seed=3)
+    assert a.attrs["covariates"] == [f"X{j}" for j in range(1, 13)]
+    assert set(a["A"].unique()) == {0, 1}
+    pd.testing.assert_frame_equal(a, confounded(2000, p=12, seed=3))
+    assert not a.equals(confounded(2000, p=12, seed=4))
+    assert abs(np.corrcoef(a["X1"], a["X2"])[0, 1] - 0.5) < 0.06
+    with pytest.raises(InputError, match="p must"):
+        confounded(100, p=0)

@@ -34,6 +34,8 @@ A study file (see problems/README.md at the repository root, and the shipped pro
     outcome = "Y"
     att = 0.0
 
+A study with `kind = "balnet"` benchmarks balnet's paths instead (see `bench_balnet`).
+
 For every data setting x replication x run, `run_study` builds the problem and solves it with
 raise_on_failure=False, timing both, and records one row of a tidy DataFrame (see `COLUMNS`).
 `objective_gap` is (objective - best) / max(|best|, 1e-12), with best the smallest objective among the runs of the
@@ -117,6 +119,10 @@ def load_study(path_or_name) -> dict:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{source} is not valid TOML: {exc}") from None
+    if raw.get("kind") == "balnet":
+        from . import bench_balnet
+
+        return dict(bench_balnet.check_study(raw, source), kind="balnet")
     return _check_study(raw, source)
 
 
@@ -336,6 +342,12 @@ def run_study(path, out_dir="results", quiet=False, sizes=None, replications=Non
     run, with the columns in `COLUMNS` (the crossed data arguments right after "setting").
     """
     study = load_study(path)
+    if study.get("kind") == "balnet":
+        if sizes is not None or replications is not None:
+            raise InputError("a balnet study lists its settings (n, p) in the file; sizes= and replications= do not apply")
+        from . import bench_balnet
+
+        return bench_balnet.run(study, out_dir=out_dir, quiet=quiet)
     reps = study["replications"] if replications is None else replications
     if isinstance(reps, bool) or not isinstance(reps, (int, np.integer)) or reps < 1:
         raise InputError(f"replications must be a positive integer, got {replications!r}")
@@ -429,7 +441,11 @@ def _fmt(value, spec):
 
 
 def markdown_table(df) -> str:
-    """The summary (see `summarize`) as a markdown table."""
+    """The summary (see `summarize`) as a markdown table (a balnet study's frame has tables of its own)."""
+    if df.attrs.get("kind") == "balnet":
+        from . import bench_balnet
+
+        return bench_balnet.markdown_table(df)
     summary = summarize(df)
     estimand = next((e for e in df["estimand"] if e), "") if "estimand" in df else ""
     has_effect = bool(estimand) and df["error"].notna().any()

@@ -2,6 +2,7 @@
 
 `kim2023` is the design of Kim, Niknam & Zubizarreta (kernel-based stable balancing weights,
 section 4.1), itself an extension of Hainmueller (2012) to a nonlinear treatment assignment.
+`confounded` is a many-covariate logistic design for propensity-score paths (balnet).
 """
 
 import numbers
@@ -54,6 +55,33 @@ def kim2023(n, overlap="weak", transformed=False, seed=0):
     covariates.update({"X4": x4, "X5": x5, "X6": x6})
     frame = pd.DataFrame({**covariates, "A": a, "Y": y})
     frame.attrs.update(covariates=list(covariates), treatment="A", outcome="Y")
+    return frame
+
+
+def confounded(n, p=50, strength=1.0, seed=0):
+    """n units with p correlated covariates, a logistic treatment and a confounded outcome; the true ATE is 1.
+
+    Covariates X1..Xp: X_1 = Z_1, X_j = 0.5 X_{j-1} + sqrt(0.75) Z_j (standard normal, neighbours correlated 0.5).
+    Treatment: A ~ Bernoulli(expit(strength * s / sd(s))), s = sum_{j <= 10} (-1)^(j+1) X_j / j (larger strength,
+    poorer overlap). Outcome: Y = A + sum_{j <= 10} X_j / j + 0.5 X_1^2 + N(0, 1). Draws use default_rng(seed).
+    """
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 2:
+        raise InputError(f"n must be an integer >= 2, got {n!r}")
+    if isinstance(p, bool) or not isinstance(p, numbers.Integral) or p < 1:
+        raise InputError(f"p must be a positive integer, got {p!r}")
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((int(n), int(p)))
+    for j in range(1, p):
+        X[:, j] = 0.5 * X[:, j - 1] + np.sqrt(0.75) * X[:, j]
+    k = min(p, 10)
+    beta = np.array([(-1) ** j / (j + 1) for j in range(k)])
+    score = X[:, :k] @ beta
+    a = (rng.random(n) < 1 / (1 + np.exp(-strength * score / score.std()))).astype(np.int64)
+    y = a + X[:, :k] @ np.abs(beta) + 0.5 * X[:, 0] ** 2 + rng.standard_normal(n)
+    names = [f"X{j + 1}" for j in range(p)]
+    frame = pd.DataFrame(X, columns=names)
+    frame["A"], frame["Y"] = a, y
+    frame.attrs.update(covariates=names, treatment="A", outcome="Y")
     return frame
 
 

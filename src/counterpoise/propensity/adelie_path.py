@@ -112,7 +112,7 @@ class RawPath:
 
 
 def solve_path(Xs, y, weights, scale, groups, penalty, alpha, lambdas=None, n_lambda=100, lambda_min_ratio=1e-2,
-               tol=1e-7, max_iter=100_000, n_threads=1) -> RawPath:
+               tol=1e-9, max_iter=100_000, n_threads=1) -> RawPath:
     """adelie's pathwise group elastic net on the calibration loss, with balnet's settings (unpenalized intercept,
     no early exit). `Xs` is the standardized design (Fortran order), `groups` 0-based group starts, `penalty` one
     factor per group. A path that diverges or runs out of coordinate descents stops at the last converged lambda;

@@ -17,6 +17,8 @@ are the coefficients' group norms.
 
 from __future__ import annotations
 
+import time
+
 import cvxpy as cp
 import numpy as np
 import scipy.special
@@ -41,11 +43,25 @@ def primal(fit, arm, lam):
     a, b = cp.Variable(name="intercept"), cp.Variable(Xs.shape[1], name="coef")
     lam_parameter = cp.Parameter(nonneg=True, name="lam", value=float(lam))
     loss = arm.scale * (w[on] @ cp.exp(-(a + Xs[on] @ b)) + w[off].sum() * a + (w[off] @ Xs[off]) @ b)
-    penalty = 0
-    for (_, g), pf in zip(fit.groups, fit.penalty):
-        if pf > 0:
-            penalty += pf * (fit.alpha * cp.norm(b[g], 2) + (1 - fit.alpha) / 2 * cp.sum_squares(b[g]))
-    return cp.Problem(cp.Minimize(loss + lam_parameter * penalty)), a, b
+    return cp.Problem(cp.Minimize(loss + lam_parameter * _penalty(fit, b))), a, b
+
+
+def _penalty(fit, b):
+    """sum_g pf_g (alpha ||b_g|| + (1 - alpha)/2 ||b_g||^2), groups of one in one vectorized expression (a loop over
+    1,000 columns is slow to compile); terms with a zero coefficient are left out."""
+    singles = [(g[0], pf) for (_, g), pf in zip(fit.groups, fit.penalty) if len(g) == 1 and pf > 0]
+    blocks = [(g, pf) for (_, g), pf in zip(fit.groups, fit.penalty) if len(g) > 1 and pf > 0]
+    if singles:
+        j, pf = (np.array(v) for v in zip(*singles))
+        blocks.append((j, pf))
+    terms = []
+    for g, pf in blocks:
+        vector = np.ndim(pf) > 0
+        if fit.alpha > 0:
+            terms.append(fit.alpha * (pf @ cp.abs(b[g]) if vector else pf * cp.norm(b[g], 2)))
+        if fit.alpha < 1:
+            terms.append((1 - fit.alpha) / 2 * (pf @ cp.square(b[g]) if vector else pf * cp.sum_squares(b[g])))
+    return cp.sum(cp.hstack(terms))
 
 
 def dual_problem(fit, arm, lam) -> WeightingProblem:
@@ -64,29 +80,39 @@ def dual_problem(fit, arm, lam) -> WeightingProblem:
                             weight_unit=1.0 / n_arm, design=design)
 
 
-def check(fit, arm, lam, solver="CLARABEL") -> dict:
-    """Solve both formulations at `lam` with cvxpy and compare with the adelie fit (interpolated at `lam`, so compare
-    at path points). Returns the objectives, the largest difference in propensity score, and the largest difference
-    between the dual's weights and the fit's normalized weights, in units of the arm's mean weight."""
+def compare_primal(fit, arm, lam, solver="CLARABEL") -> dict:
+    """Solve the primal at `lam` with cvxpy (tight tolerances) and compare with the fit: status, solve seconds
+    (compilation included), both objectives and the largest difference in propensity score."""
     problem, a, b = primal(fit, arm, lam)
+    start = time.perf_counter()
     problem.solve(solver=solver, **TIGHT_OPTIONS.get(solver.upper(), {}))
-    eta_cvxpy = a.value + _standardized(fit, arm) @ b.value
+    seconds = time.perf_counter() - start
     eta_fit = arm.link(fit.X, lam)
     _, b_std = arm.at(lam)
     b_std = b_std * arm.spread
     w = fit.sample_weights / fit.sample_weights.sum()
     penalty = sum(pf * (fit.alpha * np.linalg.norm(b_std[g]) + (1 - fit.alpha) / 2 * b_std[g] @ b_std[g])
                   for (_, g), pf in zip(fit.groups, fit.penalty))
-    sign = 1.0 if arm.name == "treated" else -1.0
-    propensity = scipy.special.expit(sign * eta_fit), scipy.special.expit(sign * eta_cvxpy)
+    result = dict(arm=arm.name, lam=float(lam), primal_status=problem.status, primal_seconds=seconds,
+                  objective_fit=cal.loss(eta_fit, arm.y, w, arm.scale) + lam * penalty,
+                  objective_cvxpy=float(problem.value) if problem.value is not None else float("nan"),
+                  max_abs_diff_propensity=float("nan"))
+    if b.value is not None:
+        sign = 1.0 if arm.name == "treated" else -1.0
+        eta_cvxpy = a.value + _standardized(fit, arm) @ b.value
+        result["max_abs_diff_propensity"] = float(np.max(np.abs(scipy.special.expit(sign * eta_fit)
+                                                               - scipy.special.expit(sign * eta_cvxpy))))
+    return result
 
+
+def check(fit, arm, lam, solver="CLARABEL") -> dict:
+    """Solve both formulations at `lam` with cvxpy and compare with the adelie fit (interpolated at `lam`, so compare
+    at path points). Returns `compare_primal`'s entries and the largest difference between the dual's weights and
+    the fit's normalized weights, in units of the arm's mean weight."""
+    result = compare_primal(fit, arm, lam, solver)
     solution = dual_problem(fit, arm, lam).solve(backend="cvxpy", solver=solver, raise_on_failure=False)
     rows = arm.y > 0
-    omega = cal.balancing_weights(eta_fit, arm.y, fit.sample_weights, att=arm.att)[rows]
+    omega = cal.balancing_weights(arm.link(fit.X, lam), arm.y, fit.sample_weights, att=arm.att)[rows]
     omega /= omega.sum()
-    return dict(arm=arm.name, lam=float(lam), primal_status=problem.status,
-                objective_fit=cal.loss(eta_fit, arm.y, w, arm.scale) + lam * penalty,
-                objective_cvxpy=float(problem.value),
-                max_abs_diff_propensity=float(np.max(np.abs(propensity[0] - propensity[1]))),
-                dual_status=solution.status,
+    return dict(result, dual_status=solution.status,
                 max_weight_diff=float(np.max(np.abs(solution.weights.to_numpy() - omega)) * rows.sum()))
