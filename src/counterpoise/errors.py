@@ -23,3 +23,8 @@ class SolverError(CounterpoiseError):
     def __init__(self, message, solution=None):
         super().__init__(message)
         self.solution = solution
+
+
+class CalibrationError(SolverError):
+    """Calibration did not reach its totals; the message names the worst targets. `solve(raise_on_failure=False)`
+    returns the closest weights found instead (survey's force=TRUE)."""

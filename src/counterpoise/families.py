@@ -270,6 +270,9 @@ def calibrate(data, base_weights=None, margins=None, totals=None, constraints=No
         if not (0 <= lower < 1 < upper < np.inf):
             raise InputError(f"logit bounds must satisfy 0 <= L < 1 < U < inf, got {bounds}")
         terms.append(Logit(d, lower, upper, name="distance"))
+    if tol is None:
+        _check_reachable(X, T, d, names, (lower, upper), _pair(weight_bounds, "weight_bounds"),
+                         nonnegative=distance == "raking")
     relative = np.where(T != 0, np.abs(T), 1.0)
     keep = _independent_targets(X, T, d, names) if tol is None else np.arange(len(T))
     terms.append(Balance(X[:, keep], T[keep], delta=tol, scale=relative[keep], columns=[names[j] for j in keep],
@@ -330,6 +333,24 @@ def _check_ratio_bounds(lower, upper):
     if not (lower <= 1 <= upper):
         raise InputError(f"ratio bounds ({lower}, {upper}) exclude g = 1, the base weights themselves; "
                          "bounds on g = w/d should satisfy L <= 1 <= U")
+
+
+def _check_reachable(X, T, d, names, ratio_bounds, weight_bounds, nonnegative):
+    """Before solving: every target on a nonnegative column must lie between the totals the bounds allow,
+    sum_i lo_i x_ij <= T_j <= sum_i hi_i x_ij, with lo_i, hi_i the bounds on w_i (raking keeps w >= 0)."""
+    lo = np.maximum(np.maximum(0.0 if nonnegative else -np.inf, ratio_bounds[0] * d), weight_bounds[0])
+    hi = np.minimum(ratio_bounds[1] * d, weight_bounds[1])
+    if np.any(lo > hi):
+        raise InfeasibleError("the ratio bounds and the weight bounds leave no room for some units' weights")
+    for j in np.flatnonzero(np.all(X >= 0, axis=0)):
+        x = X[:, j]
+        used = x > 0
+        low = float(np.sum(lo[used] * x[used])) if np.all(np.isfinite(lo[used])) else -np.inf
+        high = float(np.sum(hi[used] * x[used])) if np.all(np.isfinite(hi[used])) else np.inf
+        slack = 1e-9 * max(abs(T[j]), 1.0)
+        if not (low - slack <= T[j] <= high + slack):
+            raise InfeasibleError(f"target {names[j]} = {T[j]:g} is out of reach: the bounds on the weights allow "
+                                  f"totals between {low:g} and {high:g} for it; widen the bounds", binding=[names[j]])
 
 
 def _calibration_system(frame, margins, totals, constraints):

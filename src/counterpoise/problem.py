@@ -17,7 +17,7 @@ import pandas as pd
 from .backends import AUTO_ORDER, BACKENDS
 from .backends.structure import UnsupportedProblem
 from .backends.cvxpy_backend import build
-from .errors import InfeasibleError, InputError, SolverError
+from .errors import CalibrationError, InfeasibleError, InputError, SolverError
 from .solution import Check, Path, Solution
 from .terms import Balance, Term
 
@@ -159,7 +159,8 @@ class WeightingProblem:
         if raise_on_failure and solution.status != "optimal":
             if solution.status == "infeasible":
                 raise self.explain_infeasible(solution)
-            raise SolverError(self._failure_message(solution), solution=solution)
+            error = CalibrationError if solution.info.get("worst_targets") else SolverError
+            raise error(self._failure_message(solution), solution=solution)
         return solution
 
     def _finish(self, raw, backend, tolerance) -> Solution:

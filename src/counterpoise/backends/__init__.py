@@ -1,13 +1,14 @@
 """Backends: each reads a problem's terms and returns a `RawResult`; none imports `problem` or `families`."""
 
 from .base import RawResult
+from .calibration import CalibrationBackend
 from .cvxpy_backend import CvxpyBackend
 from .dual import DualBackend
 from .osqp_backend import OsqpBackend
 
-BACKENDS = {"cvxpy": CvxpyBackend, "dual": DualBackend, "osqp": OsqpBackend}
+BACKENDS = {"cvxpy": CvxpyBackend, "dual": DualBackend, "osqp": OsqpBackend, "calibration": CalibrationBackend}
 
 #: What backend="auto" tries, fastest first; each is skipped where it cannot solve the problem exactly.
-AUTO_ORDER = ("dual", "cvxpy")
+AUTO_ORDER = ("dual", "calibration", "cvxpy")
 
-__all__ = ["AUTO_ORDER", "BACKENDS", "CvxpyBackend", "DualBackend", "OsqpBackend", "RawResult"]
+__all__ = ["AUTO_ORDER", "BACKENDS", "CalibrationBackend", "CvxpyBackend", "DualBackend", "OsqpBackend", "RawResult"]
