@@ -290,14 +290,18 @@ def calibrate(data, base_weights=None, margins=None, totals=None, constraints=No
 
 
 def sparse_calibrate(data, base_weights=None, margins=None, totals=None, constraints=None, lam=1e-3, floor=1.0,
-                     cap=None) -> WeightingProblem:
+                     cap=None, target_records=None) -> WeightingProblem:
     """Sparse calibration, the non-negative relative-loss lasso:
 
     minimize 1/2 sum_j ((x_j'w - T_j) / s_j)^2 + lam * mean_i(w_i / w0_i)   s.t. w >= 0, w_i / w0_i <= cap,
     s_j = max(|T_j|, floor), w0 = the base weights. Targets as in `calibrate`. Parameters: "lam", "target".
+    Backend "prox" solves it exactly (FISTA, then an exact working-set finish, certified by the dual bound).
+    target_records=k sets lam by bisection on log(lam), solving with "prox", to the value whose solution keeps
+    k records, or (with a warning) the closest count the search met: the pure-L1 solution is a vertex and keeps
+    only a few records per target, so large counts are out of its reach.
     """
     spec = dict(base_weights=base_weights, margins=margins, totals=totals, constraints=constraints, lam=lam,
-                floor=floor, cap=cap)
+                floor=floor, cap=cap, target_records=target_records)
     frame = as_frame(data)
     w0 = check_base_weights(frame, base_weights)
     X, names, T, N = _calibration_system(frame, margins, totals, constraints)
@@ -309,10 +313,35 @@ def sparse_calibrate(data, base_weights=None, margins=None, totals=None, constra
         raise InputError(f"cap on w / w0 must be positive, got {cap!r}")
     terms = [SparseLoss(X, T, lam, w0, floor=floor, columns=names, name="loss"),
              Bounds(lower=0.0, upper=cap, reference=w0, name="bounds")]
-    return WeightingProblem(frame.index, terms, family="sparse_calibrate", weight_scale="population totals (w = g w0)",
-                            weight_unit=float(np.mean(w0)), design=_total_design(X, names, T, N, w0),
-                            rebuild=_rebuilder(sparse_calibrate, spec, frame),
-                            design_targets={"sample": (terms[0], np.arange(len(names)))})
+    problem = WeightingProblem(frame.index, terms, family="sparse_calibrate",
+                               weight_scale="population totals (w = g w0)", weight_unit=float(np.mean(w0)),
+                               design=_total_design(X, names, T, N, w0), rebuild=_rebuilder(sparse_calibrate, spec, frame),
+                               design_targets={"sample": (terms[0], np.arange(len(names)))})
+    if target_records is not None:
+        _lam_for_records(problem, target_records)
+    return problem
+
+
+def _lam_for_records(problem, k, steps=40):
+    """Set lam to keep k records (see sparse_calibrate): bisection on log(lam) in (lam_max * 1e-9, lam_max)."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= problem.n:
+        raise InputError(f"target_records must be an integer in [1, {problem.n}], got {k!r}")
+    top = problem.backend("prox").lambda_max()
+    low, high = np.log(top * 1e-9), np.log(top)
+    best = None
+    for _ in range(steps):
+        mid = 0.5 * (low + high)
+        problem.set(lam=np.exp(mid))
+        records = int(np.count_nonzero(problem.solve(backend="prox", raise_on_failure=False).weights))
+        if best is None or abs(records - k) < abs(best[1] - k):
+            best = (np.exp(mid), records)
+        if records == k:
+            break
+        low, high = (mid, high) if records > k else (low, mid)
+    problem.set(lam=best[0])
+    if best[1] != k:
+        warnings.warn(f"target_records={k}: no lam found keeps exactly {k} records; lam = {best[0]:.6g} keeps "
+                      f"{best[1]}", CounterpoiseWarning, stacklevel=3)
 
 
 def _pair(value, what):

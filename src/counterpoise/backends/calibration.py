@@ -15,7 +15,8 @@ with a generalized inverse (eigenvalues below 256 eps of the largest are dropped
 harm) and halves the step until D decreases enough (Armijo). Convergence, as in survey: every target within
 max |x_j'w - T_j| / (1 + |T_j|) < epsilon. Without convergence the result is "inaccurate" with the closest
 weights found and the worst targets named (`CalibrationError` from `solve`, or the weights with
-raise_on_failure=False, survey's force=TRUE). A normalization (sum w = N) is one more target.
+raise_on_failure=False, survey's force=TRUE). A normalization (sum w = N) is one more target, so entropy balancing
+(raking to the target means, sum w = 1) is solved here too.
 """
 
 from __future__ import annotations
