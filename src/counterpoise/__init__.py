@@ -7,7 +7,7 @@
 
 from . import basis, datasets, diagnostics, estimate, plots, terms
 from .errors import CalibrationError, CounterpoiseError, InfeasibleError, InputError, SolverError
-from .families import calibrate, entropy_balance, kernel_sbw, sbw, sparse_calibrate
+from .families import calibrate, entropy_balance, kernel_sbw, refit, sbw, sparse_calibrate
 from .problem import WeightingProblem
 from .propensity import BalnetCV, BalnetFit, balnet, cv_balnet
 from .raking import rake, trim_weights
@@ -19,5 +19,5 @@ __version__ = "0.1.0"
 __all__ = [
     "BalnetCV", "BalnetFit", "CalibrationError", "Check", "CounterpoiseError", "CounterpoiseWarning", "InfeasibleError", "InputError", "Path", "Solution",
     "SolverError", "WeightingProblem", "balnet", "basis", "calibrate", "cv_balnet", "datasets", "diagnostics", "entropy_balance", "estimate",
-    "kernel_sbw", "plots", "rake", "sbw", "sparse_calibrate", "terms", "trim_weights",
+    "kernel_sbw", "plots", "rake", "refit", "sbw", "sparse_calibrate", "terms", "trim_weights",
 ]

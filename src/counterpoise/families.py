@@ -254,10 +254,16 @@ def calibrate(data, base_weights=None, margins=None, totals=None, constraints=No
     """
     spec = dict(base_weights=base_weights, margins=margins, totals=totals, constraints=constraints, distance=distance,
                 bounds=bounds, weight_bounds=weight_bounds, tol=tol)
-    choice(distance, DISTANCES, "distance")
     frame = as_frame(data)
     d = check_base_weights(frame, base_weights)
     X, names, T, N = _calibration_system(frame, margins, totals, constraints)
+    return _calibration_problem(frame.index, X, names, T, N, d, distance, bounds, weight_bounds, tol,
+                                rebuild=_rebuilder(calibrate, spec, frame))
+
+
+def _calibration_problem(index, X, names, T, N, d, distance, bounds=None, weight_bounds=None, tol=None, rebuild=None):
+    """The calibration WeightingProblem of `calibrate` on a built system (also `refit`'s, on a support)."""
+    choice(distance, DISTANCES, "distance")
     lower, upper = _pair(bounds, "bounds")
     terms = []
     if distance == "linear":
@@ -273,10 +279,8 @@ def calibrate(data, base_weights=None, margins=None, totals=None, constraints=No
     if tol is None:
         _check_reachable(X, T, d, names, (lower, upper), _pair(weight_bounds, "weight_bounds"),
                          nonnegative=distance == "raking")
-    relative = np.where(T != 0, np.abs(T), 1.0)
-    keep = _independent_targets(X, T, d, names) if tol is None else np.arange(len(T))
-    terms.append(Balance(X[:, keep], T[keep], delta=tol, scale=relative[keep], columns=[names[j] for j in keep],
-                         name="totals"))
+    totals, keep = _totals_term(X, T, names, d, tol)
+    terms.append(totals)
     if bounds is not None and distance != "logit":
         _check_ratio_bounds(lower, upper)
         terms.append(Bounds(lower=None if lower == -np.inf else lower, upper=None if upper == np.inf else upper,
@@ -284,64 +288,113 @@ def calibrate(data, base_weights=None, margins=None, totals=None, constraints=No
     if weight_bounds is not None:
         lo, hi = _pair(weight_bounds, "weight_bounds")
         terms.append(Bounds(lower=None if lo == -np.inf else lo, upper=None if hi == np.inf else hi, name="weight_bounds"))
-    return WeightingProblem(frame.index, terms, family=f"calibrate/{distance}", weight_scale="population totals (w = g d)",
-                            weight_unit=float(np.mean(d)), design=_total_design(X, names, T, N, d),
-                            rebuild=_rebuilder(calibrate, spec, frame), design_targets={"sample": (terms[1], keep)})
+    return WeightingProblem(index, terms, family=f"calibrate/{distance}", weight_scale="population totals (w = g d)",
+                            weight_unit=float(np.mean(d)), design=_total_design(X, names, T, N, d), rebuild=rebuild,
+                            design_targets={"sample": (totals, keep)})
+
+
+def _totals_term(X, T, names, d, tol):
+    """(Balance on the totals at relative scale |T| (1 for a zero total), the indices of the targets it holds):
+    exactly redundant targets are dropped, after checking they agree, when the totals must hold exactly."""
+    relative = np.where(T != 0, np.abs(T), 1.0)
+    keep = _independent_targets(X, T, d, names) if tol is None else np.arange(len(T))
+    return Balance(X[:, keep], T[keep], delta=tol, scale=relative[keep], columns=[names[j] for j in keep],
+                   name="totals"), keep
 
 
 def sparse_calibrate(data, base_weights=None, margins=None, totals=None, constraints=None, lam=1e-3, floor=1.0,
-                     cap=None, target_records=None) -> WeightingProblem:
-    """Sparse calibration, the non-negative relative-loss lasso:
+                     cap=None, ridge=0.0, exact=False, tau=0.1, tol=None, target_records=None) -> WeightingProblem:
+    """Sparse calibration: few records with positive weight, the totals met closely or exactly.
 
-    minimize 1/2 sum_j ((x_j'w - T_j) / s_j)^2 + lam * mean_i(w_i / w0_i)   s.t. w >= 0, w_i / w0_i <= cap,
-    s_j = max(|T_j|, floor), w0 = the base weights. Targets as in `calibrate`. Parameters: "lam", "target".
-    Backend "prox" solves it exactly (FISTA, then an exact working-set finish, certified by the dual bound).
-    target_records=k sets lam by bisection on log(lam), solving with "prox", to the value whose solution keeps
-    k records, or (with a warning) the closest count the search met: the pure-L1 solution is a vertex and keeps
-    only a few records per target, so large counts are out of its reach.
+    Lasso (default) and elastic net (ridge > 0), the non-negative relative-loss lasso:
+        minimize 1/2 sum_j ((x_j'w - T_j)/s_j)^2 + lam mean_i(w_i/w0_i) + ridge/2 sum_i w0_i (w_i/w0_i - 1)^2 / sum(w0)
+        s.t. 0 <= w_i / w0_i <= cap,   s_j = max(|T_j|, floor);   Parameters "lam", "ridge", "target".
+    The pure lasso's solution is a vertex (a few records per target); the ridge makes the path unique and lets the
+    record count move smoothly, at the price of shrinking every weight.
+    Exact targets (exact=True):
+        minimize sum_i (w_i - w0_i)^2 / (2 w0_i sum(w0)) + tau mean_i(w_i / w0_i)
+        s.t. x_j'w = T_j (or within tol |T_j|), 0 <= w_i / w0_i <= cap,
+    whose weights are w0_i max(0, 1 + x_i'eta - tau mean(w0) / w0_i): tau (Parameter "tau") drops the records
+    with small base weights first while the targets keep holding. (The recorded objective is the chi-square to
+    w0 - tau mean(w0), which differs from this one by a constant.) When the targets fix sum(w) (margins do)
+    and w0 is uniform, the penalty is constant on the feasible set and tau changes nothing: use the lasso there.
+    Backends: "prox" for the lasso and the elastic net (FISTA, then an exact finish certified by the dual bound),
+    "dual" for exact targets; "auto" picks them. w0 = the base weights; targets as in `calibrate`.
+    target_records=k tunes lam (or tau) by bisection on its logarithm to keep k records, or (with a warning) the
+    closest count met.
     """
     spec = dict(base_weights=base_weights, margins=margins, totals=totals, constraints=constraints, lam=lam,
-                floor=floor, cap=cap, target_records=target_records)
+                floor=floor, cap=cap, ridge=ridge, exact=exact, tau=tau, tol=tol, target_records=target_records)
     frame = as_frame(data)
     w0 = check_base_weights(frame, base_weights)
     X, names, T, N = _calibration_system(frame, margins, totals, constraints)
+    for value, what in ((lam, "lam"), (ridge, "ridge"), (tau, "tau")):
+        if not (np.isfinite(value) and value >= 0):
+            raise InputError(f"{what} must be a nonnegative number, got {value!r}")
     if not (np.isfinite(floor) and floor > 0):
         raise InputError(f"floor must be a positive number, got {floor!r}")
-    if not (np.isfinite(lam) and lam >= 0):
-        raise InputError(f"lam must be a nonnegative number, got {lam!r}")
     if cap is not None and not cap > 0:
         raise InputError(f"cap on w / w0 must be positive, got {cap!r}")
-    terms = [SparseLoss(X, T, lam, w0, floor=floor, columns=names, name="loss"),
-             Bounds(lower=0.0, upper=cap, reference=w0, name="bounds")]
-    problem = WeightingProblem(frame.index, terms, family="sparse_calibrate",
+    if exact:
+        if tol is None:
+            _check_reachable(X, T, w0, names, (0.0, np.inf if cap is None else cap), (-np.inf, np.inf), True)
+        totals_term, keep = _totals_term(X, T, names, w0, tol)
+        terms = [ChiSquare(w0, 2 * w0 * w0.sum(), tau=tau, shift=w0.mean(), name="distance"), totals_term]
+        reported = (totals_term, keep)
+    else:
+        if tol is not None:
+            raise InputError("tol applies to exact=True; the lasso trades the totals' fit against lam itself")
+        terms = [SparseLoss(X, T, lam, w0, floor=floor, ridge=ridge, columns=names, name="loss")]
+        reported = (terms[0], np.arange(len(names)))
+    terms.append(Bounds(lower=0.0, upper=cap, reference=w0, name="bounds"))
+    problem = WeightingProblem(frame.index, terms, family="sparse_calibrate" + ("/exact" if exact else ""),
                                weight_scale="population totals (w = g w0)", weight_unit=float(np.mean(w0)),
                                design=_total_design(X, names, T, N, w0), rebuild=_rebuilder(sparse_calibrate, spec, frame),
-                               design_targets={"sample": (terms[0], np.arange(len(names)))})
+                               design_targets={"sample": reported})
     if target_records is not None:
-        _lam_for_records(problem, target_records)
+        if exact:
+            _tune_for_records(problem, target_records, "tau", 1e-4, 1e4, "dual")
+        else:
+            top = problem.backend("prox").lambda_max()
+            _tune_for_records(problem, target_records, "lam", top * 1e-9, top, "prox")
     return problem
 
 
-def _lam_for_records(problem, k, steps=40):
-    """Set lam to keep k records (see sparse_calibrate): bisection on log(lam) in (lam_max * 1e-9, lam_max)."""
+def _tune_for_records(problem, k, parameter, low, high, backend, steps=40):
+    """Set `parameter` (the record count falls as it grows) to keep k records: bisection on its log in (low, high)."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= problem.n:
         raise InputError(f"target_records must be an integer in [1, {problem.n}], got {k!r}")
-    top = problem.backend("prox").lambda_max()
-    low, high = np.log(top * 1e-9), np.log(top)
+    low, high = np.log(low), np.log(high)
     best = None
     for _ in range(steps):
         mid = 0.5 * (low + high)
-        problem.set(lam=np.exp(mid))
-        records = int(np.count_nonzero(problem.solve(backend="prox", raise_on_failure=False).weights))
+        problem.set(**{parameter: np.exp(mid)})
+        records = int(np.count_nonzero(problem.solve(backend=backend, raise_on_failure=False).weights > 0))
         if best is None or abs(records - k) < abs(best[1] - k):
             best = (np.exp(mid), records)
         if records == k:
             break
         low, high = (mid, high) if records > k else (low, mid)
-    problem.set(lam=best[0])
+    problem.set(**{parameter: best[0]})
     if best[1] != k:
-        warnings.warn(f"target_records={k}: no lam found keeps exactly {k} records; lam = {best[0]:.6g} keeps "
-                      f"{best[1]}", CounterpoiseWarning, stacklevel=3)
+        warnings.warn(f"target_records={k}: no {parameter} found keeps exactly {k} records; {parameter} = "
+                      f"{best[0]:.6g} keeps {best[1]}", CounterpoiseWarning, stacklevel=3)
+
+
+def refit(solution, distance="linear", bounds=None):
+    """Recalibrate exactly on the records a sparse solution keeps: `calibrate` (linear or raking distance to the
+    base weights w0, optional ratio bounds) restricted to the units with w > 0, to the same totals. Returns the
+    Solution over those units (reindex to the data's index with fill_value=0 for a full vector)."""
+    problem = solution.problem
+    loss = problem.terms[0]
+    if not isinstance(loss, SparseLoss):
+        raise InputError("refit takes a Solution of sparse_calibrate's lasso or elastic net")
+    keep = solution.weights.to_numpy() > 0
+    design = problem.design
+    N = None if design.population_size is None else design.population_size["sample"]
+    refitted = _calibration_problem(problem.units[keep], loss.B[keep], list(loss.columns),
+                                    np.asarray(loss.target.value, dtype=float), N, loss.w0[keep], distance, bounds)
+    return refitted.solve(backend="auto")
 
 
 def _pair(value, what):

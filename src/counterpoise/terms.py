@@ -60,28 +60,41 @@ def _parameter(value, name, nonneg=False):
 
 
 class ChiSquare(Term):
-    """Chi-square dispersion: sum_i (w_i - c_i)^2 / s_i.
+    """Chi-square dispersion: sum_i (w_i - (1 - tau) c_i)^2 / s_i.
 
     SBW (Zubizarreta 2015) uses c = d / sum(d), s = d / mean(d) within each arm, which is the
     variance of the weights sum (w_i - 1/n)^2 for unit base weights d. Linear (GREG) calibration
     uses c = d, s = 2 d, the Deville-Sarndal distance sum d_i (g_i - 1)^2 / 2 with g = w / d.
+    `tau` (a Parameter "tau") with a fixed `shift` h moves the center to c - tau h; since
+    sum (w - c + tau h)^2 / s = sum (w - c)^2 / s + 2 tau sum h w / s + const, this adds a linear penalty: with
+    s = 2 d sum(d) and h = mean(d) it is tau mean(w / d) (exact-target sparse calibration).
     """
 
     name = "chi_square"
 
-    def __init__(self, center, scale, name=None):
-        self.center = np.asarray(center, dtype=float)
+    def __init__(self, center, scale, tau=None, shift=None, name=None):
+        self.base_center = np.asarray(center, dtype=float)
         self.scale = np.asarray(scale, dtype=float)
         self.name = name or self.name
+        self.tau = None if tau is None else cp.Parameter(nonneg=True, name=f"{self.name}.tau", value=float(tau))
+        self.shift = None if tau is None else np.broadcast_to(np.asarray(shift, dtype=float), self.base_center.shape)
+
+    @property
+    def center(self):
+        return self.base_center if self.tau is None else self.base_center - self.tau.value * self.shift
+
+    def parameters(self):
+        return {} if self.tau is None else {"tau": self.tau}
 
     def objective(self, w):
-        return cp.sum_squares(cp.multiply(w - self.center, 1.0 / np.sqrt(self.scale)))
+        center = self.base_center if self.tau is None else self.base_center - self.tau * self.shift
+        return cp.sum_squares(cp.multiply(w - center, 1.0 / np.sqrt(self.scale)))
 
     def value(self, w):
         return float(np.sum((w - self.center) ** 2 / self.scale))
 
     def objective_scale(self):
-        return float(np.sum(self.center ** 2 / self.scale))
+        return float(np.sum(self.base_center ** 2 / self.scale))
 
 
 class Entropy(Term):
@@ -351,16 +364,18 @@ class Bounds(Term):
 
 
 class SparseLoss(Term):
-    """Non-negative relative-loss lasso objective (sparse calibration):
+    """Non-negative relative-loss lasso objective (sparse calibration), optionally an elastic net:
 
-    1/2 sum_j ((B_j' w - b_j) / s_j)^2 + lam * mean_i(w_i / w0_i), with s_j = max(|b_j|, floor) fixed
-    when the problem is built (changing the targets later keeps these scales). With w >= 0 the L1
-    term is linear. Parameters: "target" (b) and "lam".
+    1/2 sum_j ((B_j' w - b_j) / s_j)^2 + lam * mean_i(w_i / w0_i) + ridge/2 * sum_i w0_i (w_i / w0_i - 1)^2 / sum(w0),
+
+    with s_j = max(|b_j|, floor) fixed when the problem is built (changing the targets later keeps these scales).
+    With w >= 0 the L1 term is linear. The ridge term is the chi-square distance to w0 over the total base weight:
+    it makes the path unique and keeps many records active. Parameters: "target" (b), "lam" and "ridge".
     """
 
     name = "sparse_loss"
 
-    def __init__(self, B, target, lam, w0, floor=1.0, columns=None, name=None):
+    def __init__(self, B, target, lam, w0, floor=1.0, ridge=0.0, columns=None, name=None):
         self.B = np.ascontiguousarray(B, dtype=float)
         self.w0 = np.asarray(w0, dtype=float)
         target = np.asarray(target, dtype=float)
@@ -369,18 +384,22 @@ class SparseLoss(Term):
         self.name = name or self.name
         self.target = _parameter(target, f"{self.name}.target")
         self.lam = _parameter(lam, f"{self.name}.lam", nonneg=True)
+        self.ridge = _parameter(ridge, f"{self.name}.ridge", nonneg=True)
         self._scaled = self.B / self.scale
 
     def parameters(self):
-        return {"target": self.target, "lam": self.lam}
+        return {"target": self.target, "lam": self.lam, "ridge": self.ridge}
 
     def objective(self, w):
         residual = self._scaled.T @ w - cp.multiply(self.target, 1.0 / self.scale)
-        return 0.5 * cp.sum_squares(residual) + self.lam * cp.sum(cp.multiply(w, 1.0 / (self.w0 * len(self.w0))))
+        spread = cp.sum_squares(cp.multiply(w - self.w0, 1.0 / np.sqrt(self.w0))) / (2 * self.w0.sum())
+        return (0.5 * cp.sum_squares(residual) + self.lam * cp.sum(cp.multiply(w, 1.0 / (self.w0 * len(self.w0))))
+                + self.ridge * spread)
 
     def value(self, w):
         residual = w @ self._scaled - self.target.value / self.scale
-        return float(0.5 * residual @ residual + self.lam.value * np.mean(w / self.w0))
+        spread = np.sum((w - self.w0) ** 2 / self.w0) / (2 * self.w0.sum())
+        return float(0.5 * residual @ residual + self.lam.value * np.mean(w / self.w0) + self.ridge.value * spread)
 
 
 class MaxShare(Term):

@@ -74,7 +74,8 @@ def _recognize(problem):
     UnsupportedProblem naming what does not fit."""
     distance, d, targets, bounds = None, None, [], []
     for term in problem.terms:
-        if isinstance(term, ChiSquare) and np.allclose(term.scale, 2 * term.center) and distance is None:
+        if type(term) is ChiSquare and term.tau is None and np.allclose(term.scale, 2 * term.center) \
+                and distance is None:
             distance, d = Distance("linear"), term.center
         elif type(term) is Entropy and term.offset is None and distance is None:
             distance, d = Distance("raking"), term.base

@@ -167,6 +167,8 @@ class GroupDual:
     def _factor(self, inside, free):
         """(free, a solver for the Newton system H x = r on the free variables), H the generalized Hessian."""
         H = self.hessian(inside, free)
+        if not np.any(np.diag(H) > 0):       # every unit at a bound (a cold start far away): the all-units metric
+            H = self.hessian(np.ones(len(self.c), bool), free)
         ridge = 1e-12 * max(float(np.max(np.diag(H), initial=0.0)), 1e-300)
         try:
             cholesky = scipy.linalg.cho_factor(H + ridge * np.eye(len(free)))

@@ -99,7 +99,7 @@ import scipy.sparse as sp
 
 from ..errors import InputError
 from .base import RawResult
-from .structure import separable_qp
+from .structure import UnsupportedProblem, separable_qp
 
 #: OSQP 1.x settings applied unless `solve(**options)` overrides them; eps_abs / eps_rel are those of
 #: the last continuation rung, in the rescaled problem's units (see the module docstring).
@@ -286,6 +286,9 @@ class OsqpBackend:
 
     def __init__(self, problem):
         self.qp = separable_qp(problem.terms, problem.n, self.name)
+        if self.qp.dispersion.tau is not None:     # q is built once: a swept center would go stale
+            raise UnsupportedProblem("backend 'osqp' keeps the chi-square center fixed; a tau parameter needs "
+                                     "backend='dual' or 'cvxpy'")
         self.unit = float(problem.weight_unit)
         self.n = problem.n
         self.groups = None              # built on the first solve, inside its timing

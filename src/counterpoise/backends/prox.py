@@ -25,6 +25,10 @@ and at the optimum y = M'r - b, the scaled residual; any y gives the lower bound
    best theta in [0, 1] that makes it dual feasible). The result is "optimal" when the gap is below 1e-6 (observed: 1e-12 to 1e-7; the floor is the rounding
    of rho + M y when lam / n is 1e-9 of |M b|).
 
+Elastic net (SparseLoss's ridge > 0): P gains sum_i gamma_i/2 (r_i - 1)^2 with gamma = ridge w0 / sum(w0), the
+problem is strongly convex, r(y) = clip(1 - (rho + M y) / gamma, 0, c), and the finish is Newton on the
+k-variable dual (`_newton`); the certificate is the same gap with that dual.
+
 With w0 uniform the pure-L1 optimum need not be unique (the penalty is constant on the solution set); the
 finish returns a vertex (at most k + 1 records off their bounds, NNLS's choice).
 """
@@ -82,10 +86,14 @@ class ProxBackend:
         self.L = float(np.linalg.eigvalsh(self.M.T @ self.M)[-1])
         self.r = None                                   # the last solution: a warm start along a path
 
+    def _ridge(self):
+        """gamma_i = ridge * w0_i / sum(w0): the elastic-net curvature per unit (zeros for the pure lasso)."""
+        return float(self.loss.ridge.value) * self.w0 / self.w0.sum()
+
     def lambda_max(self) -> float:
-        """The smallest lam at which every weight is 0: lam / n >= max_i (M b)_i."""
+        """The smallest lam at which every weight is 0: lam / n >= max_i (M b + gamma)_i (r = 0 is then optimal)."""
         b = self.loss.target.value / self.loss.scale
-        return float(len(self.w0) * np.max(self.M @ b))
+        return float(len(self.w0) * np.max(self.M @ b + self._ridge()))
 
     def solve(self, solver=None, max_iter=200, warm_start=True):
         start = time.perf_counter()
@@ -96,34 +104,44 @@ class ProxBackend:
         if lam >= top:
             raise InputError(f"lam = {lam:g} sets every weight to 0 (lam_max = {top:.6g} for these targets); "
                              "choose a smaller lam")
-        rho = np.full(n, lam / n)
+        rho, gamma = np.full(n, lam / n), self._ridge()
         r0 = self.r if warm_start and self.r is not None else np.minimum(np.ones(n), self.cap)
-        r, fista_iterations = _fista(self.M, b, rho, self.cap, self.L, r0, max_iter)
-        r, finish_iterations = _finish(self.M, b, rho, self.cap, r)
-        primal, dual = _primal(self.M, b, rho, r), _dual_bound(self.M, b, rho, self.cap, self.M.T @ r - b)
+        r, fista_iterations = _fista(self.M, b, rho, gamma, self.cap, self.L + float(np.max(gamma)), r0, max_iter)
+        if np.any(gamma > 0):
+            r, finish_iterations = _newton(self.M, b, rho, gamma, self.cap, self.M.T @ r - b)
+            finish = f"Newton on the {len(b)}-variable dual ({finish_iterations} steps)"
+        else:
+            r, finish_iterations = _finish(self.M, b, rho, self.cap, r)
+            finish = f"an exact working-set finish ({finish_iterations} NNLS solves)"
+        primal = _primal(self.M, b, rho, gamma, r)
+        dual = _dual_value(self.M, b, rho, gamma, self.cap, self.M.T @ r - b)
         gap = (primal - dual) / max(abs(primal), 1e-300)
         converged = gap <= GAP_TOLERANCE
         self.r = r if converged else None
         records = int(np.count_nonzero(r))
         return RawResult(
-            weights=self.w0 * r, status="optimal" if converged else "inaccurate", solver="fista+active-set",
+            weights=self.w0 * r, status="optimal" if converged else "inaccurate",
+            solver="fista+newton" if np.any(gamma > 0) else "fista+active-set",
             solve_time=time.perf_counter() - start, iterations=fista_iterations + finish_iterations,
-            message=(f"FISTA ({fista_iterations} iterations) and an exact working-set finish ({finish_iterations} "
-                     f"NNLS solves): objective {primal:.10g}, dual bound {dual:.10g}, relative gap {gap:.1e}, "
-                     f"{records} records kept"),
+            message=(f"FISTA ({fista_iterations} iterations) and {finish}: objective {primal:.10g}, dual bound "
+                     f"{dual:.10g}, relative gap {gap:.1e}, {records} records kept"),
             info={"objective": primal, "dual_bound": dual, "duality_gap": gap, "converged": converged,
                   "fista_iterations": fista_iterations, "finish_iterations": finish_iterations, "records": records,
                   "lambda_max": top})
 
 
-def _primal(M, b, rho, r) -> float:
+def _primal(M, b, rho, gamma, r) -> float:
     residual = M.T @ r - b
-    return float(0.5 * residual @ residual + rho @ r)
+    return float(0.5 * residual @ residual + rho @ r + 0.5 * gamma @ (r - 1) ** 2)
 
 
-def _dual_bound(M, b, rho, cap, y) -> float:
-    """D(theta y) at the best theta in [0, 1] that keeps it finite (only needed for cap = inf)."""
+def _dual_value(M, b, rho, gamma, cap, y) -> float:
+    """A lower bound on the optimum from the dual point y: D(y) with the ridge (always finite), or for the pure
+    lasso D(theta y) at the best theta in [0, 1] that keeps it finite (only needed for cap = inf)."""
     g_shift = M @ y
+    if np.any(gamma > 0):
+        r = _ridge_minimizer(rho + g_shift, gamma, cap)
+        return float(-0.5 * y @ y - b @ y + np.sum((rho + g_shift) * r + 0.5 * gamma * (r - 1) ** 2))
     if np.isfinite(cap):
         return float(-0.5 * y @ y - b @ y + cap * np.sum(np.minimum(0.0, rho + g_shift)))
     worst = float(np.max(-g_shift / rho, initial=0.0))     # rho + theta (M y) >= 0 for theta <= 1 / worst
@@ -133,12 +151,17 @@ def _dual_bound(M, b, rho, cap, y) -> float:
     return -0.5 * theta ** 2 * yy - theta * by
 
 
-def _fista(M, b, rho, cap, L, r, max_iter, check_every=25, tol=1e-4):
+def _ridge_minimizer(g, gamma, cap):
+    """argmin_{0 <= r <= cap} g r + gamma/2 (r - 1)^2 per unit."""
+    return np.clip(1.0 - g / gamma, 0.0, cap)
+
+
+def _fista(M, b, rho, gamma, cap, L, r, max_iter, check_every=25, tol=1e-4):
     """Accelerated proximal gradient with adaptive restart, until the relative gap is below `tol` or `max_iter`:
     it only has to bring the right units near the working set; the exact finish does the rest."""
     z, t = r.copy(), 1.0
     for iteration in range(1, max_iter + 1):
-        grad = M @ (M.T @ z - b)
+        grad = M @ (M.T @ z - b) + gamma * (z - 1)
         r_next = np.clip(z - (grad + rho) / L, 0.0, cap)
         if (z - r_next) @ (r_next - r) > 0:         # momentum points uphill: restart
             t = 1.0
@@ -149,10 +172,39 @@ def _fista(M, b, rho, cap, L, r, max_iter, check_every=25, tol=1e-4):
             t = t_next
         r = r_next
         if iteration % check_every == 0:
-            primal = _primal(M, b, rho, r)
-            if primal - _dual_bound(M, b, rho, cap, M.T @ r - b) <= tol * max(abs(primal), 1e-300):
+            primal = _primal(M, b, rho, gamma, r)
+            if primal - _dual_value(M, b, rho, gamma, cap, M.T @ r - b) <= tol * max(abs(primal), 1e-300):
                 break
     return r, iteration
+
+
+def _newton(M, b, rho, gamma, cap, y, max_iter=100):
+    """The elastic net's exact finish: minimize Psi(y) = -D(y), a convex piecewise quadratic in k variables with
+    gradient y + b - M'r(y) and generalized Hessian I + M_F' diag(1 / gamma_F) M_F over the units F strictly
+    inside their bounds, by Newton steps with Armijo backtracking. Returns (r(y), steps)."""
+    def psi(y):
+        g = rho + M @ y
+        r = _ridge_minimizer(g, gamma, cap)
+        return 0.5 * y @ y + b @ y - float(np.sum(g * r + 0.5 * gamma * (r - 1) ** 2)), r
+
+    value, r = psi(y)
+    for step in range(1, max_iter + 1):
+        grad = y + b - M.T @ r
+        if np.max(np.abs(grad)) <= 1e-13 * (1 + np.max(np.abs(b))):
+            return r, step - 1
+        free = (r > 0) & (r < cap)
+        Mf = M[free]
+        direction = np.linalg.solve(np.eye(len(y)) + (Mf / gamma[free, None]).T @ Mf, grad)
+        size = 1.0
+        while size > 1e-12:
+            trial_value, trial_r = psi(y - size * direction)
+            if trial_value <= value - 1e-4 * size * (grad @ direction):
+                break
+            size *= 0.5
+        else:
+            return r, step
+        y, value, r = y - size * direction, trial_value, trial_r
+    return r, max_iter
 
 
 def _finish(M, b, rho, cap, r, max_rounds=500):
