@@ -77,6 +77,26 @@ class Solution:
     def max_abs_smd(self) -> float:
         return diagnostics.max_abs_smd(self.balance)
 
+    def validate(self) -> dict:
+        """The calibration report (microplex's validate() and populace's result, in one place): "targets", a table
+        of actual, target, relative_error = |actual - target| / |target| (the absolute error for a zero target) and
+        error per target; "max_relative_error"; "records" kept (w > 0); "ess" and "design_effect" (Kish);
+        "max_weight_ratio" (max w / w0); "top_1pct_share" of the total weight; "status"."""
+        if self.design is None or self.design.kind != "total":
+            raise AttributeError("validate() reports calibration to totals; this problem has no population totals")
+        table = self.balance.xs("sample", level=0) if isinstance(self.balance.index, pd.MultiIndex) else self.balance
+        actual, target = table["after"].to_numpy(), table["target"].to_numpy()
+        error = actual - target
+        relative = np.abs(error) / np.where(target != 0, np.abs(target), 1.0)
+        targets = pd.DataFrame({"actual": actual, "target": target, "relative_error": relative, "error": error},
+                               index=table.index)
+        summary = self.weight_summary().iloc[0]
+        return {"targets": targets, "max_relative_error": float(relative.max()),
+                "records": int(summary["n_nonzero"]), "ess": float(summary["ess"]),
+                "design_effect": float(summary["design_effect"]),
+                "max_weight_ratio": float(summary["max_ratio_to_base"]),
+                "top_1pct_share": float(summary["top_1pct_share"]), "status": self.status}
+
     def summary(self) -> str:
         """A few lines a person reads: status, objective, balance, ESS, time."""
         lines = [
