@@ -193,3 +193,75 @@ def test_balnet_study(tmp_path):
         bench.run_study(_write(tmp_path, BALNET.replace("settings = [{ n = 800, p = 6 }]", ""), "bad.toml"))
     with pytest.raises(InputError, match="do not apply"):
         bench.run_study(_write(tmp_path, BALNET), sizes=[100])
+
+
+SPARSE = """
+name = "sparse-tiny"
+kind = "sparse_frontier"
+[data]
+n = 600
+[lasso]
+fractions = [0.1, 0.001]
+[capped_lasso]
+fraction = 0.001
+caps = [20.0]
+[elastic_net]
+ridge = 1.0
+fractions = [0.1]
+[refit]
+distance = "raking"
+[exact]
+taus = [0.0]
+[hardconcrete]
+script = "{script}"
+results = "{results}"
+lambdas = [1e-4]
+seeds = [0]
+epochs = 20
+"""
+
+
+def test_sparse_frontier_study(tmp_path):
+    stored = tmp_path / "hc.csv"
+    pd.DataFrame([dict(lambda_l0=1e-4, seed=0, records=100, train_error=0.01, test_error=0.12,
+                       fit_seconds=2.5)]).to_csv(stored, index=False)
+    text = SPARSE.format(script=ROOT / "problems" / "peers" / "hardconcrete.py", results=stored)
+    df = bench.run_study(_write(tmp_path, text), out_dir=tmp_path / "out", quiet=True)
+    ours = df[~df["method"].str.startswith("HardConcrete")]
+    assert set(ours["method"]) == {"lasso (prox)", "capped lasso (lam = 0.001 lam_max)", "elastic net (ridge 1)",
+                                   "elastic net + raking refit", "exact targets (tau)"}
+    assert (ours["status"] == "optimal").all()
+    assert ours.loc[ours["method"] == "elastic net + raking refit", "train_error"].max() < 1e-9
+    assert (df["method"] == "HardConcrete (l0-python)").sum() == 1
+    assert (tmp_path / "out" / "sparse-tiny.png").is_file()
+    assert "| method | parameter |" in (tmp_path / "out" / "sparse-tiny.md").read_text()
+
+
+def test_a_peer_run_without_its_interpreter_is_skipped(tmp_path):
+    text = """
+name = "cal-tiny"
+[data]
+generator = "survey_margins"
+n = [400]
+seed = 1
+[problem]
+family = "calibrate"
+base_weights = "d"
+distance = "raking"
+[[run]]
+backend = "calibration"
+[[run]]
+backend = "dual"
+label = "linear dual"
+problem = { distance = "linear" }
+[[run]]
+peer = "balance_rake"
+python = "$COUNTERPOISE_NO_SUCH_PYTHON"
+script = "peers/balance_rake.py"
+"""
+    df = bench.run_study(_write(tmp_path, text), out_dir=None, quiet=True)
+    assert list(df["status"]) == ["optimal", "optimal", "skipped"]
+    assert list(df["variant"]) == ["", "distance=linear", ""]
+    assert df["objective_gap"].iloc[:2].tolist() == [0.0, 0.0]     # each compared within its own variant
+    with pytest.raises(InputError, match="unknown peer"):
+        bench.run_study(_write(tmp_path, text.replace('"balance_rake"', '"nope"'), "bad.toml"), out_dir=None)

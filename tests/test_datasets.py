@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from counterpoise.datasets import confounded, kim2023
+from counterpoise.datasets import confounded, cps_like, kim2023, survey_margins
 from counterpoise.errors import InputError
 
 
@@ -69,3 +69,19 @@ def test_confounded_design():
     assert abs(np.corrcoef(a["X1"], a["X2"])[0, 1] - 0.5) < 0.06
     with pytest.raises(InputError, match="p must"):
         confounded(100, p=0)
+
+
+def test_survey_margins_records_consistent_margins():
+    frame = survey_margins(3000, variables=3, levels=4, seed=2)
+    margins = frame.attrs["margins"]
+    assert list(margins) == ["v1", "v2", "v3"] and frame.attrs["base_weights"] == "d"
+    sums = [sum(m.values()) for m in margins.values()]
+    np.testing.assert_allclose(sums, sums[0])
+    assert survey_margins(3000, variables=3, levels=4, seed=2).equals(frame)
+
+
+def test_cps_like_reproduces_the_notebook_targets():
+    frame = cps_like()
+    assert frame.attrs["margins"]["age_group"] == {"35-54": 1447, "0-17": 978, "18-34": 931, "65+": 845, "55-64": 736}
+    assert frame.attrs["totals"] == {"weight": 16540779}
+    assert frame.attrs["held_out"] == {"is_male": {True: 3003, False: 2664}}

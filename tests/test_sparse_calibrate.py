@@ -11,16 +11,8 @@ from counterpoise.errors import InputError
 
 def notebook_data():
     """The sparse-calibrator notebook's sample and train targets (age-group margins plus the total of `weight`)."""
-    N = 5_000
-    rng = np.random.RandomState(42)
-    df = pd.DataFrame({"age_group": rng.choice(["0-17", "18-34", "35-54", "55-64", "65+"], N,
-                                               p=[0.22, 0.22, 0.26, 0.13, 0.17]),
-                       "is_male": rng.choice([True, False], N, p=[0.49, 0.51]),
-                       "weight": rng.lognormal(8.0, 0.5, N)})
-    rng2 = np.random.RandomState(123)
-    margins = {"age_group": {c: round(n * rng2.uniform(0.7, 1.3)) for c, n in df["age_group"].value_counts().items()}}
-    totals = {"weight": round(df["weight"].sum() * rng2.uniform(0.9, 1.1))}
-    return df, margins, totals
+    df = cpz.datasets.cps_like()
+    return df, df.attrs["margins"], df.attrs["totals"]
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ A study file (see problems/README.md at the repository root, and the shipped pro
     [[run]]                      # one table per backend/solver to compare
     backend = "cvxpy"
     solver = "CLARABEL"          # optional (the backend's default otherwise)
+    problem = { distance = "linear" }   # optional: builder arguments that override [problem] for this run
     label = "clarabel"           # optional (backend/solver otherwise)
     max_n = 100000               # optional: skip data with more rows than this
     [run.options]                # optional: keyword arguments for solve()
@@ -34,12 +35,13 @@ A study file (see problems/README.md at the repository root, and the shipped pro
     outcome = "Y"
     att = 0.0
 
-A study with `kind = "balnet"` benchmarks balnet's paths instead (see `bench_balnet`).
+A [[run]] may instead name a peer method run in its own environment (`peer`, `python`, `script`; see `peers`): its
+weights are checked like a backend's. A study with `kind = "balnet"` benchmarks balnet's paths (`bench_balnet`).
 
 For every data setting x replication x run, `run_study` builds the problem and solves it with
 raise_on_failure=False, timing both, and records one row of a tidy DataFrame (see `COLUMNS`).
 `objective_gap` is (objective - best) / max(|best|, 1e-12), with best the smallest objective among the runs of the
-same data setting and replication whose status is "optimal" (NaN when none is); it is negative for a run whose
+same data setting, replication and problem variant (a run's `problem` overrides) whose status is "optimal" (NaN when none is); it is negative for a run whose
 weights violate the constraints and so reach below the optimum. `write_results` writes the frame as CSV and a
 markdown summary per data setting x run.
 """
@@ -63,6 +65,7 @@ import pandas as pd
 from . import datasets, estimate, families
 from .backends import BACKENDS
 from .errors import CounterpoiseError, InputError
+from .problem import CHECK_TOLERANCE
 
 #: The family builders a study may name.
 FAMILIES = {name: getattr(families, name) for name in ("sbw", "kernel_sbw", "entropy_balance", "calibrate",
@@ -72,12 +75,12 @@ FAMILIES = {name: getattr(families, name) for name in ("sbw", "kernel_sbw", "ent
 EFFECTS = {"ATT": estimate.att, "ATE": estimate.ate}
 
 _TOP_KEYS = {"name", "description", "data", "problem", "run", "truth"}
-_RUN_KEYS = {"backend", "solver", "options", "max_n", "label"}
+_RUN_KEYS = {"backend", "solver", "options", "max_n", "label", "problem", "peer", "python", "script"}
 _DATA_RESERVED = {"generator", "seed", "replications"}
 
 #: Columns of the frame `run_study` returns, after the crossed data arguments (which follow "setting").
 COLUMNS = [
-    "study", "setting", "replication", "seed", "run", "backend", "solver", "n_rows", "n_weights", "status",
+    "study", "setting", "replication", "seed", "run", "variant", "backend", "solver", "n_rows", "n_weights", "status",
     "build_time", "solve_time", "compile_time", "solver_time", "iterations", "objective", "objective_gap",
     "max_violation", "ess", "max_abs_smd", "min_weight", "estimand", "estimate", "std_error", "error",
     "diagnostics_failed", "message",
@@ -123,6 +126,10 @@ def load_study(path_or_name) -> dict:
         from . import bench_balnet
 
         return dict(bench_balnet.check_study(raw, source), kind="balnet")
+    if raw.get("kind") == "sparse_frontier":
+        from . import bench_sparse
+
+        return dict(bench_sparse.check_study(raw, source), kind="sparse_frontier")
     return _check_study(raw, source)
 
 
@@ -182,6 +189,10 @@ def _check_study(raw, source):
     if not runs_raw:
         raise InputError(f"{where} has no [[run]] tables; add at least one (backend = \"cvxpy\", solver = ...)")
     runs = [_check_run(run, i, where) for i, run in enumerate(runs_raw)]
+    for i, run in enumerate(runs):
+        if run["problem"]:
+            _check_arguments(FAMILIES[family], {**problem_args, **run["problem"]},
+                             f"{where} [[run]] #{i + 1} problem: family {family!r}", skip_first=True)
     labels = [r["label"] for r in runs]
     repeated = sorted({lab for lab in labels if labels.count(lab) > 1})
     if repeated:
@@ -235,6 +246,8 @@ def _check_run(run, i, where):
     unknown = sorted(set(run) - _RUN_KEYS)
     if unknown:
         raise InputError(f"{here}: unknown keys {unknown}; expected {sorted(_RUN_KEYS)}")
+    if "peer" in run:
+        return _check_peer_run(run, here, where)
     backend = _need(run, "backend", here, str)
     if backend not in BACKENDS and backend != "auto":
         raise InputError(f"{here}: unknown backend {backend!r}; available: {sorted(BACKENDS)} and 'auto'")
@@ -256,7 +269,29 @@ def _check_run(run, i, where):
     label = run.get("label") or (f"{backend}/{solver}" if solver else backend)
     if not isinstance(label, str):
         raise InputError(f"{here}: 'label' must be a string, got {label!r}")
-    return dict(backend=backend, solver=solver, options=dict(options), max_n=max_n, label=label)
+    overrides = run.get("problem", {})
+    if not isinstance(overrides, dict):
+        raise InputError(f"{here}: 'problem' must be a table of builder arguments that override [problem]")
+    return dict(backend=backend, solver=solver, options=dict(options), max_n=max_n, label=label, peer=None,
+                problem=dict(overrides))
+
+
+def _check_peer_run(run, here, where):
+    """A [[run]] of a peer in its own environment (see `counterpoise.peers`): peer, python, script, label, max_n."""
+    from . import peers
+
+    if run["peer"] not in peers.PEERS:
+        raise InputError(f"{here}: unknown peer {run['peer']!r}; available: {list(peers.PEERS)}")
+    extra = sorted(set(run) - {"peer", "python", "script", "label", "max_n"})
+    if extra:
+        raise InputError(f"{here}: a peer run takes peer, python, script, label and max_n; not {extra}")
+    for key in ("python", "script"):
+        _need(run, key, here, str)
+    source = where.removeprefix("study ")
+    script = Path(source).parent / run["script"] if Path(source).is_file() else Path(run["script"])
+    max_n = run.get("max_n")
+    return dict(backend="peer", solver=run["peer"], options={}, max_n=max_n, label=run.get("label") or run["peer"],
+                peer=run["peer"], python=run["python"], script=script, problem={})
 
 
 # ---- running ------------------------------------------------------------------------------------
@@ -293,23 +328,30 @@ def _safe(compute, problems, what):
 
 def _one_run(study, run, data, label, values, replication, seed):
     row = dict(study=study["name"], setting=label, **values, replication=replication, seed=seed, run=run["label"],
-               backend=run["backend"], solver=run["solver"] or "", n_rows=len(data))
+               variant=", ".join(f"{k}={v}" for k, v in run["problem"].items()), backend=run["backend"],
+               solver=run["solver"] or "", n_rows=len(data))
     estimand = _estimand(FAMILIES[study["family"]], study["problem"])
     truth = study["truth"]
     row["estimand"] = estimand if truth is not None else ""
     if run["max_n"] is not None and len(data) > run["max_n"]:
         return {**row, "status": "skipped", "message": f"skipped: {len(data)} rows > max_n = {run['max_n']}"}
     start = time.perf_counter()
-    problem = FAMILIES[study["family"]](data, **study["problem"])
+    problem = FAMILIES[study["family"]](data, **{**study["problem"], **run["problem"]})
     row["build_time"] = time.perf_counter() - start
     row["n_weights"] = problem.n
     start = time.perf_counter()
     try:
-        sol = problem.solve(backend=run["backend"], solver=run["solver"], raise_on_failure=False, **run["options"])
+        if run["peer"]:
+            sol = _peer_solution(run, study, data, problem)
+            if sol is None:
+                return {**row, "status": "skipped", "message": f"skipped: no interpreter {run['python']!r} here"}
+        else:
+            sol = problem.solve(backend=run["backend"], solver=run["solver"], raise_on_failure=False,
+                                **run["options"])
     except CounterpoiseError as exc:
         row.update(solve_time=time.perf_counter() - start, status="failed", message=" ".join(str(exc).split()))
         return row
-    row["solve_time"] = time.perf_counter() - start
+    row["solve_time"] = sol.solve_time if run["peer"] else time.perf_counter() - start
     weights = sol.weights.to_numpy()
     finite = bool(np.all(np.isfinite(weights)))
     row.update(status=sol.status, solver=sol.solver, compile_time=sol.info.get("compile_time"),
@@ -333,6 +375,18 @@ def _one_run(study, run, data, label, values, replication, seed):
     return row
 
 
+def _peer_solution(run, study, data, problem):
+    """Run a peer on this data and check its weights like any backend's; None when its interpreter is absent."""
+    from . import peers
+
+    python = peers.interpreter(run["python"])
+    if python is None:
+        return None
+    margins = study["problem"].get("margins") or data.attrs.get("margins")
+    raw = peers.run_balance_rake(python, run["script"], data, margins, problem.design.base_weights)
+    return problem._finish(raw, "peer", CHECK_TOLERANCE)
+
+
 def run_study(path, out_dir="results", quiet=False, sizes=None, replications=None) -> pd.DataFrame:
     """Run the study in `path` (a .toml file, or the name of a shipped study such as "sbw-solvers").
 
@@ -342,12 +396,14 @@ def run_study(path, out_dir="results", quiet=False, sizes=None, replications=Non
     run, with the columns in `COLUMNS` (the crossed data arguments right after "setting").
     """
     study = load_study(path)
-    if study.get("kind") == "balnet":
+    if study.get("kind") in ("balnet", "sparse_frontier"):
         if sizes is not None or replications is not None:
-            raise InputError("a balnet study lists its settings (n, p) in the file; sizes= and replications= do not apply")
-        from . import bench_balnet
+            raise InputError(f"a {study['kind']} study lists its settings in the file; sizes= and replications= "
+                             "do not apply")
+        from . import bench_balnet, bench_sparse
 
-        return bench_balnet.run(study, out_dir=out_dir, quiet=quiet)
+        runner = bench_balnet if study["kind"] == "balnet" else bench_sparse
+        return runner.run(study, out_dir=out_dir, quiet=quiet)
     reps = study["replications"] if replications is None else replications
     if isinstance(reps, bool) or not isinstance(reps, (int, np.integer)) or reps < 1:
         raise InputError(f"replications must be a positive integer, got {replications!r}")
@@ -373,7 +429,7 @@ def run_study(path, out_dir="results", quiet=False, sizes=None, replications=Non
         if column not in df.columns:
             df[column] = np.nan
     df = df[COLUMNS[:2] + crossed + COLUMNS[2:]]
-    for column in ("estimand", "message", "solver"):
+    for column in ("estimand", "message", "solver", "variant"):
         df[column] = df[column].fillna("")
     df["diagnostics_failed"] = df["diagnostics_failed"].astype("boolean").fillna(False).astype(bool)
     df["objective_gap"] = _objective_gaps(df)
@@ -384,7 +440,7 @@ def run_study(path, out_dir="results", quiet=False, sizes=None, replications=Non
 
 def _objective_gaps(df) -> pd.Series:
     gaps = pd.Series(np.nan, index=df.index, dtype=float)
-    for _, group in df.groupby(["setting", "replication"], sort=False):
+    for _, group in df.groupby(["setting", "replication", "variant"], sort=False):
         best = group.loc[group["status"] == "optimal", "objective"].astype(float)
         if best.empty:
             continue
@@ -446,6 +502,10 @@ def markdown_table(df) -> str:
         from . import bench_balnet
 
         return bench_balnet.markdown_table(df)
+    if df.attrs.get("kind") == "sparse_frontier":
+        from . import bench_sparse
+
+        return bench_sparse.markdown_table(df)
     summary = summarize(df)
     estimand = next((e for e in df["estimand"] if e), "") if "estimand" in df else ""
     has_effect = bool(estimand) and df["error"].notna().any()

@@ -2,7 +2,9 @@
 
 `kim2023` is the design of Kim, Niknam & Zubizarreta (kernel-based stable balancing weights,
 section 4.1), itself an extension of Hainmueller (2012) to a nonlinear treatment assignment.
-`confounded` is a many-covariate logistic design for propensity-score paths (balnet).
+`confounded` is a many-covariate logistic design for propensity-score paths (balnet); `survey_margins` a
+categorical sample with population margins for raking benchmarks; `cps_like` the sparse-calibration notebook's
+sample with its train and held-out targets.
 """
 
 import numbers
@@ -82,6 +84,48 @@ def confounded(n, p=50, strength=1.0, seed=0):
     frame = pd.DataFrame(X, columns=names)
     frame["A"], frame["Y"] = a, y
     frame.attrs.update(covariates=names, treatment="A", outcome="Y")
+    return frame
+
+
+def survey_margins(n, variables=5, levels=10, seed=0):
+    """A survey sample for raking benchmarks: `variables` independent categorical columns v1.. with `levels`
+    levels "L0".. (level probabilities from a Dirichlet(2) draw per variable), design weights d ~ lognormal(0,
+    0.5) * 100, and population margins in `frame.attrs["margins"]`: each level's sample total of d times a factor
+    from U(0.7, 1.3), rescaled so every variable sums to the same N = 1.1 sum(d). Draws use default_rng(seed)."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 2:
+        raise InputError(f"n must be an integer >= 2, got {n!r}")
+    rng = np.random.default_rng(seed)
+    names = np.array([f"L{k}" for k in range(levels)], dtype=object)
+    frame = pd.DataFrame({f"v{j + 1}": names[rng.choice(levels, size=int(n), p=rng.dirichlet(np.full(levels, 2.0)))]
+                          for j in range(variables)})
+    frame["d"] = 100 * rng.lognormal(0.0, 0.5, int(n))
+    N = 1.1 * frame["d"].sum()
+    margins = {}
+    for var in frame.columns[:variables]:
+        totals = frame.groupby(var)["d"].sum() * rng.uniform(0.7, 1.3, frame[var].nunique())
+        margins[var] = (totals * N / totals.sum()).to_dict()
+    frame.attrs.update(margins=margins, base_weights="d")
+    return frame
+
+
+def cps_like(n=5000, seed=42, target_seed=123):
+    """The sparse-calibration notebook's CPS-like sample (microplex's SparseCalibrator vs HardConcrete study):
+    age_group (5 levels), is_male and a lognormal(8, 0.5) `weight` per record, drawn with the legacy
+    numpy.random.RandomState(seed) exactly as the notebook does. Targets, drawn with RandomState(target_seed):
+    `frame.attrs["margins"]` the age-group counts perturbed by U(0.7, 1.3), `attrs["totals"]` the total of
+    `weight` (sum_i w_i weight_i) perturbed by U(0.9, 1.1), and the held-out `attrs["held_out"]` sex counts
+    perturbed by U(0.8, 1.2). Calibrated weights are on the count scale (about 1 per record)."""
+    rng = np.random.RandomState(seed)
+    frame = pd.DataFrame({
+        "age_group": rng.choice(["0-17", "18-34", "35-54", "55-64", "65+"], n, p=[0.22, 0.22, 0.26, 0.13, 0.17]),
+        "is_male": rng.choice([True, False], n, p=[0.49, 0.51]),
+        "weight": rng.lognormal(8.0, 0.5, n),
+    })
+    rng2 = np.random.RandomState(target_seed)
+    margins = {"age_group": {c: round(k * rng2.uniform(0.7, 1.3)) for c, k in frame["age_group"].value_counts().items()}}
+    totals = {"weight": round(frame["weight"].sum() * rng2.uniform(0.9, 1.1))}
+    held_out = {"is_male": {c: round(k * rng2.uniform(0.8, 1.2)) for c, k in frame["is_male"].value_counts().items()}}
+    frame.attrs.update(margins=margins, totals=totals, held_out=held_out)
     return frame
 
 

@@ -245,7 +245,8 @@ def calibrate(data, base_weights=None, margins=None, totals=None, constraints=No
     minimize sum_i d_i G(w_i / d_i)   s.t.  sum_i w_i x_ij = T_j for every target j
     with G the "linear" (chi-square, GREG: G(g) = (g-1)^2/2), "raking" (G(g) = g log g - g + 1) or
     "logit" (bounded; needs `bounds`) distance. Targets: `margins={"var": {"level": total}}` (every
-    level in the data needs a total), `totals={"col": total}`, and `constraints={"name": (coefficients,
+    level in the data needs a total; without any targets, those a dataset records in
+    `frame.attrs["margins"]` and `["totals"]`), `totals={"col": total}`, and `constraints={"name": (coefficients,
     total)}` for raw linear rows. `bounds=(L, U)` bounds the ratio g = w/d, `weight_bounds=(lo, hi)`
     bounds w itself (for "logit" the bounds are part of the distance and fixed when it is built); `tol` asks
     only |x_j'w - T_j| <= tol |T_j| (absolute, <= tol, for a zero total). Exactly redundant targets (two
@@ -255,6 +256,8 @@ def calibrate(data, base_weights=None, margins=None, totals=None, constraints=No
     spec = dict(base_weights=base_weights, margins=margins, totals=totals, constraints=constraints, distance=distance,
                 bounds=bounds, weight_bounds=weight_bounds, tol=tol)
     frame = as_frame(data)
+    if margins is None and totals is None and constraints is None:   # a dataset that records its targets
+        margins, totals = frame.attrs.get("margins"), frame.attrs.get("totals")
     d = check_base_weights(frame, base_weights)
     X, names, T, N = _calibration_system(frame, margins, totals, constraints)
     return _calibration_problem(frame.index, X, names, T, N, d, distance, bounds, weight_bounds, tol,
@@ -326,6 +329,8 @@ def sparse_calibrate(data, base_weights=None, margins=None, totals=None, constra
     spec = dict(base_weights=base_weights, margins=margins, totals=totals, constraints=constraints, lam=lam,
                 floor=floor, cap=cap, ridge=ridge, exact=exact, tau=tau, tol=tol, target_records=target_records)
     frame = as_frame(data)
+    if margins is None and totals is None and constraints is None:   # a dataset that records its targets
+        margins, totals = frame.attrs.get("margins"), frame.attrs.get("totals")
     w0 = check_base_weights(frame, base_weights)
     X, names, T, N = _calibration_system(frame, margins, totals, constraints)
     for value, what in ((lam, "lam"), (ridge, "ridge"), (tau, "tau")):

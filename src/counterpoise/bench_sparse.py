@@ -1,0 +1,227 @@
+"""The sparse-calibration frontier: a study file with `kind = "sparse_frontier"` (problems/sparse-calibration.toml).
+
+On `datasets.cps_like` (the notebook's sample and targets), each counterpoise mode is swept over its parameter
+and every fit is scored as the notebook scores it: records kept (w > 0), train error (mean relative error over
+the age-group margins), held-out error (the same over the sex margin) and seconds per fit. The peer, l0-python's
+HardConcrete run the way microplex runs it (problems/peers/hardconcrete.py, extra `compare`), is run in a
+subprocess when torch and l0 import, or read from the stored results otherwise (the table says which).
+
+    [data]            cps_like arguments (n, seed, target_seed)
+    [lasso]           fractions = [...]         lam as fractions of lam_max (backend "prox")
+    [capped_lasso]    fraction, caps = [...]    the lasso with w / w0 <= cap: at least N / cap records
+    [elastic_net]     ridge = 1.0, fractions = [...]
+    [refit]           distance = "raking"       the elastic net's supports, recalibrated exactly
+    [exact]           taus = [...]              exact targets (backend "dual")
+    [hardconcrete]    script, lambdas, seeds, epochs, results (stored CSV, relative to the study file)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import datasets, families
+from .errors import CounterpoiseError, InfeasibleError, InputError
+
+_KEYS = {"name", "description", "kind", "data", "lasso", "capped_lasso", "elastic_net", "refit", "exact",
+         "hardconcrete"}
+
+
+def check_study(raw, source) -> dict:
+    unknown = sorted(set(raw) - _KEYS)
+    if unknown:
+        raise InputError(f"study {source}: unknown top-level keys {unknown}; a sparse_frontier study has {sorted(_KEYS)}")
+    folder = Path(source).parent if Path(source).is_file() else Path(".")
+    peer = dict(raw.get("hardconcrete", {}))
+    for key in ("script", "results"):
+        if key in peer:
+            peer[key] = folder / peer[key]
+    return dict(name=raw.get("name", "sparse-calibration"), description=raw.get("description", ""),
+                data=dict(raw.get("data", {})), lasso=raw.get("lasso"), capped_lasso=raw.get("capped_lasso"),
+                elastic_net=raw.get("elastic_net"),
+                refit=raw.get("refit"), exact=raw.get("exact"), hardconcrete=peer)
+
+
+def errors(data, weights, margins) -> float:
+    """The notebook's metric: mean over the margins' levels of |sum of w over the level - target| / target."""
+    values = []
+    for var, totals in margins.items():
+        for level, total in totals.items():
+            values.append(abs(weights[(data[var] == level).to_numpy()].sum() - total) / total)
+    return float(np.mean(values))
+
+
+def _row(mode, parameter, data, weights, seconds, status):
+    return dict(method=mode, parameter=parameter, records=int(np.count_nonzero(weights > 0)),
+                train_error=errors(data, weights, data.attrs["margins"]),
+                test_error=errors(data, weights, data.attrs["held_out"]), seconds=seconds, status=status)
+
+
+def _timed(solve):
+    start = time.perf_counter()
+    solution = solve()
+    return solution, time.perf_counter() - start
+
+
+def counterpoise_rows(study, data) -> list:
+    rows = []
+    if study["lasso"]:
+        prob = families.sparse_calibrate(data)
+        top = prob.backend("prox").lambda_max()
+        for f in study["lasso"]["fractions"]:
+            prob.set(lam=f * top)
+            sol, seconds = _timed(lambda: prob.solve(backend="prox", raise_on_failure=False))
+            rows.append(_row("lasso (prox)", f"lam = {f:g} lam_max", data, sol.weights.to_numpy(), seconds, sol.status))
+    if study["capped_lasso"]:
+        fraction = study["capped_lasso"]["fraction"]
+        for cap in study["capped_lasso"]["caps"]:
+            prob = families.sparse_calibrate(data, cap=cap)
+            prob.set(lam=fraction * prob.backend("prox").lambda_max())
+            sol, seconds = _timed(lambda: prob.solve(backend="prox", raise_on_failure=False))
+            rows.append(_row(f"capped lasso (lam = {fraction:g} lam_max)", f"cap = {cap:g}", data,
+                             sol.weights.to_numpy(), seconds, sol.status))
+    if study["elastic_net"]:
+        ridge = study["elastic_net"]["ridge"]
+        prob = families.sparse_calibrate(data, ridge=ridge)
+        top = prob.backend("prox").lambda_max()
+        distance = (study["refit"] or {}).get("distance")
+        for f in study["elastic_net"]["fractions"]:
+            prob.set(lam=f * top)
+            sol, seconds = _timed(lambda: prob.solve(backend="prox", raise_on_failure=False))
+            label = f"lam = {f:g} lam_max"
+            rows.append(_row(f"elastic net (ridge {ridge:g})", label, data, sol.weights.to_numpy(), seconds,
+                             sol.status))
+            if distance:
+                method = f"elastic net + {distance} refit"
+                try:
+                    refitted, more = _timed(lambda: families.refit(sol, distance=distance))
+                except InfeasibleError as exc:    # the support lost every record of some target's level
+                    rows.append(dict(method=method, parameter=label, records=int(np.count_nonzero(sol.weights)),
+                                     status=f"infeasible: {exc}"))
+                    continue
+                w = refitted.weights.reindex(data.index, fill_value=0.0).to_numpy()
+                rows.append(_row(method, label, data, w, seconds + more, refitted.status))
+    if study["exact"]:
+        prob = families.sparse_calibrate(data, exact=True)
+        for tau in study["exact"]["taus"]:
+            prob.set(tau=tau)
+            sol, seconds = _timed(lambda: prob.solve(backend="auto", raise_on_failure=False))
+            rows.append(_row("exact targets (tau)", f"tau = {tau:g}", data, sol.weights.to_numpy(), seconds,
+                             sol.status))
+    return rows
+
+
+def hardconcrete_rows(study, out_dir) -> tuple[list, str]:
+    """Run the peer when torch and l0 import here, else read its stored results. Returns (rows, provenance)."""
+    peer = study["hardconcrete"]
+    if not peer:
+        return [], ""
+    available = all(importlib.util.find_spec(m) is not None for m in ("torch", "l0"))
+    if available:
+        with tempfile.TemporaryDirectory() as folder:
+            out = Path(out_dir or folder) / "hardconcrete.csv"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            command = [sys.executable, str(peer["script"]), "--lambdas", ",".join(f"{x:g}" for x in peer["lambdas"]),
+                       "--seeds", ",".join(str(s) for s in peer["seeds"]), "--epochs", str(peer["epochs"]),
+                       "--out", str(out)]
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise CounterpoiseError("the HardConcrete peer failed: " + " ".join(done.stderr.splitlines()[-3:]))
+            table, provenance = pd.read_csv(out), "run now"
+    else:
+        table, provenance = pd.read_csv(peer["results"]), f"stored results ({peer['results'].name})"
+    rows = [dict(method="HardConcrete (l0-python)", parameter=f"lambda_l0 = {r.lambda_l0:g}, seed {int(r.seed)}",
+                 records=int(r.records), train_error=r.train_error, test_error=r.test_error,
+                 seconds=r.fit_seconds, status="no convergence test (fixed epochs)") for r in table.itertuples()]
+    return rows, provenance
+
+
+def run(study, out_dir="results", quiet=False) -> pd.DataFrame:
+    data = datasets.cps_like(**study["data"])
+    rows = counterpoise_rows(study, data)
+    peer_rows, provenance = hardconcrete_rows(study, out_dir)
+    df = pd.DataFrame(rows + peer_rows)
+    df.insert(0, "study", study["name"])
+    df.attrs.update(kind="sparse_frontier", provenance=provenance)
+    if not quiet:
+        print(f"{len(rows)} counterpoise fits, {len(peer_rows)} HardConcrete fits ({provenance})", file=sys.stderr)
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        df.to_csv(out / f"{study['name']}.csv", index=False)
+        frontier_plot(df).savefig(out / f"{study['name']}.png", dpi=120)
+        (out / f"{study['name']}.md").write_text(f"# {study['name']}\n\n{study['description'].strip()}\n\n"
+                                                 f"{markdown_table(df)}\n", encoding="utf-8")
+    return df
+
+
+def comparison(df) -> pd.DataFrame:
+    """Per HardConcrete lambda (means over seeds), the counterpoise fit of each mode with the nearest record
+    count (on a log scale, within a factor of 1.5), side by side."""
+    peer = df[df["method"].str.startswith("HardConcrete")].copy()
+    peer["lambda"] = peer["parameter"].str.extract(r"lambda_l0 = ([^,]+)")[0]
+    grouped = peer.groupby("lambda", sort=False)[["records", "train_error", "test_error", "seconds"]].mean()
+    ours = df[~df["method"].str.startswith("HardConcrete") & df["train_error"].notna()]
+    rows = []
+    for lam, hc in grouped.iterrows():
+        for method, group in ours.groupby("method", sort=False):
+            positive = group[group["records"] > 0]
+            if positive.empty:
+                continue
+            distance = np.abs(np.log(positive["records"].to_numpy()) - np.log(hc["records"]))
+            if distance.min() > np.log(1.5):
+                continue
+            best = positive.iloc[int(np.argmin(distance))]
+            rows.append(dict(hc_lambda=lam, hc_records=hc["records"], hc_train=hc["train_error"],
+                             hc_test=hc["test_error"], hc_seconds=hc["seconds"], method=method,
+                             records=best["records"], train=best["train_error"], test=best["test_error"],
+                             seconds=best["seconds"]))
+    return pd.DataFrame(rows)
+
+
+def markdown_table(df) -> str:
+    lines = ["| method | parameter | records | train error | held-out error | ms per fit | status |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    for r in df.itertuples():
+        if np.isnan(r.train_error):
+            lines.append(f"| {r.method} | {r.parameter} | {r.records} | – | – | – | {r.status} |")
+            continue
+        lines.append(f"| {r.method} | {r.parameter} | {r.records} | {r.train_error:.4f} | {r.test_error:.4f} | "
+                     f"{1000 * r.seconds:.1f} | {r.status} |")
+    table = comparison(df)
+    if not table.empty:
+        lines += ["", "Nearest record counts (HardConcrete: mean over seeds):", "",
+                  "| HC lambda | HC records | HC train | HC held-out | HC s | mode | records | train | held-out | "
+                  "ms | speed-up |", "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
+        for r in table.itertuples():
+            lines.append(f"| {r.hc_lambda} | {r.hc_records:.0f} | {r.hc_train:.4f} | {r.hc_test:.4f} | "
+                         f"{r.hc_seconds:.2f} | {r.method} | {r.records} | {r.train:.4f} | {r.test:.4f} | "
+                         f"{1000 * r.seconds:.1f} | {r.hc_seconds / r.seconds:.0f}x |")
+    if df.attrs.get("provenance"):
+        lines += ["", f"HardConcrete: {df.attrs['provenance']}."]
+    return "\n".join(lines)
+
+
+def frontier_plot(df):
+    """Records kept (log scale) against held-out and train error, one line per method."""
+    from matplotlib.figure import Figure
+
+    axes = Figure(figsize=(7.5, 6.4)).subplots(2, 1, sharex=True)
+    for method, group in df[df["train_error"].notna()].groupby("method", sort=False):
+        group = group[group["records"] > 0].sort_values("records")
+        style = "o" if method.startswith("HardConcrete") else ".-"
+        for axis, column in zip(axes, ("test_error", "train_error")):
+            axis.plot(group["records"], group[column], style, label=method, alpha=0.8)
+    axes[0].set_ylabel("held-out error (sex margin)")
+    axes[1].set_ylabel("train error (age margins)")
+    axes[1].set_xlabel("records kept (w > 0)")
+    axes[1].set_xscale("log")
+    axes[0].legend(fontsize=7)
+    return axes[0].figure
