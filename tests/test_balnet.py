@@ -122,6 +122,14 @@ def test_groups_elastic_net_and_sample_weights_match_cvxpy():
                 assert row["dual_status"] == "optimal" and row["max_weight_diff"] <= 1e-3
 
 
+def test_unpenalized_groups_are_balanced_exactly_in_both_formulations():
+    data = simulate(300, 6, seed=6)
+    fit = cpz.balnet(data, "W", target="ATT", penalty_factor=[0, 1, 1, 1, 1, 1])
+    row = fit.check(lam=fit.lambdas()[20]).iloc[0]
+    assert row["max_abs_diff_propensity"] <= 1e-4 and row["dual_status"] == "optimal"
+    assert abs(fit.table().iloc[20]["max_abs_smd"] - fit.lambdas()[20]) < 1e-3 * fit.lambdas()[20]
+
+
 def test_dual_problem_is_a_weighting_problem_with_a_swept_lambda():
     data = simulate(300, 6, seed=5)
     fit = cpz.balnet(data, "W", target="ATT")
@@ -274,6 +282,17 @@ def test_cv_is_invariant_to_the_scale_of_the_sample_weights_and_refits_at_lambda
     np.testing.assert_allclose(cv.coef(), refit.coef(), atol=1e-5)
     assert np.all(np.isfinite(cv.weights()))
     assert "lambda_min" in repr(cv)
+
+
+def test_cv_survives_a_covariate_constant_within_a_fold():
+    data = simulate(300, 4, seed=18)
+    data["rare"] = 0.0
+    data.loc[[3, 7], "rare"] = 1.0
+    folds = np.arange(len(data)) % 3
+    folds[[3, 7]] = 0                                    # both 1s in fold 0: constant in that fold's training rows
+    with pytest.warns(cpz.CounterpoiseWarning, match="constant"):
+        cv = cpz.cv_balnet(data, "W", covariates=data.attrs["covariates"] + ["rare"], fold_id=folds)
+    assert np.all(np.isfinite(cv.losses["treated"]))
 
 
 def test_cv_single_arm_equals_the_ate_arm_and_folds_follow_the_seed():

@@ -99,7 +99,8 @@ def test_rake_takes_survey_style_margins_and_trims(api):
     trimmed = cpz.rake(api, margins, base_weights="pw", trim=(0.0, cap))
     assert (trimmed.weights / api["pw"]).max() <= cap * (1 + 1e-12)
     assert trimmed.weights.sum() == pytest.approx(sol.weights.sum(), rel=1e-12)
-    assert "trimmed" in trimmed.message
+    assert trimmed.status == "inaccurate" and "totals are now off by up to" in trimmed.message
+    assert trimmed.info["max_relative_misfit"] > 1e-6
     with pytest.raises(InputError, match="Freq"):
         cpz.rake(api, [pd.DataFrame({"stype": ["E"], "count": [1]})], base_weights="pw")
 

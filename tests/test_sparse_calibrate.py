@@ -58,7 +58,7 @@ def test_cap_is_respected_and_exact(notebook):
     assert sol.weights.max() <= 3.0 and sol.objective == pytest.approx(ref.objective, rel=1e-9)
 
 
-def test_path_is_warm_started_and_every_point_certified(notebook):
+def test_every_point_of_a_path_is_certified(notebook):
     df, margins, totals = notebook
     prob = cpz.sparse_calibrate(df, margins=margins, totals=totals)
     top = prob.backend("prox").lambda_max()
@@ -66,6 +66,17 @@ def test_path_is_warm_started_and_every_point_certified(notebook):
     assert (path.table["status"] == "optimal").all()
     gaps = [s.info["duality_gap"] for s in path.solutions]
     assert max(gaps) <= 1e-6
+
+
+def test_a_cap_set_after_the_build_is_used(notebook):
+    df, margins, totals = notebook
+    prob = cpz.sparse_calibrate(df, margins=margins, totals=totals, cap=50.0)
+    prob.set(lam=1e-3 * prob.backend("prox").lambda_max())
+    prob.solve(backend="prox")
+    prob.set(upper=20.0)
+    sol = prob.solve(backend="prox")
+    assert sol.weights.max() <= 20.0 and sol.status == "optimal"
+    assert sol.objective == pytest.approx(prob.solve(backend="cvxpy").objective, rel=1e-8)
 
 
 def test_lam_at_or_above_lambda_max_is_a_clear_error(notebook):

@@ -19,7 +19,7 @@ import scipy.linalg
 
 from . import basis as bases
 from .diagnostics import BalanceDesign, smd_denominators
-from .errors import InfeasibleError, InputError
+from .errors import InfeasibleError, InputError, SolverError
 from .problem import WeightingProblem
 from .terms import Balance, Bounds, ChiSquare, Entropy, Logit, Normalize, SparseLoss
 from .validation import CounterpoiseWarning, as_frame, base_weights as check_base_weights, choice, columns_list
@@ -246,7 +246,7 @@ def calibrate(data, base_weights=None, margins=None, totals=None, constraints=No
     with G the "linear" (chi-square, GREG: G(g) = (g-1)^2/2), "raking" (G(g) = g log g - g + 1) or
     "logit" (bounded; needs `bounds`) distance. Targets: `margins={"var": {"level": total}}` (every
     level in the data needs a total; without any targets, those a dataset records in
-    `frame.attrs["margins"]` and `["totals"]`), `totals={"col": total}`, and `constraints={"name": (coefficients,
+    `frame.attrs["margins"]` and `["totals"]`, with its `["base_weights"]` column), `totals={"col": total}`, and `constraints={"name": (coefficients,
     total)}` for raw linear rows. `bounds=(L, U)` bounds the ratio g = w/d, `weight_bounds=(lo, hi)`
     bounds w itself (for "logit" the bounds are part of the distance and fixed when it is built); `tol` asks
     only |x_j'w - T_j| <= tol |T_j| (absolute, <= tol, for a zero total). Exactly redundant targets (two
@@ -256,12 +256,20 @@ def calibrate(data, base_weights=None, margins=None, totals=None, constraints=No
     spec = dict(base_weights=base_weights, margins=margins, totals=totals, constraints=constraints, distance=distance,
                 bounds=bounds, weight_bounds=weight_bounds, tol=tol)
     frame = as_frame(data)
-    if margins is None and totals is None and constraints is None:   # a dataset that records its targets
-        margins, totals = frame.attrs.get("margins"), frame.attrs.get("totals")
+    margins, totals, base_weights = _recorded(frame, margins, totals, constraints, base_weights)
     d = check_base_weights(frame, base_weights)
     X, names, T, N = _calibration_system(frame, margins, totals, constraints)
     return _calibration_problem(frame.index, X, names, T, N, d, distance, bounds, weight_bounds, tol,
                                 rebuild=_rebuilder(calibrate, spec, frame))
+
+
+def _recorded(frame, margins, totals, constraints, base_weights):
+    """Without any targets, those a dataset records in frame.attrs ("margins", "totals"), with its
+    "base_weights" column unless base weights are given."""
+    if margins is None and totals is None and constraints is None:
+        margins, totals = frame.attrs.get("margins"), frame.attrs.get("totals")
+        base_weights = frame.attrs.get("base_weights") if base_weights is None else base_weights
+    return margins, totals, base_weights
 
 
 def _calibration_problem(index, X, names, T, N, d, distance, bounds=None, weight_bounds=None, tol=None, rebuild=None):
@@ -329,8 +337,7 @@ def sparse_calibrate(data, base_weights=None, margins=None, totals=None, constra
     spec = dict(base_weights=base_weights, margins=margins, totals=totals, constraints=constraints, lam=lam,
                 floor=floor, cap=cap, ridge=ridge, exact=exact, tau=tau, tol=tol, target_records=target_records)
     frame = as_frame(data)
-    if margins is None and totals is None and constraints is None:   # a dataset that records its targets
-        margins, totals = frame.attrs.get("margins"), frame.attrs.get("totals")
+    margins, totals, base_weights = _recorded(frame, margins, totals, constraints, base_weights)
     w0 = check_base_weights(frame, base_weights)
     X, names, T, N = _calibration_system(frame, margins, totals, constraints)
     for value, what in ((lam, "lam"), (ridge, "ridge"), (tau, "tau")):
@@ -374,12 +381,15 @@ def _tune_for_records(problem, k, parameter, low, high, backend, steps=40):
     for _ in range(steps):
         mid = 0.5 * (low + high)
         problem.set(**{parameter: np.exp(mid)})
-        records = int(np.count_nonzero(problem.solve(backend=backend, raise_on_failure=False).weights > 0))
-        if best is None or abs(records - k) < abs(best[1] - k):
+        solution = problem.solve(backend=backend, raise_on_failure=False)
+        records = int(np.count_nonzero(solution.weights > 0))
+        if solution.status == "optimal" and (best is None or abs(records - k) < abs(best[1] - k)):
             best = (np.exp(mid), records)
         if records == k:
             break
         low, high = (mid, high) if records > k else (low, mid)
+    if best is None:
+        raise SolverError(f"target_records={k}: no {parameter} in the search gave an optimal solution")
     problem.set(**{parameter: best[0]})
     if best[1] != k:
         warnings.warn(f"target_records={k}: no {parameter} found keeps exactly {k} records; {parameter} = "
@@ -394,6 +404,8 @@ def refit(solution, distance="linear", bounds=None):
     loss = problem.terms[0]
     if not isinstance(loss, SparseLoss):
         raise InputError("refit takes a Solution of sparse_calibrate's lasso or elastic net")
+    if solution.status != "optimal":
+        raise InputError(f"refit needs an optimal sparse solution; this one is {solution.status!r}")
     keep = solution.weights.to_numpy() > 0
     design = problem.design
     N = None if design.population_size is None else design.population_size["sample"]
@@ -429,15 +441,15 @@ def _check_reachable(X, T, d, names, ratio_bounds, weight_bounds, nonnegative):
     hi = np.minimum(ratio_bounds[1] * d, weight_bounds[1])
     if np.any(lo > hi):
         raise InfeasibleError("the ratio bounds and the weight bounds leave no room for some units' weights")
-    for j in np.flatnonzero(np.all(X >= 0, axis=0)):
-        x = X[:, j]
-        used = x > 0
-        low = float(np.sum(lo[used] * x[used])) if np.all(np.isfinite(lo[used])) else -np.inf
-        high = float(np.sum(hi[used] * x[used])) if np.all(np.isfinite(hi[used])) else np.inf
+    used = X > 0
+    low = np.where(used.T @ ~np.isfinite(lo) > 0, -np.inf, np.where(np.isfinite(lo), lo, 0.0) @ X)
+    high = np.where(used.T @ ~np.isfinite(hi) > 0, np.inf, np.where(np.isfinite(hi), hi, 0.0) @ X)
+    for j in np.flatnonzero(~np.any(X < 0, axis=0)):
         slack = 1e-9 * max(abs(T[j]), 1.0)
-        if not (low - slack <= T[j] <= high + slack):
+        if not (low[j] - slack <= T[j] <= high[j] + slack):
             raise InfeasibleError(f"target {names[j]} = {T[j]:g} is out of reach: the bounds on the weights allow "
-                                  f"totals between {low:g} and {high:g} for it; widen the bounds", binding=[names[j]])
+                                  f"totals between {low[j]:g} and {high[j]:g} for it; widen the bounds",
+                                  binding=[names[j]])
 
 
 def _calibration_system(frame, margins, totals, constraints):
@@ -504,16 +516,21 @@ def _level_key(key, present):
     return by_text.get(str(key), key)
 
 
-def _independent_targets(X, T, d, names):
-    """Indices of a maximal set of linearly independent targets; a redundant target must agree with the others."""
-    Xs = X * np.sqrt(d)[:, None]
-    _, R, piv = scipy.linalg.qr(Xs, mode="economic", pivoting=True)
-    diag = np.abs(np.diag(R))
-    rank = int(np.sum(diag > diag[0] * 1e-10)) if len(diag) else 0
+def _independent_targets(X, T, d, names, chunk=65_536):
+    """Indices of a maximal set of linearly independent targets; a redundant target must agree with the others.
+    Works on the k x k Gram matrix G = X' diag(d) X (one pass over the rows): pivoted Cholesky (LAPACK dpstrf)
+    finds the rank, and a dropped target's implied total is T_keep' G_kk^-1 G_k,drop."""
+    k = X.shape[1]
+    G = np.zeros((k, k))
+    for start in range(0, len(X), chunk):
+        block = X[start: start + chunk]
+        G += block.T @ (block * d[start: start + chunk, None])
+    scale = np.sqrt(np.maximum(np.diag(G), 1e-300))
+    _, piv, rank, _ = scipy.linalg.lapack.dpstrf(G / np.outer(scale, scale), tol=1e-12)
+    piv = piv[:k] - 1
     keep, drop = np.sort(piv[:rank]), piv[rank:]
     if len(drop):
-        coef, *_ = np.linalg.lstsq(Xs[:, keep], Xs[:, drop], rcond=None)
-        implied = T[keep] @ coef
+        implied = T[keep] @ np.linalg.solve(G[np.ix_(keep, keep)], G[np.ix_(keep, drop)])
         for j, value in zip(drop, implied):
             if abs(value - T[j]) > 1e-8 * (1 + abs(T[j])):
                 raise InfeasibleError(f"target {names[j]} = {T[j]:g} contradicts the other targets, which imply "

@@ -144,8 +144,9 @@ class WeightingProblem:
         (with the solver status and the violations) unless `raise_on_failure=False`, which returns the
         solution with its status instead. `solver` and `options` go to the backend (for cvxpy: any
         installed solver and its settings). backend="auto" takes the fastest exact backend that handles
-        the problem ("dual" for SBW, kernel SBW and linear calibration; "cvxpy" otherwise) and moves on to
-        the next when a solution fails the post-solve check."""
+        the problem ("dual" for SBW, kernel SBW, linear calibration and exact-target sparse calibration;
+        "calibration" for raking, logit and entropy balancing; "prox" for sparse calibration; "cvxpy" otherwise)
+        and moves on to the next when a solution fails the post-solve check."""
         for name in AUTO_ORDER if backend == "auto" else [backend]:
             try:
                 engine = self.backend(name)       # built only when reached: cvxpy's model is costly at 10^6 rows

@@ -37,9 +37,12 @@ def rake(data, margins, base_weights=None, bounds=None, trim=None, force=False, 
     lower, upper = trim
     d = problem.terms[0].base
     trimmed, capped = trim_weights(solution.weights.to_numpy(), d, lower, upper)
+    totals = problem.terms[1]
+    off = totals.violation(trimmed)           # max |x_j'w - T_j| / |T_j| after trimming
     raw = RawResult(weights=trimmed, status=solution.status, solver=solution.solver, solve_time=solution.solve_time,
-                    iterations=solution.iterations, info=solution.info,
-                    message=f"{solution.message}; trimmed g = w/d to [{lower:g}, {upper:g}]: {capped} units capped")
+                    iterations=solution.iterations, info={"trimmed_units": capped, "max_relative_misfit": off},
+                    message=f"raked, then trimmed g = w/d to [{lower:g}, {upper:g}]: {capped} units capped; the "
+                            f"totals are now off by up to {off:.2%} (relative)")
     trimmed_solution = problem._finish(raw, solution.backend, solution.tolerance)
     return dataclasses.replace(trimmed_solution, duals=solution.duals)
 

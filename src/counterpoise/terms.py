@@ -60,7 +60,7 @@ def _parameter(value, name, nonneg=False):
 
 
 class ChiSquare(Term):
-    """Chi-square dispersion: sum_i (w_i - (1 - tau) c_i)^2 / s_i.
+    """Chi-square dispersion: sum_i (w_i - c_i + tau h_i)^2 / s_i (tau = 0 unless a `tau` is given).
 
     SBW (Zubizarreta 2015) uses c = d / sum(d), s = d / mean(d) within each arm, which is the
     variance of the weights sum (w_i - 1/n)^2 for unit base weights d. Linear (GREG) calibration
@@ -255,7 +255,7 @@ class ImbalanceBudget(Term):
         self.columns = list(columns) if columns is not None else [f"b{j}" for j in range(self._scaled.shape[1])]
         self.name = name or self.name
         self.lam = cp.Parameter(nonneg=True, name=f"{self.name}.lam", value=float(lam))
-        self._lam_copy = cp.Variable(nonneg=True)   # == lam: keeps the parameter out of a denominator (DPP)
+        self._lam_copy = cp.Variable(nonneg=True) if alpha < 1 else None   # == lam, out of a denominator (DPP)
         self._singletons = all(len(g) == 1 for g in self.groups)
 
     def parameters(self):
@@ -275,8 +275,9 @@ class ImbalanceBudget(Term):
         return cp.hstack([cp.norm(gap[g], 2) for g in self.groups])
 
     def constraints(self, w):
-        norms, free = self._norms(self._gap(w)), self.penalty == 0
-        cons = [norms[np.flatnonzero(free)] == 0] if free.any() else []
+        gap, free = self._gap(w), self.penalty == 0
+        norms = self._norms(gap)
+        cons = [gap[np.concatenate([self.groups[g] for g in np.flatnonzero(free)])] == 0] if free.any() else []
         held = np.flatnonzero(~free)
         if self.alpha == 1:
             cons.append(norms[held] <= self.lam * self.penalty[held])

@@ -10,7 +10,8 @@ w_i = d_i F_i(x_i'lam) with F_i = (G')^{-1} clipped to [lo_i, hi_i]:
              F(u) = (L (U-1) + U (1-L) e^{Au}) / (U - 1 + (1-L) e^{Au})
 
 and lam minimizes the convex dual D(lam) = sum_i d_i [u_i g_i - G(g_i)] - T'lam (u = X lam, g = F(u)), whose
-gradient is the misfit X'w - T and whose (generalized) Hessian is X' diag(d F'(u)) X. Each Newton step solves
+gradient is the misfit X'w - T and whose (generalized) Hessian is X' diag(d F'(u)) X (X kept sparse when it is mostly
+zeros, as the indicator columns of margins are: O(nnz) per product instead of O(n k)). Each Newton step solves
 with a generalized inverse (eigenvalues below 256 eps of the largest are dropped, so collinear targets do no
 harm) and halves the step until D decreases enough (Armijo). Convergence, as in survey: every target within
 max |x_j'w - T_j| / (1 + |T_j|) < epsilon. Without convergence the result is "inaccurate" with the closest
@@ -24,6 +25,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import scipy.sparse
 
 from ..terms import Balance, Bounds, ChiSquare, Entropy, Logit, Normalize
 from .base import RawResult
@@ -111,9 +113,11 @@ class CalibrationBackend:
         self.distance, self.d, self._lo, self._hi, self.targets, self.bounds = _recognize(problem)
         self.n = problem.n
         self.lam = None            # the last dual point: a warm start along a path
+        self.X = None              # the scaled constraint columns, built on the first solve and kept
 
     def _system(self):
-        """X (n x k, scaled columns), scaled targets t, column scales s (totals T = s t) and target names."""
+        """X (n x k, scaled columns; sparse when at most a quarter of it is nonzero, as margins' indicators are),
+        scaled targets t, column scales s (totals T = s t) and target names."""
         columns, t, scale, names = [], [], [], []
         for term in self.targets:
             if isinstance(term, Balance):
@@ -126,8 +130,10 @@ class CalibrationBackend:
                 t.append([1.0])
                 scale.append([term.total])
                 names.append(term.name)
-        X = columns[0] if len(columns) == 1 else np.hstack(columns)
-        return X, np.concatenate(t), np.concatenate(scale), names
+        if self.X is None:
+            X = columns[0] if len(columns) == 1 else np.hstack(columns)
+            self.X = scipy.sparse.csr_matrix(X) if np.count_nonzero(X) <= 0.25 * X.size else X
+        return self.X, np.concatenate(t), np.concatenate(scale), names
 
     def _box(self):
         """Bounds on g = w / d per unit: the distance's own, ratio bounds and weight bounds (divided by d)."""
@@ -188,11 +194,13 @@ class _Newton:
         return float(self.d @ (u * g - self.distance.G(g)) - self.t @ lam)
 
     def hessian(self, u, g):
-        """X' diag(d F'(u)) X over the units strictly inside their bounds, in row chunks."""
+        """X' diag(d F'(u)) X over the units strictly inside their bounds (dense X in row chunks)."""
         k = self.X.shape[1]
-        H = np.zeros((k, k))
         inside = (g > self.lo) & (g < self.hi)
         curvature = np.where(inside, self.d * self.distance.dF(u, g), 0.0)
+        if scipy.sparse.issparse(self.X):
+            return (self.X.T @ self.X.multiply(curvature[:, None]).tocsr()).toarray()
+        H = np.zeros((k, k))
         for s in range(0, len(u), CHUNK):
             block = self.X[s: s + CHUNK]
             H += block.T @ (block * curvature[s: s + CHUNK, None])
@@ -211,10 +219,16 @@ class _Newton:
             slope = grad @ step
             if not slope > 0:        # no descent direction (every unit at a bound): steepest descent
                 step, slope = grad, grad @ grad
-            current, size = self.value(lam), 1.0
+            current, size, residual = self.value(lam), 1.0, float(np.linalg.norm(grad))
             while size > 1e-12:
                 trial = lam - size * step
-                if self.value(trial) <= current - 1e-4 * size * slope:
+                value = self.value(trial)
+                if value <= current - 1e-4 * size * slope:
+                    break
+                # near the optimum D's decrease is below its rounding (it sums n terms): accept a step that
+                # shrinks the misfit without raising D beyond that rounding
+                if value <= current + 1e-12 * abs(current) and \
+                        np.linalg.norm(self.X.T @ self.weights(trial)[2] - self.t) <= (1 - 1e-4 * size) * residual:
                     break
                 size *= 0.5
                 halvings += 1

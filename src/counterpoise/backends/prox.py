@@ -48,7 +48,7 @@ GAP_TOLERANCE = 1e-6
 
 
 def _recognize(problem):
-    """(the SparseLoss term, the cap on w / w0) or UnsupportedProblem."""
+    """(the SparseLoss term, its bounds terms) or UnsupportedProblem."""
     loss, bounds = None, []
     for term in problem.terms:
         if type(term) is SparseLoss and loss is None:
@@ -60,17 +60,22 @@ def _recognize(problem):
                                      f"term {term.name!r} ({type(term).__name__}) needs backend='cvxpy'")
     if loss is None:
         raise UnsupportedProblem("backend 'prox' needs a SparseLoss term (sparse_calibrate)")
+    if not bounds or any(not np.allclose(term.reference, loss.w0) or term.lower is None for term in bounds):
+        raise UnsupportedProblem("backend 'prox' needs the bounds 0 <= w / w0 (<= cap) on the loss's base weights")
+    return loss, bounds
+
+
+def _cap(bounds) -> float:
+    """The cap on w / w0, read from the bounds' Parameters now (they may have been set since the build)."""
     cap = np.inf
     for term in bounds:
-        if not np.allclose(term.reference, loss.w0) or term.lower is None or np.any(term.lower.value != 0):
-            raise UnsupportedProblem("backend 'prox' needs the bounds 0 <= w / w0 (<= cap) on the loss's base weights")
+        if np.any(term.lower.value != 0):
+            raise InputError("backend 'prox' solves 0 <= w / w0 <= cap: the lower bound must stay 0")
         if term.upper is not None:
             if np.ptp(term.upper.value) > 0:
-                raise UnsupportedProblem("backend 'prox' takes one cap on w / w0 for every unit")
+                raise InputError("backend 'prox' takes one cap on w / w0 for every unit")
             cap = min(cap, float(np.max(term.upper.value)))
-    if not bounds:
-        raise UnsupportedProblem("backend 'prox' needs w >= 0 (sparse_calibrate adds it)")
-    return loss, cap
+    return cap
 
 
 class ProxBackend:
@@ -79,7 +84,7 @@ class ProxBackend:
     name = "prox"
 
     def __init__(self, problem):
-        self.loss, self.cap = _recognize(problem)
+        self.loss, self.bounds = _recognize(problem)
         w0 = self.loss.w0
         self.M = np.ascontiguousarray(self.loss.B * w0[:, None] / self.loss.scale)
         self.w0 = w0
@@ -104,17 +109,17 @@ class ProxBackend:
         if lam >= top:
             raise InputError(f"lam = {lam:g} sets every weight to 0 (lam_max = {top:.6g} for these targets); "
                              "choose a smaller lam")
-        rho, gamma = np.full(n, lam / n), self._ridge()
-        r0 = self.r if warm_start and self.r is not None else np.minimum(np.ones(n), self.cap)
-        r, fista_iterations = _fista(self.M, b, rho, gamma, self.cap, self.L + float(np.max(gamma)), r0, max_iter)
+        rho, gamma, cap = np.full(n, lam / n), self._ridge(), _cap(self.bounds)
+        r0 = np.minimum(self.r if warm_start and self.r is not None else np.ones(n), cap)
+        r, fista_iterations = _fista(self.M, b, rho, gamma, cap, self.L + float(np.max(gamma)), r0, max_iter)
         if np.any(gamma > 0):
-            r, finish_iterations = _newton(self.M, b, rho, gamma, self.cap, self.M.T @ r - b)
+            r, finish_iterations = _newton(self.M, b, rho, gamma, cap, self.M.T @ r - b)
             finish = f"Newton on the {len(b)}-variable dual ({finish_iterations} steps)"
         else:
-            r, finish_iterations = _finish(self.M, b, rho, self.cap, r)
+            r, finish_iterations = _finish(self.M, b, rho, cap, r)
             finish = f"an exact working-set finish ({finish_iterations} NNLS solves)"
         primal = _primal(self.M, b, rho, gamma, r)
-        dual = _dual_value(self.M, b, rho, gamma, self.cap, self.M.T @ r - b)
+        dual = _dual_value(self.M, b, rho, gamma, cap, self.M.T @ r - b)
         gap = (primal - dual) / max(abs(primal), 1e-300)
         converged = gap <= GAP_TOLERANCE
         self.r = r if converged else None
@@ -269,15 +274,17 @@ def _nnls(E, f, allowance, max_iter=None):
         if score[j] <= 0:
             break
         passive[j] = True
-        while True:
+        for _ in range(n):                           # each pass drops at least one unit from the passive set
             z = np.zeros(n)
             z[passive] = np.linalg.lstsq(E[:, passive], f, rcond=None)[0]
             if np.all(z[passive] > 0):
                 u = z
                 break
-            negative = passive & (z <= 0)
-            alpha = np.min(u[negative] / (u[negative] - z[negative]))
+            negative = np.flatnonzero(passive & (z <= 0))
+            ratios = u[negative] / (u[negative] - z[negative])
+            alpha = float(np.min(ratios))
             u = u + alpha * (z - u)
-            passive &= u > 1e-300
+            u[negative[np.argmin(ratios)]] = 0.0     # the unit that reaches 0 leaves, exactly
+            passive &= u > 0
             u[~passive] = 0.0
     return u

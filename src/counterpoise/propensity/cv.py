@@ -77,10 +77,12 @@ def cv_balnet(data, treatment=None, covariates=None, n_folds=10, fold_id=None, s
     for k, label in enumerate(np.unique(folds)):
         train, test = folds != label, folds == label
         fold_fit = balnet(frame[train], treatment, fit.names, sample_weights=sw[train], **options)
+        columns = [fit.names.index(name) for name in fold_fit.names]   # a column constant in the fold is dropped
+        X_test = fit.X[test][:, columns]
         for arm, full in fit.arms.items():
             model, y, s = fold_fit.arms[arm], full.y[test], sw[test]
             for j, lam in enumerate(full.lambdas):
-                eta = model.link(fit.X[test], lam)
+                eta = model.link(X_test, lam)
                 losses[arm][k, j] = cal.loss(eta, y, s / s.sum())
     return BalnetCV(fit, losses, folds)
 
@@ -94,7 +96,7 @@ def _folds(n, n_folds, fold_id, seed):
             raise InputError("fold_id needs at least two folds")
         return folds
     if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or n_folds < 2:
-        raise InputError(f"n_folds must be an integer >= 2, got {n_folds!r}")
+        raise InputError(f"n_folds must be an integer >= 2 (2 is raised to 3, as in balnet), got {n_folds!r}")
     n_folds = max(int(n_folds), 3)
     if n_folds > n:
         raise InputError(f"n_folds = {n_folds} is more than the {n} rows")

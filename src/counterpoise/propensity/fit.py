@@ -364,14 +364,16 @@ def _arm_lambdas(lambdas, arm):
     values = np.atleast_1d(np.asarray(lambdas, dtype=float))
     if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values < 0):
         raise InputError(f"lambdas must be a non-empty list of finite numbers >= 0, got {lambdas!r}")
-    return values
+    return np.unique(values)[::-1].copy()
 
 
 def _weighted_stats(X, v):
-    """Weighted column means and population SDs sum v (x - m)^2 / sum v (balnet's standardization)."""
+    """Weighted column means and population SDs sum v (x - m)^2 / sum v (balnet's standardization); the SD is 0
+    exactly for a column that takes one value on the rows with v > 0."""
     m = v @ X / v.sum()
     var = v @ (X - m) ** 2 / v.sum()
-    return m, np.sqrt(np.where(var > 1e-14, var, 0.0))
+    constant = np.ptp(X[v > 0], axis=0) == 0
+    return m, np.where(constant, 0.0, np.sqrt(var))
 
 
 def _lambda_max(Xs, y, w, scale, starts, penalty):
