@@ -198,3 +198,19 @@ def test_sparse_bad_input_is_named(notebook):
         cpz.sparse_calibrate(df, margins=margins, totals={"weight": -5.0}, exact=True)
     with pytest.raises(InputError, match="no population total"):
         cpz.sparse_calibrate(df, margins={"age_group": {"0-17": 900}}, totals=totals)
+
+
+def test_zero_and_negative_targets_use_the_floor_scale(notebook):
+    """s_j = max(|T_j|, floor): a zero or negative target is scaled, never divided by T + 1 (l0-python's rule)."""
+    df, margins, totals = notebook
+    rng = np.random.default_rng(5)
+    signed = rng.normal(size=len(df))
+    prob = cpz.sparse_calibrate(df, margins=margins, totals=totals, floor=10.0,
+                                constraints={"signed": (signed, -40.0), "zero": (signed - signed.mean(), 0.0)})
+    loss = prob.terms[0]
+    np.testing.assert_allclose(loss.scale[-2:], [40.0, 10.0])
+    prob.set(lam=1e-3 * prob.backend("prox").lambda_max())
+    sol = prob.solve(backend="prox")
+    assert sol.objective == pytest.approx(prob.solve(backend="cvxpy").objective, rel=1e-8)
+    report = sol.validate()["targets"]
+    assert report.loc["zero", "relative_error"] == pytest.approx(abs(report.loc["zero", "actual"]))
