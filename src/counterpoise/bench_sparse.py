@@ -124,7 +124,9 @@ def hardconcrete_rows(study, out_dir) -> tuple[list, str]:
     if not peer:
         return [], ""
     available = all(importlib.util.find_spec(m) is not None for m in ("torch", "l0"))
-    if available:
+    if not (available and Path(peer["script"]).is_file()) and not Path(peer["results"]).is_file():
+        return [], f"skipped: neither the peer script nor its stored results are found from here ({peer['results']})"
+    if available and Path(peer["script"]).is_file():
         with tempfile.TemporaryDirectory() as folder:
             out = Path(out_dir or folder) / "hardconcrete.csv"
             out.parent.mkdir(parents=True, exist_ok=True)

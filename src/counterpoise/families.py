@@ -309,7 +309,7 @@ def _totals_term(X, T, names, d, tol):
     exactly redundant targets are dropped, after checking they agree, when the totals must hold exactly."""
     relative = np.where(T != 0, np.abs(T), 1.0)
     keep = _independent_targets(X, T, d, names) if tol is None else np.arange(len(T))
-    return Balance(X[:, keep], T[keep], delta=tol, scale=relative[keep], columns=[names[j] for j in keep],
+    return Balance(X if len(keep) == X.shape[1] else X[:, keep], T[keep], delta=tol, scale=relative[keep], columns=[names[j] for j in keep],
                    name="totals"), keep
 
 
@@ -464,7 +464,8 @@ def _calibration_system(frame, margins, totals, constraints):
             raise InputError(f"margin variable {var!r} has {int(values.isna().sum())} missing values")
         if not isinstance(levels, (dict, pd.Series)) or len(levels) == 0:
             raise InputError(f"margins[{var!r}] must be a non-empty dict level -> population total")
-        present = pd.unique(values)
+        codes, present = pd.factorize(values)     # integer codes: one pass, then cheap comparisons per level
+        position = {level: j for j, level in enumerate(present)}
         keyed = {_level_key(k, present): (k, float(v)) for k, v in dict(levels).items()}
         missing = [p for p in present if p not in keyed]
         if missing:
@@ -474,7 +475,7 @@ def _calibration_system(frame, margins, totals, constraints):
             finite([total], f"population total for {var}={key}")
             if total < 0:
                 raise InputError(f"margin {var!r}: level {key!r} has a negative total {total}")
-            mask = (values == level).to_numpy()
+            mask = codes == position[level] if level in position else np.zeros(len(codes), bool)
             if not mask.any():
                 if total > 0:
                     raise InputError(f"margin {var!r}: level {key!r} has population total {total:g} but no units "
