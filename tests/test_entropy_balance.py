@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import scipy.optimize
 
 import counterpoise as cpz
 from conftest import COVARIATES
