@@ -17,7 +17,8 @@ from .validation import CounterpoiseWarning
 __version__ = "0.1.0"
 
 __all__ = [
-    "BalnetCV", "BalnetFit", "CalibrationError", "Check", "CounterpoiseError", "CounterpoiseWarning", "InfeasibleError", "InputError", "Path", "Solution",
-    "SolverError", "WeightingProblem", "balnet", "basis", "calibrate", "cv_balnet", "datasets", "diagnostics", "entropy_balance", "estimate",
-    "kernel_sbw", "plots", "rake", "refit", "sbw", "sparse_calibrate", "terms", "trim_weights",
+    "BalnetCV", "BalnetFit", "CalibrationError", "Check", "CounterpoiseError", "CounterpoiseWarning", "InfeasibleError",
+    "InputError", "Path", "Solution", "SolverError", "WeightingProblem", "balnet", "basis", "calibrate", "cv_balnet",
+    "datasets", "diagnostics", "entropy_balance", "estimate", "kernel_sbw", "plots", "rake", "refit", "sbw",
+    "sparse_calibrate", "terms", "trim_weights",
 ]

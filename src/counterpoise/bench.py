@@ -41,8 +41,8 @@ weights are checked like a backend's. A study with `kind = "balnet"` benchmarks 
 For every data setting x replication x run, `run_study` builds the problem and solves it with
 raise_on_failure=False, timing both, and records one row of a tidy DataFrame (see `COLUMNS`).
 `objective_gap` is (objective - best) / max(|best|, 1e-12), with best the smallest objective among the runs of the
-same data setting, replication and problem variant (a run's `problem` overrides) whose status is "optimal" (NaN when none is); it is negative for a run whose
-weights violate the constraints and so reach below the optimum. `write_results` writes the frame as CSV and a
+same data setting, replication and problem variant (a run's `problem` overrides) whose status is "optimal" (NaN
+when none is); it is negative for a run whose weights violate the constraints and so reach below the optimum. `write_results` writes the frame as CSV and a
 markdown summary per data setting x run.
 """
 

@@ -16,8 +16,8 @@
 
 One row per setting x arm: the path length, the time of balnet() (adelie's path plus the per-lambda diagnostics)
 and of adelie's path alone, adelie's built-in binomial path on the same X and settings (the ratio is the Python
-GLM's cost together with the two losses' different work), cvxpy's time per lambda against adelie's, the largest propensity difference there, max |SMD| and ESS%
-along the path, and the effect estimate at the path's end.
+GLM's cost together with the two losses' different work), cvxpy's time per lambda against adelie's, the largest
+propensity difference there, max |SMD| and ESS% along the path, and the effect estimate at the path's end.
 """
 
 from __future__ import annotations

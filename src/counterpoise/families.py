@@ -245,9 +245,9 @@ def calibrate(data, base_weights=None, margins=None, totals=None, constraints=No
     minimize sum_i d_i G(w_i / d_i)   s.t.  sum_i w_i x_ij = T_j for every target j
     with G the "linear" (chi-square, GREG: G(g) = (g-1)^2/2), "raking" (G(g) = g log g - g + 1) or
     "logit" (bounded; needs `bounds`) distance. Targets: `margins={"var": {"level": total}}` (every
-    level in the data needs a total; without any targets, those a dataset records in
-    `frame.attrs["margins"]` and `["totals"]`, with its `["base_weights"]` column), `totals={"col": total}`, and `constraints={"name": (coefficients,
-    total)}` for raw linear rows. `bounds=(L, U)` bounds the ratio g = w/d, `weight_bounds=(lo, hi)`
+    level in the data needs a total; without any targets, those a dataset records in `frame.attrs["margins"]`
+    and `["totals"]`, with its `["base_weights"]` column), `totals={"col": total}`, and
+    `constraints={"name": (coefficients, total)}` for raw linear rows. `bounds=(L, U)` bounds the ratio g = w/d, `weight_bounds=(lo, hi)`
     bounds w itself (for "logit" the bounds are part of the distance and fixed when it is built); `tol` asks
     only |x_j'w - T_j| <= tol |T_j| (absolute, <= tol, for a zero total). Exactly redundant targets (two
     margins that both sum to N) are dropped after checking that they agree; the balance table still shows
@@ -309,8 +309,8 @@ def _totals_term(X, T, names, d, tol):
     exactly redundant targets are dropped, after checking they agree, when the totals must hold exactly."""
     relative = np.where(T != 0, np.abs(T), 1.0)
     keep = _independent_targets(X, T, d, names) if tol is None else np.arange(len(T))
-    return Balance(X if len(keep) == X.shape[1] else X[:, keep], T[keep], delta=tol, scale=relative[keep], columns=[names[j] for j in keep],
-                   name="totals"), keep
+    B = X if len(keep) == X.shape[1] else X[:, keep]
+    return Balance(B, T[keep], delta=tol, scale=relative[keep], columns=[names[j] for j in keep], name="totals"), keep
 
 
 def sparse_calibrate(data, base_weights=None, margins=None, totals=None, constraints=None, lam=1e-3, floor=1.0,

@@ -26,8 +26,8 @@ and at the optimum y = M'r - b, the scaled residual; any y gives the lower bound
    (With uniform w0 the optimum is a whole face, and the two pick different vertices: equally optimal, but
    not equal on targets they were not fitted to.)
 3. Certificate: the relative gap (P(r) - D(y)) / max(P(r), tiny) with y = M'r - b (for c = inf scaled by the
-   best theta in [0, 1] that makes it dual feasible). The result is "optimal" when the gap is below 1e-6 (observed: 1e-12 to 1e-7; the floor is the rounding
-   of rho + M y when lam / n is 1e-9 of |M b|).
+   best theta in [0, 1] that makes it dual feasible). The result is "optimal" when the gap is below 1e-6
+   (observed: 1e-14 to 1e-7; the floor is the rounding of rho + M y when lam / n is 1e-9 of |M b|).
 
 Elastic net (SparseLoss's ridge > 0): P gains sum_i gamma_i/2 (r_i - 1)^2 with gamma = ridge w0 / sum(w0), the
 problem is strongly convex, r(y) = clip(1 - (rho + M y) / gamma, 0, c), and the finish is Newton on the
@@ -84,7 +84,8 @@ def _cap(bounds) -> float:
 
 
 class ProxBackend:
-    """Backend "prox": FISTA with restart, then an exact working-set finish; see the module docstring."""
+    """Backend "prox": FISTA with restart, then an exact finish (working set, LP crossover, or Newton on the dual
+    for the elastic net); see the module docstring."""
 
     name = "prox"
 
@@ -119,14 +120,16 @@ class ProxBackend:
         r, fista_iterations = _fista(self.M, b, rho, gamma, cap, self.L + float(np.max(gamma)), r0, max_iter)
         if np.any(gamma > 0):
             r, finish_iterations = _newton(self.M, b, rho, gamma, cap, self.M.T @ r - b)
-            finish = f"Newton on the {len(b)}-variable dual ({finish_iterations} steps)"
+            method, finish = "fista+newton", f"Newton on the {len(b)}-variable dual ({finish_iterations} steps)"
         else:
             crossed = _crossover(self.M, b, rho, cap, r) if np.isfinite(cap) else None
             if crossed is not None:
                 r, finish_iterations = crossed, 1
+                method = "fista+lp-crossover"
                 finish = "an LP crossover to a vertex and an exact solve on its free records"
             else:
                 r, finish_iterations = _finish(self.M, b, rho, cap, r)
+                method = "fista+active-set"
                 finish = f"an exact working-set finish ({finish_iterations} NNLS solves)"
         primal = _primal(self.M, b, rho, gamma, r)
         dual = _dual_value(self.M, b, rho, gamma, cap, self.M.T @ r - b)
@@ -136,7 +139,7 @@ class ProxBackend:
         records = int(np.count_nonzero(r))
         return RawResult(
             weights=self.w0 * r, status="optimal" if converged else "inaccurate",
-            solver="fista+newton" if np.any(gamma > 0) else "fista+active-set",
+            solver=method,
             solve_time=time.perf_counter() - start, iterations=fista_iterations + finish_iterations,
             message=(f"FISTA ({fista_iterations} iterations) and {finish}: objective {primal:.10g}, dual bound "
                      f"{dual:.10g}, relative gap {gap:.1e}, {records} records kept"),

@@ -2,7 +2,8 @@
 
 For each arm a (the treated, the controls, or both for the ATE) fit P(arm | x) = expit(a + x~'b) by
 
-    minimize_{a, b}  c sum_i w_i (y_i exp(-eta_i) + (1 - y_i) eta_i)  +  lam sum_g pf_g (alpha ||b_g|| + (1-alpha)/2 ||b_g||^2)
+    minimize_{a, b}  c sum_i w_i (y_i exp(-eta_i) + (1 - y_i) eta_i)
+                     + lam sum_g pf_g (alpha ||b_g|| + (1 - alpha)/2 ||b_g||^2)
 
 over a decreasing path of lam, with x~ the covariates standardized to the target population (weighted mean and
 population SD), w the sample weights normalized to sum to 1, y the arm indicator and c = 1, or sum(w) / sum(w T)
@@ -39,8 +40,9 @@ _CHUNK = 16   # lambdas per block when the path's diagnostics are computed
 @dataclass
 class Arm:
     """One arm's fitted path. `y` marks the arm's units, `scale` is c, `center`/`spread` the standardization, and
-    `target_mean`/`target_sd` the target population's mean and SD of each covariate (SMDs use them). Coefficients are kept on the
-    original covariate scale; `table` has one row per converged lambda (lambda, nonzero, mean/max |SMD|, ESS%)."""
+    `target_mean`/`target_sd` the target population's mean and SD of each covariate (SMDs use them). Coefficients
+    are kept on the original covariate scale; `table` has one row per converged lambda (lambda, nonzero, mean/max
+    |SMD|, ESS%)."""
 
     name: str
     y: np.ndarray
@@ -319,7 +321,8 @@ def _groups(groups, names):
                              "(constant columns are dropped)")
         for m in members:
             if m in owner:
-                raise InputError(f"covariate {m!r} is in two groups, {owner[m]!r} and {label!r}; groups may not overlap")
+                raise InputError(f"covariate {m!r} is in two groups, {owner[m]!r} and {label!r}; "
+                                 "groups may not overlap")
             owner[m] = label
     group_list, seen = [], set()
     for j, name in enumerate(names):
