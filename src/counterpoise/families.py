@@ -484,7 +484,7 @@ def _calibration_system(frame, margins, totals, constraints):
             if total == 0:
                 warnings.warn(f"margin {var!r}: level {key!r} has {int(mask.sum())} units but a population total of 0, "
                               "so those units get weight 0", CounterpoiseWarning, stacklevel=3)
-            columns.append(mask.astype(float))
+            columns.append(mask)
             names.append(f"{var}={key}")
             T.append(total)
         N = N if N is not None else sum(v for _, v in keyed.values())
@@ -506,7 +506,10 @@ def _calibration_system(frame, margins, totals, constraints):
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise InputError(f"targets named more than once: {repeated}")
-    return np.column_stack(columns), names, np.asarray(T), N
+    X = np.empty((len(frame), len(columns)))       # one C-ordered matrix, filled column by column
+    for j, column in enumerate(columns):
+        X[:, j] = column
+    return X, names, np.asarray(T), N
 
 
 def _level_key(key, present):
