@@ -188,7 +188,7 @@ def _check_study(raw, source):
     runs_raw = _need(raw, "run", where, list)
     if not runs_raw:
         raise InputError(f"{where} has no [[run]] tables; add at least one (backend = \"cvxpy\", solver = ...)")
-    runs = [_check_run(run, i, where) for i, run in enumerate(runs_raw)]
+    runs = [_check_run(run, i, where, source) for i, run in enumerate(runs_raw)]
     for i, run in enumerate(runs):
         if run["problem"]:
             _check_arguments(FAMILIES[family], {**problem_args, **run["problem"]},
@@ -239,7 +239,7 @@ def _estimand(builder, problem_args):
     return None if param is None else param.default
 
 
-def _check_run(run, i, where):
+def _check_run(run, i, where, source):
     here = f"{where} [[run]] #{i + 1}"
     if not isinstance(run, dict):
         raise InputError(f"{here} must be a table")
@@ -247,7 +247,7 @@ def _check_run(run, i, where):
     if unknown:
         raise InputError(f"{here}: unknown keys {unknown}; expected {sorted(_RUN_KEYS)}")
     if "peer" in run:
-        return _check_peer_run(run, here, where)
+        return _check_peer_run(run, here, source)
     backend = _need(run, "backend", here, str)
     if backend not in BACKENDS and backend != "auto":
         raise InputError(f"{here}: unknown backend {backend!r}; available: {sorted(BACKENDS)} and 'auto'")
@@ -276,7 +276,7 @@ def _check_run(run, i, where):
                 problem=dict(overrides))
 
 
-def _check_peer_run(run, here, where):
+def _check_peer_run(run, here, source):
     """A [[run]] of a peer in its own environment (see `counterpoise.peers`): peer, python, script, label, max_n."""
     from . import peers
 
@@ -287,7 +287,6 @@ def _check_peer_run(run, here, where):
         raise InputError(f"{here}: a peer run takes peer, python, script, label and max_n; not {extra}")
     for key in ("python", "script"):
         _need(run, key, here, str)
-    source = where.removeprefix("study ")
     script = Path(source).parent / run["script"] if Path(source).is_file() else Path(run["script"])
     max_n = run.get("max_n")
     return dict(backend="peer", solver=run["peer"], options={}, max_n=max_n, label=run.get("label") or run["peer"],

@@ -31,10 +31,11 @@ import numpy as np
 import pandas as pd
 
 from . import datasets, estimate
+from .bench import _fmt
 from .errors import InputError
 from .propensity import balnet
 from .propensity.adelie_path import _adelie
-from .propensity.reference import compare_primal
+from .propensity.reference import compare_primal, standardized
 
 _KEYS = {"name", "description", "kind", "data", "fit", "compare", "truth"}
 #: Where along a path the table reports max |SMD| and ESS%: fractions of the converged path.
@@ -72,7 +73,7 @@ def binomial_seconds(fit, arm) -> float:
     in the losses' work, not the callbacks' cost alone."""
     ad = _adelie()
     order = np.concatenate([g for _, g in fit.groups])
-    Xs = np.asfortranarray(((fit.X - arm.center) / arm.spread)[:, order])
+    Xs = np.asfortranarray(standardized(fit, arm)[:, order])
     starts = np.cumsum([0] + [len(g) for _, g in fit.groups[:-1]])
     glm = ad.glm.binomial(y=np.ascontiguousarray(arm.y), weights=fit.sample_weights / fit.sample_weights.sum())
     settings = fit.settings
@@ -145,10 +146,6 @@ def _cvxpy(fit, arm, points) -> dict:
     return dict(cvxpy_s_per_lambda=seconds, adelie_s_per_lambda=arm.path.seconds / L,
                 cvxpy_status=",".join(sorted({r["primal_status"] for r in results})),
                 max_abs_diff_propensity=max(r["max_abs_diff_propensity"] for r in results))
-
-
-def _fmt(value, spec):
-    return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else format(value, spec)
 
 
 def markdown_table(df) -> str:

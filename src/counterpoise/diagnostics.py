@@ -29,31 +29,33 @@ def _check_weights(w, name: str, n: int | None = None) -> np.ndarray:
 
     Negative weights are allowed: unbounded linear (GREG) calibration produces them, and the diagnostics
     stay defined."""
-    try:
-        w = np.asarray(w, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{name} must be numeric: {exc}") from None
-    if w.ndim != 1:
-        raise InputError(f"{name} must be one-dimensional, got shape {w.shape}")
+    w = _numeric(w, name, 1, "one-dimensional")
     if n is not None and w.shape[0] != n:
         raise InputError(f"{name} has {w.shape[0]} entries but there are {n} units")
     if w.size == 0:
         raise InputError(f"{name} is empty")
-    if not np.all(np.isfinite(w)):
-        raise InputError(f"{name} has {int(np.sum(~np.isfinite(w)))} non-finite values (NaN or inf)")
-    return w
+    return _finite(w, name)
 
 
 def _check_matrix(X, name: str) -> np.ndarray:
+    return _finite(_numeric(X, name, 2, "two-dimensional (units x covariates)"), name)
+
+
+def _numeric(x, name: str, ndim: int, shape: str) -> np.ndarray:
+    """`x` as a float array of `ndim` dimensions (`shape` says so in the error)."""
     try:
-        X = np.asarray(X, dtype=float)
+        x = np.asarray(x, dtype=float)
     except (TypeError, ValueError) as exc:
         raise InputError(f"{name} must be numeric: {exc}") from None
-    if X.ndim != 2:
-        raise InputError(f"{name} must be two-dimensional (units x covariates), got shape {X.shape}")
-    if not np.all(np.isfinite(X)):
-        raise InputError(f"{name} has {int(np.sum(~np.isfinite(X)))} non-finite values (NaN or inf)")
-    return X
+    if x.ndim != ndim:
+        raise InputError(f"{name} must be {shape}, got shape {x.shape}")
+    return x
+
+
+def _finite(x: np.ndarray, name: str) -> np.ndarray:
+    if not np.all(np.isfinite(x)):
+        raise InputError(f"{name} has {int(np.sum(~np.isfinite(x)))} non-finite values (NaN or inf)")
+    return x
 
 
 def _check_vector(v, name: str, p: int) -> np.ndarray:

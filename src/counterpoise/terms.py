@@ -133,6 +133,15 @@ class Entropy(Term):
         return max(float(-np.min(self._excess(w))), 0.0) / float(np.mean(self.base))
 
 
+def logit_distance(g, lower, upper):
+    """The logit distance per unit, G(g) = [(g-L) log((g-L)/(1-L)) + (U-g) log((U-g)/(U-1))] / A, for L <= g <= U."""
+    def xlogx_over(x, y):
+        return np.where(x > 0, x * np.log(np.where(x > 0, x, 1.0) / y), 0.0)
+
+    A = (upper - lower) / ((1 - lower) * (upper - 1))
+    return (xlogx_over(g - lower, 1 - lower) + xlogx_over(upper - g, upper - 1)) / A
+
+
 class Logit(Term):
     """Deville-Sarndal logit distance with ratio bounds L < g = w/d < U:
 
@@ -156,13 +165,8 @@ class Logit(Term):
         return (cp.sum(cp.rel_entr(w - L * d, (1 - L) * d)) + cp.sum(cp.rel_entr(U * d - w, (U - 1) * d))) / self.A
 
     def value(self, w):
-        d, L, U = self.base, self.lower, self.upper
-        g = np.clip(w / d, L, U)
-
-        def xlogy(x, y):
-            return np.where(x > 0, x * np.log(np.where(x > 0, x, 1.0) / y), 0.0)
-
-        return float(np.sum(d * (xlogy(g - L, 1 - L) + xlogy(U - g, U - 1))) / self.A)
+        g = np.clip(w / self.base, self.lower, self.upper)
+        return float(np.sum(self.base * logit_distance(g, self.lower, self.upper)))
 
     def objective_scale(self):
         return float(np.sum(self.base))

@@ -27,7 +27,7 @@ import time
 import numpy as np
 import scipy.sparse
 
-from ..terms import Balance, Bounds, ChiSquare, Entropy, Logit, Normalize
+from ..terms import Balance, Bounds, ChiSquare, Entropy, Logit, Normalize, logit_distance
 from .base import RawResult
 from .structure import UnsupportedProblem
 
@@ -63,12 +63,7 @@ class Distance:
             return 0.5 * (g - 1.0) ** 2
         if self.kind == "raking":
             return np.where(g > 0, g * np.log(np.where(g > 0, g, 1.0)) - g + 1.0, 1.0)
-        L, U = self.L, self.U
-
-        def xlogx_over(x, y):
-            return np.where(x > 0, x * np.log(np.where(x > 0, x, 1.0) / y), 0.0)
-
-        return (xlogx_over(g - L, 1 - L) + xlogx_over(U - g, U - 1)) / self.A
+        return logit_distance(g, self.L, self.U)
 
 
 def _recognize(problem):

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import scipy.special
 
+from ..diagnostics import _weighted_sds
 from ..errors import InputError, SolverError
 from ..validation import CounterpoiseWarning, as_frame, base_weights as check_weights, choice, columns_list
 from ..validation import drop_constant, numeric_matrix, treatment_indicator
@@ -264,6 +265,7 @@ def balnet(data, treatment=None, covariates=None, target="ATE", alpha=1.0, group
         target_sd = np.where(target_sd > 0, target_sd, 1.0)
     center, spread = (target_mean, target_sd) if standardize else (np.zeros(len(names)), np.ones(len(names)))
     Xs = np.asfortranarray(((X - center) / spread)[:, order])
+    Xc = X - target_mean           # centred at the target, for every arm's SMD table
 
     arms = {}
     for name in ARMS[target]:
@@ -281,7 +283,7 @@ def balnet(data, treatment=None, covariates=None, target="ATE", alpha=1.0, group
                                  else "the arm cannot be balanced on these covariates"))
         path.betas = path.betas[:, np.argsort(order)]      # back to the covariates' order
         arms[name] = Arm(name, y, scale, target == "ATT", center, spread, target_mean, target_sd, path)
-        arms[name].table = _path_table(arms[name], X, target_mean, sw)
+        arms[name].table = _path_table(arms[name], Xc, target_mean, sw)
     settings = dict(treatment=treatment, covariates=names, target=target, alpha=alpha, groups=groups,
                     penalty_factor=penalty_factor, n_lambda=n_lambda, lambda_min_ratio=lambda_min_ratio,
                     lambdas=lambdas, max_imbalance=max_imbalance, standardize=standardize, tol=tol,
@@ -373,10 +375,8 @@ def _arm_lambdas(lambdas, arm):
 def _weighted_stats(X, v):
     """Weighted column means and population SDs sum v (x - m)^2 / sum v (balnet's standardization); the SD is 0
     exactly for a column that takes one value on the rows with v > 0."""
-    m = v @ X / v.sum()
-    var = v @ (X - m) ** 2 / v.sum()
     constant = np.ptp(X[v > 0], axis=0) == 0
-    return m, np.where(constant, 0.0, np.sqrt(var))
+    return v @ X / v.sum(), np.where(constant, 0.0, _weighted_sds(X, v[:, None])[0])
 
 
 def _lambda_max(Xs, y, w, scale, starts, penalty):
@@ -391,12 +391,11 @@ def _lambda_max(Xs, y, w, scale, starts, penalty):
     return float(np.max(norms[penalized] / penalty[penalized]))
 
 
-def _path_table(arm: Arm, X, target_mean, sample_weights) -> pd.DataFrame:
+def _path_table(arm: Arm, Xc, target_mean, sample_weights) -> pd.DataFrame:
     """Per lambda: nonzero coefficients, mean and max |SMD| of the arm's normalized weights against the target
-    mean, and ESS% = (sum sw r)^2 / sum sw r^2 / sum_arm sw (r the inverse
+    mean (Xc: the covariates minus it), and ESS% = (sum sw r)^2 / sum sw r^2 / sum_arm sw (r the inverse
     probability or odds), which treats sample weights as frequencies."""
     L = len(arm.lambdas)
-    Xc = X - target_mean
     mean_smd, max_smd, ess = np.empty(L), np.empty(L), np.empty(L)
     y, sw = arm.y[:, None], sample_weights[:, None]
     arm_size = float(sample_weights @ arm.y)

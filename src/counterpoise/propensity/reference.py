@@ -30,14 +30,15 @@ from ..terms import Entropy, ImbalanceBudget, Normalize
 from . import loss as cal
 
 
-def _standardized(fit, arm):
+def standardized(fit, arm):
+    """The covariates as the arm's path saw them: (X - center) / spread."""
     return (fit.X - arm.center) / arm.spread
 
 
 def primal(fit, arm, lam):
     """(cvxpy problem, intercept, coefficients on the standardized scale) for `arm` at `lam` ("lam" is a Parameter:
     set `problem.param_dict["lam"].value` to sweep it without recompiling)."""
-    Xs = _standardized(fit, arm)
+    Xs = standardized(fit, arm)
     w = fit.sample_weights / fit.sample_weights.sum()
     on, off = arm.y > 0, arm.y == 0
     a, b = cp.Variable(name="intercept"), cp.Variable(Xs.shape[1], name="coef")
@@ -99,7 +100,7 @@ def compare_primal(fit, arm, lam, solver="CLARABEL") -> dict:
                   max_abs_diff_propensity=float("nan"))
     if b.value is not None:
         sign = 1.0 if arm.name == "treated" else -1.0
-        eta_cvxpy = a.value + _standardized(fit, arm) @ b.value
+        eta_cvxpy = a.value + standardized(fit, arm) @ b.value
         result["max_abs_diff_propensity"] = float(np.max(np.abs(scipy.special.expit(sign * eta_fit)
                                                                - scipy.special.expit(sign * eta_cvxpy))))
     return result
