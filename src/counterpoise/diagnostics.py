@@ -149,7 +149,7 @@ def _check_positive(sd, key, names):
                          "scale are undefined; choose another std (e.g. std='pooled')")
 
 
-def _weighted_sds(X: np.ndarray, W: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+def weighted_sds(X: np.ndarray, W: np.ndarray, chunk: int = 65_536) -> np.ndarray:
     """Weighted population SDs per column, one row per weight vector (a column of W, zero outside its subset):
     sqrt(sum w (x - xbar)^2 / sum w), xbar = sum w x / sum w. Two passes over X in row chunks, no copy of X."""
     totals = W.sum(axis=0)
@@ -202,7 +202,7 @@ def smd_denominators(X, treatment=None, target_rows=None, base_weights=None) -> 
     for key in keys:
         distinct.setdefault(subsets[key].tobytes(), key)
     columns = [np.where(subsets[key], d, 0.0) for key in distinct.values()]
-    values = dict(zip(distinct.values(), _weighted_sds(X, np.column_stack(columns))))
+    values = dict(zip(distinct.values(), weighted_sds(X, np.column_stack(columns))))
     scale = np.max(np.abs(X), axis=0)
     sds = {}
     for key in keys:

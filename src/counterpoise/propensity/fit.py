@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import scipy.special
 
-from ..diagnostics import _weighted_sds
+from ..diagnostics import weighted_sds
 from ..errors import InputError, SolverError
 from ..validation import CounterpoiseWarning, as_frame, base_weights as check_weights, choice, columns_list
 from ..validation import drop_constant, numeric_matrix, treatment_indicator
@@ -376,7 +376,7 @@ def _weighted_stats(X, v):
     """Weighted column means and population SDs sum v (x - m)^2 / sum v (balnet's standardization); the SD is 0
     exactly for a column that takes one value on the rows with v > 0."""
     constant = np.ptp(X[v > 0], axis=0) == 0
-    return v @ X / v.sum(), np.where(constant, 0.0, _weighted_sds(X, v[:, None])[0])
+    return v @ X / v.sum(), np.where(constant, 0.0, weighted_sds(X, v[:, None])[0])
 
 
 def _lambda_max(Xs, y, w, scale, starts, penalty):
