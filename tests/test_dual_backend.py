@@ -89,7 +89,7 @@ def test_infeasible_delta_is_detected(kim):
 def test_large_infeasible_problems_are_explained_by_the_dual_certificate(kim, monkeypatch):
     data = kim.copy()
     data.loc[data.A == 1, "X4"] += 10
-    monkeypatch.setattr(cpz.problem, "RELAXED_SOLVE_LIMIT", 100)   # pretend n is large: no cvxpy relaxed solve
+    monkeypatch.setattr(cpz.infeasibility, "RELAXED_SOLVE_LIMIT", 100)   # pretend n is large: no cvxpy relaxed solve
     with pytest.raises(cpz.InfeasibleError, match=r"dual diverges along (.|\n)*balance / X4") as info:
         cpz.sbw(data, treatment="A", covariates=COVARIATES, delta=0.05).solve(backend="dual")
     assert info.value.binding["column"].iloc[0] == "balance / X4"

@@ -48,7 +48,7 @@ def test_entropy_balance_with_base_weights_and_tolerance_meets_kkt():
     q = data.loc[data.A == 0, "d"].to_numpy()
     w = sol.weights.to_numpy()
     # Stationarity: log(w_i / q_i) = a + b_i' beta; complementary slackness: beta_j != 0 only at |imbalance_j| = delta.
-    design = np.column_stack([np.ones(len(w)), term._scaled])
+    design = np.column_stack([np.ones(len(w)), term.B / term.scale])
     coef, *_ = np.linalg.lstsq(design, np.log(w / q), rcond=None)
     assert np.max(np.abs(design @ coef - np.log(w / q))) < 1e-4
     beta = coef[1:]

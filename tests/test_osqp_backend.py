@@ -5,7 +5,7 @@ import pytest
 
 import counterpoise as cpz
 from conftest import COVARIATES
-from counterpoise.backends.structure import UnsupportedProblem
+from counterpoise.errors import UnsupportedProblem
 
 POP = cpz.datasets.API_POPULATION
 

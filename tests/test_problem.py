@@ -19,10 +19,10 @@ def test_problem_is_dpp_and_path_compiles_once(prob):
     problem = prob.to_cvxpy()
     assert problem.is_dpp()
     prob.solve()
-    compiled = problem._cache.param_prog
+    assert prob.backend("cvxpy").compilations == 1
     deltas = np.geomspace(0.2, 0.01, 6)
     path = prob.path(delta=deltas)
-    assert problem._cache.param_prog is compiled          # the same compiled program, re-filled
+    assert prob.backend("cvxpy").compilations == 1        # the same compiled program, re-filled
     assert [s.status for s in path] == ["optimal"] * 6
     table = path.table
     np.testing.assert_allclose(table["max_abs_smd"], np.minimum(deltas, table["max_abs_smd"]), rtol=1e-6)

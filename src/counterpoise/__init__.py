@@ -7,10 +7,9 @@
 
 from . import basis, datasets, diagnostics, estimate, plots, terms
 from .errors import CalibrationError, CounterpoiseError, InfeasibleError, InputError, SolverError
-from .families import calibrate, entropy_balance, kernel_sbw, refit, sbw, sparse_calibrate
+from .families import calibrate, entropy_balance, kernel_sbw, rake, refit, sbw, sparse_calibrate, trim_weights
 from .problem import WeightingProblem
 from .propensity import BalnetCV, BalnetFit, balnet, cv_balnet
-from .raking import rake, trim_weights
 from .solution import Check, Path, Solution
 from .validation import CounterpoiseWarning
 

@@ -12,19 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from counterpoise.errors import InputError
-
-
-def _as_matrix(X, name="X"):
-    """X as a finite 2-D float array, or InputError naming the argument."""
-    try:
-        M = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{name} must be a numeric 2-D array: {exc}") from None
-    if M.ndim != 2:
-        raise InputError(f"{name} must be a 2-D array (rows x columns), got {M.ndim} dimension(s)")
-    if not np.isfinite(M).all():
-        raise InputError(f"{name} contains NaN or infinite values")
-    return M
+from counterpoise.validation import matrix
 
 
 def _check_names(names, p):
@@ -52,7 +40,7 @@ def moments(X, names, degree=2):
     Binary (0/1) columns get no powers since x^k = x. Returns (M, names), the powers named "X1^2".
     Columns are ordered by power: X, then all squares, then all cubes, ...
     """
-    X = _as_matrix(X)
+    X = matrix(X)
     names = _check_names(names, X.shape[1])
     degree = _check_int(degree, "degree", 1)
     binary = np.all((X == 0) | (X == 1), axis=0)
@@ -64,7 +52,7 @@ def moments(X, names, degree=2):
 
 def interactions(X, names):
     """All pairwise products X_j X_k, j < k, in lexicographic (j, k) order. Returns (M, names "X1:X2")."""
-    X = _as_matrix(X)
+    X = matrix(X)
     names = _check_names(names, X.shape[1])
     j, k = np.triu_indices(X.shape[1], 1)
     return X[:, j] * X[:, k], [f"{names[a]}:{names[b]}" for a, b in zip(j, k)]
@@ -82,7 +70,7 @@ def standardize(X):
 
     Raises InputError naming the first constant column (sd = 0).
     """
-    return _standardized(_as_matrix(X))
+    return _standardized(matrix(X))
 
 
 def _check_bandwidth(bandwidth):
@@ -106,8 +94,8 @@ def _gaussian(A, B, bandwidth):
 
 def gaussian_kernel(A, B, bandwidth):
     """K_ij = exp(-||a_i - b_j||^2 / bandwidth) for rows a_i of A and b_j of B (Hazlett 2020 / kbal convention)."""
-    A = _as_matrix(A, "A")
-    B = _as_matrix(B, "B")
+    A = matrix(A, "A")
+    B = matrix(B, "B")
     if A.shape[1] != B.shape[1]:
         raise InputError(f"A and B must have the same number of columns, got {A.shape[1]} and {B.shape[1]}")
     return _gaussian(A, B, _check_bandwidth(bandwidth))
@@ -162,7 +150,7 @@ def nystrom(X, m=300, l=200, s=100, kernel="gaussian", bandwidth=None, standardi
     """
     if kernel != "gaussian":
         raise InputError(f"kernel must be 'gaussian', got {kernel!r}")
-    X = _as_matrix(X)
+    X = matrix(X)
     n, p = X.shape
     m = _check_int(m, "m", 3)
     l = _check_int(l, "l", 2)

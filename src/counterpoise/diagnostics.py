@@ -13,58 +13,16 @@ Conventions (see the module functions for the formulas):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 
 import numpy as np
 import pandas as pd
 
 from counterpoise.errors import InputError
+from counterpoise.validation import matrix, vector, weights as weight_vector
 
 _KINDS = ("mean", "total")
 _BALANCE_COLUMNS = ["target", "before", "after", "smd_before", "smd_after", "rel_error_before", "rel_error_after"]
-
-
-def _check_weights(w, name: str, n: int | None = None) -> np.ndarray:
-    """Return `w` as a 1-D float array after checking it is finite and of length `n`.
-
-    Negative weights are allowed: unbounded linear (GREG) calibration produces them, and the diagnostics
-    stay defined."""
-    w = _numeric(w, name, 1, "one-dimensional")
-    if n is not None and w.shape[0] != n:
-        raise InputError(f"{name} has {w.shape[0]} entries but there are {n} units")
-    if w.size == 0:
-        raise InputError(f"{name} is empty")
-    return _finite(w, name)
-
-
-def _check_matrix(X, name: str) -> np.ndarray:
-    return _finite(_numeric(X, name, 2, "two-dimensional (units x covariates)"), name)
-
-
-def _numeric(x, name: str, ndim: int, shape: str) -> np.ndarray:
-    """`x` as a float array of `ndim` dimensions (`shape` says so in the error)."""
-    try:
-        x = np.asarray(x, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{name} must be numeric: {exc}") from None
-    if x.ndim != ndim:
-        raise InputError(f"{name} must be {shape}, got shape {x.shape}")
-    return x
-
-
-def _finite(x: np.ndarray, name: str) -> np.ndarray:
-    if not np.all(np.isfinite(x)):
-        raise InputError(f"{name} has {int(np.sum(~np.isfinite(x)))} non-finite values (NaN or inf)")
-    return x
-
-
-def _check_vector(v, name: str, p: int) -> np.ndarray:
-    v = np.asarray(v, dtype=float)
-    if v.shape != (p,):
-        raise InputError(f"{name} must have shape ({p},), got {v.shape}")
-    if not np.all(np.isfinite(v)):
-        raise InputError(f"{name} has non-finite values")
-    return v
 
 
 def _group_labels(groups: np.ndarray) -> list:
@@ -92,7 +50,8 @@ class BalanceDesign:
     population_size : kind == "total" only: group label -> population size N that turns totals into means for SMDs
         (None: the group's sum of weights).
 
-    Arrays are validated and stored as numpy arrays. Equality is identity (arrays have no single truth value).
+    Arrays are validated and stored as numpy arrays (X is kept as given, a view of the problem's matrix when a
+    builder made it). Equality is identity (arrays have no single truth value).
     """
 
     names: tuple[str, ...]
@@ -104,9 +63,10 @@ class BalanceDesign:
     std: str = "target"
     kind: str = "mean"
     population_size: dict | None = None
+    checked: InitVar[bool] = False     # X comes from a builder that has checked it already (no second pass)
 
-    def __post_init__(self):
-        X = _check_matrix(self.X, "X")
+    def __post_init__(self, checked):
+        X = self.X if checked else matrix(self.X, "X")
         n, p = X.shape
         names = tuple(str(name) for name in self.names)
         if len(names) != p:
@@ -115,14 +75,14 @@ class BalanceDesign:
         if groups.shape != (n,):
             raise InputError(f"groups must have shape ({n},), got {groups.shape}")
         labels = _group_labels(groups)
-        base_weights = _check_weights(self.base_weights, "base_weights", n)
+        base_weights = weight_vector(self.base_weights, "base_weights", n)
         if self.kind not in _KINDS:
             raise InputError(f"kind must be one of {_KINDS}, got {self.kind!r}")
         missing = [g for g in labels if g not in self.targets]
         if missing:
             raise InputError(f"targets has no entry for groups {missing}")
-        targets = {g: _check_vector(v, f"targets[{g!r}]", p) for g, v in self.targets.items()}
-        denominators = {k: _check_vector(v, f"denominators[{k!r}]", p) for k, v in self.denominators.items()}
+        targets = {g: vector(v, f"targets[{g!r}]", p) for g, v in self.targets.items()}
+        denominators = {k: vector(v, f"denominators[{k!r}]", p) for k, v in self.denominators.items()}
         if self.std not in denominators:
             raise InputError(f"std={self.std!r} is not among the denominators {list(denominators)}")
         _check_positive(denominators[self.std], self.std, names)
@@ -175,9 +135,9 @@ def smd_denominators(X, treatment=None, target_rows=None, base_weights=None) -> 
     A column that is constant within the rows concerned gets SD 0; using that key to standardize raises (see
     `balance_table`), so only the denominator actually used has to be positive.
     """
-    X = _check_matrix(X, "X")
+    X = matrix(X, "X")
     n = X.shape[0]
-    d = np.ones(n) if base_weights is None else _check_weights(base_weights, "base_weights", n)
+    d = np.ones(n) if base_weights is None else weight_vector(base_weights, "base_weights", n)
     subsets = {}
     if target_rows is None:
         subsets["target"] = np.ones(n, dtype=bool)
@@ -236,7 +196,7 @@ def balance_table(design: BalanceDesign, weights, std: str | None = None) -> pd.
     Returns a DataFrame indexed by ("group", "term") with columns
     target, before, after, smd_before, smd_after, rel_error_before, rel_error_after.
     """
-    w = _check_weights(weights, "weights", design.X.shape[0])
+    w = weight_vector(weights, "weights", design.X.shape[0])
     key = design.std if std is None else std
     if key not in design.denominators:
         raise InputError(f"std={key!r} is not among the design's denominators {list(design.denominators)}")
@@ -286,7 +246,7 @@ def mean_abs_smd(table: pd.DataFrame, column: str = "smd_after") -> float:
 
 def effective_sample_size(w) -> float:
     """Kish's effective sample size (sum w)^2 / sum w^2; invariant to rescaling w."""
-    w = _check_weights(w, "w")
+    w = weight_vector(w, "w")
     if w.sum() <= 0:
         raise InputError("w sums to zero; the effective sample size is undefined")
     return float(w.sum() ** 2 / np.sum(w ** 2))
@@ -294,7 +254,7 @@ def effective_sample_size(w) -> float:
 
 def design_effect(w) -> float:
     """Kish's design effect n sum w^2 / (sum w)^2 = n / ESS, with n = len(w) (zero weights count in n)."""
-    w = _check_weights(w, "w")
+    w = weight_vector(w, "w")
     return float(w.size / effective_sample_size(w))
 
 
@@ -311,9 +271,9 @@ def weight_summary(weights, base_weights=None, groups=None) -> pd.DataFrame:
     max_ratio_to_base = max w_i / d_i over units with d_i > 0 (only when `base_weights` d are given), and
     top_1pct_share, the share of the group's total weight held by its largest 1% of units (at least one unit).
     """
-    w = _check_weights(weights, "weights")
+    w = weight_vector(weights, "weights")
     n = w.size
-    d = None if base_weights is None else _check_weights(base_weights, "base_weights", n)
+    d = None if base_weights is None else weight_vector(base_weights, "base_weights", n)
     if groups is None:
         labels = np.full(n, "all", dtype=object)
     else:

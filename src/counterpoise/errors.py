@@ -28,3 +28,7 @@ class SolverError(CounterpoiseError):
 class CalibrationError(SolverError):
     """Calibration did not reach its totals; the message names the worst targets. `solve(raise_on_failure=False)`
     returns the closest weights found instead (survey's force=TRUE)."""
+
+
+class UnsupportedProblem(InputError):
+    """This backend cannot solve a problem with these terms; the cvxpy backend can."""

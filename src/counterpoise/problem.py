@@ -15,18 +15,14 @@ import numpy as np
 import pandas as pd
 
 from .backends import AUTO_ORDER, BACKENDS
-from .backends.structure import UnsupportedProblem
-from .backends.cvxpy_backend import build
-from .errors import CalibrationError, InfeasibleError, InputError, SolverError
+from .errors import CalibrationError, InfeasibleError, InputError, SolverError, UnsupportedProblem
+from .infeasibility import explain
 from .solution import Check, Path, Solution
-from .terms import Balance, Term
+from .terms import Term
 
 #: Largest scaled violation a solution may have and still be called "optimal" (see each term's
 #: `violation`: SD units for balance in SD units, relative for sums, a fraction of a typical weight for bounds).
 CHECK_TOLERANCE = 1e-6
-
-#: Above this many units an infeasible problem is explained from the backend's certificate, not a cvxpy solve.
-RELAXED_SOLVE_LIMIT = 50_000
 
 
 class WeightingProblem:
@@ -35,7 +31,7 @@ class WeightingProblem:
     Built by the family functions (`counterpoise.sbw`, `calibrate`, ...); `add` puts in your own term.
     """
 
-    def __init__(self, units, terms, family="custom", weight_scale="", weight_unit=1.0, design=None, rebuild=None,
+    def __init__(self, units, terms, family="custom", weight_scale="", weight_unit=1.0, design=None,
                  design_targets=None, estimand=None, sample_weights=None):
         self.units = pd.Index(units)
         self.n = len(self.units)
@@ -47,7 +43,7 @@ class WeightingProblem:
         self.family = family
         self.weight_scale = weight_scale
         self.design = design
-        self._rebuild = rebuild
+        self.call = None                          # the builder's call (`arguments.recorded`), for rebuild()
         self._backends = {}
         for term in terms:
             self.add(term)
@@ -117,14 +113,7 @@ class WeightingProblem:
 
     def auto_backends(self) -> list:
         """The backends "auto" tries, fastest first: those that can solve this problem exactly."""
-        names = []
-        for name in AUTO_ORDER:
-            try:
-                self.backend(name)
-            except UnsupportedProblem:
-                continue
-            names.append(name)
-        return names
+        return [name for name in AUTO_ORDER if BACKENDS[name].form is None or BACKENDS[name].form.accepts(self.terms, self.n)]
 
     def to_cvxpy(self):
         """The cvxpy problem the reference backend solves, built once. Its variable is u = w / weight_unit;
@@ -154,7 +143,7 @@ class WeightingProblem:
                 if backend != "auto":
                     raise
                 continue
-            solution = self._finish(engine.solve(solver=solver, **options), name, tolerance)
+            solution = self.checked(engine.solve(solver=solver, **options), name, tolerance)
             if solution.status in ("optimal", "infeasible"):
                 break
         if raise_on_failure and solution.status != "optimal":
@@ -164,7 +153,9 @@ class WeightingProblem:
             raise error(self._failure_message(solution), solution=solution)
         return solution
 
-    def _finish(self, raw, backend, tolerance) -> Solution:
+    def checked(self, raw, backend, tolerance=CHECK_TOLERANCE) -> Solution:
+        """The post-solve check: a backend's (or a peer's) RawResult as a Solution, "optimal" only when the solver
+        said so and every term's violation is within `tolerance`."""
         w = raw.weights
         finite = np.all(np.isfinite(w))
         violations = {t.name: t.violation(w) if finite else np.inf for t in self.terms}
@@ -190,9 +181,6 @@ class WeightingProblem:
             problem=self,
             info=raw.info,
         )
-
-    def _term(self, name):
-        return next(t for t in self.terms if t.name == name)
 
     def _current_design(self):
         """The balance design with its targets read from the balance terms now (they may have been swept)."""
@@ -227,47 +215,8 @@ class WeightingProblem:
         )
 
     def explain_infeasible(self, solution=None) -> InfeasibleError:
-        """Why no weights exist: solve the problem with every balance constraint loosened by a slack and
-        report, per balance column, the smallest extra tolerance that would make it feasible. Above
-        RELAXED_SOLVE_LIMIT units, where that cvxpy solve would be slow, a backend's certificate of
-        infeasibility (the dual's diverging direction) names the columns instead."""
-        ray = None if solution is None else solution.info.get("infeasibility_ray")
-        if ray and self.n > RELAXED_SOLVE_LIMIT:
-            weights = pd.concat([pd.Series(np.abs(v), index=[f"{name} / {c}" for c in self._term(name).columns])
-                                 for name, v in ray.items()]).sort_values(ascending=False)
-            top = weights[weights > 0.05 * weights.iloc[0]].head(20)
-            return InfeasibleError(
-                "no weights satisfy the balance constraints with these tolerances; the dual diverges along the "
-                "balance columns (share of the certificate):\n" + "\n".join(f"  {k}: {v:.2f}" for k, v in top.items())
-                + "\nloosen their tolerances (or drop units outside the target's support)",
-                binding=top.rename_axis("column").reset_index(name="share"))
-        balance = [t for t in self.terms if isinstance(t, Balance)]
-        relaxed, _, _, slacks = build(self.terms, self.n, slack_terms={t.name for t in balance}, unit=self.weight_unit)
-        relaxed.solve(solver="CLARABEL")
-        if relaxed.status not in ("optimal", "optimal_inaccurate"):
-            return InfeasibleError(
-                "no weights satisfy the bounds and normalization even with balance relaxed "
-                "(for example, lower bounds that sum to more than the required total, or upper bounds to less)"
-            )
-        binding = []
-        for term in balance:
-            needed = np.asarray(slacks[term.name].value)
-            for column, slack, delta in zip(term.columns, needed, _tolerances(term)):
-                if slack > 1e-7:
-                    binding.append({"term": term.name, "column": column, "tolerance": delta, "needed": delta + slack})
-        binding = pd.DataFrame(binding, columns=["term", "column", "tolerance", "needed"])
-        if binding.empty:
-            return InfeasibleError("the solver reported the problem infeasible, but it is feasible once every balance "
-                                   "constraint is given slack that the relaxed solve does not need: a numerical "
-                                   "failure; try another solver", binding=binding)
-        lines = [f"  {r.term} / {r.column}: tolerance {r.tolerance:.4g}, needs at least {r.needed:.4g}" for r in binding.itertuples()]
-        return InfeasibleError(
-            "no weights satisfy the balance constraints with these tolerances; the smallest total loosening "
-            "(sum of the slacks) that makes them feasible needs:\n"
-            + "\n".join(lines[:20]) + ("\n  ..." if len(lines) > 20 else "")
-            + "\n(tolerances in the term's scale: SD units for delta_scale='sd', relative for calibration tolerances)",
-            binding=binding,
-        )
+        """Why no weights exist (`infeasibility.explain`): the balance columns that bind, and by how much."""
+        return explain(self, solution)
 
     def path(self, backend="cvxpy", solver=None, progress=False, raise_on_failure=True, **sweep) -> Path:
         """Solve once per value of one swept parameter, in order, warm: `prob.path(delta=np.geomspace(.2, .001, 30))`.
@@ -310,12 +259,8 @@ class WeightingProblem:
 
     def rebuild(self, data) -> "WeightingProblem":
         """The same family with the same arguments on other data (the bootstrap uses this)."""
-        if self._rebuild is None:
+        if self.call is None:
             raise InputError("this problem was not made by a family builder, so it cannot be rebuilt on new data")
         if len(self.terms) > self._builder_terms:
             raise InputError("rebuild() re-runs the family builder and cannot carry terms added with add()")
-        return self._rebuild(data)
-
-
-def _tolerances(term):
-    return np.zeros(len(term.columns)) if term.exact else np.asarray(term.delta.value)
+        return self.call.on(data)

@@ -62,17 +62,54 @@ def numeric_matrix(frame: pd.DataFrame, columns, what="covariates") -> np.ndarra
 
 
 def finite(values, what, columns=None):
-    """Raise naming where NaN or inf sits."""
+    """The one finiteness check: raise naming where NaN or inf sits (per column for a matrix)."""
     values = np.asarray(values, dtype=float)
     bad = ~np.isfinite(values)
     if not bad.any():
-        return
+        return values
     if values.ndim == 2:
         counts = bad.sum(axis=0)
         names = columns if columns is not None else [f"column {j}" for j in range(values.shape[1])]
         where = ", ".join(f"{names[j]} ({counts[j]} rows)" for j in np.flatnonzero(counts))
-        raise InputError(f"{what} contain NaN or infinite values: {where}; drop or impute those rows first")
-    raise InputError(f"{what} contain {int(bad.sum())} NaN or infinite values; drop or impute those rows first")
+        raise InputError(f"{what} contain non-finite entries, NaN or infinite values: {where}; drop or impute those "
+                         "rows first")
+    raise InputError(f"{what} contain {int(bad.sum())} non-finite entries (NaN or infinite values); drop or impute "
+                     "those rows first")
+
+
+def numeric(x, what, ndim: int, shape: str) -> np.ndarray:
+    """`x` as a finite float array of `ndim` dimensions (`shape` says which in the error)."""
+    try:
+        x = np.asarray(x, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{what} must be numeric: {exc}") from None
+    if x.ndim != ndim:
+        raise InputError(f"{what} must be {shape}, got shape {x.shape}")
+    return finite(x, what)
+
+
+def matrix(X, what="X") -> np.ndarray:
+    """A finite 2-D float array (units x columns)."""
+    return numeric(X, what, 2, "two-dimensional (units x columns)")
+
+
+def weights(w, what, n=None) -> np.ndarray:
+    """A finite, non-empty weight vector of length `n`. Negative weights are allowed: unbounded linear (GREG)
+    calibration produces them, and the diagnostics stay defined."""
+    w = numeric(w, what, 1, "one-dimensional")
+    if n is not None and w.shape[0] != n:
+        raise InputError(f"{what} has {w.shape[0]} entries but there are {n} units")
+    if w.size == 0:
+        raise InputError(f"{what} is empty")
+    return w
+
+
+def vector(v, what, p) -> np.ndarray:
+    """A finite vector of shape (p,)."""
+    v = np.asarray(v, dtype=float)
+    if v.shape != (p,):
+        raise InputError(f"{what} must have shape ({p},), got {v.shape}")
+    return finite(v, what)
 
 
 def treatment_indicator(frame: pd.DataFrame, column) -> np.ndarray:

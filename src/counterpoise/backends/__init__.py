@@ -1,16 +1,11 @@
-"""Backends: each reads a problem's terms and returns a `RawResult`; none imports `problem` or `families`."""
+"""Backends: each reads a problem's terms (through `forms`) and returns a `RawResult`; none imports `problem` or
+`families`. Importing a backend's module registers it (`base.register`); `BACKENDS` and `auto_order()` are read
+from that registry by the problem, the command line and the README's table."""
 
-from .base import RawResult
-from .calibration import CalibrationBackend
-from .cvxpy_backend import CvxpyBackend
-from .dual import DualBackend
-from .osqp_backend import OsqpBackend
-from .prox import ProxBackend
+# Importing a module registers its backend; this order is the README table's.
+from . import cvxpy_backend, dual, osqp_backend, calibration, prox  # noqa: F401  isort:skip
+from .base import BACKENDS, RawResult, auto_order, markdown_table
 
-BACKENDS = {"cvxpy": CvxpyBackend, "dual": DualBackend, "osqp": OsqpBackend, "calibration": CalibrationBackend,
-            "prox": ProxBackend}
+AUTO_ORDER = auto_order()
 
-#: What backend="auto" tries, fastest first; each is skipped where it cannot solve the problem exactly.
-AUTO_ORDER = ("dual", "calibration", "prox", "cvxpy")
-
-__all__ = ["AUTO_ORDER", "BACKENDS", "CalibrationBackend", "CvxpyBackend", "DualBackend", "OsqpBackend", "ProxBackend", "RawResult"]
+__all__ = ["AUTO_ORDER", "BACKENDS", "RawResult", "auto_order", "markdown_table"]

@@ -1,10 +1,46 @@
-"""What every backend returns."""
+"""What a backend is, what it returns, and the registry of backends.
+
+A backend is a class built from a problem (`Backend(problem)`, which raises `UnsupportedProblem` when the
+problem's terms are not of the form it solves) with a `solve(solver=None, **options) -> RawResult` that keeps its
+expensive state (a compiled problem, a factorization, the last dual point) between solves. `@register` adds it to
+`BACKENDS`; its class attributes say what it solves and how (the README's backend table is `markdown_table()`),
+and `auto` its place in backend="auto"'s order (None: auto never picks it).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
+
+#: Every backend by name, in registration order.
+BACKENDS: dict[str, type] = {}
+
+
+def register(backend):
+    """Class decorator: add `backend` to BACKENDS under `backend.name`."""
+    for attribute in ("name", "solves", "how", "auto"):
+        if not hasattr(backend, attribute):
+            raise TypeError(f"backend {backend.__name__} has no {attribute!r}")
+    BACKENDS[backend.name] = backend
+    return backend
+
+
+def auto_order() -> tuple:
+    """What backend="auto" tries, fastest first; each is skipped where it cannot solve the problem exactly."""
+    ranked = sorted((b.auto, name) for name, b in BACKENDS.items() if b.auto is not None)
+    return tuple(name for _, name in ranked)
+
+
+def markdown_table() -> str:
+    """The backend table of the README: name, what it solves, how."""
+    rows = ["| backend | solves | how |", "|---|---|---|"]
+    rows += [f'| `"{name}"`{" (default)" if name == "cvxpy" else ""} | {b.solves} | {b.how} |'
+             for name, b in BACKENDS.items()]
+    names = ", ".join(f"`{name}`" for name in auto_order())
+    rows.append(f'| `"auto"` | every problem | the fastest exact backend that applies ({names}, in that order), '
+                "moving on when a solution fails the check |")
+    return "\n".join(rows)
 
 
 @dataclass

@@ -13,7 +13,7 @@ import warnings
 import cvxpy as cp
 import numpy as np
 
-from .base import RawResult
+from .base import RawResult, register
 
 DEFAULT_SOLVER = "CLARABEL"
 
@@ -67,6 +67,7 @@ def build(terms, n, slack_terms=(), unit=1.0, scale=1.0):
     return cp.Problem(goal, constraints), w, by_term, slacks
 
 
+@register
 class CvxpyBackend:
     """Solves the problem's cvxpy form with any installed solver (CLARABEL by default).
 
@@ -77,6 +78,10 @@ class CvxpyBackend:
     """
 
     name = "cvxpy"
+    form = None               # every problem, your own terms included
+    auto = 4
+    solves = "every problem, your own terms included"
+    how = "the parametrized cvxpy problem, any installed solver (CLARABEL by default)"
 
     def __init__(self, problem):
         self.terms = problem.terms
@@ -84,12 +89,18 @@ class CvxpyBackend:
         self.objective_scale = max((x for x in scales if x), default=1.0)
         self.cvxpy_problem, self.w, self.constraints, _ = build(
             problem.terms, problem.n, unit=problem.weight_unit, scale=1.0 / self.objective_scale)
+        self.compilations = 0     # times cvxpy ran its reduction chain (a path re-fills parameters: one in all)
+
+    def _compiled_program(self):
+        """cvxpy's cached parametrized program (None until the first DPP solve), to count compilations."""
+        return self.cvxpy_problem._cache.param_prog
 
     def solve(self, solver=None, warm_start=True, verbose=False, **options):
         solver = (solver or DEFAULT_SOLVER).upper()
         settings = {**TIGHT_OPTIONS.get(solver, {}), **options}
         start = time.perf_counter()
         message = ""
+        program = self._compiled_program()
         try:
             with warnings.catch_warnings():   # cvxpy's "may be inaccurate" warning: the status says it, and our check
                 warnings.filterwarnings("ignore", message="Solution may be inaccurate")
@@ -98,6 +109,8 @@ class CvxpyBackend:
         except cp.error.SolverError as exc:
             status, message = "failed", str(exc)
         elapsed = time.perf_counter() - start
+        if program is None or self._compiled_program() is not program:
+            self.compilations += 1
         value = self.w.value
         weights = np.full(self.w.shape, np.nan) if value is None else np.asarray(value, dtype=float)
         stats = self.cvxpy_problem.solver_stats

@@ -1,6 +1,6 @@
 """The low-dimensional dual of the separable QP (SBW, kernel SBW, linear calibration), by Newton.
 
-For one group of units (see `structure.SeparableQP`) with constraint rows A = [B_s', 1'] (the scaled
+For one group of units (see `forms.SeparableQP`) with constraint rows A = [B_s', 1'] (the scaled
 balance columns and, when the group is normalized, the sum), targets T and tolerances delta (0 for
 equalities), the primal  min sum_i (w_i - c_i)^2 / s_i  s.t. |A w - T| <= delta, lo <= w <= hi  has the dual
 
@@ -29,19 +29,17 @@ import time
 import numpy as np
 import scipy.linalg
 
-from .base import RawResult
-from .structure import separable_qp
-
-CHUNK = 65_536
+from .base import RawResult, register
+from .forms import SeparableQP, balance_duals
 
 
 class GroupDual:
-    """The dual of one group: the data (views, not copies) and the current dual point."""
+    """The dual of one group: its constraint rows A' = [B / r, 1] (`rows.Rows`, no copy of B) and the data."""
 
-    def __init__(self, c, s, lo, hi, B, target, delta, total):
+    def __init__(self, c, s, lo, hi, rows, target, delta, total):
         self.c, self.s, self.lo, self.hi = c, s, lo, hi
-        self.B = B if B is not None else np.zeros((len(c), 0))
-        self.k = self.B.shape[1]
+        self.rows = rows
+        self.k = rows.p
         self.normalized = total is not None
         self.T = np.concatenate([target, [total]]) if self.normalized else np.asarray(target, dtype=float)
         self.delta = np.concatenate([delta, [0.0]]) if self.normalized else np.asarray(delta, dtype=float)
@@ -50,13 +48,11 @@ class GroupDual:
 
     def At(self, y):
         """v = A'y, one value per unit."""
-        v = self.B @ y[: self.k] if self.k else np.zeros(len(self.c))
-        return v + y[self.k] if self.normalized else v
+        return self.rows.dot(y)
 
     def A(self, w):
         """A w: the scaled balance values and the sum."""
-        Bw = self.B.T @ w
-        return np.concatenate([Bw, [w.sum()]]) if self.normalized else Bw
+        return self.rows.tdot(w)
 
     def weights(self, v):
         free = self.c + self.s * v / 2
@@ -78,29 +74,8 @@ class GroupDual:
         return float(max(np.max(excess, initial=0.0), 0.0))
 
     def hessian(self, inside, free):
-        """A_F diag(s/2 on inside units) A_F' for the free dual variables F, accumulated in row chunks."""
-        k, m = self.k, len(free)
-        H = np.zeros((m, m))
-        bal = free[free < k]
-        nu = self.normalized and free[-1] == k
-        for start in range(0, len(self.c), CHUNK):
-            sl = slice(start, start + CHUNK)
-            idx = np.flatnonzero(inside[sl])
-            if not len(idx):
-                continue
-            h = self.s[sl][idx] / 2
-            X = self.B[sl][idx]                                   # one copy of the inside rows
-            if len(bal) < k:
-                X = X[:, bal]
-            X *= np.sqrt(h)[:, None]
-            if len(bal):
-                H[: len(bal), : len(bal)] += X.T @ X     # numpy's gemm: faster than scipy's dsyrk, which copies
-            if nu:
-                H[-1, : len(bal)] += np.sqrt(h) @ X
-                H[-1, -1] += h.sum()
-        if nu:
-            H[: len(bal), -1] = H[-1, : len(bal)]
-        return H
+        """A_F diag(s/2 on inside units) A_F' for the free dual variables F."""
+        return self.rows.gram(np.where(inside, self.s / 2, 0.0), columns=free)
 
     def upper_bound(self):
         """The largest primal objective over {lo <= w <= hi, sum w = total}: a dual value above it certifies infeasibility."""
@@ -205,14 +180,20 @@ class GroupDual:
         return None
 
 
+@register
 class DualBackend:
     """Backend "dual": Newton on the (k+1)-variable dual of each group; see the module docstring."""
 
     name = "dual"
+    form = SeparableQP
+    auto = 1
+    solves = "SBW, kernel SBW, linear calibration, exact-target sparse calibration"
+    how = "semismooth Newton on the dual in k + 1 variables (k balance columns), O(n k^2) per step; warm-started along paths"
 
     def __init__(self, problem):
-        self.qp = separable_qp(problem.terms, problem.n, "dual")
+        self.qp = SeparableQP.of(problem.terms, problem.n, self.name)
         self.n = problem.n
+        self.rows = [g.constraint_rows(problem.n if g.rows is None else len(g.rows)) for g in self.qp.groups]
         self.history = {}         # group index -> the last two (parameters, dual point) pairs, for warm starts
         self.factors = {}         # group index -> the last Newton factorization, re-used by chord steps on a path
 
@@ -223,9 +204,9 @@ class DualBackend:
         weights = np.empty(self.n)
         duals, statuses, iterations, gaps, violations, ray = {}, [], 0, [], [], {}
         for index, group in enumerate(self.qp.groups):
-            B, target, delta = group.constraint_matrix()
+            target, delta = group.targets()
             dual = GroupDual(group.select(center), group.select(scale), group.select(lo), group.select(hi),
-                             B, target, delta, group.total)
+                             self.rows[index], target, delta, group.total)
             cold = np.zeros(len(dual.T))
             params = np.concatenate([dual.T, dual.delta])
             history = self.history.get(index, []) if warm_start else []
@@ -241,13 +222,12 @@ class DualBackend:
                 weights[:] = w
             else:
                 weights[group.rows] = w
-            offset = 0
-            for term in group.balance:
-                # y is the multiplier of A w in [T - delta, T + delta] with w = c + s A'y / 2: minus counterpoise's dual.
-                duals[term.name] = -y[offset: offset + len(term.columns)]
-                if status == "infeasible":       # y grows without bound along a certificate of infeasibility
-                    ray[term.name] = y[offset: offset + len(term.columns)] / max(np.linalg.norm(y), 1e-300)
-                offset += len(term.columns)
+            # y is the multiplier of A w in [T - delta, T + delta] with w = c + s A'y / 2: the objective's
+            # sensitivity to the scaled balance values.
+            duals.update(balance_duals(group.balance, y))
+            if status == "infeasible":       # y grows without bound along a certificate of infeasibility
+                ray.update({name: -v / max(np.linalg.norm(y), 1e-300)
+                            for name, v in balance_duals(group.balance, y).items()})
             statuses.append(status)
             iterations += its
             gaps.append(gap)

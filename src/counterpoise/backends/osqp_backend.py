@@ -1,6 +1,6 @@
 """OSQP on the separable QP, built directly: one cached factorization per group, warm-started along paths.
 
-The problem (`structure.separable_qp`: SBW, kernel SBW, linear calibration) is
+The problem (`forms.SeparableQP`: SBW, kernel SBW, linear calibration) is
 
     minimize   sum_i (w_i - c_i)^2 / s_i
     subject to sum_{i in g} w_i = T_g,  |(B_g' w_g - t) / r| <= delta,  lo <= w <= hi     for every group g,
@@ -97,9 +97,9 @@ import numpy as np
 import osqp
 import scipy.sparse as sp
 
-from ..errors import InputError
-from .base import RawResult
-from .structure import UnsupportedProblem, separable_qp
+from ..errors import InputError, UnsupportedProblem
+from .base import RawResult, register
+from .forms import SeparableQP, balance_duals
 
 #: OSQP 1.x settings applied unless `solve(**options)` overrides them; eps_abs / eps_rel are those of
 #: the last continuation rung, in the rescaled problem's units (see the module docstring).
@@ -164,16 +164,6 @@ def _rungs(eps_abs, eps_rel):
     return rungs + [(eps_abs, eps_rel)]
 
 
-def _targets(group):
-    """The group's scaled balance targets t / r and tolerances (0 for exact balance), in row order: what
-    `Group.constraint_matrix()` returns without re-stacking the balance matrices on every solve."""
-    target = np.concatenate([np.asarray(t.target.value, dtype=float) / t.scale for t in group.balance])
-    delta = np.concatenate([np.zeros(len(t.columns)) if t.exact
-                            else np.broadcast_to(np.asarray(t.delta.value, dtype=float), (len(t.columns),))
-                            for t in group.balance])
-    return target, delta
-
-
 class _GroupQP:
     """One group's QP over u = w / unit: the fixed P, q, A, the row layout and scales, and its OSQP object."""
 
@@ -194,15 +184,10 @@ class _GroupQP:
             self.norm_rhs = self.S * np.sign(self.total)
             blocks.append(sp.csr_matrix(np.full((1, n_g), self.norm_coef)))
             row_scale.append([self.S])
-        B, _, _ = group.constraint_matrix()
+        B = group.matrix
         self.k = 0 if B is None else B.shape[1]
-        self.balance = []   # (term name, first row, last row + 1) among the balance rows
-        start = 0
-        for term in group.balance:
-            self.balance.append((term.name, start, start + len(term.columns)))
-            start += len(term.columns)
-        if B is not None:
-            blocks.append(sp.csr_matrix(np.ascontiguousarray((self.S * unit) * B.T)))
+        if B is not None:       # OSQP's own (sparse) copy of the scaled rows S unit (B / r)'
+            blocks.append(sp.csr_matrix(B.T * ((self.S * unit) / group.scales())[:, None]))
             row_scale.append(np.full(self.k, self.S))
         lo, hi = qp.box()
         self.bounded = np.flatnonzero(np.isfinite(lo[self.rows]) | np.isfinite(hi[self.rows]))
@@ -222,7 +207,7 @@ class _GroupQP:
         if self.total is not None:
             l.append([self.norm_rhs]), u.append([self.norm_rhs])
         if self.k:
-            target, delta = _targets(self.group)
+            target, delta = self.group.targets()
             l.append(self.S * (target - delta)), u.append(self.S * (target + delta))
         lo, hi = qp.box()
         lo, hi = lo[self.rows], hi[self.rows]
@@ -279,13 +264,18 @@ class _GroupQP:
         return violation <= EXACT["violation"] and dual <= EXACT["dual"]
 
 
+@register
 class OsqpBackend:
     """OSQP (1.x) on the problem's separable QP: one set-up solver per group, re-used across solves."""
 
     name = "osqp"
+    form = SeparableQP
+    auto = None
+    solves = "the same"
+    how = "the QP handed to OSQP directly, factorization cached across a path"
 
     def __init__(self, problem):
-        self.qp = separable_qp(problem.terms, problem.n, self.name)
+        self.qp = SeparableQP.of(problem.terms, problem.n, self.name)
         if self.qp.dispersion.tau is not None:     # q is built once: a swept center would go stale
             raise UnsupportedProblem("backend 'osqp' keeps the chi-square center fixed; a tau parameter needs "
                                      "backend='dual' or 'cvxpy'")
@@ -341,8 +331,9 @@ class OsqpBackend:
             if status in ("optimal", "inaccurate") and np.all(np.isfinite(x)) and np.all(np.isfinite(y)):
                 g.x, g.y = x, y
                 weights[g.rows] = self.unit * g.snap(x, l, u)
-                for term, a, b in g.balance:
-                    duals[term] = self.unit ** 2 * g.S * y[g.offset + a: g.offset + b]
+                # OSQP's y is minus the u-objective's sensitivity to a row's bound, a row being S times its
+                # balance value: the objective in w moves by -unit^2 S y per unit of the balance value.
+                duals.update(balance_duals(g.group.balance, -self.unit ** 2 * g.S * y[g.offset: g.offset + g.k]))
         status = max(statuses, key=_RANK.__getitem__) if statuses else "optimal"
         if status not in ("optimal", "inaccurate"):
             weights[:] = np.nan

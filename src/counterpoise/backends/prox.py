@@ -45,29 +45,11 @@ import numpy as np
 import scipy.optimize
 
 from ..errors import InputError
-from ..terms import Bounds, SparseLoss
-from .base import RawResult
-from .structure import UnsupportedProblem
+from .base import RawResult, register
+from .forms import SparseLassoForm
+from .rows import Rows
 
 GAP_TOLERANCE = 1e-6
-
-
-def _recognize(problem):
-    """(the SparseLoss term, its bounds terms) or UnsupportedProblem."""
-    loss, bounds = None, []
-    for term in problem.terms:
-        if type(term) is SparseLoss and loss is None:
-            loss = term
-        elif type(term) is Bounds and term.reference is not None:
-            bounds.append(term)
-        else:
-            raise UnsupportedProblem(f"backend 'prox' solves sparse calibration (SparseLoss, 0 <= w / w0 <= cap); "
-                                     f"term {term.name!r} ({type(term).__name__}) needs backend='cvxpy'")
-    if loss is None:
-        raise UnsupportedProblem("backend 'prox' needs a SparseLoss term (sparse_calibrate)")
-    if not bounds or any(not np.allclose(term.reference, loss.w0) or term.lower is None for term in bounds):
-        raise UnsupportedProblem("backend 'prox' needs the bounds 0 <= w / w0 (<= cap) on the loss's base weights")
-    return loss, bounds
 
 
 def _cap(bounds) -> float:
@@ -83,43 +65,43 @@ def _cap(bounds) -> float:
     return cap
 
 
+@register
 class ProxBackend:
     """Backend "prox": FISTA with restart, then an exact finish (working set, LP crossover, or Newton on the dual
     for the elastic net); see the module docstring."""
 
     name = "prox"
+    form = SparseLassoForm
+    auto = 3
+    solves = "sparse calibration (lasso, elastic net, cap)"
+    how = "FISTA, then an exact finish certified by the dual bound"
 
     def __init__(self, problem):
-        self.loss, self.bounds = _recognize(problem)
-        w0 = self.loss.w0
-        self.M = np.ascontiguousarray(self.loss.B * w0[:, None] / self.loss.scale)
-        self.w0 = w0
-        self.L = float(np.linalg.eigvalsh(self.M.T @ self.M)[-1])
+        form = SparseLassoForm.of(problem.terms, problem.n, self.name)
+        self.loss, self.bounds = form.loss, form.bounds
+        self.w0 = self.loss.w0
+        self.M = Rows(self.loss.B, column_scale=self.loss.scale, row_factor=self.w0)   # M = diag(w0) B diag(1/s)
+        self.L = float(np.linalg.eigvalsh(self.M.gram())[-1])
         self.r = None                                   # the last solution: a warm start along a path
 
-    def _ridge(self):
-        """gamma_i = ridge * w0_i / sum(w0): the elastic-net curvature per unit (zeros for the pure lasso)."""
-        return float(self.loss.ridge.value) * self.w0 / self.w0.sum()
-
     def lambda_max(self) -> float:
-        """The smallest lam at which every weight is 0: lam / n >= max_i (M b + gamma)_i (r = 0 is then optimal)."""
-        b = self.loss.target.value / self.loss.scale
-        return float(len(self.w0) * np.max(self.M @ b + self._ridge()))
+        """The smallest lam at which every weight is 0 (`terms.SparseLoss.lambda_max`)."""
+        return self.loss.lambda_max()
 
     def solve(self, solver=None, max_iter=200, warm_start=True):
         start = time.perf_counter()
         n = len(self.w0)
         lam = float(self.loss.lam.value)
-        b = self.loss.target.value / self.loss.scale
-        top = self.lambda_max()
+        b = self.loss.scaled_target()
+        top = self.loss.lambda_max()
         if lam >= top:
             raise InputError(f"lam = {lam:g} sets every weight to 0 (lam_max = {top:.6g} for these targets); "
                              "choose a smaller lam")
-        rho, gamma, cap = np.full(n, lam / n), self._ridge(), _cap(self.bounds)
+        rho, gamma, cap = np.full(n, lam / n), self.loss.ridge_curvature(), _cap(self.bounds)
         r0 = np.minimum(self.r if warm_start and self.r is not None else np.ones(n), cap)
         r, fista_iterations = _fista(self.M, b, rho, gamma, cap, self.L + float(np.max(gamma)), r0, max_iter)
         if np.any(gamma > 0):
-            r, finish_iterations = _newton(self.M, b, rho, gamma, cap, self.M.T @ r - b)
+            r, finish_iterations = _newton(self.M, b, rho, gamma, cap, self.M.tdot(r) - b)
             method, finish = "fista+newton", f"Newton on the {len(b)}-variable dual ({finish_iterations} steps)"
         else:
             crossed = _crossover(self.M, b, rho, cap, r) if np.isfinite(cap) else None
@@ -132,7 +114,7 @@ class ProxBackend:
                 method = "fista+active-set"
                 finish = f"an exact working-set finish ({finish_iterations} NNLS solves)"
         primal = _primal(self.M, b, rho, gamma, r)
-        dual = _dual_value(self.M, b, rho, gamma, cap, self.M.T @ r - b)
+        dual = _dual_value(self.M, b, rho, gamma, cap, self.M.tdot(r) - b)
         gap = (primal - dual) / max(abs(primal), 1e-300)
         converged = gap <= GAP_TOLERANCE
         self.r = r if converged else None
@@ -149,14 +131,14 @@ class ProxBackend:
 
 
 def _primal(M, b, rho, gamma, r) -> float:
-    residual = M.T @ r - b
+    residual = M.tdot(r) - b
     return float(0.5 * residual @ residual + rho @ r + 0.5 * gamma @ (r - 1) ** 2)
 
 
 def _dual_value(M, b, rho, gamma, cap, y) -> float:
     """A lower bound on the optimum from the dual point y: D(y) with the ridge (always finite), or for the pure
     lasso D(theta y) at the best theta in [0, 1] that keeps it finite (only needed for cap = inf)."""
-    g_shift = M @ y
+    g_shift = M.dot(y)
     if np.any(gamma > 0):
         r = _ridge_minimizer(rho + g_shift, gamma, cap)
         return float(-0.5 * y @ y - b @ y + np.sum((rho + g_shift) * r + 0.5 * gamma * (r - 1) ** 2))
@@ -179,7 +161,7 @@ def _fista(M, b, rho, gamma, cap, L, r, max_iter, check_every=25, tol=1e-4):
     it only has to bring the right units near the working set; the exact finish does the rest."""
     z, t = r.copy(), 1.0
     for iteration in range(1, max_iter + 1):
-        grad = M @ (M.T @ z - b) + gamma * (z - 1)
+        grad = M.dot(M.tdot(z) - b) + gamma * (z - 1)
         r_next = np.clip(z - (grad + rho) / L, 0.0, cap)
         if (z - r_next) @ (r_next - r) > 0:         # momentum points uphill: restart
             t = 1.0
@@ -191,7 +173,7 @@ def _fista(M, b, rho, gamma, cap, L, r, max_iter, check_every=25, tol=1e-4):
         r = r_next
         if iteration % check_every == 0:
             primal = _primal(M, b, rho, gamma, r)
-            if primal - _dual_value(M, b, rho, gamma, cap, M.T @ r - b) <= tol * max(abs(primal), 1e-300):
+            if primal - _dual_value(M, b, rho, gamma, cap, M.tdot(r) - b) <= tol * max(abs(primal), 1e-300):
                 break
     return r, iteration
 
@@ -201,18 +183,17 @@ def _newton(M, b, rho, gamma, cap, y, max_iter=100):
     gradient y + b - M'r(y) and generalized Hessian I + M_F' diag(1 / gamma_F) M_F over the units F strictly
     inside their bounds, by Newton steps with Armijo backtracking. Returns (r(y), steps)."""
     def psi(y):
-        g = rho + M @ y
+        g = rho + M.dot(y)
         r = _ridge_minimizer(g, gamma, cap)
         return 0.5 * y @ y + b @ y - float(np.sum(g * r + 0.5 * gamma * (r - 1) ** 2)), r
 
     value, r = psi(y)
     for step in range(1, max_iter + 1):
-        grad = y + b - M.T @ r
+        grad = y + b - M.tdot(r)
         if np.max(np.abs(grad)) <= 1e-13 * (1 + np.max(np.abs(b))):
             return r, step - 1
         free = (r > 0) & (r < cap)
-        Mf = M[free]
-        direction = np.linalg.solve(np.eye(len(y)) + (Mf / gamma[free, None]).T @ Mf, grad)
+        direction = np.linalg.solve(np.eye(len(y)) + M.gram(np.where(free, 1.0 / gamma, 0.0)), grad)
         size = 1.0
         while size > 1e-12:
             trial_value, trial_r = psi(y - size * direction)
@@ -233,17 +214,17 @@ def _crossover(M, b, rho, cap, r):
     k records strictly between 0 and the cap. Keeping its capped set, the records between are solved for exactly
     (`_restricted`). Returns that r when its duality gap is below GAP_TOLERANCE, else None (the working set
     takes over). Where many records sit at the cap this replaces hundreds of working-set rounds by one LP."""
-    y = M.T @ r - b
-    lp = scipy.optimize.linprog(rho + M @ y, A_eq=M.T, b_eq=b + y, bounds=(0.0, cap), method="highs-ds")
+    y = M.tdot(r) - b
+    lp = scipy.optimize.linprog(rho + M.dot(y), A_eq=M.take(slice(None)).T, b_eq=b + y, bounds=(0.0, cap), method="highs-ds")
     if lp.status != 0:
         return None
     capped = lp.x >= cap * (1 - 1e-12)
     between = np.flatnonzero((lp.x > 0) & ~capped)
     r = np.where(capped, cap, 0.0)
-    r[between] = np.minimum(_restricted(M[between], b - M.T @ r, rho[between]), cap)
+    r[between] = np.minimum(_restricted(M.take(between), b - M.tdot(r), rho[between]), cap)
     gamma = np.zeros_like(rho)
     primal = _primal(M, b, rho, gamma, r)
-    gap = primal - _dual_value(M, b, rho, gamma, cap, M.T @ r - b)
+    gap = primal - _dual_value(M, b, rho, gamma, cap, M.tdot(r) - b)
     return r if gap <= GAP_TOLERANCE * max(abs(primal), 1e-300) else None
 
 
@@ -253,18 +234,18 @@ def _finish(M, b, rho, cap, r, max_rounds=500):
     a solution with many records at the cap takes many rounds (250 rounds, 0.3 s, for 1,234 capped records of
     5,000 with k = 6)."""
     capped = r >= 0.5 * cap               # near the cap after FISTA: start there (released again if wrong)
-    gradient = rho + M @ (M.T @ r - b)
+    gradient = rho + M.dot(M.tdot(r) - b)
     candidates = ((r > 0) | (gradient <= 1e-3 * float(np.max(np.abs(gradient))))) & ~capped
-    tol = _allowance(M, b, rho)
+    tol = _allowance(M.abs_dot(np.abs(b)), rho)
     for round_ in range(1, max_rounds + 1):
         r = np.where(capped, cap, 0.0)
         index = np.flatnonzero(candidates)
-        r[index] = _restricted(M[index], b - M.T @ r, rho[index])
+        r[index] = _restricted(M.take(index), b - M.tdot(r), rho[index])
         over = candidates & (r > cap)
         capped |= over
         candidates &= ~over
         r = np.minimum(r, cap)
-        gradient = rho + M @ (M.T @ r - b)
+        gradient = rho + M.dot(M.tdot(r) - b)
         enter = ~candidates & ~capped & (gradient < -tol)
         release = capped & (gradient > tol)
         if not (over.any() or enter.any() or release.any()):
@@ -274,10 +255,10 @@ def _finish(M, b, rho, cap, r, max_rounds=500):
     return r, max_rounds
 
 
-def _allowance(M, b, rho):
+def _allowance(abs_Mb, rho):
     """How far below 0 a unit's gradient rho_i + (M y)_i may be and still count as 0: 1e-9 rho_i, plus the
-    rounding of y = M'r - b (about eps |b|) carried through M."""
-    return 1e-9 * rho + 8 * np.finfo(float).eps * (np.abs(M) @ np.abs(b) + rho)
+    rounding of y = M'r - b (about eps |b|) carried through M (abs_Mb = |M| |b|)."""
+    return 1e-9 * rho + 8 * np.finfo(float).eps * (abs_Mb + rho)
 
 
 def _restricted(MC, b, rho_c):
@@ -290,7 +271,7 @@ def _restricted(MC, b, rho_c):
     E = np.vstack([MC.T, h[None, :]])
     f = np.zeros(E.shape[0])
     f[-1] = 1.0
-    u = _nnls(E, f, _allowance(MC, b, rho_c))
+    u = _nnls(E, f, _allowance(np.abs(MC) @ np.abs(b), rho_c))
     return u / (1.0 - h @ u)
 
 

@@ -1,0 +1,247 @@
+"""The problem forms the fast backends solve, recognized from a problem's terms, and the dual sign convention.
+
+Each form's `of(terms, n, backend)` returns the form or raises `UnsupportedProblem` naming the term that does not
+fit; `accepts(terms, n)` says whether it would. Parameter values (targets, tolerances, bounds) are read when a
+solve starts, so a form is built once per backend and serves a whole path.
+
+  SeparableQP      min sum_i (w_i - c_i)^2 / s_i  s.t. per group g: sum w_g = T_g, |(B_g'w_g - t)/r| <= delta,
+                   lo <= w <= hi                                       (backends dual and osqp)
+  CalibrationForm  min sum_i d_i G(w_i / d_i)  s.t. X'w = T (and sum w = N), ratio / weight bounds
+                                                                       (backend calibration)
+  SparseLassoForm  min SparseLoss(w)  s.t. 0 <= w / w0 <= cap          (backend prox)
+
+`balance_duals` turns a backend's multipliers into counterpoise's dual values; it is the one place the sign
+convention is applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import UnsupportedProblem
+from ..terms import Balance, Bounds, ChiSquare, Entropy, Logit, Normalize, SparseLoss
+from .rows import Rows
+
+
+def balance_duals(terms, sensitivity) -> dict:
+    """counterpoise's dual per balance term from the stacked sensitivities of the optimal objective to each
+    constraint's scaled value (d p* / d t_j, in the term's units; the multiplier y of a Newton dual). The dual is
+    -sensitivity: positive when the upper side binds, and the objective falls by |dual_j| per unit of extra
+    tolerance (`terms.Balance`)."""
+    duals, offset = {}, 0
+    for term in terms:
+        size = len(term.columns)
+        duals[term.name] = -np.asarray(sensitivity[offset: offset + size], dtype=float)
+        offset += size
+    return duals
+
+
+def box(bounds, n) -> tuple[np.ndarray, np.ndarray]:
+    """The tightest current lower and upper bounds on w over the Bounds terms (+-inf where free)."""
+    lo, hi = np.full(n, -np.inf), np.full(n, np.inf)
+    for term in bounds:
+        term_lo, term_hi = term.limits(n)
+        lo, hi = np.maximum(lo, term_lo), np.minimum(hi, term_hi)
+    return lo, hi
+
+
+def joined(matrices):
+    """[B_1, ..., B_m] side by side: the builder's own matrix when the B_j are its consecutive column views (no
+    copy), else a new one."""
+    if len(matrices) == 1:
+        return matrices[0]
+    base = matrices[0].base
+    if base is not None and base.ndim == 2 and all(m.base is base for m in matrices) and \
+            sum(m.shape[1] for m in matrices) == base.shape[1] and matrices[0].shape[0] == base.shape[0]:
+        start = base.__array_interface__["data"][0]
+        offsets = [(m.__array_interface__["data"][0] - start) // base.itemsize for m in matrices]
+        if offsets == list(np.cumsum([0] + [m.shape[1] for m in matrices[:-1]])):
+            return base
+    return np.hstack(matrices)
+
+
+class Form:
+    """A recognizer: `of` builds the form or raises UnsupportedProblem; `accepts` asks without raising."""
+
+    @classmethod
+    def of(cls, terms, n, backend):
+        raise NotImplementedError
+
+    @classmethod
+    def accepts(cls, terms, n) -> bool:
+        try:
+            cls.of(terms, n, cls.__name__)
+        except UnsupportedProblem:
+            return False
+        return True
+
+
+@dataclass
+class Group:
+    """The units `rows` (None: all) with their normalization total (None: free) and balance terms."""
+
+    rows: np.ndarray | None
+    total: float | None = None
+    balance: list = field(default_factory=list)
+
+    def select(self, x):
+        return x if self.rows is None else x[self.rows]
+
+    @property
+    def matrix(self):
+        """The group's balance functions, unscaled, side by side (the builder's matrix; None without balance)."""
+        return joined([t.B for t in self.balance]) if self.balance else None
+
+    def scales(self):
+        return np.concatenate([t.scale for t in self.balance]) if self.balance else np.zeros(0)
+
+    def targets(self):
+        """The scaled targets t / r and tolerances of the group's balance rows, in row order."""
+        if not self.balance:
+            return np.zeros(0), np.zeros(0)
+        return (np.concatenate([t.scaled_target() for t in self.balance]),
+                np.concatenate([t.tolerances() for t in self.balance]))
+
+    def constraint_rows(self, size) -> Rows:
+        """A = [B / r, 1] (the sum column only when normalized) over the group's `size` units."""
+        B = self.matrix if self.balance else np.zeros((size, 0))
+        return Rows(B, column_scale=self.scales() if self.balance else None,
+                    constant=1.0 if self.total is not None else None)
+
+
+def _same_rows(a, b):
+    if a is None or b is None:
+        return a is None and b is None
+    return len(a) == len(b) and np.array_equal(a, b)
+
+
+@dataclass
+class SeparableQP(Form):
+    dispersion: ChiSquare
+    bounds: list
+    groups: list
+    n: int
+
+    def box(self):
+        return box(self.bounds, self.n)
+
+    @classmethod
+    def of(cls, terms, n, backend):
+        dispersion, bounds, normalize, balance = [], [], [], []
+        for term in terms:
+            kind = type(term)
+            if kind is ChiSquare:
+                dispersion.append(term)
+            elif kind is Bounds:
+                bounds.append(term)
+            elif kind is Normalize:
+                normalize.append(term)
+            elif kind is Balance:
+                balance.append(term)
+            else:
+                raise UnsupportedProblem(f"backend {backend!r} solves chi-square dispersion with balance, normalization "
+                                         f"and bounds; term {term.name!r} ({kind.__name__}) needs backend='cvxpy'")
+        if len(dispersion) != 1:
+            raise UnsupportedProblem(f"backend {backend!r} needs exactly one chi-square dispersion term, found "
+                                     f"{len(dispersion)}")
+        groups = [Group(rows=t.rows, total=t.total) for t in normalize] or [Group(rows=None)]
+        for term in balance:
+            group = next((g for g in groups if _same_rows(g.rows, term.rows)), None)
+            if group is None:
+                raise UnsupportedProblem(f"backend {backend!r}: balance term {term.name!r} covers rows that match no "
+                                         "normalized group")
+            group.balance.append(term)
+        covered = sum(n if g.rows is None else len(g.rows) for g in groups)
+        if covered != n:
+            raise UnsupportedProblem(f"backend {backend!r}: the normalized groups cover {covered} of {n} units")
+        return cls(dispersion=dispersion[0], bounds=bounds, groups=groups, n=n)
+
+
+@dataclass
+class CalibrationForm(Form):
+    """sum_i d_i G(w_i / d_i) (the distance term's G, F, F') to exact totals, with bounds on g = w / d."""
+
+    distance: object
+    targets: list            # Balance terms over every unit (exact), then Normalize terms
+    bounds: list
+    n: int
+
+    @property
+    def base(self):
+        return self.distance.base
+
+    @classmethod
+    def of(cls, terms, n, backend):
+        distance, balance, normalize, bounds = None, [], [], []
+        for term in terms:
+            kind = type(term)
+            if distance is None and (kind is ChiSquare and term.tau is None and np.allclose(term.scale, 2 * term.center)
+                                     or kind is Entropy and term.offset is None or kind is Logit):
+                distance = term
+            elif kind is Balance and term.rows is None and term.exact:
+                balance.append(term)
+            elif kind is Normalize and term.rows is None:
+                normalize.append(term)
+            elif kind is Bounds:
+                bounds.append(term)
+            else:
+                raise UnsupportedProblem(
+                    f"backend {backend!r} solves calibration (linear, raking or logit distance to base weights, exact "
+                    f"totals, bounds); term {term.name!r} ({kind.__name__}) needs backend='cvxpy' (or 'dual' for "
+                    "tolerances with the linear distance)")
+        if distance is None or not (balance or normalize):
+            raise UnsupportedProblem(f"backend {backend!r} needs one calibration distance and exact totals")
+        if len(normalize) > 1:
+            raise UnsupportedProblem(f"backend {backend!r} takes at most one normalization")
+        return cls(distance=distance, targets=balance + normalize, bounds=bounds, n=n)
+
+    def ratio_box(self):
+        """Bounds on g = w / d per unit: the distance's own domain, ratio bounds and weight bounds (divided by d)."""
+        lo, hi = box(self.bounds, self.n)
+        lo, hi = lo / self.base, hi / self.base
+        if type(self.distance) is Logit:
+            return np.maximum(lo, self.distance.lower), np.minimum(hi, self.distance.upper)
+        if type(self.distance) is Entropy:
+            return np.maximum(lo, 0.0), hi
+        return lo, hi
+
+    def system(self):
+        """(Rows of the scaled constraint columns [X_1 / s_1, ..., 1 / N], the scaled targets t, the column scales s
+        (totals T = s t), the target names)."""
+        balance = [t for t in self.targets if isinstance(t, Balance)]
+        normalize = [t for t in self.targets if isinstance(t, Normalize)]
+        scale = [t.scale for t in balance] + [[t.total] for t in normalize]
+        t = [t.scaled_target() for t in balance] + [[1.0] for _ in normalize]
+        names = [f"{term.name}:{c}" for term in balance for c in term.columns] + [t.name for t in normalize]
+        B = joined([t.B for t in balance]) if balance else np.zeros((self.n, 0))
+        rows = Rows(B, column_scale=np.concatenate([t.scale for t in balance]) if balance else None,
+                    constant=1.0 / normalize[0].total if normalize else None)
+        return rows, np.concatenate(t), np.concatenate(scale), names
+
+
+@dataclass
+class SparseLassoForm(Form):
+    """SparseLoss with 0 <= w / w0 (<= cap) on the loss's base weights."""
+
+    loss: SparseLoss
+    bounds: list
+
+    @classmethod
+    def of(cls, terms, n, backend):
+        loss, bounds = None, []
+        for term in terms:
+            if type(term) is SparseLoss and loss is None:
+                loss = term
+            elif type(term) is Bounds and term.reference is not None:
+                bounds.append(term)
+            else:
+                raise UnsupportedProblem(f"backend {backend!r} solves sparse calibration (SparseLoss, 0 <= w / w0 <= "
+                                         f"cap); term {term.name!r} ({type(term).__name__}) needs backend='cvxpy'")
+        if loss is None:
+            raise UnsupportedProblem(f"backend {backend!r} needs a SparseLoss term (sparse_calibrate)")
+        if not bounds or any(not np.allclose(term.reference, loss.w0) or term.lower is None for term in bounds):
+            raise UnsupportedProblem(f"backend {backend!r} needs the bounds 0 <= w / w0 (<= cap) on the loss's base "
+                                     "weights")
+        return cls(loss=loss, bounds=bounds)

@@ -1,0 +1,255 @@
+"""Causal balancing weights: one weight per unit of the weighted arm, summing to 1 within each arm.
+
+  sbw               min sum_i (w_i - d_i/sum d)^2 / (d_i/mean d)   s.t. |B'w - target| <= delta, sum w = 1, w >= 0
+  kernel_sbw        sbw on a rank-restricted Nystrom kernel basis (plus, optionally, covariate means)
+  entropy_balance   min sum_i w_i log(w_i / q_i)                   s.t. B'w = target (or within delta), sum w = 1
+
+Data are held once: each arm's balance functions (every block side by side) are one matrix, filled once from the
+rows of that arm; the balance terms hold column views of it, and the balance table reads it too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .. import basis as bases
+from ..arguments import recorded
+from ..diagnostics import BalanceDesign, smd_denominators
+from ..errors import InputError
+from ..problem import WeightingProblem
+from ..terms import Balance, Bounds, ChiSquare, Entropy, Normalize
+from ..validation import as_frame, base_weights as check_base_weights, choice, columns_list, drop_constant, finite
+from ..validation import numeric_matrix, treatment_indicator
+
+ESTIMANDS = ("ATT", "ATC", "ATE", "target")
+
+
+@dataclass
+class Block:
+    """Balance functions of every data row (`B`, one column per name) with their tolerance (None: exact)."""
+
+    name: str
+    B: np.ndarray
+    names: list
+    delta: object = None
+
+
+@recorded
+def sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02, delta_scale="sd", std=None, target=None,
+        moments=1, interactions=False, basis=None, base_weights=None) -> WeightingProblem:
+    """Stable balancing weights (Zubizarreta 2015).
+
+    minimize sum_i (w_i - d_i / sum d)^2 / (d_i / mean d)   (the variance of the weights when d = 1)
+    s.t.     |sum_i w_i b_j(x_i) - target_j| <= delta_j s_j for every balance function b_j,
+             sum_i w_i = 1 within each weighted arm, w >= 0.
+
+    estimand: "ATT" weights the controls to the treated means, "ATC" the treated to the controls,
+    "ATE" each arm to the full sample, "target" every row to `target` (a dict or Series of means
+    per balance column). Balance functions: the covariates, their powers up to `moments`, pairwise
+    `interactions`, and the columns of a user `basis` (array or DataFrame with one row per data row).
+    delta is in units of s_j, the SD named by `std` ("target" by default, or "pooled", "treated",
+    "control") for delta_scale="sd", or 1 for delta_scale="raw". base_weights (a column name or an
+    array) are sample weights: they weight the target means and are the weights' starting point.
+    """
+    return _moment_problem("sbw", "chi_square", data, treatment, covariates, estimand, delta, delta_scale, std,
+                           target, moments, interactions, basis, base_weights)
+
+
+@recorded
+def kernel_sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02, delta_scale="sd", std=None,
+               m=300, l=200, s=100, bandwidth=None, seed=0, means=True, mean_delta=None,
+               base_weights=None) -> WeightingProblem:
+    """Kernel stable balancing weights (Kim, Niknam & Zubizarreta): SBW on the rank-restricted Nystrom
+    basis D (n x s) of a Gaussian kernel on the standardized covariates (Algorithm 1,
+    `basis.nystrom(X, m, l, s, bandwidth, seed)`), with tolerance `delta` on every basis column.
+    `means=True` also balances the covariate means within `mean_delta` (default: `delta`).
+    The paper uses delta = 0.0005 on the raw basis columns: `delta=0.0005, delta_scale="raw"`.
+    """
+    frame = as_frame(data)
+    X, names = _covariates(frame, covariates)
+    X, names = drop_constant(X, names)
+    kernel = bases.nystrom(X, m=m, l=l, s=s, bandwidth=bandwidth, seed=seed)
+    covariate_means = Block("means", X, names, delta if mean_delta is None else mean_delta)
+    blocks = [Block("kernel", kernel.D, list(kernel.names), delta)] + ([covariate_means] if means else [])
+    return _balancing_problem(frame, treatment, estimand, blocks, covariate_means, "chi_square", "kernel_sbw",
+                              delta_scale=delta_scale, std=std, target=None, base_weights=base_weights)
+
+
+@recorded
+def entropy_balance(data, treatment=None, covariates=None, estimand="ATT", delta=None, delta_scale="sd", std=None,
+                    target=None, moments=1, interactions=False, basis=None, base_weights=None) -> WeightingProblem:
+    """Entropy balancing (Hainmueller 2012): minimize sum_i w_i log(w_i / q_i), q = base weights
+    normalized within each arm, subject to exact balance B'w = target (or |B'w - target| <= delta s
+    when `delta` is given) and sum w = 1 within each arm. Arguments as in `sbw`.
+    """
+    return _moment_problem("entropy_balance", "entropy", data, treatment, covariates, estimand, delta, delta_scale,
+                           std, target, moments, interactions, basis, base_weights)
+
+
+def _moment_problem(family, dispersion, data, treatment, covariates, estimand, delta, delta_scale, std, target,
+                    moments, interactions, basis, base_weights):
+    """A balancing problem on covariates, their moments, interactions and a user basis (sbw, entropy_balance)."""
+    frame = as_frame(data)
+    X, names = _covariates(frame, covariates)
+    B, bnames = _expand(X, names, moments, interactions, basis, len(frame))
+    B, bnames = drop_constant(B, bnames)
+    block = Block("balance", B, bnames, delta)
+    return _balancing_problem(frame, treatment, estimand, [block], block, dispersion, family,
+                              delta_scale=delta_scale, std=std, target=target, base_weights=base_weights)
+
+
+def _covariates(frame, covariates):
+    """The covariate matrix; without `covariates`, the list a dataset records in `frame.attrs["covariates"]`."""
+    names = columns_list(frame.attrs.get("covariates") if covariates is None else covariates, "covariates")
+    return numeric_matrix(frame, names, "covariates"), names
+
+
+def _expand(X, names, moments, interactions, basis, n):
+    if not (isinstance(moments, (int, np.integer)) and moments >= 1):
+        raise InputError(f"moments must be an integer >= 1, got {moments!r}")
+    B, bnames = bases.moments(X, names, degree=moments) if moments > 1 else (X, list(names))
+    if interactions:
+        M, mnames = bases.interactions(X, names)
+        B, bnames = np.hstack([B, M]), bnames + mnames
+    if basis is not None:
+        extra = basis.to_numpy(dtype=float) if isinstance(basis, pd.DataFrame) else np.asarray(basis, dtype=float)
+        extra = extra.reshape(n, -1) if extra.ndim == 1 else extra
+        if extra.shape[0] != n:
+            raise InputError(f"basis has {extra.shape[0]} rows but the data has {n}")
+        finite(extra, "basis")
+        enames = list(basis.columns) if isinstance(basis, pd.DataFrame) else [f"basis{j + 1}" for j in range(extra.shape[1])]
+        clash = sorted(set(enames) & set(bnames))
+        if clash:
+            raise InputError(f"basis columns {clash} have the same names as balance columns already present")
+        B, bnames = np.hstack([B, extra]), bnames + enames
+    return B, list(bnames)
+
+
+def _arms(frame, treatment, estimand):
+    """(weighted-row mask, group label per weighted row, target-row mask or None, treatment or None)."""
+    choice(estimand, ESTIMANDS, "estimand")
+    n = len(frame)
+    if estimand == "target":
+        return np.ones(n, bool), np.full(n, "sample", dtype=object), None, None
+    a = treatment_indicator(frame, treatment)
+    if estimand == "ATT":
+        return a == 0, np.full(int(np.sum(a == 0)), "control", dtype=object), a == 1, a
+    if estimand == "ATC":
+        return a == 1, np.full(int(np.sum(a == 1)), "treated", dtype=object), a == 0, a
+    return np.ones(n, bool), np.where(a == 1, "treated", "control").astype(object), np.ones(n, bool), a
+
+
+def _user_target(target, names):
+    if target is None:
+        raise InputError('estimand="target" needs target= (a dict or Series of target means per balance column)')
+    if isinstance(target, (dict, pd.Series)):
+        missing = [c for c in names if c not in target]
+        if missing:
+            raise InputError(f"target has no value for balance columns {missing}")
+        values = np.array([float(target[c]) for c in names])
+    else:
+        values = np.asarray(target, dtype=float).ravel()
+        if len(values) != len(names):
+            raise InputError(f"target has {len(values)} values for {len(names)} balance columns {names}")
+    finite(values, "target")
+    return values
+
+
+def _balancing_problem(frame, treatment, estimand, blocks, report, dispersion, family, *, delta_scale, std, target,
+                       base_weights):
+    """Assemble dispersion + per-arm normalization + per-arm balance blocks (+ w >= 0 for chi-square).
+
+    `blocks` are the balanced Blocks; `report` is the Block whose columns the balance table shows: one of `blocks`
+    (its targets then follow the terms when swept), or the covariates alone when they are not balanced.
+    """
+    choice(delta_scale, ("sd", "raw"), "delta_scale")
+    weighted, groups, target_rows, a = _arms(frame, treatment, estimand)
+    d_all = check_base_weights(frame, base_weights)
+    d = d_all[weighted]
+    labels = list(dict.fromkeys(groups))
+    rows = {g: (None if len(labels) == 1 else np.flatnonzero(groups == g)) for g in labels}
+    share = d / _group_total(d, groups)
+    std = std or "target"
+
+    def summary(block, with_sds=True):
+        """Fixed SDs (when needed: they cost passes over B) and target values of the block's columns."""
+        sds = smd_denominators(block.B, treatment=a, target_rows=target_rows, base_weights=d_all) if with_sds else None
+        goal = _user_target(target, block.names) if estimand == "target" else _weighted_mean(block.B, d_all, target_rows)
+        return sds, goal
+
+    mean_d = _group_total(d, groups) / pd.Series(groups).groupby(groups).transform("size").to_numpy()
+    terms = [ChiSquare(share, d / mean_d, name="dispersion") if dispersion == "chi_square"
+             else Entropy(share, name="dispersion")]
+    for g in labels:
+        terms.append(Normalize(1.0, rows=rows[g], name="sum" if len(labels) == 1 else f"sum:{g}"))
+    summaries = {id(block): summary(block, with_sds=delta_scale == "sd" or block is report) for block in blocks}
+    arm_rows = {g: np.flatnonzero(weighted) if rows[g] is None else np.flatnonzero(weighted)[rows[g]] for g in labels}
+    matrices = {g: _side_by_side([block.B for block in blocks], arm_rows[g]) for g in labels}
+    balance_terms, start = {}, 0
+    for block in blocks:
+        sds, goal = summaries[id(block)]
+        scale = _scale(sds, std, block.names) if delta_scale == "sd" else np.ones(len(block.names))
+        columns = slice(start, start + len(block.names))
+        for g in labels:
+            term = Balance(matrices[g][:, columns], goal, delta=block.delta, scale=scale, rows=rows[g],
+                           columns=block.names, name=block.name if len(labels) == 1 else f"{block.name}:{g}")
+            balance_terms[block.name, g] = term
+            terms.append(term)
+        if block is report:
+            report_columns = columns
+        start += len(block.names)
+    if dispersion == "chi_square":
+        terms.append(Bounds(lower=0.0, name="nonnegative"))
+    if any(block is report for block in blocks):
+        sds, goal = summaries[id(report)]
+        design_targets = {g: (balance_terms[report.name, g], np.arange(len(report.names))) for g in labels}
+        # one arm: the table reads the problem's own matrix; several: their rows interleave, so a copy in row order
+        X = matrices[labels[0]][:, report_columns] if len(labels) == 1 else report.B[weighted]
+    else:
+        sds, goal = summary(report)
+        design_targets = None
+        X = report.B[weighted]
+    design = BalanceDesign(names=tuple(report.names), X=X, groups=groups, base_weights=d,
+                           targets={g: goal for g in labels}, denominators=sds, std=std, kind="mean", checked=True)
+    scale_text = "sums to 1 within each arm" if len(labels) > 1 else "sums to 1"
+    sample_weights = None if base_weights is None else pd.Series(d_all, index=frame.index)
+    return WeightingProblem(frame.index[weighted], terms, family=family, weight_scale=scale_text,
+                            weight_unit=float(np.mean(share)), design=design, design_targets=design_targets,
+                            estimand=estimand, sample_weights=sample_weights)
+
+
+def _side_by_side(matrices, rows, chunk=65_536):
+    """The `rows` of every matrix, side by side in one new C-ordered matrix: the arm's only copy of its data
+    (filled in row chunks, so no second full-size temporary)."""
+    out = np.empty((len(rows), sum(B.shape[1] for B in matrices)))
+    start = 0
+    for B in matrices:
+        for first in range(0, len(rows), chunk):
+            out[first: first + chunk, start: start + B.shape[1]] = B[rows[first: first + chunk]]
+        start += B.shape[1]
+    return out
+
+
+def _group_total(d, groups):
+    """Each unit's group total of d."""
+    return pd.Series(d).groupby(groups).transform("sum").to_numpy()
+
+
+def _weighted_mean(B, d, rows):
+    """sum_{i in rows} d_i b_i / sum_{i in rows} d_i, without copying the rows of B."""
+    weights = np.where(rows, d, 0.0)
+    return weights @ B / weights.sum()
+
+
+def _scale(sds, std, names):
+    if std not in sds:
+        raise InputError(f"std={std!r} is not available here; choose from {sorted(sds)}")
+    s = np.asarray(sds[std], dtype=float)
+    zero = [n for n, v in zip(names, s) if not v > 0]
+    if zero:
+        raise InputError(f"balance columns {zero} have zero {std} SD, so delta in SD units is undefined for them; "
+                         "use std='pooled' or delta_scale='raw'")
+    return s

@@ -1,0 +1,311 @@
+"""Survey calibration: base weights d moved as little as possible to meet population totals.
+
+    calibrate     min sum_i d_i G(w_i / d_i) (linear, raking or logit G)   s.t. X'w = T, ratio / weight bounds
+    rake          calibrate with the raking distance, survey::rake's margins and trimming, solved in one call
+    trim_weights  g = w / d trimmed to [L, U], the excess spread over the others (survey::trimWeights)
+
+The calibration system: margins become indicator columns (every level in the data needs a total), totals and raw
+constraints become columns of X, exactly redundant targets are dropped after checking that they agree (a pivoted
+Cholesky factorization of X' diag(d) X), and totals that the bounds put out of reach are refused before solving.
+
+    sol = cpz.rake(api, margins=[pd.DataFrame({"stype": ["E", "H", "M"], "Freq": [4421, 755, 1018]}),
+                                 {"sch.wide": {"No": 1072, "Yes": 5122}}], base_weights="pw")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import numpy as np
+import pandas as pd
+import scipy.linalg
+
+from ..arguments import recorded
+from ..backends.base import RawResult
+from ..diagnostics import BalanceDesign, smd_denominators
+from ..errors import InfeasibleError, InputError
+from ..problem import WeightingProblem
+from ..terms import Balance, Bounds, ChiSquare, Entropy, Logit
+from ..validation import CounterpoiseWarning, as_frame, base_weights as check_base_weights, choice, finite
+from ..validation import numeric_matrix
+
+DISTANCES = ("linear", "raking", "logit")
+
+
+@recorded
+def calibrate(data, base_weights=None, margins=None, totals=None, constraints=None, distance="linear",
+              bounds=None, weight_bounds=None, tol=None) -> WeightingProblem:
+    """Calibration of base weights d to population totals (Deville & Sarndal 1992; survey::calibrate).
+
+    minimize sum_i d_i G(w_i / d_i)   s.t.  sum_i w_i x_ij = T_j for every target j
+    with G the "linear" (chi-square, GREG: G(g) = (g-1)^2/2), "raking" (G(g) = g log g - g + 1) or
+    "logit" (bounded; needs `bounds`) distance. Targets: `margins={"var": {"level": total}}` (every
+    level in the data needs a total; without any targets, those a dataset records in `frame.attrs["margins"]`
+    and `["totals"]`, with its `["base_weights"]` column), `totals={"col": total}`, and
+    `constraints={"name": (coefficients, total)}` for raw linear rows. `bounds=(L, U)` bounds the ratio g = w/d, `weight_bounds=(lo, hi)`
+    bounds w itself (for "logit" the bounds are part of the distance and fixed when it is built); `tol` asks
+    only |x_j'w - T_j| <= tol |T_j| (absolute, <= tol, for a zero total). Exactly redundant targets (two
+    margins that both sum to N) are dropped after checking that they agree; the balance table still shows
+    them, with the totals they were built with.
+    """
+    frame = as_frame(data)
+    margins, totals, base_weights = recorded_targets(frame, margins, totals, constraints, base_weights)
+    d = check_base_weights(frame, base_weights)
+    X, names, T, N = calibration_system(frame, margins, totals, constraints)
+    return calibration_problem(frame.index, X, names, T, N, d, distance, bounds, weight_bounds, tol)
+
+
+def recorded_targets(frame, margins, totals, constraints, base_weights):
+    """Without any targets, those a dataset records in frame.attrs ("margins", "totals"), with its
+    "base_weights" column unless base weights are given."""
+    if margins is None and totals is None and constraints is None:
+        margins, totals = frame.attrs.get("margins"), frame.attrs.get("totals")
+        base_weights = frame.attrs.get("base_weights") if base_weights is None else base_weights
+    return margins, totals, base_weights
+
+
+def calibration_problem(index, X, names, T, N, d, distance, bounds=None, weight_bounds=None, tol=None):
+    """The calibration WeightingProblem of `calibrate` on a built system (also `refit`'s, on a support)."""
+    choice(distance, DISTANCES, "distance")
+    lower, upper = _pair(bounds, "bounds")
+    terms = []
+    if distance == "linear":
+        terms.append(ChiSquare(d, 2 * d, name="distance"))
+    elif distance == "raking":
+        terms.append(Entropy(d, name="distance"))
+    else:
+        if bounds is None:
+            raise InputError('distance="logit" needs finite ratio bounds, e.g. bounds=(0.5, 2.0), with L < 1 < U')
+        if not (0 <= lower < 1 < upper < np.inf):
+            raise InputError(f"logit bounds must satisfy 0 <= L < 1 < U < inf, got {bounds}")
+        terms.append(Logit(d, lower, upper, name="distance"))
+    if tol is None:
+        check_reachable(X, T, d, names, (lower, upper), _pair(weight_bounds, "weight_bounds"),
+                         nonnegative=distance == "raking")
+    totals, keep = totals_term(X, T, names, d, tol)
+    terms.append(totals)
+    if bounds is not None and distance != "logit":
+        _check_ratio_bounds(lower, upper)
+        terms.append(Bounds(lower=None if lower == -np.inf else lower, upper=None if upper == np.inf else upper,
+                            reference=d, name="ratio_bounds"))
+    if weight_bounds is not None:
+        lo, hi = _pair(weight_bounds, "weight_bounds")
+        terms.append(Bounds(lower=None if lo == -np.inf else lo, upper=None if hi == np.inf else hi, name="weight_bounds"))
+    return WeightingProblem(index, terms, family=f"calibrate/{distance}", weight_scale="population totals (w = g d)",
+                            weight_unit=float(np.mean(d)), design=total_design(X, names, T, N, d),
+                            design_targets={"sample": (totals, keep)})
+
+
+def totals_term(X, T, names, d, tol):
+    """(Balance on the totals at relative scale |T| (1 for a zero total), the indices of the targets it holds):
+    exactly redundant targets are dropped, after checking they agree, when the totals must hold exactly."""
+    relative = np.where(T != 0, np.abs(T), 1.0)
+    keep = _independent_targets(X, T, d, names) if tol is None else np.arange(len(T))
+    B = X if len(keep) == X.shape[1] else X[:, keep]
+    return Balance(B, T[keep], delta=tol, scale=relative[keep], columns=[names[j] for j in keep], name="totals"), keep
+
+
+def _pair(value, what):
+    if value is None:
+        return -np.inf, np.inf
+    try:
+        lo, hi = (float(v) if v is not None else np.nan for v in value)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be a pair (lower, upper), got {value!r}") from None
+    lo = -np.inf if np.isnan(lo) else lo
+    hi = np.inf if np.isnan(hi) else hi
+    if not lo < hi:
+        raise InputError(f"{what}: lower {lo} must be below upper {hi}")
+    return lo, hi
+
+
+def _check_ratio_bounds(lower, upper):
+    if not (lower <= 1 <= upper):
+        raise InputError(f"ratio bounds ({lower}, {upper}) exclude g = 1, the base weights themselves; "
+                         "bounds on g = w/d should satisfy L <= 1 <= U")
+
+
+def check_reachable(X, T, d, names, ratio_bounds, weight_bounds, nonnegative):
+    """Before solving: every target on a nonnegative column must lie between the totals the bounds allow,
+    sum_i lo_i x_ij <= T_j <= sum_i hi_i x_ij, with lo_i, hi_i the bounds on w_i (raking keeps w >= 0)."""
+    lo = np.maximum(np.maximum(0.0 if nonnegative else -np.inf, ratio_bounds[0] * d), weight_bounds[0])
+    hi = np.minimum(ratio_bounds[1] * d, weight_bounds[1])
+    if np.any(lo > hi):
+        raise InfeasibleError("the ratio bounds and the weight bounds leave no room for some units' weights")
+    used = X > 0
+    low = np.where(used.T @ ~np.isfinite(lo) > 0, -np.inf, np.where(np.isfinite(lo), lo, 0.0) @ X)
+    high = np.where(used.T @ ~np.isfinite(hi) > 0, np.inf, np.where(np.isfinite(hi), hi, 0.0) @ X)
+    for j in np.flatnonzero(~np.any(X < 0, axis=0)):
+        slack = 1e-9 * max(abs(T[j]), 1.0)
+        if not (low[j] - slack <= T[j] <= high[j] + slack):
+            raise InfeasibleError(f"target {names[j]} = {T[j]:g} is out of reach: the bounds on the weights allow "
+                                  f"totals between {low[j]:g} and {high[j]:g} for it; widen the bounds",
+                                  binding=[names[j]])
+
+
+def calibration_system(frame, margins, totals, constraints):
+    """The calibration matrix X (n x k), target names, totals T, and the population size N when a margin gives it."""
+    columns, names, T = [], [], []
+    N = None
+    for var, levels in (margins or {}).items():
+        if var not in frame.columns:
+            raise InputError(f"margin variable {var!r} is not in the data")
+        values = frame[var]
+        if values.isna().any():
+            raise InputError(f"margin variable {var!r} has {int(values.isna().sum())} missing values")
+        if not isinstance(levels, (dict, pd.Series)) or len(levels) == 0:
+            raise InputError(f"margins[{var!r}] must be a non-empty dict level -> population total")
+        codes, present = pd.factorize(values)     # integer codes: one pass, then cheap comparisons per level
+        position = {level: j for j, level in enumerate(present)}
+        keyed = {_level_key(k, present): (k, float(v)) for k, v in dict(levels).items()}
+        missing = [p for p in present if p not in keyed]
+        if missing:
+            raise InputError(f"margin {var!r}: levels {sorted(map(str, missing))} occur in the data but have no "
+                             "population total; add them (or merge levels) so every unit is calibrated")
+        for level, (key, total) in keyed.items():
+            finite([total], f"population total for {var}={key}")
+            if total < 0:
+                raise InputError(f"margin {var!r}: level {key!r} has a negative total {total}")
+            mask = codes == position[level] if level in position else np.zeros(len(codes), bool)
+            if not mask.any():
+                if total > 0:
+                    raise InputError(f"margin {var!r}: level {key!r} has population total {total:g} but no units "
+                                     "in the sample; no weights can reach it (collapse it into a neighbouring level)")
+                continue
+            if total == 0:
+                warnings.warn(f"margin {var!r}: level {key!r} has {int(mask.sum())} units but a population total of 0, "
+                              "so those units get weight 0", CounterpoiseWarning, stacklevel=3)
+            columns.append(mask)
+            names.append(f"{var}={key}")
+            T.append(total)
+        N = N if N is not None else sum(v for _, v in keyed.values())
+    for col, total in (totals or {}).items():
+        columns.append(numeric_matrix(frame, [col], "totals")[:, 0])
+        names.append(col)
+        T.append(float(total))
+    for name, (coef, total) in (constraints or {}).items():
+        coef = np.asarray(coef, dtype=float).ravel()
+        if len(coef) != len(frame):
+            raise InputError(f"constraint {name!r} has {len(coef)} coefficients for {len(frame)} rows")
+        finite(coef, f"constraint {name!r} coefficients")
+        columns.append(coef)
+        names.append(str(name))
+        T.append(float(total))
+    if not columns:
+        raise InputError("give at least one target: margins=, totals= or constraints=")
+    finite(T, "population totals")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise InputError(f"targets named more than once: {repeated}")
+    X = np.empty((len(frame), len(columns)))       # one C-ordered matrix, filled column by column
+    for j, column in enumerate(columns):
+        X[:, j] = column
+    return X, names, np.asarray(T), N
+
+
+def _level_key(key, present):
+    """Match a target's level to the data's values, also across str/number spellings ("1" vs 1)."""
+    if key in set(present):
+        return key
+    by_text = {str(p): p for p in present}
+    return by_text.get(str(key), key)
+
+
+def _independent_targets(X, T, d, names, chunk=65_536):
+    """Indices of a maximal set of linearly independent targets; a redundant target must agree with the others.
+    Works on the k x k Gram matrix G = X' diag(d) X (one pass over the rows): pivoted Cholesky (LAPACK dpstrf)
+    finds the rank, and a dropped target's implied total is T_keep' G_kk^-1 G_k,drop."""
+    k = X.shape[1]
+    G = np.zeros((k, k))
+    for start in range(0, len(X), chunk):
+        block = X[start: start + chunk]
+        G += block.T @ (block * d[start: start + chunk, None])
+    scale = np.sqrt(np.maximum(np.diag(G), 1e-300))
+    _, piv, rank, _ = scipy.linalg.lapack.dpstrf(G / np.outer(scale, scale), tol=1e-12)
+    piv = piv[:k] - 1
+    keep, drop = np.sort(piv[:rank]), piv[rank:]
+    if len(drop):
+        implied = T[keep] @ np.linalg.solve(G[np.ix_(keep, keep)], G[np.ix_(keep, drop)])
+        for j, value in zip(drop, implied):
+            if abs(value - T[j]) > 1e-8 * (1 + abs(T[j])):
+                raise InfeasibleError(f"target {names[j]} = {T[j]:g} contradicts the other targets, which imply "
+                                      f"{value:g} for it (e.g. two margins with different population sizes)")
+    return keep
+
+
+def total_design(X, names, T, N, d):
+    return BalanceDesign(names=tuple(names), X=X, groups=np.full(len(d), "sample", dtype=object), base_weights=d,
+                         targets={"sample": T}, denominators=smd_denominators(X, base_weights=d), std="target",
+                         kind="total", population_size=None if N is None else {"sample": N}, checked=True)
+
+
+def rake(data, margins, base_weights=None, bounds=None, trim=None, force=False, epsilon=1e-9, max_iter=100):
+    """Rake base weights to population margins and return the `Solution`.
+
+    margins: {variable: {level: total}}, or survey-style population margins: a list of DataFrames, each with one
+    variable column and a "Freq" column (dicts may be mixed in). bounds=(L, U) bounds g = w / d during raking.
+    trim=(lower, upper) trims g afterwards and spreads what was cut over the untrimmed units (`trim_weights`); the
+    totals then hold only approximately, and the solution's status and message say by how much. Convergence:
+    max |achieved - total| / (1 + |total|) < epsilon. Without convergence a `CalibrationError` names the worst
+    targets, unless force=True, which returns the closest weights found with status "inaccurate".
+    """
+    problem = calibrate(data, base_weights=base_weights, margins=_margins(margins), distance="raking", bounds=bounds)
+    solution = problem.solve(backend="calibration", raise_on_failure=not force, epsilon=epsilon, max_iter=max_iter)
+    if trim is None:
+        return solution
+    lower, upper = trim
+    d = problem.terms[0].base
+    trimmed, capped = trim_weights(solution.weights.to_numpy(), d, lower, upper)
+    totals = problem.terms[1]
+    off = totals.violation(trimmed)           # max |x_j'w - T_j| / |T_j| after trimming
+    raw = RawResult(weights=trimmed, status=solution.status, solver=solution.solver, solve_time=solution.solve_time,
+                    iterations=solution.iterations, info={"trimmed_units": capped, "max_relative_misfit": off},
+                    message=f"raked, then trimmed g = w/d to [{lower:g}, {upper:g}]: {capped} units capped; the "
+                            f"totals are now off by up to {off:.2%} (relative)")
+    trimmed_solution = problem.checked(raw, solution.backend, solution.tolerance)
+    return dataclasses.replace(trimmed_solution, duals=solution.duals)
+
+
+def trim_weights(w, d, lower=0.0, upper=np.inf, max_rounds=100):
+    """Trim the ratios g = w / d to [lower, upper] and spread the weight cut (or added) over the units left inside,
+    in proportion to their weights, until every ratio is within bounds; the total sum(w) is kept. Returns
+    (trimmed weights, number of units at a bound)."""
+    w, d = np.asarray(w, dtype=float).copy(), np.asarray(d, dtype=float)
+    if not (0 <= lower < upper):
+        raise InputError(f"trim needs 0 <= lower < upper, got ({lower}, {upper})")
+    total = w.sum()
+    if not (lower * d.sum() <= total <= upper * d.sum()):
+        raise InfeasibleError(f"cannot trim g to [{lower:g}, {upper:g}] and keep the total {total:g}: the bounds "
+                              f"allow totals in [{lower * d.sum():g}, {upper * d.sum():g}]")
+    fixed = np.zeros(len(w), bool)
+    for _ in range(max_rounds):
+        low, high = w < lower * d, w > upper * d
+        if not (low.any() or high.any()):
+            break
+        fixed |= low | high
+        w = np.where(low, lower * d, np.where(high, upper * d, w))
+        free = ~fixed
+        if not free.any():
+            break
+        w[free] *= (total - w[fixed].sum()) / w[free].sum()
+    return w, int(fixed.sum())
+
+
+def _margins(margins) -> dict:
+    """{variable: {level: total}} from a dict, or from a list of dicts and survey-style Freq data frames."""
+    if isinstance(margins, dict):
+        return margins
+    out = {}
+    for item in margins if isinstance(margins, (list, tuple)) else [margins]:
+        if isinstance(item, dict):
+            out.update(item)
+            continue
+        if not isinstance(item, pd.DataFrame) or "Freq" not in item.columns or item.shape[1] != 2:
+            raise InputError("each population margin must be a dict {variable: {level: total}} or a DataFrame with "
+                             "one variable column and a 'Freq' column (survey::rake's population.margins)")
+        variable = next(c for c in item.columns if c != "Freq")
+        if variable in out:
+            raise InputError(f"the margin for {variable!r} is given twice")
+        out[variable] = dict(zip(item[variable], item["Freq"]))
+    return out

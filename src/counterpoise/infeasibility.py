@@ -1,0 +1,67 @@
+"""Why no weights exist: the balance columns that bind, and how much extra tolerance each needs.
+
+Two ways, by size. Up to RELAXED_SOLVE_LIMIT units, the relaxed problem
+
+    minimize sum_j z_j   s.t. |(B_j'w - t_j) / s_j| <= delta_j + z_j, z >= 0, and every other constraint
+
+is solved by cvxpy + CLARABEL: column j's tolerance plus its slack z_j is feasible jointly. Above it, where that
+solve would be slow, a backend's certificate of infeasibility (the dual's diverging direction, `info
+["infeasibility_ray"]`) names the columns instead, with their shares of the certificate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .backends.cvxpy_backend import build
+from .errors import InfeasibleError
+from .terms import Balance
+
+#: Above this many units an infeasible problem is explained from the backend's certificate, not a cvxpy solve.
+RELAXED_SOLVE_LIMIT = 50_000
+
+
+def explain(problem, solution=None) -> InfeasibleError:
+    """The InfeasibleError for `problem` (a WeightingProblem), naming the balance columns that bind; `solution`
+    supplies a backend's certificate where it has one."""
+    ray = None if solution is None else solution.info.get("infeasibility_ray")
+    if ray and problem.n > RELAXED_SOLVE_LIMIT:
+        terms = {t.name: t for t in problem.terms}
+        weights = pd.concat([pd.Series(np.abs(v), index=[f"{name} / {c}" for c in terms[name].columns])
+                             for name, v in ray.items()]).sort_values(ascending=False)
+        top = weights[weights > 0.05 * weights.iloc[0]].head(20)
+        return InfeasibleError(
+            "no weights satisfy the balance constraints with these tolerances; the dual diverges along the "
+            "balance columns (share of the certificate):\n" + "\n".join(f"  {k}: {v:.2f}" for k, v in top.items())
+            + "\nloosen their tolerances (or drop units outside the target's support)",
+            binding=top.rename_axis("column").reset_index(name="share"))
+    balance = [t for t in problem.terms if isinstance(t, Balance)]
+    relaxed, _, _, slacks = build(problem.terms, problem.n, slack_terms={t.name for t in balance},
+                                  unit=problem.weight_unit)
+    relaxed.solve(solver="CLARABEL")
+    if relaxed.status not in ("optimal", "optimal_inaccurate"):
+        return InfeasibleError(
+            "no weights satisfy the bounds and normalization even with balance relaxed "
+            "(for example, lower bounds that sum to more than the required total, or upper bounds to less)"
+        )
+    binding = []
+    for term in balance:
+        needed = np.asarray(slacks[term.name].value)
+        for column, slack, delta in zip(term.columns, needed, term.tolerances()):
+            if slack > 1e-7:
+                binding.append({"term": term.name, "column": column, "tolerance": delta, "needed": delta + slack})
+    binding = pd.DataFrame(binding, columns=["term", "column", "tolerance", "needed"])
+    if binding.empty:
+        return InfeasibleError("the solver reported the problem infeasible, but it is feasible once every balance "
+                               "constraint is given slack that the relaxed solve does not need: a numerical "
+                               "failure; try another solver", binding=binding)
+    lines = [f"  {r.term} / {r.column}: tolerance {r.tolerance:.4g}, needs at least {r.needed:.4g}"
+             for r in binding.itertuples()]
+    return InfeasibleError(
+        "no weights satisfy the balance constraints with these tolerances; the smallest total loosening "
+        "(sum of the slacks) that makes them feasible needs:\n"
+        + "\n".join(lines[:20]) + ("\n  ..." if len(lines) > 20 else "")
+        + "\n(tolerances in the term's scale: SD units for delta_scale='sd', relative for calibration tolerances)",
+        binding=binding,
+    )

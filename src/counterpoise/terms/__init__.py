@@ -1,0 +1,12 @@
+"""The terms a weighting problem is made of: `base` (the Term protocol), `distances` (ChiSquare, Entropy, Logit),
+`constraints` (Balance, Normalize, Bounds, MaxShare) and `losses` (SparseLoss).
+
+A researcher adds a constraint by subclassing `Term`; see `MaxShare` for a complete example.
+"""
+
+from .base import Term
+from .constraints import Balance, Bounds, MaxShare, Normalize
+from .distances import ChiSquare, Entropy, Logit
+from .losses import SparseLoss
+
+__all__ = ["Balance", "Bounds", "ChiSquare", "Entropy", "Logit", "MaxShare", "Normalize", "SparseLoss", "Term"]
