@@ -17,7 +17,8 @@ import pandas as pd
 from ..errors import InputError
 from ..validation import as_frame
 from . import loss as cal
-from .fit import BalnetFit, balnet
+from .fit import balnet
+from .model import BalnetFit
 
 
 class BalnetCV:
@@ -72,11 +73,15 @@ def cv_balnet(data, treatment=None, covariates=None, n_folds=10, fold_id=None, s
     frame = as_frame(data)
     fit = balnet(frame, treatment, covariates, sample_weights=sample_weights, **options)
     folds = _folds(len(frame), n_folds, fold_id, seed)
-    sw = fit.sample_weights
+    sw, call = fit.sample_weights, fit.call
     losses = {arm: np.empty((len(np.unique(folds)), len(fit.arms[arm].lambdas))) for arm in fit.arms}
     for k, label in enumerate(np.unique(folds)):
         train, test = folds != label, folds == label
-        fold_fit = balnet(frame[train], treatment, fit.names, sample_weights=sw[train], **options)
+        # The full fit's call on the training rows, with its covariates (constant columns dropped) and its sample
+        # weights on those rows. Not call.on: its guard against per-row arguments would also refuse a path of n
+        # lambdas or n penalty factors, and the one per-row argument, sample_weights, is replaced here.
+        changes = dict(covariates=fit.names, sample_weights=sw[train])
+        fold_fit = call.builder(frame[train], **{**call.arguments, **changes})
         columns = [fit.names.index(name) for name in fold_fit.names]   # a column constant in the fold is dropped
         X_test = fit.X[test][:, columns]
         for arm, full in fit.arms.items():

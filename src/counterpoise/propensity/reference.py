@@ -26,8 +26,9 @@ import scipy.special
 from ..backends.cvxpy_backend import TIGHT_OPTIONS
 from ..diagnostics import BalanceDesign
 from ..problem import WeightingProblem
-from ..terms import Entropy, ImbalanceBudget, Normalize
+from ..terms import Entropy, Normalize
 from . import loss as cal
+from .budget import ImbalanceBudget
 
 
 def standardized(fit, arm):
