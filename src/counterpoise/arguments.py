@@ -2,7 +2,7 @@
 
 `@recorded` wraps a builder `f(data, ...)` (the families, `balnet`): its result gets `.call`, a `Call` holding the
 arguments as `inspect.signature(f)` binds them (defaults filled in). `WeightingProblem.rebuild` (the bootstrap) and
-`cv_balnet` (a refit per fold) re-run `call.on(new_data)`; nothing copies a signature by hand.
+`cv_balnet` (a refit per fold) re-run `call.on(new_data)` or `call.builder`; nothing copies a signature by hand.
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ class Call:
         coefficients): they cannot follow a resample."""
         return [key for key, value in self.arguments.items() if _row_tied(value, self.rows)]
 
-    def on(self, data, **changes):
-        """The builder run again on `data`, with the same arguments except `changes`."""
-        tied = [key for key in self.row_tied() if key not in changes]
+    def on(self, data):
+        """The builder run again on `data` with the same arguments."""
+        tied = self.row_tied()
         if tied:
             raise InputError(f"cannot rebuild on new data: {tied} hold one value per original row; pass base weights "
                              "as a column name, and put a basis or constraint coefficients in columns of the data")
-        return self.builder(data, **{**self.arguments, **changes})
+        return self.builder(data, **self.arguments)
 
 
 def recorded(function):

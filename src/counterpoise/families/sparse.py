@@ -56,9 +56,9 @@ def sparse_calibrate(data, base_weights=None, margins=None, totals=None, constra
     if exact:
         if tol is None:
             check_reachable(X, T, w0, names, (0.0, np.inf if cap is None else cap), (-np.inf, np.inf), True)
-        totals_term, keep = totals_term(X, T, names, w0, tol)
-        terms = [ChiSquare(w0, 2 * w0 * w0.sum(), tau=tau, shift=w0.mean(), name="distance"), totals_term]
-        reported = (totals_term, keep)
+        totals, keep = totals_term(X, T, names, w0, tol)
+        terms = [ChiSquare(w0, 2 * w0 * w0.sum(), tau=tau, shift=w0.mean(), name="distance"), totals]
+        reported = (totals, keep)
     else:
         if tol is not None:
             raise InputError("tol applies to exact=True; the lasso trades the totals' fit against lam itself")

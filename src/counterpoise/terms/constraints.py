@@ -52,7 +52,8 @@ class Balance(Term):
         """(B'w - t) / s: the scaled imbalance, a cvxpy expression or a numpy array."""
         if isinstance(w, np.ndarray):
             return (select(w, self.rows) @ self.B) / self.scale - self.scaled_target()
-        return cp.multiply(self.B.T @ select(w, self.rows) - self.target, 1.0 / self.scale)
+        # cvxpy keeps its own copy of the constant, so the scaled matrix here is a temporary of the build
+        return (self.B / self.scale).T @ select(w, self.rows) - cp.multiply(self.target, 1.0 / self.scale)
 
     def constraints(self, w, slack=None):
         """Balance constraints; with a nonnegative `slack` vector they are loosened by it (infeasibility diagnosis)."""

@@ -54,7 +54,7 @@ class SparseLoss(Term):
         return float(len(self.w0) * np.max(self.w0 * (self.B @ (b / self.scale)) + self.ridge_curvature()))
 
     def objective(self, w):
-        residual = cp.multiply(self.B.T @ w - self.target, 1.0 / self.scale)
+        residual = (self.B / self.scale).T @ w - cp.multiply(self.target, 1.0 / self.scale)
         spread = cp.sum_squares(cp.multiply(w - self.w0, 1.0 / np.sqrt(self.w0))) / (2 * self.w0.sum())
         return (0.5 * cp.sum_squares(residual) + self.lam * cp.sum(cp.multiply(w, 1.0 / (self.w0 * len(self.w0))))
                 + self.ridge * spread)
