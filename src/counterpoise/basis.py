@@ -6,13 +6,12 @@ D D' ~ K, the n x n kernel matrix, without ever forming K: Algorithm 1, steps 2-
 Zubizarreta (kernel-based stable balancing weights), after Wang et al. (2019).
 """
 
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
 from counterpoise.errors import InputError
-from counterpoise.validation import matrix
+from counterpoise.validation import POSITIVE, check, integer, matrix
 
 
 def _check_names(names, p):
@@ -28,12 +27,6 @@ def _check_not_constant(X):
         raise InputError(f"X column {constant[0]} is constant; drop it before standardizing or kernel balancing")
 
 
-def _check_int(value, name, low):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
 def moments(X, names, degree=2):
     """Columns of X followed by X_j^k, k = 2..degree, for every non-binary column j.
 
@@ -42,7 +35,7 @@ def moments(X, names, degree=2):
     """
     X = matrix(X)
     names = _check_names(names, X.shape[1])
-    degree = _check_int(degree, "degree", 1)
+    degree = check("degree", degree, integer(1))
     binary = np.all((X == 0) | (X == 1), axis=0)
     cols = np.flatnonzero(~binary)
     powers = range(2, degree + 1)
@@ -74,9 +67,7 @@ def standardize(X):
 
 
 def _check_bandwidth(bandwidth):
-    if isinstance(bandwidth, bool) or not isinstance(bandwidth, numbers.Real) or not 0 < bandwidth < np.inf:
-        raise InputError(f"bandwidth must be a positive finite number, got {bandwidth!r}")
-    return float(bandwidth)
+    return float(check("bandwidth", bandwidth, POSITIVE))
 
 
 def _gaussian(A, B, bandwidth):
@@ -152,10 +143,10 @@ def nystrom(X, m=300, l=200, s=100, kernel="gaussian", bandwidth=None, standardi
         raise InputError(f"kernel must be 'gaussian', got {kernel!r}")
     X = matrix(X)
     n, p = X.shape
-    m = _check_int(m, "m", 3)
-    l = _check_int(l, "l", 2)
-    s = _check_int(s, "s", 1)
-    chunk_size = _check_int(chunk_size, "chunk_size", 1)
+    m = check("m", m, integer(3))
+    l = check("l", l, integer(2))
+    s = check("s", s, integer(1))
+    chunk_size = check("chunk_size", chunk_size, integer(1))
     if m > n:
         raise InputError(f"m (number of landmarks) must be <= the number of rows of X, got m={m} > n={n}")
     if not s < l < m:

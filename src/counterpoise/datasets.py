@@ -7,18 +7,19 @@ categorical sample with population margins for raking benchmarks; `cps_like` the
 sample with its train and held-out targets.
 """
 
-import numbers
 from importlib import resources
 
 import numpy as np
 import pandas as pd
 
 from counterpoise.errors import InputError
+from counterpoise.validation import integer, validated
 
 _COV_X123 = np.array([[2.0, 1.0, -1.0], [1.0, 1.0, -0.5], [-1.0, -0.5, 1.0]])
 _EPS_VARIANCE = {"weak": 30.0, "strong": 100.0}
 
 
+@validated(n=integer(2))
 def kim2023(n, overlap="weak", transformed=False, seed=0):
     """Simulate the Kim-Niknam-Zubizarreta design: n units, columns covariates, A (0/1 int) and Y.
 
@@ -35,8 +36,6 @@ def kim2023(n, overlap="weak", transformed=False, seed=0):
     numpy.random.default_rng(seed). `frame.attrs` names the covariates, treatment and outcome, so
     builders called without `covariates=` use the right set for either version.
     """
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 2:
-        raise InputError(f"n must be an integer >= 2, got {n!r}")
     if overlap not in _EPS_VARIANCE:
         raise InputError(f"overlap must be 'weak' or 'strong', got {overlap!r}")
     n = int(n)
@@ -60,6 +59,7 @@ def kim2023(n, overlap="weak", transformed=False, seed=0):
     return frame
 
 
+@validated(n=integer(2), p=integer(1))
 def confounded(n, p=50, strength=1.0, seed=0):
     """n units with p correlated covariates, a logistic treatment and a confounded outcome; the true ATE is 1.
 
@@ -67,10 +67,6 @@ def confounded(n, p=50, strength=1.0, seed=0):
     Treatment: A ~ Bernoulli(expit(strength * s / sd(s))), s = sum_{j <= 10} (-1)^(j+1) X_j / j (larger strength,
     poorer overlap). Outcome: Y = A + sum_{j <= 10} X_j / j + 0.5 X_1^2 + N(0, 1). Draws use default_rng(seed).
     """
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 2:
-        raise InputError(f"n must be an integer >= 2, got {n!r}")
-    if isinstance(p, bool) or not isinstance(p, numbers.Integral) or p < 1:
-        raise InputError(f"p must be a positive integer, got {p!r}")
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((int(n), int(p)))
     for j in range(1, p):
@@ -87,13 +83,12 @@ def confounded(n, p=50, strength=1.0, seed=0):
     return frame
 
 
+@validated(n=integer(2))
 def survey_margins(n, variables=5, levels=10, seed=0):
     """A survey sample for raking benchmarks: `variables` independent categorical columns v1.. with `levels`
     levels "L0".. (level probabilities from a Dirichlet(2) draw per variable), design weights d ~ lognormal(0,
     0.5) * 100, and population margins in `frame.attrs["margins"]`: each level's sample total of d times a factor
     from U(0.7, 1.3), rescaled so every variable sums to the same N = 1.1 sum(d). Draws use default_rng(seed)."""
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 2:
-        raise InputError(f"n must be an integer >= 2, got {n!r}")
     rng = np.random.default_rng(seed)
     names = np.array([f"L{k}" for k in range(levels)], dtype=object)
     frame = pd.DataFrame({f"v{j + 1}": names[rng.choice(levels, size=int(n), p=rng.dirichlet(np.full(levels, 2.0)))]

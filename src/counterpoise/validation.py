@@ -1,8 +1,15 @@
-"""Input checks at the public boundary. Everything past the family builders trusts clean arrays."""
+"""Input checks at the public boundary: data (frames, matrices, weights, finiteness) and options (declared per
+function with `@validated`, as scikit-learn's validate_params). Everything past the builders trusts clean arrays."""
 
 from __future__ import annotations
 
+import functools
+import inspect
+import numbers
+import os
+import sys
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -12,6 +19,16 @@ from .errors import InputError
 
 class CounterpoiseWarning(UserWarning):
     """Something was changed for you (a constant column dropped); the message says what."""
+
+
+def warn(message):
+    """Issue a CounterpoiseWarning attributed to the first caller outside counterpoise (the user's line), however
+    deep inside the package it is raised."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 2
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, CounterpoiseWarning, stacklevel=level)
 
 
 def as_frame(data) -> pd.DataFrame:
@@ -156,8 +173,7 @@ def drop_constant(B: np.ndarray, names: list) -> tuple[np.ndarray, list]:
     constant = np.ptp(B, axis=0) == 0 if len(B) else np.zeros(B.shape[1], bool)
     if constant.any():
         dropped = [n for n, c in zip(names, constant) if c]
-        warnings.warn(f"dropped constant columns {dropped}: they take one value in every row, so balance on them is automatic",
-                      CounterpoiseWarning, stacklevel=3)
+        warn(f"dropped constant columns {dropped}: they take one value in every row, so balance on them is automatic")
         if constant.all():
             raise InputError("every balance column is constant; there is nothing to balance")
         B = B[:, ~constant]
@@ -165,7 +181,72 @@ def drop_constant(B: np.ndarray, names: list) -> tuple[np.ndarray, list]:
     return B, names
 
 
-def choice(value, allowed, what):
-    if value not in allowed:
-        raise InputError(f"{what} must be one of {list(allowed)}, got {value!r}")
+# ---- options, declared -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What an option must be: `test(value)` and the words for it ("a positive number")."""
+
+    text: str
+    test: object
+
+    def __call__(self, value) -> bool:
+        return bool(self.test(value))
+
+
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
+
+
+def integer(at_least) -> Rule:
+    return Rule(f"an integer >= {at_least}", lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                and v >= at_least)
+
+
+def one_of(values) -> Rule:
+    return Rule(f"one of {list(values)}", lambda v: v in values)
+
+
+def optional(rule: Rule) -> Rule:
+    return Rule(f"{rule.text} or None", lambda v: v is None or rule(v))
+
+
+def interval(low, high, closed=True) -> Rule:
+    """A number in [low, high] (closed) or (low, high) (closed=False)."""
+    if closed:
+        return Rule(f"a number in [{low}, {high}]", lambda v: _is_number(v) and low <= v <= high)
+    return Rule(f"a number in ({low}, {high})", lambda v: _is_number(v) and low < v < high)
+
+
+POSITIVE = Rule("a positive number", lambda v: _is_number(v) and v > 0)
+NONNEGATIVE = Rule("a nonnegative number", lambda v: _is_number(v) and v >= 0)
+
+
+def check(name, value, rule: Rule):
+    """Raise InputError unless `value` satisfies `rule`, naming the option and the value."""
+    if not rule(value):
+        raise InputError(f"{name} must be {rule.text}, got {value!r}")
     return value
+
+
+def validated(**rules):
+    """Decorate a function with the rules its options must satisfy: `@validated(lam=NONNEGATIVE, moments=integer(1))`.
+    Every call checks them (defaults included) before the body runs."""
+    def decorate(function):
+        signature = inspect.signature(function)
+        unknown = sorted(set(rules) - set(signature.parameters))
+        if unknown:
+            raise TypeError(f"{function.__name__} has no parameters {unknown}")
+
+        @functools.wraps(function)
+        def checked(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            for name, rule in rules.items():
+                check(name, bound.arguments[name], rule)
+            return function(*args, **kwargs)
+
+        return checked
+
+    return decorate

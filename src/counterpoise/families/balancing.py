@@ -21,10 +21,11 @@ from ..diagnostics import BalanceDesign, smd_denominators
 from ..errors import InputError
 from ..problem import WeightingProblem
 from ..terms import Balance, Bounds, ChiSquare, Entropy, Normalize
-from ..validation import as_frame, base_weights as check_base_weights, choice, columns_list, drop_constant, finite
-from ..validation import numeric_matrix, treatment_indicator
+from ..validation import as_frame, base_weights as check_base_weights, columns_list, drop_constant, finite, integer
+from ..validation import numeric_matrix, one_of, treatment_indicator, validated
 
 ESTIMANDS = ("ATT", "ATC", "ATE", "target")
+DELTA_SCALES = ("sd", "raw")
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Block:
 
 
 @recorded
+@validated(estimand=one_of(ESTIMANDS), delta_scale=one_of(DELTA_SCALES), moments=integer(1))
 def sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02, delta_scale="sd", std=None, target=None,
         moments=1, interactions=False, basis=None, base_weights=None) -> WeightingProblem:
     """Stable balancing weights (Zubizarreta 2015).
@@ -59,6 +61,7 @@ def sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02, delta
 
 
 @recorded
+@validated(estimand=one_of(ESTIMANDS), delta_scale=one_of(DELTA_SCALES))
 def kernel_sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02, delta_scale="sd", std=None,
                m=300, l=200, s=100, bandwidth=None, seed=0, means=True, mean_delta=None,
                base_weights=None) -> WeightingProblem:
@@ -79,6 +82,7 @@ def kernel_sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02
 
 
 @recorded
+@validated(estimand=one_of(ESTIMANDS), delta_scale=one_of(DELTA_SCALES), moments=integer(1))
 def entropy_balance(data, treatment=None, covariates=None, estimand="ATT", delta=None, delta_scale="sd", std=None,
                     target=None, moments=1, interactions=False, basis=None, base_weights=None) -> WeightingProblem:
     """Entropy balancing (Hainmueller 2012): minimize sum_i w_i log(w_i / q_i), q = base weights
@@ -108,8 +112,6 @@ def _covariates(frame, covariates):
 
 
 def _expand(X, names, moments, interactions, basis, n):
-    if not (isinstance(moments, (int, np.integer)) and moments >= 1):
-        raise InputError(f"moments must be an integer >= 1, got {moments!r}")
     B, bnames = bases.moments(X, names, degree=moments) if moments > 1 else (X, list(names))
     if interactions:
         M, mnames = bases.interactions(X, names)
@@ -130,7 +132,6 @@ def _expand(X, names, moments, interactions, basis, n):
 
 def _arms(frame, treatment, estimand):
     """(weighted-row mask, group label per weighted row, target-row mask or None, treatment or None)."""
-    choice(estimand, ESTIMANDS, "estimand")
     n = len(frame)
     if estimand == "target":
         return np.ones(n, bool), np.full(n, "sample", dtype=object), None, None
@@ -165,7 +166,6 @@ def _balancing_problem(frame, treatment, estimand, blocks, report, dispersion, f
     `blocks` are the balanced Blocks; `report` is the Block whose columns the balance table shows: one of `blocks`
     (its targets then follow the terms when swept), or the covariates alone when they are not balanced.
     """
-    choice(delta_scale, ("sd", "raw"), "delta_scale")
     weighted, groups, target_rows, a = _arms(frame, treatment, estimand)
     d_all = check_base_weights(frame, base_weights)
     d = d_all[weighted]

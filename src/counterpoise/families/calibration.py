@@ -15,7 +15,6 @@ Cholesky factorization of X' diag(d) X), and totals that the bounds put out of r
 from __future__ import annotations
 
 import dataclasses
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -27,13 +26,13 @@ from ..diagnostics import BalanceDesign, smd_denominators
 from ..errors import InfeasibleError, InputError
 from ..problem import WeightingProblem
 from ..terms import Balance, Bounds, ChiSquare, Entropy, Logit
-from ..validation import CounterpoiseWarning, as_frame, base_weights as check_base_weights, choice, finite
-from ..validation import numeric_matrix
+from ..validation import as_frame, base_weights as check_base_weights, finite, numeric_matrix, one_of, validated, warn
 
 DISTANCES = ("linear", "raking", "logit")
 
 
 @recorded
+@validated(distance=one_of(DISTANCES))
 def calibrate(data, base_weights=None, margins=None, totals=None, constraints=None, distance="linear",
               bounds=None, weight_bounds=None, tol=None) -> WeightingProblem:
     """Calibration of base weights d to population totals (Deville & Sarndal 1992; survey::calibrate).
@@ -67,7 +66,6 @@ def recorded_targets(frame, margins, totals, constraints, base_weights):
 
 def calibration_problem(index, X, names, T, N, d, distance, bounds=None, weight_bounds=None, tol=None):
     """The calibration WeightingProblem of `calibrate` on a built system (also `refit`'s, on a support)."""
-    choice(distance, DISTANCES, "distance")
     lower, upper = _pair(bounds, "bounds")
     terms = []
     if distance == "linear":
@@ -174,8 +172,8 @@ def calibration_system(frame, margins, totals, constraints):
                                      "in the sample; no weights can reach it (collapse it into a neighbouring level)")
                 continue
             if total == 0:
-                warnings.warn(f"margin {var!r}: level {key!r} has {int(mask.sum())} units but a population total of 0, "
-                              "so those units get weight 0", CounterpoiseWarning, stacklevel=3)
+                warn(f"margin {var!r}: level {key!r} has {int(mask.sum())} units but a population total of 0, "
+                              "so those units get weight 0")
             columns.append(mask)
             names.append(f"{var}={key}")
             T.append(total)

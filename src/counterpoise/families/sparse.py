@@ -8,19 +8,19 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from ..arguments import recorded
 from ..errors import InputError, SolverError
 from ..problem import WeightingProblem
 from ..terms import Bounds, ChiSquare, SparseLoss
-from ..validation import CounterpoiseWarning, as_frame, base_weights as check_base_weights
-from .calibration import calibration_problem, calibration_system, check_reachable, recorded_targets, total_design
+from ..validation import NONNEGATIVE, POSITIVE, as_frame, base_weights as check_base_weights, one_of, optional
+from ..validation import validated, warn
+from .calibration import DISTANCES, calibration_problem, calibration_system, check_reachable, recorded_targets, total_design
 from .calibration import totals_term
 
 @recorded
+@validated(lam=NONNEGATIVE, ridge=NONNEGATIVE, tau=NONNEGATIVE, floor=POSITIVE, cap=optional(POSITIVE))
 def sparse_calibrate(data, base_weights=None, margins=None, totals=None, constraints=None, lam=1e-3, floor=1.0,
                      cap=None, ridge=0.0, exact=False, tau=0.1, tol=None, target_records=None) -> WeightingProblem:
     """Sparse calibration: few records with positive weight, the totals met closely or exactly.
@@ -46,13 +46,6 @@ def sparse_calibrate(data, base_weights=None, margins=None, totals=None, constra
     margins, totals, base_weights = recorded_targets(frame, margins, totals, constraints, base_weights)
     w0 = check_base_weights(frame, base_weights)
     X, names, T, N = calibration_system(frame, margins, totals, constraints)
-    for value, what in ((lam, "lam"), (ridge, "ridge"), (tau, "tau")):
-        if not (np.isfinite(value) and value >= 0):
-            raise InputError(f"{what} must be a nonnegative number, got {value!r}")
-    if not (np.isfinite(floor) and floor > 0):
-        raise InputError(f"floor must be a positive number, got {floor!r}")
-    if cap is not None and not cap > 0:
-        raise InputError(f"cap on w / w0 must be positive, got {cap!r}")
     if exact:
         if tol is None:
             check_reachable(X, T, w0, names, (0.0, np.inf if cap is None else cap), (-np.inf, np.inf), True)
@@ -97,10 +90,11 @@ def _tune_for_records(problem, k, parameter, low, high, backend, steps=40):
         raise SolverError(f"target_records={k}: no {parameter} in the search gave an optimal solution")
     problem.set(**{parameter: best[0]})
     if best[1] != k:
-        warnings.warn(f"target_records={k}: no {parameter} found keeps exactly {k} records; {parameter} = "
-                      f"{best[0]:.6g} keeps {best[1]}", CounterpoiseWarning, stacklevel=3)
+        warn(f"target_records={k}: no {parameter} found keeps exactly {k} records; {parameter} = "
+                      f"{best[0]:.6g} keeps {best[1]}")
 
 
+@validated(distance=one_of(DISTANCES))
 def refit(solution, distance="linear", bounds=None):
     """Recalibrate exactly on the records a sparse solution keeps: `calibrate` (linear or raking distance to the
     base weights w0, optional ratio bounds) restricted to the units with w > 0, to the same totals. Returns the

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import functools
 import logging
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse
 import scipy.special
 
-from ..validation import CounterpoiseWarning
+from ..validation import warn
 from . import loss as cal
 
 #: balnet's fast-fail guard (Tan 2020, condition S2): below this link the loss is running off to -infinity.
@@ -142,5 +141,5 @@ def _reason(error: str) -> str:
         return first[len(Diverged.__name__) + 2:]
     if _MAX_CD in first:
         return "coordinate descent did not converge (the calibration loss is diverging: poor overlap or separation)"
-    warnings.warn(f"adelie stopped the path with an unexpected error: {first}", CounterpoiseWarning, stacklevel=4)
+    warn(f"adelie stopped the path with an unexpected error: {first}")
     return f"adelie: {first}"

@@ -19,7 +19,6 @@ lasso the KKT conditions read max_j |SMD_j| = lam: lam is the imbalance the weig
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -27,7 +26,8 @@ import pandas as pd
 from ..arguments import recorded
 from ..diagnostics import weighted_sds
 from ..errors import InputError, SolverError
-from ..validation import CounterpoiseWarning, as_frame, base_weights as check_weights, choice, columns_list
+from ..validation import POSITIVE, as_frame, base_weights as check_weights, columns_list, integer, interval, one_of
+from ..validation import optional, validated, warn
 from ..validation import drop_constant, numeric_matrix, treatment_indicator
 from . import loss as cal
 from .adelie_path import solve_path
@@ -39,6 +39,9 @@ _CHUNK = 16   # lambdas per block when the path's diagnostics are computed
 
 
 @recorded
+@validated(target=one_of(TARGETS), alpha=interval(0, 1), n_lambda=integer(1),
+           lambda_min_ratio=interval(0, 1, closed=False), max_imbalance=optional(POSITIVE), tol=POSITIVE,
+           max_iter=integer(1))
 def balnet(data, treatment=None, covariates=None, target="ATE", alpha=1.0, groups=None, penalty_factor=None,
            sample_weights=None, n_lambda=100, lambda_min_ratio=1e-2, lambdas=None, max_imbalance=None,
            standardize=True, tol=1e-9, max_iter=100_000, n_threads=1) -> BalnetFit:
@@ -58,13 +61,13 @@ def balnet(data, treatment=None, covariates=None, target="ATE", alpha=1.0, group
     balnet's 1e-7: there max |SMD| ends a path up to 0.7% above lambda; 1e-9 keeps it within 0.1% for about 25%
     more time (n = 100,000, p = 100).
     """
-    choice(target, TARGETS, "target")
     frame = as_frame(data)
     names = columns_list(frame.attrs.get("covariates") if covariates is None else covariates, "covariates")
     X, names = drop_constant(numeric_matrix(frame, names), names)
     t = treatment_indicator(frame, treatment)
     sw = check_weights(frame, sample_weights, "sample_weights")
-    _check_path_options(alpha, n_lambda, lambda_min_ratio, max_imbalance, tol, max_iter)
+    if max_imbalance is not None and alpha != 1:
+        raise InputError("max_imbalance bounds max |SMD| through the lasso's KKT conditions: it needs alpha = 1")
     order, starts, group_list = _groups(groups, names)
     penalty = _penalty(penalty_factor, group_list)
 
@@ -73,8 +76,8 @@ def balnet(data, treatment=None, covariates=None, target="ATE", alpha=1.0, group
     target_mean, target_sd = _weighted_stats(X, on_target)
     zero = [nm for nm, s in zip(names, target_sd) if not s > 0]
     if zero:
-        warnings.warn(f"covariates {zero} do not vary in the target population: their imbalance is measured in raw "
-                      "units (standardizing scale 1)", CounterpoiseWarning, stacklevel=3)   # past @recorded
+        warn(f"covariates {zero} do not vary in the target population: their imbalance is measured in raw "
+                      "units (standardizing scale 1)")
         target_sd = np.where(target_sd > 0, target_sd, 1.0)
     center, spread = (target_mean, target_sd) if standardize else (np.zeros(len(names)), np.ones(len(names)))
     Xs = np.asfortranarray(((X - center) / spread)[:, order])
@@ -98,22 +101,6 @@ def balnet(data, treatment=None, covariates=None, target="ATE", alpha=1.0, group
         arms[name] = Arm(name, y, scale, target == "ATT", center, spread, target_mean, target_sd, path)
         arms[name].table = _path_table(arms[name], Xc, target_mean, sw)
     return BalnetFit(target, arms, names, frame.index, X, t, sw, group_list, penalty, float(alpha))
-
-
-def _check_path_options(alpha, n_lambda, lambda_min_ratio, max_imbalance, tol, max_iter):
-    if not (isinstance(alpha, (int, float)) and 0 <= alpha <= 1):
-        raise InputError(f"alpha must be a number in [0, 1] (1 = lasso, 0 = ridge), got {alpha!r}")
-    if isinstance(n_lambda, bool) or not isinstance(n_lambda, (int, np.integer)) or n_lambda < 1:
-        raise InputError(f"n_lambda must be a positive integer, got {n_lambda!r}")
-    if not (isinstance(lambda_min_ratio, (int, float)) and 0 < lambda_min_ratio < 1):
-        raise InputError(f"lambda_min_ratio must be in (0, 1), got {lambda_min_ratio!r}")
-    if max_imbalance is not None:
-        if alpha != 1:
-            raise InputError("max_imbalance bounds max |SMD| through the lasso's KKT conditions: it needs alpha = 1")
-        if not (isinstance(max_imbalance, (int, float)) and max_imbalance > 0):
-            raise InputError(f"max_imbalance must be a positive number (a max |SMD|), got {max_imbalance!r}")
-    if not (tol > 0 and max_iter >= 1):
-        raise InputError(f"tol must be > 0 and max_iter >= 1, got tol={tol!r}, max_iter={max_iter!r}")
 
 
 def _groups(groups, names):

@@ -14,7 +14,7 @@ import scipy.special
 
 from ..arguments import Call
 from ..errors import InputError
-from ..validation import as_frame, choice, numeric_matrix
+from ..validation import as_frame, check, numeric_matrix, one_of
 from . import loss as cal
 from .adelie_path import RawPath
 
@@ -154,7 +154,7 @@ class BalnetFit:
     def predict(self, newdata=None, lam=None, type="response") -> pd.DataFrame:
         """Propensity scores e(x) = P(treated | x), one column per arm, at `lam` (as in `coef`). The control arm
         models P(control | x), so its column is 1 - that. type="link" gives logit e(x) instead."""
-        choice(type, ("response", "link"), "type")
+        check("type", type, one_of(("response", "link")))
         X, index = self._matrix(newdata)
         out = {}
         for arm in self.arms.values():
