@@ -32,13 +32,13 @@ def auto_order() -> tuple:
     return tuple(name for _, name in ranked)
 
 
-def markdown_table() -> str:
-    """The backend table of the README: name, what it solves, how."""
+def markdown_table(default) -> str:
+    """The backend table of the README: name, what it solves, how; `default` is the backend solve() uses."""
     rows = ["| backend | solves | how |", "|---|---|---|"]
-    rows += [f'| `"{name}"`{" (default)" if name == "cvxpy" else ""} | {b.solves} | {b.how} |'
+    rows += [f'| `"{name}"`{" (default)" if name == default else ""} | {b.solves} | {b.how} |'
              for name, b in BACKENDS.items()]
-    names = ", ".join(f"`{name}`" for name in auto_order())
-    rows.append(f'| `"auto"` | every problem | the fastest exact backend that applies ({names}, in that order), '
+    *fast, last = [f"`{name}`" for name in auto_order()]
+    rows.append(f'| `"auto"`{" (default)" if default == "auto" else ""} | every problem | the fastest exact backend that applies ({", ".join(fast)}, else {last}), '
                 "moving on when a solution fails the check |")
     return "\n".join(rows)
 
