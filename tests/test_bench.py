@@ -1,3 +1,10 @@
+import fnmatch
+import importlib.util
+import subprocess
+import sys
+import time
+import tomllib
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -5,6 +12,7 @@ import pandas as pd
 import pytest
 
 from counterpoise import bench
+from counterpoise.bench import schema
 from counterpoise.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +59,9 @@ def _write(tmp_path, text, name="study.toml"):
 
 def test_tiny_study(tmp_path):
     path = _write(tmp_path, TINY.replace("max_n = 250\n", ""))
+    start = time.perf_counter()
     df = bench.run_study(path, out_dir=tmp_path / "out", quiet=True)
+    wall = time.perf_counter() - start
     assert list(df.columns) == bench.COLUMNS[:2] + ["n", "overlap"] + bench.COLUMNS[2:]
     assert len(df) == 2
     assert list(df["run"]) == ["cvxpy/CLARABEL", "osqp"]
@@ -61,7 +71,10 @@ def test_tiny_study(tmp_path):
     assert clarabel["objective_gap"] < 1e-6
     assert df.loc[df["status"] == "optimal", "objective_gap"].min() == 0.0
     assert clarabel["max_abs_smd"] <= 0.05 + 1e-6
-    assert clarabel["ess"] > 0 and clarabel["build_time"] >= 0 and clarabel["solve_time"] > 0
+    assert clarabel["ess"] > 0
+    # every run's build and solve were timed, one after the other, inside the call
+    times = df[["build_time", "solve_time"]].to_numpy(dtype=float)
+    assert np.isfinite(times).all() and (times > 0).all() and times.sum() <= wall
     assert np.isfinite(clarabel["estimate"]) and clarabel["error"] == clarabel["estimate"]
     assert df["objective_gap"].notna().all()
     csv, md = tmp_path / "out" / "tiny.csv", tmp_path / "out" / "tiny.md"
@@ -96,14 +109,64 @@ def test_gap_is_nan_without_an_optimal_run(tmp_path):
     assert df["objective_gap"].isna().all()
 
 
-def test_shipped_study_matches_repository_copy():
-    # problems/ at the repository root is the source; the package ships a copy (drift fails here).
-    source = sorted(p.name for p in (ROOT / "problems").glob("*.toml"))
-    shipped = ROOT / "src" / "counterpoise" / "problems"
-    assert source == sorted(p.name for p in shipped.glob("*.toml"))
-    for name in source:
-        assert (ROOT / "problems" / name).read_text() == (shipped / name).read_text(), \
-            f"src/counterpoise/problems/{name} differs from problems/{name}: copy problems/{name} over it"
+def _named_files(study):
+    """The files a checked shipped study names: its peer runs' scripts, its HardConcrete script and results."""
+    named = [run["script"] for run in study.get("runs", []) if run["peer"]]
+    return named + [study["hardconcrete"][key] for key in ("script", "results") if study.get("hardconcrete")]
+
+
+def _pyproject_ships(relative):
+    """Whether pyproject.toml's packages and package-data put problems/<relative> into the package."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    package = ".".join(["counterpoise.problems", *relative.parent.parts])
+    return package in config["packages"] and (relative.suffix == ".py" or any(
+        fnmatch.fnmatch(relative.name, pattern) for pattern in config["package-data"].get(package, [])))
+
+
+def test_shipped_studies_and_the_files_they_name_are_package_resources():
+    # problems/ is the one copy: pyproject.toml ships it as counterpoise/problems. Installed (CI), the studies are
+    # read from the package's resources; from the source tree (PYTHONPATH=src) from problems/ itself.
+    folder = schema.studies_folder()
+    assert [f"{name}.toml" for name in bench.shipped_studies()] == sorted(p.name for p in (ROOT / "problems").glob(
+        "*.toml"))
+    named = []
+    for name in bench.shipped_studies():
+        assert (folder / f"{name}.toml").read_text() == (ROOT / "problems" / f"{name}.toml").read_text()
+        assert _pyproject_ships(Path(f"{name}.toml"))
+        named += _named_files(bench.load_study(name))
+    assert {Path(str(p)).name for p in named} >= {"balance_rake.py", "hardconcrete.py", "hardconcrete_results.csv"}
+    for path in named:
+        relative = Path(str(path)).relative_to(str(folder))
+        assert path.is_file() and path.read_bytes() == (ROOT / "problems" / relative).read_bytes(), relative
+        assert _pyproject_ships(relative), f"pyproject.toml does not ship problems/{relative}"
+
+
+def test_pyproject_lists_every_package():
+    # packages is a list (packages.find cannot map problems/ into the package): a new subpackage must be added there.
+    def folders(root, name):
+        return {name} | {".".join([name, *d.relative_to(root).parts]) for d in root.rglob("*")
+                         if d.is_dir() and not any(part.startswith((".", "__")) for part in d.relative_to(root).parts)}
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert config["package-dir"] == {"": "src", "counterpoise.problems": "problems"}
+    expected = folders(ROOT / "src" / "counterpoise", "counterpoise") | folders(ROOT / "problems",
+                                                                               "counterpoise.problems")
+    assert sorted(config["packages"]) == sorted(expected)
+
+
+@pytest.mark.slow
+def test_the_wheel_holds_the_studies_and_their_peers(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(tmp_path), str(ROOT)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    [wheel] = tmp_path.glob("counterpoise-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    problems = ROOT / "problems"
+    wanted = [p for p in problems.glob("*.toml")] + [p for p in (problems / "peers").iterdir() if p.is_file()]
+    for path in wanted:
+        assert f"counterpoise/problems/{path.relative_to(problems).as_posix()}" in names
+    assert "counterpoise/problems/README.md" not in names
+    assert {"counterpoise/data/api_apiclus1.csv", "counterpoise/bench/kinds.py"} <= names
 
 
 def test_shipped_study_by_name():
@@ -138,6 +201,7 @@ def test_shipped_study_by_name():
     (lambda t: t + "\n[extra]\nx = 1\n", "unknown top-level keys ['extra']"),
     (lambda t: t.replace('label = "osqp"', 'label = "cvxpy/CLARABEL"'), "distinct label"),
     (lambda t: t.replace('name = "tiny"', 'name = "tiny'), "not valid TOML"),
+    (lambda t: 'kind = "nope"\n' + t, "unknown kind 'nope'"),
 ])
 def test_bad_files_raise_input_error(tmp_path, edit, message):
     with pytest.raises(InputError) as info:
@@ -182,9 +246,17 @@ ate = 1.0
 
 def test_balnet_study(tmp_path):
     pytest.importorskip("adelie")
+    start = time.perf_counter()
     df = bench.run_study(_write(tmp_path, BALNET), out_dir=tmp_path / "out", quiet=True)
+    wall = time.perf_counter() - start
     assert list(df["arm"]) == ["control", "treated"]
-    assert (df["path"] == 20).all() and (df["binomial_path_s"] > 0).all()
+    assert (df["n"] == 800).all() and (df["p"] == 6).all()
+    assert (df["path"] == 20).all() and (df["requested"] == 20).all()
+    # the fit and each arm's binomial path were timed one after the other inside the call
+    binomial = df["binomial_path_s"].to_numpy(dtype=float)
+    assert np.isfinite(binomial).all() and (binomial > 0).all()
+    assert df["balnet_s"].iloc[0] + binomial.sum() <= wall
+    assert (df["adelie_path_s"] > 0).all() and df["adelie_path_s"].sum() <= df["balnet_s"].iloc[0]
     assert (df["max_abs_diff_propensity"] < 1e-4).all()
     np.testing.assert_allclose(df["max_smd@1.00"], df["lambda@1.00"], rtol=1e-3)
     text = (tmp_path / "out" / "balnet-tiny.md").read_text()
@@ -233,6 +305,8 @@ def test_sparse_frontier_study(tmp_path):
     assert (ours["status"] == "optimal").all()
     assert ours.loc[ours["method"] == "elastic net + raking refit", "train_error"].max() < 1e-9
     assert (df["method"] == "HardConcrete (l0-python)").sum() == 1
+    if importlib.util.find_spec("torch") is None:     # not run here: the stored results, and why
+        assert df.attrs["provenance"].startswith("stored results (hc.csv); not run here: torch")
     assert (tmp_path / "out" / "sparse-tiny.png").is_file()
     assert "| method | parameter |" in (tmp_path / "out" / "sparse-tiny.md").read_text()
 
@@ -261,6 +335,8 @@ script = "peers/balance_rake.py"
 """
     df = bench.run_study(_write(tmp_path, text), out_dir=None, quiet=True)
     assert list(df["status"]) == ["optimal", "optimal", "skipped"]
+    assert df["message"].iloc[2] == ("skipped: the environment variable COUNTERPOISE_NO_SUCH_PYTHON that names the "
+                                     "peer's interpreter is not set")
     assert list(df["variant"]) == ["", "distance=linear", ""]
     assert df["objective_gap"].iloc[:2].tolist() == [0.0, 0.0]     # each compared within its own variant
     with pytest.raises(InputError, match="unknown peer"):

@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 import counterpoise as cpz
+from counterpoise.backends import BACKENDS
 from counterpoise.cli import main
 
 from test_bench import TINY
@@ -109,3 +110,15 @@ def test_help(command, capsys):
         main([*command, "--help"])
     assert info.value.code == 0
     assert "usage: counterpoise" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["demo", "weights"])
+def test_backend_choices_are_the_backends(command, small_csv, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert "--backend {" + ",".join(["auto", *BACKENDS]) + "}" in capsys.readouterr().out
+    argv = ["weights", str(small_csv), "--treatment", "A", "--covariates", "X1", "-o", "w.csv"] \
+        if command == "weights" else ["demo"]
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--backend", "nope"])
+    assert info.value.code == 2 and "invalid choice: 'nope'" in capsys.readouterr().err

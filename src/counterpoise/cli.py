@@ -203,6 +203,9 @@ def _bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .backends import BACKENDS
+
+    backends = ("auto", *BACKENDS)
     parser = argparse.ArgumentParser(
         prog="counterpoise",
         description="Balancing and calibration weights as convex problems. Run 'counterpoise COMMAND --help' for the "
@@ -224,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--m", type=_positive, default=300, help="Nystrom landmarks (default 300)")
     demo.add_argument("--l", type=_positive, default=200, help="rank of the Nystrom approximation (default 200)")
     demo.add_argument("--s", type=_positive, default=100, help="kernel basis columns balanced (default 100)")
-    demo.add_argument("--backend", default="auto", help="auto (default: the dual Newton here), dual, osqp or cvxpy")
+    demo.add_argument("--backend", choices=backends, default="auto",
+                      help="the backend (default auto: the dual Newton here)")
     demo.add_argument("--solver", default=None, help="solver for --backend cvxpy (default CLARABEL)")
     demo.set_defaults(func=_demo)
 
@@ -251,7 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     weights.add_argument("--s", type=_positive, default=None, help="kernel_sbw: basis columns balanced (default 100)")
     weights.add_argument("--id", default=None, help="a column of unique row ids to use as the index (default: the "
                                                     "row number)")
-    weights.add_argument("--backend", default="auto", help="auto (default), dual, osqp or cvxpy")
+    weights.add_argument("--backend", choices=backends, default="auto",
+                         help="the backend (default auto: the fastest that solves the problem exactly)")
     weights.add_argument("--solver", default=None, help="solver name for the backend, e.g. CLARABEL (the default), "
                                                         "ECOS, SCS, OSQP")
     weights.add_argument("-o", "--output", required=True, help="output file, .csv or .parquet")

@@ -1,10 +1,11 @@
-"""The sparse-calibration frontier: a study file with `kind = "sparse_frontier"` (problems/sparse-calibration.toml).
+"""The sparse-calibration frontier, a plug-in of `kinds`: a study file with `kind = "sparse_frontier"`
+(problems/sparse-calibration.toml).
 
 On `datasets.cps_like` (the notebook's sample and targets), each counterpoise mode is swept over its parameter
 and every fit is scored as the notebook scores it: records kept (w > 0), train error (mean relative error over
 the age-group margins), held-out error (the same over the sex margin) and seconds per fit. The peer, l0-python's
 HardConcrete run the way microplex runs it (problems/peers/hardconcrete.py, extra `compare`), is run in a
-subprocess when torch and l0 import, or read from the stored results otherwise (the table says which).
+subprocess when torch and l0 import, or read from the stored results otherwise (the table says which, and why).
 
     [data]            cps_like arguments (n, seed, target_seed)
     [lasso]           fractions = [...]         lam as fractions of lam_max (backend "prox")
@@ -22,23 +23,26 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import datasets, families
-from .errors import CounterpoiseError, InfeasibleError, InputError
+from .. import datasets, families
+from ..errors import CounterpoiseError, InfeasibleError, InputError
+from .report import save
 
 _KEYS = {"name", "description", "kind", "data", "lasso", "capped_lasso", "elastic_net", "refit", "exact",
          "hardconcrete"}
 
 
-def check_study(raw, source) -> dict:
+def check_study(raw, source, folder) -> dict:
+    """Validate a sparse_frontier study table read from TOML; the peer's script and results are resolved against
+    `folder`."""
     unknown = sorted(set(raw) - _KEYS)
     if unknown:
         raise InputError(f"study {source}: unknown top-level keys {unknown}; a sparse_frontier study has {sorted(_KEYS)}")
-    folder = Path(source).parent if Path(source).is_file() else Path(".")
     peer = dict(raw.get("hardconcrete", {}))
     for key in ("script", "results"):
         if key in peer:
@@ -119,33 +123,42 @@ def counterpoise_rows(study, data) -> list:
 
 
 def hardconcrete_rows(study, out_dir) -> tuple[list, str]:
-    """Run the peer when torch and l0 import here, else read its stored results. Returns (rows, provenance)."""
+    """Run the peer when torch and l0 import here and its script is found, else read its stored results. Returns
+    (rows, provenance: how the rows were got, or why there are none)."""
     peer = study["hardconcrete"]
     if not peer:
         return [], ""
-    available = all(importlib.util.find_spec(m) is not None for m in ("torch", "l0"))
-    if not (available and Path(peer["script"]).is_file()) and not Path(peer["results"]).is_file():
-        return [], f"skipped: neither the peer script nor its stored results are found from here ({peer['results']})"
-    if available and Path(peer["script"]).is_file():
-        with tempfile.TemporaryDirectory() as folder:
+    script, results = peer["script"], peer["results"]
+    missing = [m for m in ("torch", "l0") if importlib.util.find_spec(m) is None]
+    if missing:
+        why = f"{' and '.join(missing)} cannot be imported (the extra compare: torch, l0-python)"
+    elif not script.is_file():
+        why = f"no peer script {str(script)!r}"
+    else:
+        with tempfile.TemporaryDirectory() as folder, resources.as_file(script) as path:
             out = Path(out_dir or folder) / "hardconcrete.csv"
             out.parent.mkdir(parents=True, exist_ok=True)
-            command = [sys.executable, str(peer["script"]), "--lambdas", ",".join(f"{x:g}" for x in peer["lambdas"]),
+            command = [sys.executable, str(path), "--lambdas", ",".join(f"{x:g}" for x in peer["lambdas"]),
                        "--seeds", ",".join(str(s) for s in peer["seeds"]), "--epochs", str(peer["epochs"]),
                        "--out", str(out)]
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode != 0:
                 raise CounterpoiseError("the HardConcrete peer failed: " + " ".join(done.stderr.splitlines()[-3:]))
-            table, provenance = pd.read_csv(out), "run now"
-    else:
-        table, provenance = pd.read_csv(peer["results"]), f"stored results ({peer['results'].name})"
-    rows = [dict(method="HardConcrete (l0-python)", parameter=f"lambda_l0 = {r.lambda_l0:g}, seed {int(r.seed)}",
+            return _peer_rows(pd.read_csv(out)), "run now"
+    if not results.is_file():
+        return [], f"skipped: not run ({why}) and no stored results at {str(results)!r}"
+    with results.open("r", encoding="utf-8") as stored:
+        return _peer_rows(pd.read_csv(stored)), f"stored results ({results.name}); not run here: {why}"
+
+
+def _peer_rows(table) -> list:
+    return [dict(method="HardConcrete (l0-python)", parameter=f"lambda_l0 = {r.lambda_l0:g}, seed {int(r.seed)}",
                  records=int(r.records), train_error=r.train_error, test_error=r.test_error,
                  seconds=r.fit_seconds, status="no convergence test (fixed epochs)") for r in table.itertuples()]
-    return rows, provenance
 
 
 def run(study, out_dir="results", quiet=False) -> pd.DataFrame:
+    """Run a checked sparse_frontier study; write <out_dir>/<name>.csv, .md and .png unless out_dir is None."""
     data = datasets.cps_like(**study["data"])
     rows = counterpoise_rows(study, data)
     peer_rows, provenance = hardconcrete_rows(study, out_dir)
@@ -155,12 +168,8 @@ def run(study, out_dir="results", quiet=False) -> pd.DataFrame:
     if not quiet:
         print(f"{len(rows)} counterpoise fits, {len(peer_rows)} HardConcrete fits ({provenance})", file=sys.stderr)
     if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        df.to_csv(out / f"{study['name']}.csv", index=False)
-        frontier_plot(df).savefig(out / f"{study['name']}.png", dpi=120)
-        (out / f"{study['name']}.md").write_text(f"# {study['name']}\n\n{study['description'].strip()}\n\n"
-                                                 f"{markdown_table(df)}\n", encoding="utf-8")
+        csv_path, _ = save(df, out_dir, study["name"], study["description"], markdown_table(df))
+        frontier_plot(df).savefig(csv_path.with_suffix(".png"), dpi=120)
     return df
 
 
@@ -189,6 +198,8 @@ def comparison(df) -> pd.DataFrame:
 
 
 def markdown_table(df) -> str:
+    """Every fit as a table row, then the nearest record counts side by side (`comparison`) and the peer's
+    provenance."""
     lines = ["| method | parameter | records | train error | held-out error | ms per fit | status |",
              "|---|---|---:|---:|---:|---:|---|"]
     for r in df.itertuples():

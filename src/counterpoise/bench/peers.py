@@ -2,8 +2,9 @@
 
 A study's [[run]] table names one with `peer = "balance_rake"`, the interpreter with `python = "..."` (a path,
 or an environment variable holding one, written "$NAME") and the script with `script = "..."` (relative to
-the study file). The peer's weights come back and go through counterpoise's own post-solve check, so every run
-of a study is judged by the same measure.
+the study file; a shipped study's peer scripts ship with it). The peer's weights come back and go through
+counterpoise's own post-solve check, so every run of a study is judged by the same measure. Where the
+interpreter or the script is missing the run is skipped, and its message says why.
 
 balance_rake: Meta's `balance` raking (problems/peers/balance_rake.py), for a problem of categorical margins
 only (`calibrate(..., margins=...)`, distance "raking").
@@ -19,16 +20,25 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends.base import RawResult
-from .errors import InputError
+from ..backends.base import RawResult
+from ..errors import InputError
 
 PEERS = ("balance_rake",)
 
 
-def interpreter(spec) -> str | None:
-    """The interpreter path a run names (expanding "$NAME"), or None when it does not exist here."""
-    path = os.environ.get(spec[1:], "") if spec.startswith("$") else spec
-    return path if path and Path(path).is_file() else None
+def interpreter(spec) -> tuple[str | None, str]:
+    """The interpreter a run names (a path, or "$NAME": the environment variable NAME holds the path), as
+    (path, ""), or (None, why there is none here)."""
+    if spec.startswith("$"):
+        path = os.environ.get(spec[1:], "")
+        if not path:
+            return None, f"the environment variable {spec[1:]} that names the peer's interpreter is not set"
+        where = f"{path!r} (from {spec})"
+    else:
+        path, where = spec, repr(spec)
+    if not Path(path).is_file():
+        return None, f"no interpreter {where} here"
+    return path, ""
 
 
 def run_balance_rake(python, script, data, margins, base_weights) -> RawResult:

@@ -1,4 +1,4 @@
-"""The balnet benchmark: a study file with `kind = "balnet"` (see problems/balnet.toml).
+"""The balnet benchmark, a plug-in of `kinds`: a study file with `kind = "balnet"` (see problems/balnet.toml).
 
     [data]                        # a generator in counterpoise.datasets, one table per setting (not crossed)
     generator = "confounded"
@@ -25,25 +25,24 @@ from __future__ import annotations
 import inspect
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import datasets, estimate
-from .bench import _fmt
-from .errors import InputError
-from .propensity import balnet
-from .propensity.adelie_path import _adelie
-from .propensity.reference import compare_primal, standardized
+from .. import datasets, estimate
+from ..errors import InputError
+from ..propensity import balnet
+from ..propensity.adelie_path import _adelie
+from ..propensity.reference import compare_primal, standardized
+from .report import fmt, save
 
 _KEYS = {"name", "description", "kind", "data", "fit", "compare", "truth"}
 #: Where along a path the table reports max |SMD| and ESS%: fractions of the converged path.
 PATH_POINTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
-def check_study(raw, source) -> dict:
-    """Validate a balnet study table read from TOML."""
+def check_study(raw, source, folder) -> dict:
+    """Validate a balnet study table read from TOML (it names no files, so `folder` is not used)."""
     where = f"study {source}"
     unknown = sorted(set(raw) - _KEYS)
     if unknown:
@@ -118,11 +117,7 @@ def run(study, out_dir="results", quiet=False) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     df.attrs["kind"] = "balnet"
     if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        df.to_csv(out / f"{study['name']}.csv", index=False)
-        text = [f"# {study['name']}", "", study["description"].strip(), "", markdown_table(df), ""]
-        (out / f"{study['name']}.md").write_text("\n".join(text), encoding="utf-8")
+        save(df, out_dir, study["name"], study["description"], markdown_table(df))
     return df
 
 
@@ -157,14 +152,14 @@ def markdown_table(df) -> str:
         binomial, cvx = r.get("binomial_path_s", np.nan), r.get("cvxpy_s_per_lambda", np.nan)
         per = r.get("adelie_s_per_lambda", r["adelie_path_s"] / r["path"])
         lines.append(f"| {r['setting']} | {r['arm']} | {r['path']}/{r['requested']} | {r['balnet_s']:.2f} | "
-                     f"{r['adelie_path_s']:.2f} | {_fmt(binomial, '.2f')} | {_fmt(r['adelie_path_s'] / binomial, '.2f')}"
-                     f" | {_fmt(cvx, '.2f')} | {per:.4f} | {_fmt(cvx / per, '.0f')} | "
-                     f"{_fmt(r.get('max_abs_diff_propensity', np.nan), '.1e')} |")
+                     f"{r['adelie_path_s']:.2f} | {fmt(binomial, '.2f')} | {fmt(r['adelie_path_s'] / binomial, '.2f')}"
+                     f" | {fmt(cvx, '.2f')} | {per:.4f} | {fmt(cvx / per, '.0f')} | "
+                     f"{fmt(r.get('max_abs_diff_propensity', np.nan), '.1e')} |")
     lines += ["", "Along the path (fraction of the converged path: lambda / max |SMD| / ESS%):", "",
               "| setting | arm | " + " | ".join(f"{q:.2f}" for q in PATH_POINTS) + " | estimate error |",
               "|---|---|" + "---:|" * (len(PATH_POINTS) + 1)]
     for r in df.to_dict("records"):
         cells = [f"{r[f'lambda@{q:.2f}']:.3g} / {r[f'max_smd@{q:.2f}']:.3g} / {r[f'ess_pct@{q:.2f}']:.0f}%"
                  for q in PATH_POINTS]
-        lines.append(f"| {r['setting']} | {r['arm']} | " + " | ".join(cells) + f" | {_fmt(r.get('error'), '.3f')} |")
+        lines.append(f"| {r['setting']} | {r['arm']} | " + " | ".join(cells) + f" | {fmt(r.get('error'), '.3f')} |")
     return "\n".join(lines)

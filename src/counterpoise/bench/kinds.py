@@ -1,0 +1,68 @@
+"""The kinds of study, registered in one place, and the three calls that dispatch on a study's kind.
+
+A study file without a `kind` key is of the default kind: [[run]] tables of backends, solvers and peers on one
+weighting problem (`schema.check_study`, `runner.run`, `report.markdown_table`). A file with `kind = "..."` is run
+by the plug-in module that `PLUGINS` names for it, a module with
+
+    check_study(raw, source, folder) -> dict    the parsed TOML checked (folder: where its relative paths start)
+    run(study, out_dir, quiet) -> DataFrame     the study run, the frame's attrs["kind"] set, results written
+    markdown_table(df) -> str                   the frame as markdown
+
+`load_study`, `run_study` and `markdown_table` look the kind up here and import its plug-in on first use; the
+plug-ins import the shared reporting (`report`) and nothing imports them but this module.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import pandas as pd
+
+from ..errors import InputError
+from . import report, runner, schema
+
+#: A study's `kind` -> the module of counterpoise.bench that checks, runs and reports it.
+PLUGINS = {"balnet": "balnet", "sparse_frontier": "sparse"}
+
+
+def plugin(kind, where="a study"):
+    """The plug-in module of `kind` (imported on first use)."""
+    if kind not in PLUGINS:
+        raise InputError(f"{where}: unknown kind {kind!r}; choose from {sorted(PLUGINS)}, or give no kind for "
+                         "[[run]] tables of backends")
+    return importlib.import_module(f"{__package__}.{PLUGINS[kind]}")
+
+
+def load_study(path_or_name) -> dict:
+    """Read and check a study file (a path, or the name of a shipped study); returns the checked study as a dict.
+    For the default kind its keys are name, description, source, generator, data_args, crossed, seed,
+    replications, family, problem, runs, truth; a plug-in's study has the keys its check_study gives and `kind`."""
+    raw, source, folder = schema.read_study(path_or_name)
+    if "kind" not in raw:
+        return schema.check_study(raw, source, folder)
+    return dict(plugin(raw["kind"], f"study {source}").check_study(raw, source, folder), kind=raw["kind"])
+
+
+def run_study(path, out_dir="results", quiet=False, sizes=None, replications=None) -> pd.DataFrame:
+    """Run the study in `path` (a .toml file, or the name of a shipped study such as "sbw-solvers").
+
+    `sizes` (a list of n) and `replications` override the file, for quick runs. Progress goes to stderr, one line
+    per run, unless `quiet`. With `out_dir` (None: write nothing) the results are written by `write_results` as
+    <out_dir>/<name>.csv and <out_dir>/<name>.md. Returns the tidy frame: one row per data setting x replication x
+    run, with the columns in `COLUMNS` (the crossed data arguments right after "setting"). A study with a `kind`
+    lists its settings in the file, writes its own results and returns a frame of its own.
+    """
+    study = load_study(path)
+    if "kind" not in study:
+        return runner.run(study, out_dir=out_dir, quiet=quiet, sizes=sizes, replications=replications)
+    if sizes is not None or replications is not None:
+        raise InputError(f"a {study['kind']} study lists its settings in the file; sizes= and replications= "
+                         "do not apply")
+    return plugin(study["kind"]).run(study, out_dir=out_dir, quiet=quiet)
+
+
+def markdown_table(df) -> str:
+    """The frame of `run_study` as markdown: for the default kind the summary (see `summarize`) as a table, for a
+    plug-in's frame its own tables."""
+    kind = df.attrs.get("kind")
+    return report.markdown_table(df) if kind is None else plugin(kind).markdown_table(df)
