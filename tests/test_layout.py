@@ -43,15 +43,20 @@ def test_one_copy_of_the_balance_data(kim):
 
 
 def test_calibration_terms_share_the_calibration_matrix():
+    """Two margins both sum to N: one level is redundant, and the totals term selects the other columns of the
+    design's own matrix instead of copying them."""
     api = cpz.datasets.api("apistrat")
     pop = cpz.datasets.API_POPULATION
-    prob = cpz.calibrate(api, base_weights="pw", margins={"stype": pop["stype"]}, totals={"api99": pop["api99"]})
+    prob = cpz.calibrate(api, base_weights="pw", margins={"stype": pop["stype"], "sch.wide": pop["sch.wide"]},
+                         totals={"api99": pop["api99"]}, distance="raking")
     totals = prob.terms[1]
     assert totals.B is prob.design.X
+    assert len(totals.column_index) == prob.design.X.shape[1] - 1
+    assert prob.solve(backend="calibration").validate()["max_relative_error"] < 1e-9
 
 
-def _dense(B, scale, factor, constant):
-    M = B / scale
+def _dense(B, scale, factor, constant, columns):
+    M = (B if columns is None else B[:, columns]) / scale
     if constant is not None:
         M = np.hstack([M, np.full((len(B), 1), constant)])
     return M if factor is None else M * factor[:, None]
@@ -60,14 +65,17 @@ def _dense(B, scale, factor, constant):
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("constant", [None, 0.25])
 @pytest.mark.parametrize("factor", [False, True])
-def test_rows_sums_match_the_dense_formulas(sparse, constant, factor):
+@pytest.mark.parametrize("columns", [None, [4, 0, 2, 1]])
+def test_rows_sums_match_the_dense_formulas(sparse, constant, factor, columns):
     rng = np.random.default_rng(3)
     n = 70_000 + 17            # two Gram chunks
-    B = rng.standard_normal((n, 4)) * (rng.random((n, 4)) < 0.3)
+    B = rng.standard_normal((n, 5)) * (rng.random((n, 5)) < 0.3)
     scale = np.array([1.0, 2.0, 0.5, 4.0])
+    B = B if columns is not None else B[:, :4]
     a = rng.uniform(0.5, 2.0, n) if factor else None
-    rows = Rows(scipy.sparse.csr_matrix(B) if sparse else B, column_scale=scale, row_factor=a, constant=constant)
-    M = _dense(B, scale, a, constant)
+    rows = Rows(scipy.sparse.csr_matrix(B) if sparse else B, column_scale=scale, row_factor=a, constant=constant,
+                columns=columns)
+    M = _dense(B, scale, a, constant, columns)
     y, w = rng.standard_normal(M.shape[1]), rng.standard_normal(n)
     h = np.where(rng.random(n) < 0.5, rng.uniform(0, 3, n), 0.0)
     np.testing.assert_allclose(rows.dot(y), M @ y, rtol=1e-12, atol=1e-12)

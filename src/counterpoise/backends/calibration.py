@@ -49,7 +49,8 @@ class CalibrationBackend:
         if self.rows is None:
             B = rows.B
             if not scipy.sparse.issparse(B) and np.count_nonzero(B) <= 0.25 * B.size:
-                rows = Rows(scipy.sparse.csr_matrix(B), column_scale=1.0 / rows.inverse_scale, constant=rows.constant)
+                rows = Rows(scipy.sparse.csr_matrix(B), column_scale=1.0 / rows.inverse_scale, constant=rows.constant,
+                            columns=rows.columns)
             self.rows = rows
         return self.rows, t, scale, names
 

@@ -47,11 +47,21 @@ def box(bounds, n) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
+def balance_rows(terms, n, constant=None) -> Rows:
+    """The rows [B_1 / s_1, ..., B_m / s_m (, constant)] of balance terms over n units, on the terms' own matrices:
+    no copy for one term, or for terms whose matrices are consecutive column views of one matrix."""
+    if not terms:
+        return Rows(np.zeros((n, 0)), constant=constant)
+    scale = np.concatenate([t.scale for t in terms])
+    if len(terms) == 1:
+        return Rows(terms[0].B, column_scale=scale, constant=constant, columns=terms[0].column_index)
+    matrices = [t.B if t.column_index is None else t.B[:, t.column_index] for t in terms]
+    return Rows(joined(matrices), column_scale=scale, constant=constant)
+
+
 def joined(matrices):
     """[B_1, ..., B_m] side by side: the builder's own matrix when the B_j are its consecutive column views (no
     copy), else a new one."""
-    if len(matrices) == 1:
-        return matrices[0]
     base = matrices[0].base
     if base is not None and base.ndim == 2 and all(m.base is base for m in matrices) and \
             sum(m.shape[1] for m in matrices) == base.shape[1] and matrices[0].shape[0] == base.shape[0]:
@@ -89,14 +99,6 @@ class Group:
     def select(self, x):
         return x if self.rows is None else x[self.rows]
 
-    @property
-    def matrix(self):
-        """The group's balance functions, unscaled, side by side (the builder's matrix; None without balance)."""
-        return joined([t.B for t in self.balance]) if self.balance else None
-
-    def scales(self):
-        return np.concatenate([t.scale for t in self.balance]) if self.balance else np.zeros(0)
-
     def targets(self):
         """The scaled targets t / r and tolerances of the group's balance rows, in row order."""
         if not self.balance:
@@ -105,10 +107,8 @@ class Group:
                 np.concatenate([t.tolerances() for t in self.balance]))
 
     def constraint_rows(self, size) -> Rows:
-        """A = [B / r, 1] (the sum column only when normalized) over the group's `size` units."""
-        B = self.matrix if self.balance else np.zeros((size, 0))
-        return Rows(B, column_scale=self.scales() if self.balance else None,
-                    constant=1.0 if self.total is not None else None)
+        """A' = [B / r, 1] (the sum column only when normalized) over the group's `size` units."""
+        return balance_rows(self.balance, size, constant=1.0 if self.total is not None else None)
 
 
 def _same_rows(a, b):
@@ -215,9 +215,7 @@ class CalibrationForm(Form):
         scale = [t.scale for t in balance] + [[t.total] for t in normalize]
         t = [t.scaled_target() for t in balance] + [[1.0] for _ in normalize]
         names = [f"{term.name}:{c}" for term in balance for c in term.columns] + [t.name for t in normalize]
-        B = joined([t.B for t in balance]) if balance else np.zeros((self.n, 0))
-        rows = Rows(B, column_scale=np.concatenate([t.scale for t in balance]) if balance else None,
-                    constant=1.0 / normalize[0].total if normalize else None)
+        rows = balance_rows(balance, self.n, constant=1.0 / normalize[0].total if normalize else None)
         return rows, np.concatenate(t), np.concatenate(scale), names
 
 

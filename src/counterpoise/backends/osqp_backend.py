@@ -99,7 +99,7 @@ import scipy.sparse as sp
 
 from ..errors import InputError, UnsupportedProblem
 from .base import RawResult, register
-from .forms import SeparableQP, balance_duals
+from .forms import SeparableQP, balance_duals, balance_rows
 
 #: OSQP 1.x settings applied unless `solve(**options)` overrides them; eps_abs / eps_rel are those of
 #: the last continuation rung, in the rescaled problem's units (see the module docstring).
@@ -184,10 +184,10 @@ class _GroupQP:
             self.norm_rhs = self.S * np.sign(self.total)
             blocks.append(sp.csr_matrix(np.full((1, n_g), self.norm_coef)))
             row_scale.append([self.S])
-        B = group.matrix
-        self.k = 0 if B is None else B.shape[1]
-        if B is not None:       # OSQP's own (sparse) copy of the scaled rows S unit (B / r)'
-            blocks.append(sp.csr_matrix(B.T * ((self.S * unit) / group.scales())[:, None]))
+        rows = balance_rows(group.balance, n_g)
+        self.k = rows.p
+        if self.k:              # OSQP's own (sparse) copy of the scaled rows S unit (B / r)'
+            blocks.append(sp.csr_matrix((self.S * unit) * rows.take(slice(None)).T))
             row_scale.append(np.full(self.k, self.S))
         lo, hi = qp.box()
         self.bounded = np.flatnonzero(np.isfinite(lo[self.rows]) | np.isfinite(hi[self.rows]))

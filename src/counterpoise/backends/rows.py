@@ -1,7 +1,7 @@
 """Row-block reductions: the one interface through which the Newton methods and FISTA touch the data.
 
-    M = diag(a) [B diag(1/s), c 1]      (n x k: B the builder's matrix, kept as given, never copied;
-                                         a per-row factors, s column scales, c an optional constant column)
+    M = diag(a) [B_C diag(1/s), c 1]    (n x k: B the builder's matrix, kept as given, never copied; C a subset of
+                                         its columns, a per-row factors, s column scales, c an optional constant)
 
 The low-dimensional methods need only sums over rows: M'w (k numbers), the Gram matrix M_F' diag(h) M_F over a
 subset F of the columns and the rows where h > 0 (k x k), and M y (one number per row, which the caller then
@@ -20,22 +20,33 @@ CHUNK = 65_536
 
 
 class Rows:
-    """The rows of M = diag(a) [B diag(1/s), c 1] and the sums over them."""
+    """The rows of M = diag(a) [B_C diag(1/s), c 1] and the sums over them (B_C: the columns C of B, all by default)."""
 
-    def __init__(self, B, column_scale=None, row_factor=None, constant=None):
+    def __init__(self, B, column_scale=None, row_factor=None, constant=None, columns=None):
         self.B = B
-        self.n, self.p = B.shape
+        self.n = B.shape[0]
+        self.columns = None if columns is None else np.asarray(columns)
+        self.p = B.shape[1] if columns is None else len(self.columns)
         self.inverse_scale = np.ones(self.p) if column_scale is None else 1.0 / np.asarray(column_scale, dtype=float)
         self.row_factor = row_factor
         self.constant = constant
         self.k = self.p + (constant is not None)
+
+    def _coefficients(self, y):
+        """B_C diag(1/s) y as B z: z holds y / s on the columns C and 0 elsewhere."""
+        scaled = y[: self.p] * self.inverse_scale
+        if self.columns is None:
+            return scaled
+        z = np.zeros(self.B.shape[1])
+        z[self.columns] = scaled
+        return z
 
     def _rows(self, v):
         return v if self.row_factor is None else v * self.row_factor
 
     def dot(self, y) -> np.ndarray:
         """M y, one value per row."""
-        v = self.B @ (y[: self.p] * self.inverse_scale) if self.p else np.zeros(self.n)
+        v = self.B @ self._coefficients(y) if self.p else np.zeros(self.n)
         if self.constant is not None:
             v = v + self.constant * y[self.p]
         return self._rows(v)
@@ -43,37 +54,44 @@ class Rows:
     def tdot(self, w) -> np.ndarray:
         """M'w, one value per column."""
         w = self._rows(w)
-        Bw = (self.B.T @ w) * self.inverse_scale
+        Bw = self.B.T @ w
+        Bw = (Bw if self.columns is None else Bw[self.columns]) * self.inverse_scale
         return np.append(Bw, self.constant * w.sum()) if self.constant is not None else Bw
 
     def abs_dot(self, v) -> np.ndarray:
-        """|M| v (elementwise absolute values of M), one value per row."""
-        B = abs(self.B)
-        out = B @ (v[: self.p] * self.inverse_scale)
+        """|M| v (elementwise absolute values of M) for v >= 0, one value per row, in row chunks."""
+        z = np.abs(self._coefficients(v))
+        if scipy.sparse.issparse(self.B):
+            out = abs(self.B) @ z
+        else:
+            out = np.concatenate([np.abs(self.B[start: start + CHUNK]) @ z for start in range(0, self.n, CHUNK)])
         if self.constant is not None:
             out = out + abs(self.constant) * v[self.p]
         return out if self.row_factor is None else out * np.abs(self.row_factor)
 
     def take(self, rows) -> np.ndarray:
-        """The dense rows M[rows] (a small copy: a working set, a chunk)."""
+        """The dense rows M[rows] (a copy: a working set, a chunk, a solver's own matrix)."""
         B = self.B[rows]
-        block = (B.toarray() if scipy.sparse.issparse(B) else np.asarray(B, dtype=float)) * self.inverse_scale
+        B = B.toarray() if scipy.sparse.issparse(B) else np.asarray(B, dtype=float)
+        block = (B if self.columns is None else B[:, self.columns]) * self.inverse_scale
         if self.constant is not None:
             block = np.hstack([block, np.full((len(block), 1), self.constant)])
         return block if self.row_factor is None else block * self.row_factor[rows][:, None]
 
     def gram(self, h=None, columns=None) -> np.ndarray:
-        """M_F' diag(h) M_F for the columns F (default all) over the rows with h > 0 (h = None: every row, h = 1)."""
+        """M_F' diag(h) M_F for the columns F of M (default all) over the rows with h > 0 (h = None: h = 1)."""
         columns = np.arange(self.k) if columns is None else np.asarray(columns)
         weights = np.ones(self.n) if h is None else h
         weights = weights if self.row_factor is None else weights * self.row_factor ** 2
         bal = columns[columns < self.p]
+        of_B = bal if self.columns is None else self.columns[bal]      # the same columns, counted in B
+        whole = self.columns is None and len(bal) == self.p
         with_constant = self.constant is not None and len(columns) > len(bal)
         m = len(columns)
         H = np.zeros((m, m))
         scale = self.inverse_scale[bal]
         if scipy.sparse.issparse(self.B):
-            X = self.B[:, bal] if len(bal) < self.p else self.B
+            X = self.B if whole else self.B[:, of_B]
             H[: len(bal), : len(bal)] = (X.T @ X.multiply(weights[:, None]).tocsr()).toarray() * np.outer(scale, scale)
             if with_constant:
                 H[-1, : len(bal)] = self.constant * (X.T @ weights) * scale
@@ -86,8 +104,8 @@ class Rows:
                     continue
                 root = np.sqrt(h_block[idx])
                 X = self.B[start: start + CHUNK][idx]                   # one copy of the chunk's rows with h > 0
-                if len(bal) < self.p:
-                    X = X[:, bal]
+                if not whole:
+                    X = X[:, of_B]
                 X *= root[:, None] * scale
                 if len(bal):
                     H[: len(bal), : len(bal)] += X.T @ X     # numpy's gemm: faster than scipy's dsyrk, which copies

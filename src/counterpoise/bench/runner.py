@@ -126,7 +126,7 @@ def _peer_solution(run, study, data, problem):
     margins = study["problem"].get("margins") or data.attrs.get("margins")
     with resources.as_file(run["script"]) as script:
         raw = peers.run_balance_rake(python, script, data, margins, problem.design.base_weights)
-    return problem._finish(raw, "peer", CHECK_TOLERANCE), ""
+    return problem.checked(raw, "peer", CHECK_TOLERANCE), ""
 
 
 def run(study, out_dir="results", quiet=False, sizes=None, replications=None) -> pd.DataFrame:

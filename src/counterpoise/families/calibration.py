@@ -100,8 +100,9 @@ def totals_term(X, T, names, d, tol):
     exactly redundant targets are dropped, after checking they agree, when the totals must hold exactly."""
     relative = np.where(T != 0, np.abs(T), 1.0)
     keep = _independent_targets(X, T, d, names) if tol is None else np.arange(len(T))
-    B = X if len(keep) == X.shape[1] else X[:, keep]
-    return Balance(B, T[keep], delta=tol, scale=relative[keep], columns=[names[j] for j in keep], name="totals"), keep
+    selected = None if len(keep) == X.shape[1] else keep          # X itself, its columns selected (no copy)
+    return Balance(X, T[keep], delta=tol, scale=relative[keep], columns=[names[j] for j in keep], name="totals",
+                   column_index=selected), keep
 
 
 def _pair(value, what):

@@ -11,19 +11,21 @@ from .base import Term, parameter, select
 class Balance(Term):
     """Approximate balance: |(B_j' w - t_j) / s_j| <= delta_j for every column j of B.
 
-    B holds the balance functions of the units in `rows`, t the targets (Parameter "target") and s the
-    fixed scales that make delta unit-free (target SDs for delta in SD units, 1 for raw units, |t| for
-    relative tolerances). `delta=None` asks for exact balance B'w = t. B is kept as given (a view of the
-    builder's matrix, never a scaled copy): backends fold the scales into their small vectors. The dual of
+    B holds the balance functions of the units in `rows` (its columns `column_index` only, when given), t the
+    targets (Parameter "target") and s the fixed scales that make delta unit-free (target SDs for delta in SD
+    units, 1 for raw units, |t| for relative tolerances). `delta=None` asks for exact balance B'w = t. B is kept
+    as given (the builder's matrix or a view of it, never a scaled copy or a column selection): backends fold the
+    scales and the selection into their small vectors. The dual of
     column j is the objective's sensitivity to its tolerance: the objective falls by about |dual_j| per unit of
     extra delta_j; the sign says which side binds (+: the weighted value sits at its upper limit).
     """
 
     name = "balance"
 
-    def __init__(self, B, target, delta=None, scale=None, rows=None, columns=None, name=None):
+    def __init__(self, B, target, delta=None, scale=None, rows=None, columns=None, name=None, column_index=None):
         self.B = np.asarray(B, dtype=float)
-        k = self.B.shape[1]
+        self.column_index = None if column_index is None else np.asarray(column_index)
+        k = self.B.shape[1] if column_index is None else len(self.column_index)
         self.scale = np.ones(k) if scale is None else np.asarray(scale, dtype=float)
         self.rows = rows
         self.columns = list(columns) if columns is not None else [f"b{j}" for j in range(k)]
@@ -51,9 +53,12 @@ class Balance(Term):
     def imbalance(self, w):
         """(B'w - t) / s: the scaled imbalance, a cvxpy expression or a numpy array."""
         if isinstance(w, np.ndarray):
-            return (select(w, self.rows) @ self.B) / self.scale - self.scaled_target()
+            values = select(w, self.rows) @ self.B
+            values = values if self.column_index is None else values[self.column_index]
+            return values / self.scale - self.scaled_target()
         # cvxpy keeps its own copy of the constant, so the scaled matrix here is a temporary of the build
-        return (self.B / self.scale).T @ select(w, self.rows) - cp.multiply(self.target, 1.0 / self.scale)
+        B = self.B if self.column_index is None else self.B[:, self.column_index]
+        return (B / self.scale).T @ select(w, self.rows) - cp.multiply(self.target, 1.0 / self.scale)
 
     def constraints(self, w, slack=None):
         """Balance constraints; with a nonnegative `slack` vector they are loosened by it (infeasibility diagnosis)."""
