@@ -134,7 +134,7 @@ def nystrom(X, m=300, l=200, s=100, kernel="gaussian", bandwidth=None, standardi
        rank-l-regularized Nystrom matrix.
 
     C is never held whole: one pass over chunk_size-row chunks evaluates the kernel, stores R and
-    accumulates G; memory is about n (l + s) numbers. dtype (e.g. numpy.float32) sets the precision
+    accumulates G; D is then written over R in place, so memory peaks at about n l numbers and ends at n s. dtype (e.g. numpy.float32) sets the precision
     of X, C, R and D; W, its eigendecomposition and G are always float64.
     Raises InputError unless s < l < m <= n, X is finite without constant columns, and the top l
     eigenvalues of W exceed 1e-12 times the largest (lower l otherwise).
@@ -166,7 +166,8 @@ def nystrom(X, m=300, l=200, s=100, kernel="gaussian", bandwidth=None, standardi
     P = np.ascontiguousarray(evecs[:, ::-1][:, :l]) / np.sqrt(lam)
 
     Xd = X.astype(dtype, copy=False)
-    R = np.empty((n, l), dtype=dtype)
+    buffer = np.empty(n * l, dtype=dtype)       # R (n x l), then D (n x s) written over it in place
+    R = buffer.reshape(n, l)
     G = np.zeros((l, l))
     for rows, block in _projected_chunks(Xd, Xd[landmarks], bandwidth, chunk_size, P.astype(dtype)):
         R[rows] = block
@@ -174,8 +175,13 @@ def nystrom(X, m=300, l=200, s=100, kernel="gaussian", bandwidth=None, standardi
     g_evals, g_evecs = np.linalg.eigh(G)
     eigenvalues = np.ascontiguousarray(g_evals[::-1][:s])
     V = np.ascontiguousarray(g_evecs[:, ::-1][:, :s]).astype(dtype)
-    D = np.empty((n, s), dtype=dtype)
     for start in range(0, n, chunk_size):
-        D[start:start + chunk_size] = R[start:start + chunk_size] @ V
+        # rows [start, stop) of D land at flat positions [start s, stop s), before R's rows [start l, stop l) that
+        # are read first, and never reach the rows of R still to come (s < l)
+        stop = min(start + chunk_size, n)
+        buffer[start * s: stop * s] = (R[start:stop] @ V).ravel()
+    del R
+    buffer.resize(n * s, refcheck=False)         # give back R's remaining n (l - s) numbers (no copy of D)
+    D = buffer.reshape(n, s)
     return NystromBasis(D=D, names=[f"K{j + 1}" for j in range(s)], landmarks=landmarks,
                         eigenvalues=eigenvalues, bandwidth=bandwidth, m=m, l=l, s=s, seed=seed)

@@ -92,9 +92,9 @@ class Rows:
         scale = self.inverse_scale[bal]
         if scipy.sparse.issparse(self.B):
             X = self.B if whole else self.B[:, of_B]
-            H[: len(bal), : len(bal)] = (X.T @ X.multiply(weights[:, None]).tocsr()).toarray() * np.outer(scale, scale)
+            H[: len(bal), : len(bal)] = (X.T @ X.multiply(weights[:, None]).tocsr()).toarray()
             if with_constant:
-                H[-1, : len(bal)] = self.constant * (X.T @ weights) * scale
+                H[-1, : len(bal)] = self.constant * (X.T @ weights)
                 H[-1, -1] = self.constant ** 2 * weights.sum()
         else:
             for start in range(0, self.n, CHUNK):
@@ -106,12 +106,14 @@ class Rows:
                 X = self.B[start: start + CHUNK][idx]                   # one copy of the chunk's rows with h > 0
                 if not whole:
                     X = X[:, of_B]
-                X *= root[:, None] * scale
+                X *= root[:, None]
                 if len(bal):
                     H[: len(bal), : len(bal)] += X.T @ X     # numpy's gemm: faster than scipy's dsyrk, which copies
                 if with_constant:
                     H[-1, : len(bal)] += self.constant * (root @ X)
                     H[-1, -1] += self.constant ** 2 * root @ root
+        H[: len(bal), : len(bal)] *= np.outer(scale, scale)      # the column scales, applied to k x k numbers
         if with_constant:
+            H[-1, : len(bal)] *= scale
             H[: len(bal), -1] = H[-1, : len(bal)]
         return H
