@@ -341,3 +341,14 @@ script = "peers/balance_rake.py"
     assert df["objective_gap"].iloc[:2].tolist() == [0.0, 0.0]     # each compared within its own variant
     with pytest.raises(InputError, match="unknown peer"):
         bench.run_study(_write(tmp_path, text.replace('"balance_rake"', '"nope"'), "bad.toml"), out_dir=None)
+
+
+def test_sparse_frontier_at_another_size_says_why_its_stored_peer_does_not_apply():
+    if importlib.util.find_spec("torch") and importlib.util.find_spec("l0"):
+        pytest.skip("the compare extra is installed, so the peer would run (minutes)")
+    df = bench.run_study("sparse-calibration", out_dir=None, quiet=True, sizes=[1200])
+    assert df["records"].max() <= 1200
+    assert not (df["method"] == "HardConcrete (l0-python)").any()
+    assert "stored results are for n = 5000, not n = 1200" in df.attrs["provenance"]
+    with pytest.raises(InputError, match="one size"):
+        bench.run_study("sparse-calibration", out_dir=None, quiet=True, sizes=[1000, 2000])

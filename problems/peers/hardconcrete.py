@@ -55,9 +55,8 @@ warnings.filterwarnings("ignore", message="Sparse invariant checks")  # torch no
 LR, INIT_KEEP_PROB, LAMBDA_L2, LOSS_TYPE, THREADS = 0.1, 0.99, 0.0, "relative", 1
 
 
-def make_data():
-    """microplex's synthetic benchmark data and targets (legacy RandomState)."""
-    N = 5_000
+def make_data(N=5_000):
+    """microplex's synthetic benchmark data and targets (legacy RandomState) for N records."""
     rng = np.random.RandomState(42)
     df = pd.DataFrame({
         "age_group": rng.choice(["0-17", "18-34", "35-54", "55-64", "65+"], N,
@@ -122,10 +121,11 @@ def main():
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--epochs", type=int, default=2000)
     ap.add_argument("--warmup-epochs", type=int, default=50, help="untimed warm-up fit; 0 = none")
+    ap.add_argument("--n", type=int, default=5000, help="records (the study's [data] n)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     torch.set_num_threads(THREADS)
-    df, train_m, train_c, test_m = make_data()
+    df, train_m, train_c, test_m = make_data(args.n)
     A, b = build_constraints(df, train_m, train_c)
     if args.warmup_epochs > 0:
         fit_hardconcrete(df, train_m, train_c, 1e-5, args.warmup_epochs, seed=0)

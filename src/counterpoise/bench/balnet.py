@@ -85,8 +85,11 @@ def binomial_seconds(fit, arm) -> float:
     return time.perf_counter() - start
 
 
-def run(study, out_dir="results", quiet=False) -> pd.DataFrame:
+def run(study, out_dir="results", quiet=False, sizes=None) -> pd.DataFrame:
     """Run a checked balnet study; write <out_dir>/<name>.csv and .md unless out_dir is None."""
+    if sizes is not None:
+        raise InputError("a balnet study lists its (n, p) settings in the file; sizes= and replications= do not "
+                         "apply")
     rows = []
     _adelie()   # imported once before the clocks start (about 2 s)
     for k, setting in enumerate(study["settings"]):

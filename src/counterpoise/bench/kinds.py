@@ -5,7 +5,8 @@ weighting problem (`schema.check_study`, `runner.run`, `report.markdown_table`).
 by the plug-in module that `PLUGINS` names for it, a module with
 
     check_study(raw, source, folder) -> dict    the parsed TOML checked (folder: where its relative paths start)
-    run(study, out_dir, quiet) -> DataFrame     the study run, the frame's attrs["kind"] set, results written
+    run(study, out_dir, quiet, sizes) -> DataFrame   the study run (sizes: None, or the n to run at, where the kind
+                                                 takes one), the frame's attrs["kind"] set, results written
     markdown_table(df) -> str                   the frame as markdown
 
 `load_study`, `run_study` and `markdown_table` look the kind up here and import its plug-in on first use; the
@@ -50,15 +51,14 @@ def run_study(path, out_dir="results", quiet=False, sizes=None, replications=Non
     per run, unless `quiet`. With `out_dir` (None: write nothing) the results are written by `write_results` as
     <out_dir>/<name>.csv and <out_dir>/<name>.md. Returns the tidy frame: one row per data setting x replication x
     run, with the columns in `COLUMNS` (the crossed data arguments right after "setting"). A study with a `kind`
-    lists its settings in the file, writes its own results and returns a frame of its own.
+    lists its other settings in the file, writes its own results and returns a frame of its own.
     """
     study = load_study(path)
     if "kind" not in study:
         return runner.run(study, out_dir=out_dir, quiet=quiet, sizes=sizes, replications=replications)
-    if sizes is not None or replications is not None:
-        raise InputError(f"a {study['kind']} study lists its settings in the file; sizes= and replications= "
-                         "do not apply")
-    return plugin(study["kind"]).run(study, out_dir=out_dir, quiet=quiet)
+    if replications is not None:
+        raise InputError(f"a {study['kind']} study lists its settings in the file; replications= does not apply")
+    return plugin(study["kind"]).run(study, out_dir=out_dir, quiet=quiet, sizes=sizes)
 
 
 def markdown_table(df) -> str:

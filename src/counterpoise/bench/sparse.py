@@ -19,6 +19,7 @@ subprocess when torch and l0 import, or read from the stored results otherwise (
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import subprocess
 import sys
 import tempfile
@@ -122,9 +123,10 @@ def counterpoise_rows(study, data) -> list:
     return rows
 
 
-def hardconcrete_rows(study, out_dir) -> tuple[list, str]:
-    """Run the peer when torch and l0 import here and its script is found, else read its stored results. Returns
-    (rows, provenance: how the rows were got, or why there are none)."""
+def hardconcrete_rows(study, out_dir, n, stored_n) -> tuple[list, str]:
+    """Run the peer on n records when torch and l0 import here and its script is found, else read its stored results
+    (made at the study file's n, `stored_n`). Returns (rows, provenance: how the rows were got, or why there are
+    none)."""
     peer = study["hardconcrete"]
     if not peer:
         return [], ""
@@ -140,13 +142,15 @@ def hardconcrete_rows(study, out_dir) -> tuple[list, str]:
             out.parent.mkdir(parents=True, exist_ok=True)
             command = [sys.executable, str(path), "--lambdas", ",".join(f"{x:g}" for x in peer["lambdas"]),
                        "--seeds", ",".join(str(s) for s in peer["seeds"]), "--epochs", str(peer["epochs"]),
-                       "--out", str(out)]
+                       "--n", str(n), "--out", str(out)]
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode != 0:
                 raise CounterpoiseError("the HardConcrete peer failed: " + " ".join(done.stderr.splitlines()[-3:]))
             return _peer_rows(pd.read_csv(out)), "run now"
     if not results.is_file():
         return [], f"skipped: not run ({why}) and no stored results at {str(results)!r}"
+    if n != stored_n:
+        return [], f"skipped: not run ({why}), and its stored results are for n = {stored_n}, not n = {n}"
     with results.open("r", encoding="utf-8") as stored:
         return _peer_rows(pd.read_csv(stored)), f"stored results ({results.name}); not run here: {why}"
 
@@ -157,11 +161,20 @@ def _peer_rows(table) -> list:
                  seconds=r.fit_seconds, status="no convergence test (fixed epochs)") for r in table.itertuples()]
 
 
-def run(study, out_dir="results", quiet=False) -> pd.DataFrame:
-    """Run a checked sparse_frontier study; write <out_dir>/<name>.csv, .md and .png unless out_dir is None."""
-    data = datasets.cps_like(**study["data"])
+def run(study, out_dir="results", quiet=False, sizes=None) -> pd.DataFrame:
+    """Run a checked sparse_frontier study; write <out_dir>/<name>.csv, .md and .png unless out_dir is None.
+    `sizes`: one n to draw the sample at instead of the file's (the frontier is one sample)."""
+    bound = inspect.signature(datasets.cps_like).bind(**study["data"])
+    bound.apply_defaults()
+    arguments, stored_n = dict(bound.arguments), bound.arguments["n"]
+    if sizes is not None:
+        sizes = [sizes] if isinstance(sizes, int) else list(sizes)
+        if len(sizes) != 1 or isinstance(sizes[0], bool) or not isinstance(sizes[0], (int, np.integer)) or sizes[0] < 2:
+            raise InputError(f"a sparse_frontier study is one sample: give one size (an integer >= 2), got {sizes!r}")
+        arguments["n"] = int(sizes[0])
+    data = datasets.cps_like(**arguments)
     rows = counterpoise_rows(study, data)
-    peer_rows, provenance = hardconcrete_rows(study, out_dir)
+    peer_rows, provenance = hardconcrete_rows(study, out_dir, arguments["n"], stored_n)
     df = pd.DataFrame(rows + peer_rows)
     df.insert(0, "study", study["name"])
     df.attrs.update(kind="sparse_frontier", provenance=provenance)
