@@ -55,7 +55,7 @@ def test_glm_gives_the_loss_its_negative_gradient_and_hessian():
     rng = np.random.default_rng(0)
     n = 50
     y, sw, eta = (rng.random(n) < 0.3).astype(float), rng.uniform(0.5, 2, n), rng.normal(size=n)
-    glm = adelie_path._glm_class()(y, sw, 1.7)
+    glm = adelie_path.glm_class()(y, sw, 1.7)
     w = sw / sw.sum()
     grad, hess = np.empty(n), np.empty(n)
     glm.gradient(eta, grad)
@@ -346,12 +346,12 @@ def test_bad_input_is_named():
 
 
 def test_missing_adelie_is_a_clear_error(monkeypatch):
-    adelie_path._adelie.cache_clear()
-    adelie_path._glm_class.cache_clear()
+    adelie_path.load_adelie.cache_clear()
+    adelie_path.glm_class.cache_clear()
     monkeypatch.setitem(sys.modules, "adelie", None)
     try:
         with pytest.raises(ImportError, match=r"pip install 'counterpoise\[balnet\]'"):
             cpz.balnet(simulate(100, 4), "W")
     finally:
-        adelie_path._adelie.cache_clear()
-        adelie_path._glm_class.cache_clear()
+        adelie_path.load_adelie.cache_clear()
+        adelie_path.glm_class.cache_clear()

@@ -32,7 +32,7 @@ import pandas as pd
 from .. import datasets, estimate
 from ..errors import InputError
 from ..propensity import balnet
-from ..propensity.adelie_path import _adelie
+from ..propensity.adelie_path import load_adelie
 from ..propensity.reference import compare_primal, standardized
 from .report import fmt, save
 
@@ -70,7 +70,7 @@ def binomial_seconds(fit, arm) -> float:
     standardized X, groups, penalty, path length and ratio, and solver settings (`adelie_path.solve_path`'s).
     The two losses take their own paths, so the ratio of the times is the Python GLM's cost plus the difference
     in the losses' work, not the callbacks' cost alone."""
-    ad = _adelie()
+    ad = load_adelie()
     order = np.concatenate([g for _, g in fit.groups])
     Xs = np.asfortranarray(standardized(fit, arm)[:, order])
     starts = np.cumsum([0] + [len(g) for _, g in fit.groups[:-1]])
@@ -91,7 +91,7 @@ def run(study, out_dir="results", quiet=False, sizes=None) -> pd.DataFrame:
         raise InputError("a balnet study lists its (n, p) settings in the file; sizes= and replications= do not "
                          "apply")
     rows = []
-    _adelie()   # imported once before the clocks start (about 2 s)
+    load_adelie()   # imported once before the clocks start (about 2 s)
     for k, setting in enumerate(study["settings"]):
         data = study["generator"](**study["fixed"], **setting, seed=study["seed"])
         start = time.perf_counter()

@@ -2,7 +2,7 @@
 
 adelie (`pip install counterpoise[balnet]`) is imported on first use: it is optional, pins numpy < 2, and takes
 about two seconds to import (IPython, scikit-learn). On import it attaches a handler to the root logger and later
-logs every truncated path there; `_adelie()` detaches that handler and points adelie at a logger of its own
+logs every truncated path there; `load_adelie()` detaches that handler and points adelie at a logger of its own
 ("adelie", silent unless you give it a handler), so counterpoise's output stays clean and the reason for a
 truncation is kept on the fit instead.
 """
@@ -34,7 +34,8 @@ class Diverged(Exception):
 
 
 @functools.cache
-def _adelie():
+def load_adelie():
+    """adelie, imported once, with its root-logger handler detached (or an ImportError naming the extra)."""
     root = logging.getLogger()
     before = list(root.handlers)
     try:
@@ -55,8 +56,9 @@ def _adelie():
 
 
 @functools.cache
-def _glm_class():
-    ad = _adelie()
+def glm_class():
+    """The calibration loss as an adelie GLM class (built once adelie is imported)."""
+    ad = load_adelie()
 
     class CalibrationLoss(ad.glm.GlmBase64):
         """Tan's calibration loss (see `loss`) in adelie's GLM interface: gradient() writes the negative gradient,
@@ -116,8 +118,8 @@ def solve_path(Xs, y, weights, scale, groups, penalty, alpha, lambdas=None, n_la
     no early exit). `Xs` is the standardized design (Fortran order), `groups` 0-based group starts, `penalty` one
     factor per group. A path that diverges or runs out of coordinate descents stops at the last converged lambda;
     the reason is kept in `stopped`."""
-    ad = _adelie()
-    glm = _glm_class()(y, weights, scale)
+    ad = load_adelie()
+    glm = glm_class()(y, weights, scale)
     options = dict(groups=np.asarray(groups, dtype=int), alpha=float(alpha), penalty=np.asarray(penalty, dtype=float),
                    irls_max_iters=10_000, irls_tol=tol, max_iters=max_iter, tol=tol, adev_tol=0.9, ddev_tol=0.0,
                    newton_tol=1e-12, newton_max_iters=1000, early_exit=False, intercept=True, progress_bar=False,
