@@ -10,16 +10,32 @@ and `auto` its place in backend="auto"'s order (None: auto never picks it).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
+
+
+class Backend(Protocol):
+    """What `register` takes: built once per problem, then solved as often as its parameters change."""
+
+    name: str                  # what solve(backend=...) calls it
+    solves: str                # the problems it solves, and how, in words (the README's table)
+    how: str
+    auto: int | None           # its place in backend="auto"'s order (None: auto never picks it)
+    form: type | None          # the forms.Form it recognizes (None: every problem)
+
+    def __init__(self, problem): ...   # raises UnsupportedProblem for terms it cannot solve
+
+    def solve(self, solver=None, **options) -> "RawResult": ...
+
 
 #: Every backend by name, in registration order.
 BACKENDS: dict[str, type] = {}
 
 
 def register(backend):
-    """Class decorator: add `backend` to BACKENDS under `backend.name`."""
-    for attribute in ("name", "solves", "how", "auto"):
+    """Class decorator: add `backend` (a `Backend`) to BACKENDS under `backend.name`."""
+    for attribute in ("name", "solves", "how", "auto", "form"):
         if not hasattr(backend, attribute):
             raise TypeError(f"backend {backend.__name__} has no {attribute!r}")
     BACKENDS[backend.name] = backend
