@@ -181,7 +181,10 @@ def nystrom(X, m=300, l=200, s=100, kernel="gaussian", bandwidth=None, standardi
         stop = min(start + chunk_size, n)
         buffer[start * s: stop * s] = (R[start:stop] @ V).ravel()
     del R
-    buffer.resize(n * s, refcheck=False)         # give back R's remaining n (l - s) numbers (no copy of D)
-    D = buffer.reshape(n, s)
+    try:
+        buffer.resize(n * s)                     # give back R's remaining n (l - s) numbers (no copy of D)
+        D = buffer.reshape(n, s)
+    except ValueError:                           # something else still refers to the buffer: copy D out instead
+        D = buffer[: n * s].reshape(n, s).copy()
     return NystromBasis(D=D, names=[f"K{j + 1}" for j in range(s)], landmarks=landmarks,
                         eigenvalues=eigenvalues, bandwidth=bandwidth, m=m, l=l, s=s, seed=seed)

@@ -191,7 +191,7 @@ class WeightingProblem:
             current = np.array(targets[group], dtype=float)
             current[positions] = term.target.value
             targets[group] = current
-        return dataclasses.replace(self.design, targets=targets)
+        return dataclasses.replace(self.design, targets=targets, checked=True)
 
     def _duals(self, duals) -> pd.Series:
         pieces = []

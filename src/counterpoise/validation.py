@@ -88,10 +88,9 @@ def finite(values, what, columns=None):
         counts = bad.sum(axis=0)
         names = columns if columns is not None else [f"column {j}" for j in range(values.shape[1])]
         where = ", ".join(f"{names[j]} ({counts[j]} rows)" for j in np.flatnonzero(counts))
-        raise InputError(f"{what} contain non-finite entries, NaN or infinite values: {where}; drop or impute those "
-                         "rows first")
-    raise InputError(f"{what} contain {int(bad.sum())} non-finite entries (NaN or infinite values); drop or impute "
-                     "those rows first")
+        raise InputError(f"{what} contain NaN or infinite values: {where}; drop or impute those rows first")
+    raise InputError(f"{what} contain {int(bad.sum())} non-finite values (NaN or infinite); drop or impute those "
+                     "rows first")
 
 
 def numeric(x, what, ndim: int, shape: str) -> np.ndarray:

@@ -3,9 +3,11 @@
 For calibration of base weights d to totals, minimize sum_i d_i G(g_i), g = w / d, subject to X'w = T and
 per-unit ratio bounds lo_i <= g_i <= hi_i (ratio bounds, and weight bounds divided by d). The weights are
 w_i = d_i F_i(x_i'lam) with F_i = (G')^{-1} clipped to [lo_i, hi_i]; G, F and F' are the distance term's own
-(`terms.distances`: linear G(g) = (g - 1)^2 / 2, raking g log g - g + 1, logit with bounds L < g < U), and lam minimizes the convex dual D(lam) = sum_i d_i [u_i g_i - G(g_i)] - T'lam (u = X lam, g = F(u)), whose
-gradient is the misfit X'w - T and whose (generalized) Hessian is X' diag(d F'(u)) X, all sums over the rows (`rows.Rows`; X kept sparse when it is mostly
-zeros, as the indicator columns of margins are: O(nnz) per product instead of O(n k)). Each Newton step solves
+(`terms.distances`: linear G(g) = (g - 1)^2 / 2, raking g log g - g + 1, logit with bounds L < g < U), and lam
+minimizes the convex dual D(lam) = sum_i d_i [u_i g_i - G(g_i)] - T'lam (u = X lam, g = F(u)), whose gradient is
+the misfit X'w - T and whose (generalized) Hessian is X' diag(d F'(u)) X, all sums over the rows (`rows.Rows`; X
+kept sparse when it is mostly zeros, as the indicator columns of margins are: O(nnz) per product instead of
+O(n k)). Each Newton step solves
 with a generalized inverse (eigenvalues below 256 eps of the largest are dropped, so collinear targets do no
 harm) and halves the step until D decreases enough (Armijo). Convergence, as in survey: every target within
 max |x_j'w - T_j| / (1 + |T_j|) < epsilon. Without convergence the result is "inaccurate" with the closest
@@ -21,7 +23,6 @@ import time
 import numpy as np
 import scipy.sparse
 
-from ..terms import Balance
 from .base import RawResult, register
 from .forms import CalibrationForm, balance_duals
 from .rows import Rows
@@ -42,21 +43,21 @@ class CalibrationBackend:
         self.lam = None            # the last dual point: a warm start along a path
         self.rows = None           # the constraint rows, set up on the first solve and kept
 
-    def _system(self):
-        """The scaled constraint rows (B kept sparse when at most a quarter of it is nonzero, as margins'
-        indicators are), scaled targets t, column scales s (totals T = s t) and target names."""
-        rows, t, scale, names = self.form.system()
+    def _rows(self):
+        """The scaled constraint rows, set up once: B kept sparse when at most a quarter of it is nonzero, as
+        margins' indicators are (O(nnz) per product instead of O(n k))."""
         if self.rows is None:
-            B = rows.B
-            if not scipy.sparse.issparse(B) and np.count_nonzero(B) <= 0.25 * B.size:
-                rows = Rows(scipy.sparse.csr_matrix(B), column_scale=1.0 / rows.inverse_scale, constant=rows.constant,
+            rows = self.form.rows()
+            if not scipy.sparse.issparse(rows.B) and np.count_nonzero(rows.B) <= 0.25 * rows.B.size:
+                rows = Rows(scipy.sparse.csr_matrix(rows.B), column_scale=rows.column_scale, constant=rows.constant,
                             columns=rows.columns)
             self.rows = rows
-        return self.rows, t, scale, names
+        return self.rows
 
     def solve(self, solver=None, epsilon=1e-9, max_iter=100, warm_start=True):
         start = time.perf_counter()
-        rows, t, scale, names = self._system()
+        rows = self._rows()
+        t, scale, names = self.form.system()
         T = scale * t
         lo, hi = self.form.ratio_box()
         newton = _Newton(self.form.distance, self.form.base, lo, hi, rows, t)
@@ -74,9 +75,8 @@ class CalibrationBackend:
         if not converged:
             message += "; did not converge. Worst targets (achieved vs target): " + ", ".join(
                 f"{n} {a:.6g} vs {b:.6g}" for n, a, b, _ in worst[:3])
-        balance = [term for term in self.form.targets if isinstance(term, Balance)]
         return RawResult(weights=w, status=status, solver=f"newton/{DISTANCE_NAMES[kind]}",
-                         solve_time=time.perf_counter() - start, duals=balance_duals(balance, lam),
+                         solve_time=time.perf_counter() - start, duals=balance_duals(self.form.balance, lam),
                          iterations=iterations, message=message,
                          info={"max_relative_misfit": float(relative.max()), "worst_targets": worst,
                                "step_halvings": halvings, "epsilon": epsilon})

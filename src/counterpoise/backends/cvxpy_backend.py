@@ -92,8 +92,9 @@ class CvxpyBackend:
         self.compilations = 0     # times cvxpy ran its reduction chain (a path re-fills parameters: one in all)
 
     def _compiled_program(self):
-        """cvxpy's cached parametrized program (None until the first DPP solve), to count compilations."""
-        return self.cvxpy_problem._cache.param_prog
+        """cvxpy's cached parametrized program (None until the first DPP solve), to count compilations; cvxpy
+        keeps it in a private cache, so a cvxpy without one counts every solve."""
+        return getattr(getattr(self.cvxpy_problem, "_cache", None), "param_prog", None)
 
     def solve(self, solver=None, warm_start=True, verbose=False, **options):
         solver = (solver or DEFAULT_SOLVER).upper()

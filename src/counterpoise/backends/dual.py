@@ -30,7 +30,7 @@ import numpy as np
 import scipy.linalg
 
 from .base import RawResult, register
-from .forms import SeparableQP, balance_duals
+from .forms import SeparableQP, balance_duals, split
 
 
 class GroupDual:
@@ -226,8 +226,7 @@ class DualBackend:
             # sensitivity to the scaled balance values.
             duals.update(balance_duals(group.balance, y))
             if status == "infeasible":       # y grows without bound along a certificate of infeasibility
-                ray.update({name: -v / max(np.linalg.norm(y), 1e-300)
-                            for name, v in balance_duals(group.balance, y).items()})
+                ray.update(split(group.balance, y / max(np.linalg.norm(y), 1e-300)))
             statuses.append(status)
             iterations += its
             gaps.append(gap)

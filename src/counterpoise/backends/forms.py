@@ -25,17 +25,21 @@ from ..terms import Balance, Bounds, ChiSquare, Entropy, Logit, Normalize, Spars
 from .rows import Rows
 
 
+def split(terms, stacked) -> dict:
+    """A vector stacked over the terms' columns, cut into one piece per term (by name)."""
+    pieces, offset = {}, 0
+    for term in terms:
+        pieces[term.name] = np.asarray(stacked[offset: offset + len(term.columns)], dtype=float)
+        offset += len(term.columns)
+    return pieces
+
+
 def balance_duals(terms, sensitivity) -> dict:
     """counterpoise's dual per balance term from the stacked sensitivities of the optimal objective to each
     constraint's scaled value (d p* / d t_j, in the term's units; the multiplier y of a Newton dual). The dual is
     -sensitivity: positive when the upper side binds, and the objective falls by |dual_j| per unit of extra
     tolerance (`terms.Balance`)."""
-    duals, offset = {}, 0
-    for term in terms:
-        size = len(term.columns)
-        duals[term.name] = -np.asarray(sensitivity[offset: offset + size], dtype=float)
-        offset += size
-    return duals
+    return {name: -piece for name, piece in split(terms, sensitivity).items()}
 
 
 def box(bounds, n) -> tuple[np.ndarray, np.ndarray]:
@@ -63,7 +67,8 @@ def joined(matrices):
     """[B_1, ..., B_m] side by side: the builder's own matrix when the B_j are its consecutive column views (no
     copy), else a new one."""
     base = matrices[0].base
-    if base is not None and base.ndim == 2 and all(m.base is base for m in matrices) and \
+    if isinstance(base, np.ndarray) and base.ndim == 2 and \
+            all(m.base is base and m.strides == base.strides for m in matrices) and \
             sum(m.shape[1] for m in matrices) == base.shape[1] and matrices[0].shape[0] == base.shape[0]:
         start = base.__array_interface__["data"][0]
         offsets = [(m.__array_interface__["data"][0] - start) // base.itemsize for m in matrices]
@@ -207,16 +212,26 @@ class CalibrationForm(Form):
             return np.maximum(lo, 0.0), hi
         return lo, hi
 
+    @property
+    def balance(self):
+        return [t for t in self.targets if isinstance(t, Balance)]
+
+    @property
+    def normalize(self):
+        return [t for t in self.targets if isinstance(t, Normalize)]
+
+    def rows(self) -> Rows:
+        """The scaled constraint columns [X_1 / s_1, ..., 1 / N] (built once per backend: no copy for one term)."""
+        normalize = self.normalize
+        return balance_rows(self.balance, self.n, constant=1.0 / normalize[0].total if normalize else None)
+
     def system(self):
-        """(Rows of the scaled constraint columns [X_1 / s_1, ..., 1 / N], the scaled targets t, the column scales s
-        (totals T = s t), the target names)."""
-        balance = [t for t in self.targets if isinstance(t, Balance)]
-        normalize = [t for t in self.targets if isinstance(t, Normalize)]
+        """(the scaled targets t, the column scales s (totals T = s t), the target names), read now."""
+        balance, normalize = self.balance, self.normalize
         scale = [t.scale for t in balance] + [[t.total] for t in normalize]
         t = [t.scaled_target() for t in balance] + [[1.0] for _ in normalize]
         names = [f"{term.name}:{c}" for term in balance for c in term.columns] + [t.name for t in normalize]
-        rows = balance_rows(balance, self.n, constant=1.0 / normalize[0].total if normalize else None)
-        return rows, np.concatenate(t), np.concatenate(scale), names
+        return np.concatenate(t), np.concatenate(scale), names
 
 
 @dataclass

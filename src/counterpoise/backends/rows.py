@@ -27,7 +27,8 @@ class Rows:
         self.n = B.shape[0]
         self.columns = None if columns is None else np.asarray(columns)
         self.p = B.shape[1] if columns is None else len(self.columns)
-        self.inverse_scale = np.ones(self.p) if column_scale is None else 1.0 / np.asarray(column_scale, dtype=float)
+        self.column_scale = None if column_scale is None else np.asarray(column_scale, dtype=float)
+        self.inverse_scale = np.ones(self.p) if column_scale is None else 1.0 / self.column_scale
         self.row_factor = row_factor
         self.constant = constant
         self.k = self.p + (constant is not None)
@@ -79,7 +80,8 @@ class Rows:
         return block if self.row_factor is None else block * self.row_factor[rows][:, None]
 
     def gram(self, h=None, columns=None) -> np.ndarray:
-        """M_F' diag(h) M_F for the columns F of M (default all) over the rows with h > 0 (h = None: h = 1)."""
+        """M_F' diag(h) M_F for the columns F of M (increasing indices; default all), with h >= 0 (None: h = 1):
+        a dense B is read in row chunks, only the rows with h > 0."""
         columns = np.arange(self.k) if columns is None else np.asarray(columns)
         weights = np.ones(self.n) if h is None else h
         weights = weights if self.row_factor is None else weights * self.row_factor ** 2

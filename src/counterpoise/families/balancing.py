@@ -4,8 +4,9 @@
   kernel_sbw        sbw on a rank-restricted Nystrom kernel basis (plus, optionally, covariate means)
   entropy_balance   min sum_i w_i log(w_i / q_i)                   s.t. B'w = target (or within delta), sum w = 1
 
-Data are held once: each arm's balance functions (every block side by side) are one matrix, filled once from the
-rows of that arm; the balance terms hold column views of it, and the balance table reads it too.
+Data are held once: each arm's balance functions (every block side by side) are one read-only matrix, filled once
+from the rows of that arm; the balance terms hold column views of it, and with one weighted arm the balance table
+reads it too (with two, whose rows interleave, the table keeps its covariates in row order).
 """
 
 from __future__ import annotations
@@ -223,13 +224,15 @@ def _balancing_problem(frame, treatment, estimand, blocks, report, dispersion, f
 
 def _side_by_side(matrices, rows, chunk=65_536):
     """The `rows` of every matrix, side by side in one new C-ordered matrix: the arm's only copy of its data
-    (filled in row chunks, so no second full-size temporary)."""
+    (filled in row chunks, so no second full-size temporary). Read-only: the terms, the balance table and the
+    backends share it."""
     out = np.empty((len(rows), sum(B.shape[1] for B in matrices)))
     start = 0
     for B in matrices:
         for first in range(0, len(rows), chunk):
             out[first: first + chunk, start: start + B.shape[1]] = B[rows[first: first + chunk]]
         start += B.shape[1]
+    out.flags.writeable = False
     return out
 
 

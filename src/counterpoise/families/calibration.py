@@ -42,26 +42,26 @@ def calibrate(data, base_weights=None, margins=None, totals=None, constraints=No
     "logit" (bounded; needs `bounds`) distance. Targets: `margins={"var": {"level": total}}` (every
     level in the data needs a total; without any targets, those a dataset records in `frame.attrs["margins"]`
     and `["totals"]`, with its `["base_weights"]` column), `totals={"col": total}`, and
-    `constraints={"name": (coefficients, total)}` for raw linear rows. `bounds=(L, U)` bounds the ratio g = w/d, `weight_bounds=(lo, hi)`
-    bounds w itself (for "logit" the bounds are part of the distance and fixed when it is built); `tol` asks
+    `constraints={"name": (coefficients, total)}` for raw linear rows. `bounds=(L, U)` bounds the ratio g = w/d,
+    `weight_bounds=(lo, hi)` bounds w itself (for "logit" the bounds are part of the distance and fixed when it is built); `tol` asks
     only |x_j'w - T_j| <= tol |T_j| (absolute, <= tol, for a zero total). Exactly redundant targets (two
     margins that both sum to N) are dropped after checking that they agree; the balance table still shows
     them, with the totals they were built with.
     """
-    frame = as_frame(data)
-    margins, totals, base_weights = recorded_targets(frame, margins, totals, constraints, base_weights)
-    d = check_base_weights(frame, base_weights)
-    X, names, T, N = calibration_system(frame, margins, totals, constraints)
+    frame, d, X, names, T, N = calibration_inputs(data, base_weights, margins, totals, constraints)
     return calibration_problem(frame.index, X, names, T, N, d, distance, bounds, weight_bounds, tol)
 
 
-def recorded_targets(frame, margins, totals, constraints, base_weights):
-    """Without any targets, those a dataset records in frame.attrs ("margins", "totals"), with its
-    "base_weights" column unless base weights are given."""
+def calibration_inputs(data, base_weights, margins, totals, constraints):
+    """(frame, base weights d, X, target names, totals T, population size N) for a calibration builder. Without
+    any targets, those a dataset records in frame.attrs ("margins", "totals") are used, with its "base_weights"
+    column unless base weights are given."""
+    frame = as_frame(data)
     if margins is None and totals is None and constraints is None:
         margins, totals = frame.attrs.get("margins"), frame.attrs.get("totals")
         base_weights = frame.attrs.get("base_weights") if base_weights is None else base_weights
-    return margins, totals, base_weights
+    d = check_base_weights(frame, base_weights)
+    return (frame, d) + calibration_system(frame, margins, totals, constraints)
 
 
 def calibration_problem(index, X, names, T, N, d, distance, bounds=None, weight_bounds=None, tol=None):
@@ -174,7 +174,7 @@ def calibration_system(frame, margins, totals, constraints):
                 continue
             if total == 0:
                 warn(f"margin {var!r}: level {key!r} has {int(mask.sum())} units but a population total of 0, "
-                              "so those units get weight 0")
+                     "so those units get weight 0")
             columns.append(mask)
             names.append(f"{var}={key}")
             T.append(total)
@@ -200,6 +200,7 @@ def calibration_system(frame, margins, totals, constraints):
     X = np.empty((len(frame), len(columns)))       # one C-ordered matrix, filled column by column
     for j, column in enumerate(columns):
         X[:, j] = column
+    X.flags.writeable = False                      # shared by the terms, the balance table and the backends
     return X, names, np.asarray(T), N
 
 

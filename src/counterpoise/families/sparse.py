@@ -14,10 +14,9 @@ from ..arguments import recorded
 from ..errors import InputError, SolverError
 from ..problem import WeightingProblem
 from ..terms import Bounds, ChiSquare, SparseLoss
-from ..validation import NONNEGATIVE, POSITIVE, as_frame, base_weights as check_base_weights, one_of, optional
+from ..validation import NONNEGATIVE, POSITIVE, one_of, optional
 from ..validation import validated, warn
-from .calibration import DISTANCES, calibration_problem, calibration_system, check_reachable, recorded_targets, total_design
-from .calibration import totals_term
+from .calibration import DISTANCES, calibration_inputs, calibration_problem, check_reachable, total_design, totals_term
 
 @recorded
 @validated(lam=NONNEGATIVE, ridge=NONNEGATIVE, tau=NONNEGATIVE, floor=POSITIVE, cap=optional(POSITIVE))
@@ -42,10 +41,7 @@ def sparse_calibrate(data, base_weights=None, margins=None, totals=None, constra
     target_records=k tunes lam (or tau) by bisection on its logarithm to keep k records, or (with a warning) the
     closest count met.
     """
-    frame = as_frame(data)
-    margins, totals, base_weights = recorded_targets(frame, margins, totals, constraints, base_weights)
-    w0 = check_base_weights(frame, base_weights)
-    X, names, T, N = calibration_system(frame, margins, totals, constraints)
+    frame, w0, X, names, T, N = calibration_inputs(data, base_weights, margins, totals, constraints)
     if exact:
         if tol is None:
             check_reachable(X, T, w0, names, (0.0, np.inf if cap is None else cap), (-np.inf, np.inf), True)
@@ -91,7 +87,7 @@ def _tune_for_records(problem, k, parameter, low, high, backend, steps=40):
     problem.set(**{parameter: best[0]})
     if best[1] != k:
         warn(f"target_records={k}: no {parameter} found keeps exactly {k} records; {parameter} = "
-                      f"{best[0]:.6g} keeps {best[1]}")
+             f"{best[0]:.6g} keeps {best[1]}")
 
 
 @validated(distance=one_of(DISTANCES))
