@@ -49,8 +49,9 @@ class CalibrationBackend:
         if self.rows is None:
             rows = self.form.rows()
             if not scipy.sparse.issparse(rows.B) and np.count_nonzero(rows.B) <= 0.25 * rows.B.size:
-                rows = Rows(scipy.sparse.csr_matrix(rows.B), column_scale=rows.column_scale, constant=rows.constant,
-                            columns=rows.columns)
+                B = scipy.sparse.csr_matrix(rows.B)     # its own sparse copy, of the selected columns only
+                rows = Rows(B if rows.columns is None else B[:, rows.columns], column_scale=rows.column_scale,
+                            constant=rows.constant)
             self.rows = rows
         return self.rows
 
