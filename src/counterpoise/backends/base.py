@@ -54,7 +54,8 @@ def markdown_table(default) -> str:
     rows += [f'| `"{name}"`{" (default)" if name == default else ""} | {b.solves} | {b.how} |'
              for name, b in BACKENDS.items()]
     *fast, last = [f"`{name}`" for name in auto_order()]
-    rows.append(f'| `"auto"`{" (default)" if default == "auto" else ""} | every problem | the fastest exact backend that applies ({", ".join(fast)}, else {last}), '
+    label = '`"auto"`' + (" (default)" if default == "auto" else "")
+    rows.append(f"| {label} | every problem | the fastest exact backend that applies ({', '.join(fast)}, else {last}), "
                 "moving on when a solution fails the check |")
     return "\n".join(rows)
 

@@ -146,8 +146,9 @@ class SeparableQP(Form):
             elif kind is Balance:
                 balance.append(term)
             else:
-                raise UnsupportedProblem(f"backend {backend!r} solves chi-square dispersion with balance, normalization "
-                                         f"and bounds; term {term.name!r} ({kind.__name__}) needs backend='cvxpy'")
+                raise UnsupportedProblem(f"backend {backend!r} solves chi-square dispersion with balance, "
+                                         f"normalization and bounds; term {term.name!r} ({kind.__name__}) needs "
+                                         "backend='cvxpy'")
         if len(dispersion) != 1:
             raise UnsupportedProblem(f"backend {backend!r} needs exactly one chi-square dispersion term, found "
                                      f"{len(dispersion)}")

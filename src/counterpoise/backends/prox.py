@@ -215,7 +215,8 @@ def _crossover(M, b, rho, cap, r):
     (`_restricted`). Returns that r when its duality gap is below GAP_TOLERANCE, else None (the working set
     takes over). Where many records sit at the cap this replaces hundreds of working-set rounds by one LP."""
     y = M.tdot(r) - b
-    lp = scipy.optimize.linprog(rho + M.dot(y), A_eq=M.take(slice(None)).T, b_eq=b + y, bounds=(0.0, cap), method="highs-ds")
+    lp = scipy.optimize.linprog(rho + M.dot(y), A_eq=M.take(slice(None)).T, b_eq=b + y, bounds=(0.0, cap),
+                                method="highs-ds")                     # HiGHS gets a dense copy of M
     if lp.status != 0:
         return None
     capped = lp.x >= cap * (1 - 1e-12)
