@@ -113,7 +113,8 @@ class WeightingProblem:
 
     def auto_backends(self) -> list:
         """The backends "auto" tries, fastest first: those that can solve this problem exactly."""
-        return [name for name in AUTO_ORDER if BACKENDS[name].form is None or BACKENDS[name].form.accepts(self.terms, self.n)]
+        return [name for name in AUTO_ORDER
+                if BACKENDS[name].form is None or BACKENDS[name].form.accepts(self.terms, self.n)]
 
     def to_cvxpy(self):
         """The cvxpy problem the reference backend solves, built once. Its variable is u = w / weight_unit;

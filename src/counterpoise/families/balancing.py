@@ -57,8 +57,10 @@ def sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02, delta
     "control") for delta_scale="sd", or 1 for delta_scale="raw". base_weights (a column name or an
     array) are sample weights: they weight the target means and are the weights' starting point.
     """
-    return _moment_problem("sbw", "chi_square", data, treatment, covariates, estimand, delta, delta_scale, std,
-                           target, moments, interactions, basis, base_weights)
+    frame = as_frame(data)
+    block = _moment_block(frame, covariates, moments, interactions, basis, delta)
+    return _balancing_problem(frame, treatment, estimand, [block], block, "chi_square", "sbw",
+                              delta_scale=delta_scale, std=std, target=target, base_weights=base_weights)
 
 
 @recorded
@@ -90,20 +92,18 @@ def entropy_balance(data, treatment=None, covariates=None, estimand="ATT", delta
     normalized within each arm, subject to exact balance B'w = target (or |B'w - target| <= delta s
     when `delta` is given) and sum w = 1 within each arm. Arguments as in `sbw`.
     """
-    return _moment_problem("entropy_balance", "entropy", data, treatment, covariates, estimand, delta, delta_scale,
-                           std, target, moments, interactions, basis, base_weights)
-
-
-def _moment_problem(family, dispersion, data, treatment, covariates, estimand, delta, delta_scale, std, target,
-                    moments, interactions, basis, base_weights):
-    """A balancing problem on covariates, their moments, interactions and a user basis (sbw, entropy_balance)."""
     frame = as_frame(data)
+    block = _moment_block(frame, covariates, moments, interactions, basis, delta)
+    return _balancing_problem(frame, treatment, estimand, [block], block, "entropy", "entropy_balance",
+                              delta_scale=delta_scale, std=std, target=target, base_weights=base_weights)
+
+
+def _moment_block(frame, covariates, moments, interactions, basis, delta) -> Block:
+    """The "balance" block of sbw and entropy_balance: covariates, their moments, interactions and a user basis."""
     X, names = _covariates(frame, covariates)
     B, bnames = _expand(X, names, moments, interactions, basis, len(frame))
     B, bnames = drop_constant(B, bnames)
-    block = Block("balance", B, bnames, delta)
-    return _balancing_problem(frame, treatment, estimand, [block], block, dispersion, family,
-                              delta_scale=delta_scale, std=std, target=target, base_weights=base_weights)
+    return Block("balance", B, bnames, delta)
 
 
 def _covariates(frame, covariates):
