@@ -75,7 +75,7 @@ def binomial_seconds(fit, arm) -> float:
     Xs = np.asfortranarray(standardized(fit, arm)[:, order])
     starts = np.cumsum([0] + [len(g) for _, g in fit.groups[:-1]])
     glm = ad.glm.binomial(y=np.ascontiguousarray(arm.y), weights=fit.sample_weights / fit.sample_weights.sum())
-    settings = fit.settings
+    settings = fit.call.arguments
     start = time.perf_counter()
     ad.grpnet(Xs, glm, groups=starts, alpha=fit.alpha, penalty=fit.penalty, lmda_path_size=arm.path.requested,
               min_ratio=arm.lambdas[-1] / arm.lambdas[0] if len(arm.lambdas) > 1 else settings["lambda_min_ratio"],
@@ -131,7 +131,7 @@ def _effect(study, data, fit) -> dict:
     estimator = {"ATE": estimate.ate, "ATT": estimate.att}.get(fit.target)
     if estimator is None:
         return {}
-    value = estimator(data, treatment=fit.settings["treatment"], outcome=truth["outcome"], weights=fit.weights())
+    value = estimator(data, treatment=fit.call.arguments["treatment"], outcome=truth["outcome"], weights=fit.weights())
     return dict(estimate=value.estimate, error=value.estimate - truth.get(fit.target.lower(), np.nan))
 
 

@@ -19,16 +19,14 @@ lasso the KKT conditions read max_j |SMD_j| = lam: lam is the imbalance the weig
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 
 from ..arguments import recorded
 from ..diagnostics import weighted_sds
 from ..errors import InputError, SolverError
-from ..validation import POSITIVE, as_frame, base_weights as check_weights, columns_list, integer, interval, one_of
-from ..validation import optional, validated, warn
-from ..validation import drop_constant, numeric_matrix, treatment_indicator
+from ..validation import POSITIVE, as_frame, base_weights as check_weights, columns_list, drop_constant, integer
+from ..validation import interval, numeric_matrix, one_of, optional, treatment_indicator, validated, warn
 from . import loss as cal
 from .adelie_path import solve_path
 from .model import Arm, BalnetFit

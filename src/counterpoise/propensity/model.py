@@ -6,7 +6,6 @@ is checked against. The loss, the targets and their weights are stated in `fit`,
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
@@ -79,11 +78,6 @@ class BalnetFit:
         self.penalty = penalty
         self.alpha = alpha
         self.call: Call | None = None   # balnet's call, set by @recorded (cv_balnet refits with it per fold)
-
-    @property
-    def settings(self):
-        """The arguments balnet() was called with, defaults filled in: a read-only view of `call.arguments`."""
-        return MappingProxyType(self.call.arguments)
 
     # ---- the path -----------------------------------------------------------------------------------------
 
