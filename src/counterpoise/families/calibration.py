@@ -43,8 +43,8 @@ def calibrate(data, base_weights=None, margins=None, totals=None, constraints=No
     level in the data needs a total; without any targets, those a dataset records in `frame.attrs["margins"]`
     and `["totals"]`, with its `["base_weights"]` column), `totals={"col": total}`, and
     `constraints={"name": (coefficients, total)}` for raw linear rows. `bounds=(L, U)` bounds the ratio g = w/d,
-    `weight_bounds=(lo, hi)` bounds w itself (for "logit" the bounds are part of the distance and fixed when it is built); `tol` asks
-    only |x_j'w - T_j| <= tol |T_j| (absolute, <= tol, for a zero total). Exactly redundant targets (two
+    `weight_bounds=(lo, hi)` bounds w itself (for "logit" the bounds are part of the distance and fixed when it is
+    built); `tol` asks only |x_j'w - T_j| <= tol |T_j| (absolute, <= tol, for a zero total). Exactly redundant targets (two
     margins that both sum to N) are dropped after checking that they agree; the balance table still shows
     them, with the totals they were built with.
     """
