@@ -173,3 +173,14 @@ def test_rebuild_refuses_row_tied_arguments():
     sol = cpz.sbw(data, treatment="A", covariates=COVARIATES, basis=basis, delta=0.1).solve()
     with pytest.raises(cpz.InputError, match=r"\['basis'\] hold one value per original row"):
         cpz.estimate.att(data, treatment="A", outcome="Y", weights=sol, se="bootstrap", n_boot=5)
+
+
+def test_path_leaves_the_swept_parameter_as_it_found_it(prob):
+    before = prob.solve(backend="dual")
+    prob.path(backend="dual", delta=[0.2, 0.1, 0.01])
+    assert prob.get("delta") == pytest.approx(0.05)
+    after = prob.solve(backend="dual")
+    np.testing.assert_allclose(after.weights, before.weights, atol=1e-12)
+    with pytest.raises(cpz.InputError):
+        prob.path(backend="dual", delta=[0.2, -1.0])          # an error part-way also puts the value back
+    assert prob.get("delta") == pytest.approx(0.05)

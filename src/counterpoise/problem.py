@@ -225,19 +225,24 @@ class WeightingProblem:
         The cvxpy backend compiles the parametrized problem once and re-solves it for each value; the dual
         starts from the previous dual point. A value where no weights exist (delta too small) is kept with
         status "infeasible" and the path goes on; a solver failure raises unless `raise_on_failure=False`.
-        The parameter keeps its last value afterwards."""
+        Afterwards (or after an error) the swept parameter is back at the value it had before the path."""
         if len(sweep) != 1:
             raise InputError(f"path() sweeps exactly one parameter, got {sorted(sweep)}")
         (key, values), = sweep.items()
+        before = [(param, np.array(param.value)) for param in self._resolve(key)]
         solutions = []
-        for i, value in enumerate(values):
-            self.set(**{key: value})
-            solution = self.solve(backend=backend, solver=solver, raise_on_failure=False)
-            if raise_on_failure and solution.status not in ("optimal", "infeasible"):
-                raise SolverError(f"at {key} = {value}: " + self._failure_message(solution), solution=solution)
-            solutions.append(solution)
-            if progress:
-                print(f"\r{key} {i + 1}/{len(values)}", end="", flush=True)
+        try:
+            for i, value in enumerate(values):
+                self.set(**{key: value})
+                solution = self.solve(backend=backend, solver=solver, raise_on_failure=False)
+                if raise_on_failure and solution.status not in ("optimal", "infeasible"):
+                    raise SolverError(f"at {key} = {value}: " + self._failure_message(solution), solution=solution)
+                solutions.append(solution)
+                if progress:
+                    print(f"\r{key} {i + 1}/{len(values)}", end="", flush=True)
+        finally:
+            for param, value in before:
+                param.value = value
         if progress:
             print()
         return Path(parameter=key, values=list(values), solutions=solutions)
