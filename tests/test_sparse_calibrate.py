@@ -220,3 +220,19 @@ def test_zero_and_negative_targets_use_the_floor_scale(notebook):
     assert sol.objective == pytest.approx(prob.solve(backend="cvxpy").objective, rel=1e-8)
     report = sol.validate()["targets"]
     assert report.loc["zero", "relative_error"] == pytest.approx(abs(report.loc["zero", "actual"]))
+
+
+@pytest.mark.parametrize("backend", ["cvxpy", "auto", "prox"])
+def test_every_backend_refuses_lam_at_lambda_max(notebook, backend):
+    df, margins, totals = notebook
+    prob = cpz.sparse_calibrate(df, margins=margins, totals=totals)
+    prob.set(lam=prob.backend("prox").lambda_max())
+    with pytest.raises(InputError, match=r"sets every weight to 0 \(lam_max = "):
+        prob.solve(backend=backend)
+
+
+def test_totals_that_make_zero_weights_optimal_are_named_as_the_problem(notebook):
+    df, margins, _ = notebook
+    prob = cpz.sparse_calibrate(df, totals={"weight": -1e6}, lam=1e-3)
+    with pytest.raises(InputError, match=r"optimal for every lam with these totals .*check the totals, not lam"):
+        prob.solve(backend="cvxpy")

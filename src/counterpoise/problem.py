@@ -136,7 +136,10 @@ class WeightingProblem:
         installed solver and its settings). backend="auto" takes the fastest exact backend that handles
         the problem ("dual" for SBW, kernel SBW, linear calibration and exact-target sparse calibration;
         "calibration" for raking, logit and entropy balancing; "prox" for sparse calibration; "cvxpy" otherwise)
-        and moves on to the next when a solution fails the post-solve check."""
+        and moves on to the next when a solution fails the post-solve check. Each term first checks the current
+        parameter values (`Term.check`), so a degenerate problem is refused the same way on every backend."""
+        for term in self.terms:
+            term.check()
         for name in AUTO_ORDER if backend == "auto" else [backend]:
             try:
                 engine = self.backend(name)       # built only when reached: cvxpy's model is costly at 10^6 rows

@@ -93,10 +93,7 @@ class ProxBackend:
         n = len(self.w0)
         lam = float(self.loss.lam.value)
         b = self.loss.scaled_target()
-        top = self.loss.lambda_max()
-        if lam >= top:
-            raise InputError(f"lam = {lam:g} sets every weight to 0 (lam_max = {top:.6g} for these targets); "
-                             "choose a smaller lam")
+        top = self.loss.lambda_max()                    # lam < top: the problem checked the term before solving
         rho, gamma, cap = np.full(n, lam / n), self.loss.ridge_curvature(), _cap(self.bounds)
         r0 = np.minimum(self.r if warm_start and self.r is not None else np.ones(n), cap)
         r, fista_iterations = _fista(self.M, b, rho, gamma, cap, self.L + float(np.max(gamma)), r0, max_iter)

@@ -3,7 +3,8 @@
 A term knows its cvxpy form (`objective(w)`, `constraints(w)`, written with `cvxpy.Parameter`s so that a path is
 compiled once), its value at numpy weights (`value(w)`), how far numpy weights violate it (`violation(w)`, in the
 term's own scaled units: the post-solve check compares these with 1e-6), its per-column tolerances where it has
-them (`tolerances()`), and its dual values read off its solved cvxpy constraints (`dual`). Backends read terms;
+them (`tolerances()`), its dual values read off its solved cvxpy constraints (`dual`), and which parameter values
+it refuses before any backend runs (`check()`). Backends read terms;
 terms never know about backends. The defaults mean "contributes nothing", so a user's term writes only what
 applies to it (see `constraints.MaxShare` for a complete example).
 """
@@ -43,6 +44,10 @@ class Term:
     def violation(self, w: np.ndarray) -> float:
         """Largest violation of this term's constraints at numpy weights `w` (0 when satisfied)."""
         return 0.0
+
+    def check(self) -> None:
+        """Raise InputError when the current parameter values make this term's problem meaningless (every backend
+        would return a degenerate answer); called before any backend solves."""
 
     def tolerances(self) -> np.ndarray | None:
         """Per-column tolerances of a constraint that allows some slack (0 where it must hold exactly), or None."""

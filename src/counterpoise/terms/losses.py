@@ -5,6 +5,7 @@ from __future__ import annotations
 import cvxpy as cp
 import numpy as np
 
+from ..errors import InputError
 from .base import Term, parameter
 
 
@@ -52,6 +53,17 @@ class SparseLoss(Term):
         lam / n - w0_i (B_i / s)'(b / s) - gamma_i, so lam_max = n max_i (w0_i (B_i / s)'(b / s) + gamma_i)."""
         b = self.scaled_target()
         return float(len(self.w0) * np.max(self.w0 * (self.B @ (b / self.scale)) + self.ridge_curvature()))
+
+    def check(self):
+        """lam >= lam_max makes w = 0 optimal; a lam_max <= 0 means the totals make it optimal for every lam."""
+        top, lam = self.lambda_max(), float(self.lam.value)
+        if top <= 0:
+            raise InputError(f"w = 0 is optimal for every lam with these totals (lam_max = {top:.6g} <= 0): no "
+                             "nonnegative weights move the fit towards them (a negative total on a nonnegative "
+                             "column?); check the totals, not lam")
+        if lam >= top:
+            raise InputError(f"lam = {lam:g} sets every weight to 0 (lam_max = {top:.6g} for these targets); "
+                             "choose a smaller lam")
 
     def objective(self, w):
         residual = (self.B / self.scale).T @ w - cp.multiply(self.target, 1.0 / self.scale)
