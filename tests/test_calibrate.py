@@ -157,11 +157,11 @@ def test_sparse_calibration_satisfies_lasso_kkt(api):
 
 def test_targets_are_parameters_swept_without_recompiling(api):
     prob = cpz.calibrate(api, base_weights="pw", margins=MARGINS, totals={"api99": POP["api99"]})
-    first = prob.solve()
+    first = prob.solve(backend="cvxpy")
     assert prob.backend("cvxpy").compilations == 1
     names = prob.terms[1].columns
     shifted = np.array([POP["api99"] * 1.02 if n == "api99" else first.balance.loc[("sample", n), "target"] for n in names])
-    path = prob.path(target=[prob.get("totals.target"), shifted])
+    path = prob.path(backend="cvxpy", target=[prob.get("totals.target"), shifted])
     assert prob.backend("cvxpy").compilations == 1
     achieved = path[1].weights @ api["api99"]
     assert achieved == pytest.approx(POP["api99"] * 1.02, rel=1e-9)

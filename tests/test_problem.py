@@ -1,5 +1,7 @@
 """The WeightingProblem machinery: parameters, DPP paths, custom terms, check(), to_cvxpy()."""
 
+import inspect
+
 import cvxpy as cp
 import numpy as np
 import pandas as pd
@@ -18,10 +20,10 @@ def prob(kim):
 def test_problem_is_dpp_and_path_compiles_once(prob):
     problem = prob.to_cvxpy()
     assert problem.is_dpp()
-    prob.solve()
+    prob.solve(backend="cvxpy")
     assert prob.backend("cvxpy").compilations == 1
     deltas = np.geomspace(0.2, 0.01, 6)
-    path = prob.path(delta=deltas)
+    path = prob.path(backend="cvxpy", delta=deltas)
     assert prob.backend("cvxpy").compilations == 1        # the same compiled program, re-filled
     assert [s.status for s in path] == ["optimal"] * 6
     table = path.table
@@ -123,7 +125,7 @@ def test_bootstrap_resolves_the_weights():
 def test_to_cvxpy_exposes_the_weights_for_hand_written_constraints(prob):
     problem = prob.to_cvxpy()
     w = prob.cvxpy_weights
-    first = prob.solve().weights.to_numpy()
+    first = prob.solve(backend="cvxpy").weights.to_numpy()
     assert np.any(first[:5] > 1e-4 / len(first))           # so zeroing them must cost something
     optimum = problem.value
     extended = cp.Problem(problem.objective, problem.constraints + [w[:5] == 0])
@@ -184,3 +186,12 @@ def test_path_leaves_the_swept_parameter_as_it_found_it(prob):
     with pytest.raises(cpz.InputError):
         prob.path(backend="dual", delta=[0.2, -1.0])          # an error part-way also puts the value back
     assert prob.get("delta") == pytest.approx(0.05)
+
+
+def test_the_default_backend_is_auto_and_a_named_solver_means_cvxpy(prob):
+    assert inspect.signature(cpz.WeightingProblem.solve).parameters["backend"].default == "auto"
+    assert prob.solve().backend == "dual"                      # SBW: the dual Newton, the first exact fast path
+    assert {s.backend for s in prob.path(delta=[0.1, 0.05])} == {"dual"}
+    named = prob.solve(solver="ECOS")
+    assert (named.backend, named.solver) == ("cvxpy", "ECOS")
+    assert prob.solve(backend="cvxpy").objective == pytest.approx(prob.solve().objective, rel=1e-7)

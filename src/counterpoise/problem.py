@@ -129,17 +129,21 @@ class WeightingProblem:
         """The weights w as a cvxpy expression of `to_cvxpy()`'s variable."""
         return self.backend("cvxpy").w
 
-    def solve(self, backend="cvxpy", solver=None, tolerance=CHECK_TOLERANCE, raise_on_failure=True, **options) -> Solution:
+    def solve(self, backend="auto", solver=None, tolerance=CHECK_TOLERANCE, raise_on_failure=True,
+              **options) -> Solution:
         """Solve and check. Raises `InfeasibleError` (naming the constraints that bind) or `SolverError`
         (with the solver status and the violations) unless `raise_on_failure=False`, which returns the
         solution with its status instead. `solver` and `options` go to the backend (for cvxpy: any
-        installed solver and its settings). backend="auto" takes the fastest exact backend that handles
-        the problem ("dual" for SBW, kernel SBW, linear calibration and exact-target sparse calibration;
+        installed solver and its settings). backend="auto" (the default) takes the fastest exact backend that
+        handles the problem ("dual" for SBW, kernel SBW, linear calibration and exact-target sparse calibration;
         "calibration" for raking, logit and entropy balancing; "prox" for sparse calibration; "cvxpy" otherwise)
-        and moves on to the next when a solution fails the post-solve check. Each term first checks the current
+        and moves on to the next when a solution fails the post-solve check; naming a `solver` with it means the
+        cvxpy backend, whose solvers those are. Each term first checks the current
         parameter values (`Term.check`), so a degenerate problem is refused the same way on every backend."""
         for term in self.terms:
             term.check()
+        if backend == "auto" and solver is not None:
+            backend = "cvxpy"
         for name in AUTO_ORDER if backend == "auto" else [backend]:
             try:
                 engine = self.backend(name)       # built only when reached: cvxpy's model is costly at 10^6 rows
@@ -222,7 +226,7 @@ class WeightingProblem:
         """Why no weights exist (`infeasibility.explain`): the balance columns that bind, and by how much."""
         return explain(self, solution)
 
-    def path(self, backend="cvxpy", solver=None, progress=False, raise_on_failure=True, **sweep) -> Path:
+    def path(self, backend="auto", solver=None, progress=False, raise_on_failure=True, **sweep) -> Path:
         """Solve once per value of one swept parameter, in order, warm: `prob.path(delta=np.geomspace(.2, .001, 30))`.
 
         The cvxpy backend compiles the parametrized problem once and re-solves it for each value; the dual

@@ -101,7 +101,8 @@ class _Newton:
 
     def value(self, lam):
         u, g, _ = self.weights(lam)
-        return float(self.d @ (u * g - self.distance.G(g)) - self.t @ lam)
+        with np.errstate(over="ignore", invalid="ignore"):    # a trial step far out: D = inf, which Armijo refuses
+            return float(self.d @ (u * g - self.distance.G(g)) - self.t @ lam)
 
     def hessian(self, u, g):
         """X' diag(d F'(u)) X over the units strictly inside their bounds."""
