@@ -122,3 +122,14 @@ def test_backend_choices_are_the_backends(command, small_csv, capsys):
     with pytest.raises(SystemExit) as info:
         main([*argv, "--backend", "nope"])
     assert info.value.code == 2 and "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_help_and_balance_header_read_as_words(small_csv, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    text = capsys.readouterr().out
+    assert "95% CI" in text and "%%" not in text
+    assert main(["weights", str(small_csv), "--treatment", "A", "--covariates", "X1,X2", "-o",
+                 str(tmp_path / "w.csv")]) == 0
+    assert "SMD = (weighted mean - target) / the target population's SD (the treated for the ATT)" in \
+        capsys.readouterr().out

@@ -16,6 +16,9 @@ import time
 from pathlib import Path
 
 METHODS = ("sbw", "kernel_sbw", "entropy_balance")
+#: The SMD denominators (`diagnostics.smd_denominators`), in words.
+SD_WORDS = {"target": "target population's SD (the treated for the ATT)", "pooled": "pooled SD of the two arms",
+            "treated": "treated arm's SD", "control": "control arm's SD"}
 DEMO_COVARIATES = ["X1", "X2", "X3", "X4", "X5", "X6"]
 
 
@@ -156,7 +159,9 @@ def _weights(args) -> int:
     table = sol.balance[["target", "before", "after", "smd_before", "smd_after"]]
     if len(groups) == 1:
         table = table.droplevel("group")
-    print("\nbalance (SMD in the SDs named by std; target = the estimand's target means):")
+    sd = SD_WORDS.get(sol.design.std, f"{sol.design.std} SD")
+    print(f"\nbalance (SMD = (weighted mean - target) / the {sd}, fixed before weighting; target = the estimand's "
+          "target means):")
     print(table.to_string(float_format=lambda v: f"{v:.4g}"))
     print(f"\n{sol.weights.size} weights written to {out} ({elapsed:.2f} s to build and solve)")
     return 0
@@ -217,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="kernel SBW on simulated data: balance, ESS, ATT and a love plot",
         description="Kernel stable balancing weights (ATT) on the kim2023 simulation with weak overlap "
                     "(covariates X1..X6; the true ATT is 0). Prints the timings, the balance table, the effective "
-                    "sample size and the ATT with its 95%% CI, and saves a love plot.",
+                    "sample size and the ATT with its 95% CI, and saves a love plot.",
     )
     demo.add_argument("--n", type=_positive, default=5000, help="number of simulated units (default 5000)")
     demo.add_argument("--seed", type=int, default=1, help="seed of the simulation (default 1)")
