@@ -109,3 +109,11 @@ def test_solver_failure_is_reported_with_status(data):
     with pytest.raises(cpz.SolverError, match=r"CLARABEL returned status 'inaccurate'") as info:
         prob.solve(max_iter=2)
     assert info.value.solution.status == "inaccurate"
+
+
+def test_a_one_unit_arm_gets_advice_that_works(kim):
+    data = kim[(kim.A == 0) | (kim.index == kim.index[kim.A == 1][0])]
+    with pytest.raises(cpz.InputError, match=r"zero target SD, .*; use std='pooled'") as info:
+        cpz.sbw(data, treatment="A", covariates=COVARIATES)
+    assert "delta_scale='raw'" not in str(info.value)
+    assert cpz.sbw(data, treatment="A", covariates=COVARIATES, std="pooled", delta=1.0).solve().status == "optimal"

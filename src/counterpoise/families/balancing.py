@@ -253,6 +253,10 @@ def _scale(sds, std, names):
     s = np.asarray(sds[std], dtype=float)
     zero = [n for n, v in zip(names, s) if not v > 0]
     if zero:
-        raise InputError(f"balance columns {zero} have zero {std} SD, so delta in SD units is undefined for them; "
-                         "use std='pooled' or delta_scale='raw'")
+        usable = sorted((key for key, values in sds.items() if np.all(np.asarray(values) > 0)),
+                        key=lambda key: key != "pooled")
+        advice = (f"use std={usable[0]!r}" + (f" (or {', '.join(map(repr, usable[1:]))})" if usable[1:] else "")
+                  if usable else "no SD is positive for them; drop them or collect more units")
+        raise InputError(f"balance columns {zero} have zero {std} SD, so delta in SD units is undefined for them (and "
+                         f"so are the balance table's SMDs on that scale); {advice}")
     return s
