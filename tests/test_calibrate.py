@@ -168,3 +168,15 @@ def test_targets_are_parameters_swept_without_recompiling(api):
     summary = path[1].weight_summary()
     assert list(summary.index) == ["sample"] and summary.loc["sample", "n"] == len(api)
     assert summary.loc["sample", "ess"] == pytest.approx(path[1].ess)
+
+
+def test_a_total_that_holds_every_unit_at_zero_is_named(api):
+    """Raking keeps w >= 0: api99 = 0 on a positive column needs every weight at 0, which the school-type margins
+    cannot allow; the error names api99, not the margins."""
+    with pytest.raises(cpz.InfeasibleError, match=r"target api99 = 0 can only be met with every unit where api99 > 0 "
+                                                  r"at its lowest weight \(200 units\), and then target stype=E"):
+        cpz.calibrate(api, base_weights="pw", margins=MARGINS, totals={"api99": 0.0}, distance="raking")
+    with pytest.warns(cpz.CounterpoiseWarning, match="level 'H' has 50 units but a population total of 0"):
+        zero_level = cpz.calibrate(api, base_weights="pw", margins={"stype": {**POP["stype"], "H": 0}},
+                                   distance="raking")
+    assert zero_level.solve().status == "optimal"          # a zero level holds only its own units: still feasible

@@ -127,20 +127,39 @@ def _check_ratio_bounds(lower, upper):
 
 def check_reachable(X, T, d, names, ratio_bounds, weight_bounds, nonnegative):
     """Before solving: every target on a nonnegative column must lie between the totals the bounds allow,
-    sum_i lo_i x_ij <= T_j <= sum_i hi_i x_ij, with lo_i, hi_i the bounds on w_i (raking keeps w >= 0)."""
+    sum_i lo_i x_ij <= T_j <= sum_i hi_i x_ij, with lo_i, hi_i the bounds on w_i (raking keeps w >= 0). A target
+    at its lowest reachable total holds every unit with x_ij > 0 at its lower bound; the other targets must still
+    be reachable then, or the target that holds them down is named."""
     lo = np.maximum(np.maximum(0.0 if nonnegative else -np.inf, ratio_bounds[0] * d), weight_bounds[0])
     hi = np.minimum(ratio_bounds[1] * d, weight_bounds[1])
     if np.any(lo > hi):
         raise InfeasibleError("the ratio bounds and the weight bounds leave no room for some units' weights")
     used = X > 0
-    low = np.where(used.T @ ~np.isfinite(lo) > 0, -np.inf, np.where(np.isfinite(lo), lo, 0.0) @ X)
-    high = np.where(used.T @ ~np.isfinite(hi) > 0, np.inf, np.where(np.isfinite(hi), hi, 0.0) @ X)
-    for j in np.flatnonzero(~np.any(X < 0, axis=0)):
-        slack = 1e-9 * max(abs(T[j]), 1.0)
-        if not (low[j] - slack <= T[j] <= high[j] + slack):
+    low, high = _reach(X, used, lo, -np.inf), _reach(X, used, hi, np.inf)
+    columns = np.flatnonzero(~np.any(X < 0, axis=0))
+    slack = 1e-9 * np.maximum(np.abs(T), 1.0)
+    for j in columns:
+        if not (low[j] - slack[j] <= T[j] <= high[j] + slack[j]):
             raise InfeasibleError(f"target {names[j]} = {T[j]:g} is out of reach: the bounds on the weights allow "
                                   f"totals between {low[j]:g} and {high[j]:g} for it; widen the bounds",
                                   binding=[names[j]])
+    for j in columns:
+        if not (np.isfinite(low[j]) and T[j] <= low[j] + slack[j] and used[:, j].any()):
+            continue
+        high_held = _reach(X, used, np.where(used[:, j], lo, hi), np.inf)      # the units of target j held at lo
+        for k in columns:
+            if T[k] > high_held[k] + slack[k]:
+                raise InfeasibleError(
+                    f"target {names[j]} = {T[j]:g} can only be met with every unit where {names[j]} > 0 at its "
+                    f"lowest weight ({int(used[:, j].sum())} units), and then target {names[k]} = {T[k]:g} is out "
+                    f"of reach (at most {high_held[k]:g}); change the total of {names[j]}",
+                    binding=[names[j], names[k]])
+
+
+def _reach(X, used, bound, infinity):
+    """sum_i bound_i x_ij per column; `infinity` (+inf for upper bounds, -inf for lower) where a unit with x_ij > 0
+    has an infinite bound."""
+    return np.where(used.T @ np.isinf(bound) > 0, infinity, np.where(np.isfinite(bound), bound, 0.0) @ X)
 
 
 def calibration_system(frame, margins, totals, constraints):
