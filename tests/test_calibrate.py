@@ -1,5 +1,7 @@
 """Calibration against GREG's closed form, iterative proportional fitting, and survey's calibration functions."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -180,3 +182,16 @@ def test_a_total_that_holds_every_unit_at_zero_is_named(api):
         zero_level = cpz.calibrate(api, base_weights="pw", margins={"stype": {**POP["stype"], "H": 0}},
                                    distance="raking")
     assert zero_level.solve().status == "optimal"          # a zero level holds only its own units: still feasible
+
+
+def test_greg_weights_below_zero_are_said(api):
+    """A total of 0 on a positive column: GREG meets it with negative weights (survey allows them), and says so
+    twice: at the build, naming the total no nonnegative weights reach, and after the solve, counting them."""
+    with pytest.warns(cpz.CounterpoiseWarning, match=r"no nonnegative weights meet the total of api99"):
+        prob = cpz.calibrate(api, base_weights="pw", margins={"stype": POP["stype"]}, totals={"api99": 0.0})
+    with pytest.warns(cpz.CounterpoiseWarning, match=r"86 of 200 weights are negative \(smallest -388\.88"):
+        sol = prob.solve()
+    assert sol.status == "optimal" and int((sol.weights < 0).sum()) == 86
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                  # bounded: positive weights, nothing to say
+        cpz.calibrate(api, base_weights="pw", margins=MARGINS, bounds=(0.5, 2.0)).solve()

@@ -19,6 +19,7 @@ from .errors import CalibrationError, InfeasibleError, InputError, SolverError, 
 from .infeasibility import explain
 from .solution import Check, Path, Solution
 from .terms import Term
+from .validation import warn
 
 #: Largest scaled violation a solution may have and still be called "optimal" (see each term's
 #: `violation`: SD units for balance in SD units, relative for sums, a fraction of a typical weight for bounds).
@@ -44,6 +45,7 @@ class WeightingProblem:
         self.weight_scale = weight_scale
         self.design = design
         self.call = None                          # the builder's call (`arguments.recorded`), for rebuild()
+        self.notes = []                           # note(w) -> str or None, said as a warning after an optimal solve
         self._backends = {}
         for term in terms:
             self.add(term)
@@ -171,6 +173,10 @@ class WeightingProblem:
         status = raw.status
         if status == "optimal" and (not finite or max(violations.values(), default=0.0) > tolerance):
             status = "inaccurate"
+        for note in self.notes if status == "optimal" else []:
+            text = note(w)
+            if text:
+                warn(text)
         return Solution(
             weights=pd.Series(w, index=self.units, name="weight"),
             status=status,

@@ -78,9 +78,12 @@ def calibration_problem(index, X, names, T, N, d, distance, bounds=None, weight_
         if not (0 <= lower < 1 < upper < np.inf):
             raise InputError(f"logit bounds must satisfy 0 <= L < 1 < U < inf, got {bounds}")
         terms.append(Logit(d, lower, upper, name="distance"))
+    weight_lower, weight_upper = _pair(weight_bounds, "weight_bounds")
+    negatives = distance == "linear" and lower < 0 and weight_lower < 0      # GREG weights may go below zero
     if tol is None:
-        check_reachable(X, T, d, names, (lower, upper), _pair(weight_bounds, "weight_bounds"),
-                         nonnegative=distance == "raking")
+        check_reachable(X, T, d, names, (lower, upper), (weight_lower, weight_upper), nonnegative=distance == "raking")
+        if negatives:
+            _warn_unless_nonnegative_reach(X, T, d, names, (lower, upper), (weight_lower, weight_upper))
     totals, keep = totals_term(X, T, names, d, tol)
     terms.append(totals)
     if bounds is not None and distance != "logit":
@@ -90,9 +93,32 @@ def calibration_problem(index, X, names, T, N, d, distance, bounds=None, weight_
     if weight_bounds is not None:
         lo, hi = _pair(weight_bounds, "weight_bounds")
         terms.append(Bounds(lower=None if lo == -np.inf else lo, upper=None if hi == np.inf else hi, name="weight_bounds"))
-    return WeightingProblem(index, terms, family=f"calibrate/{distance}", weight_scale="population totals (w = g d)",
-                            weight_unit=float(np.mean(d)), design=total_design(X, names, T, N, d),
-                            design_targets={"sample": (totals, keep)})
+    problem = WeightingProblem(index, terms, family=f"calibrate/{distance}", weight_scale="population totals (w = g d)",
+                               weight_unit=float(np.mean(d)), design=total_design(X, names, T, N, d),
+                               design_targets={"sample": (totals, keep)})
+    if negatives:
+        problem.notes.append(_negative_weights)
+    return problem
+
+
+def _warn_unless_nonnegative_reach(X, T, d, names, ratio_bounds, weight_bounds):
+    """Linear calibration reaches totals that no nonnegative weights reach (with negative weights): say which."""
+    try:
+        check_reachable(X, T, d, names, ratio_bounds, weight_bounds, nonnegative=True)
+    except InfeasibleError as exc:
+        others = ", ".join(exc.binding[1:]) or "the bounds"
+        warn(f"no nonnegative weights meet the total of {exc.binding[0]} (with {others}); linear (GREG) calibration "
+             "will make some weights negative, as survey allows; bounds=(0, U) or distance='raking' keep weights "
+             "positive where the totals allow")
+
+
+def _negative_weights(w):
+    """The note after an optimal linear calibration with negative weights."""
+    negative = w < 0
+    if negative.any():
+        return (f"{int(negative.sum())} of {len(w)} weights are negative (smallest {w.min():.6g}): linear (GREG) "
+                "calibration allows them; bounds=(0, U) or distance='raking' keep weights positive")
+    return None
 
 
 def totals_term(X, T, names, d, tol):
