@@ -44,9 +44,10 @@ def calibrate(data, base_weights=None, margins=None, totals=None, constraints=No
     and `["totals"]`, with its `["base_weights"]` column), `totals={"col": total}`, and
     `constraints={"name": (coefficients, total)}` for raw linear rows. `bounds=(L, U)` bounds the ratio g = w/d,
     `weight_bounds=(lo, hi)` bounds w itself (for "logit" the bounds are part of the distance and fixed when it is
-    built); `tol` asks only |x_j'w - T_j| <= tol |T_j| (absolute, <= tol, for a zero total). Exactly redundant targets (two
-    margins that both sum to N) are dropped after checking that they agree; the balance table still shows
-    them, with the totals they were built with.
+    built); `tol` asks only |x_j'w - T_j| <= tol |T_j| (absolute, <= tol, for a zero total). Exactly redundant
+    targets (two margins that both sum to N) are dropped after checking that they agree; the balance table still
+    shows them, with the totals they were built with. Linear weights may go negative (survey allows them): a
+    CounterpoiseWarning says so, at the build for a total that no nonnegative weights reach, and after the solve.
     """
     frame, d, X, names, T, N = calibration_inputs(data, base_weights, margins, totals, constraints)
     return calibration_problem(frame.index, X, names, T, N, d, distance, bounds, weight_bounds, tol)
@@ -91,8 +92,8 @@ def calibration_problem(index, X, names, T, N, d, distance, bounds=None, weight_
         terms.append(Bounds(lower=None if lower == -np.inf else lower, upper=None if upper == np.inf else upper,
                             reference=d, name="ratio_bounds"))
     if weight_bounds is not None:
-        lo, hi = _pair(weight_bounds, "weight_bounds")
-        terms.append(Bounds(lower=None if lo == -np.inf else lo, upper=None if hi == np.inf else hi, name="weight_bounds"))
+        terms.append(Bounds(lower=None if weight_lower == -np.inf else weight_lower,
+                            upper=None if weight_upper == np.inf else weight_upper, name="weight_bounds"))
     problem = WeightingProblem(index, terms, family=f"calibrate/{distance}", weight_scale="population totals (w = g d)",
                                weight_unit=float(np.mean(d)), design=total_design(X, names, T, N, d),
                                design_targets={"sample": (totals, keep)})
