@@ -202,7 +202,10 @@ def test_coef_and_predict_interpolate_and_clamp():
     mid = 0.5 * (L[20] + L[21])
     np.testing.assert_allclose(fit.coef(mid), 0.5 * (fit.coef(L[20]).to_numpy() + fit.coef(L[21]).to_numpy()))
     pd.testing.assert_frame_equal(fit.coef(10 * L[0]), fit.coef(L[0]))
-    pd.testing.assert_frame_equal(fit.coef(0.0), fit.coef(L[-1]))
+    with pytest.warns(cpz.CounterpoiseWarning, match=r"lam = 0 is below the treated arm's last lambda .*the path "
+                                                     r"ends there .*; the fit at lam = .* is used"):
+        below = fit.coef(0.0)
+    pd.testing.assert_frame_equal(below, fit.coef(L[-1]))
     assert np.all(fit.coef(L[0]).iloc[0, 1:] == 0)
     e = fit.predict(data.head(5), lam=L[50])["treated"]
     link = fit.predict(data.head(5), lam=L[50], type="link")["treated"]
@@ -245,7 +248,8 @@ def test_divergence_truncates_the_path_with_a_reason(capsys):
     arm = fit.arms["treated"]
     assert 0 < len(arm.lambdas) < 100 and "diverg" in arm.path.stopped
     assert "stopped early" in repr(fit)
-    w = fit.weights(0.0)                                           # below the path: clamped to its end
+    with pytest.warns(cpz.CounterpoiseWarning, match=r"the path stopped early there \(.*diverg"):
+        w = fit.weights(0.0)                                       # below the path: clamped to its end, and said
     assert np.all(np.isfinite(w))
 
 
@@ -354,3 +358,11 @@ def test_missing_adelie_is_a_clear_error(monkeypatch):
     finally:
         adelie_path.load_adelie.cache_clear()
         adelie_path.glm_class.cache_clear()
+
+
+def test_an_arm_of_one_unit_is_refused_before_adelie():
+    data = simulate(200, 4, seed=3)
+    data["W"] = 0
+    data.loc[data.index[0], "W"] = 1
+    with pytest.raises(InputError, match=r"the treated arm has 1 unit: a propensity path needs at least 2 units"):
+        cpz.balnet(data, "W")

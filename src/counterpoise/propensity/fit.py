@@ -75,7 +75,7 @@ def balnet(data, treatment=None, covariates=None, target="ATE", alpha=1.0, group
     zero = [nm for nm, s in zip(names, target_sd) if not s > 0]
     if zero:
         warn(f"covariates {zero} do not vary in the target population: their imbalance is measured in raw "
-                      "units (standardizing scale 1)")
+             "units (standardizing scale 1)")
         target_sd = np.where(target_sd > 0, target_sd, 1.0)
     center, spread = (target_mean, target_sd) if standardize else (np.zeros(len(names)), np.ones(len(names)))
     Xs = np.asfortranarray(((X - center) / spread)[:, order])
@@ -84,6 +84,9 @@ def balnet(data, treatment=None, covariates=None, target="ATE", alpha=1.0, group
     arms = {}
     for name in ARMS[target]:
         y = (t if name == "treated" else 1 - t).astype(float)
+        if y.sum() < 2:
+            raise InputError(f"the {name} arm has {int(y.sum())} unit: a propensity path needs at least 2 units in "
+                             f"each arm it fits (target {target!r} fits {' and '.join(ARMS[target])})")
         scale = float(sw.sum() / (sw * t).sum()) if target == "ATT" else 1.0
         arm_lambdas = _arm_lambdas(lambdas, name)
         ratio = lambda_min_ratio

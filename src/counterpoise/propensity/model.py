@@ -13,7 +13,7 @@ import scipy.special
 
 from ..arguments import Call
 from ..errors import InputError
-from ..validation import as_frame, check, numeric_matrix, one_of
+from ..validation import as_frame, check, numeric_matrix, one_of, warn
 from . import loss as cal
 from .adelie_path import RawPath
 
@@ -105,6 +105,12 @@ class BalnetFit:
         lam = float(lam)
         if not (np.isfinite(lam) and lam >= 0):
             raise InputError(f"lam must be a finite number >= 0, got {lam!r}")
+        last = float(arm.lambdas[-1])
+        if lam < last:
+            why = (f"the path stopped early there ({arm.path.stopped})" if arm.path.stopped
+                   else "the path ends there (lower lambda_min_ratio, or give lambdas, to go further)")
+            warn(f"lam = {lam:g} is below the {arm.name} arm's last lambda {last:.6g}: {why}; the fit at "
+                 f"lam = {last:.6g} is used")
         return lam
 
     def table(self, arm=None) -> pd.DataFrame:
