@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+import counterpoise as cpz
 from counterpoise.basis import NystromBasis, gaussian_kernel, interactions, moments, nystrom, standardize
 from counterpoise.datasets import kim2023
 from counterpoise.errors import InputError
@@ -153,3 +154,22 @@ def test_nystrom_refuses_singular_landmark_matrix():
     X = np.repeat(np.random.default_rng(0).normal(size=(5, 3)), 20, axis=0)
     with pytest.raises(InputError, match="lower l"):
         nystrom(X, m=30, l=10, s=5)
+
+
+def test_keyed_landmarks_follow_the_rows_not_their_order():
+    """With row labels as keys the same data in another row order gives the same basis, row for row, and
+    kernel_sbw the same weights (it passes the data's index)."""
+    X = np.random.default_rng(2).standard_normal((400, 3))
+    keys = np.arange(1000, 1400)
+    order = np.random.default_rng(5).permutation(400)
+    a = nystrom(X, m=50, l=30, s=10, seed=3, keys=keys)
+    b = nystrom(X[order], m=50, l=30, s=10, seed=3, keys=keys[order])
+    np.testing.assert_array_equal(np.sort(keys[a.landmarks]), np.sort(keys[order][b.landmarks]))
+    np.testing.assert_allclose(b.D, a.D[order], atol=1e-10)
+    assert not np.array_equal(nystrom(X, m=50, l=30, s=10, seed=4, keys=keys).landmarks, a.landmarks)  # seeded
+    data = kim2023(800, seed=6)
+    cov = ["X1", "X2", "X3", "X4", "X5", "X6"]
+    w = cpz.kernel_sbw(data, treatment="A", covariates=cov, m=60, l=40, s=20, delta=0.05).solve().weights
+    shuffled = data.sample(frac=1.0, random_state=7)
+    v = cpz.kernel_sbw(shuffled, treatment="A", covariates=cov, m=60, l=40, s=20, delta=0.05).solve().weights
+    np.testing.assert_allclose(v.loc[w.index], w, atol=1e-9 * w.max())

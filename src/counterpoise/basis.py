@@ -9,6 +9,7 @@ Zubizarreta (kernel-based stable balancing weights), after Wang et al. (2019).
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from counterpoise.errors import InputError
 from counterpoise.validation import POSITIVE, check, integer, matrix
@@ -64,6 +65,20 @@ def standardize(X):
     Raises InputError naming the first constant column (sd = 0).
     """
     return _standardized(matrix(X))
+
+
+def _landmarks(n, m, seed, keys):
+    """m landmark rows: uniform positions, or (with keys) the rows of the m smallest seeded label hashes."""
+    if keys is None:
+        return np.sort(np.random.default_rng(seed).choice(n, size=m, replace=False))
+    keys = pd.Index(keys)
+    if len(keys) != n or not keys.is_unique:
+        raise InputError(f"keys must hold {n} distinct labels, one per row of X")
+    labels = pd.util.hash_pandas_object(keys.to_series(index=None), index=False).to_numpy()   # numbers: no key
+    z = labels ^ np.uint64(np.random.default_rng(seed).integers(0, 2 ** 63))   # then a seeded splitmix64 mix
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return np.argsort(z ^ (z >> np.uint64(31)), kind="stable")[:m]
 
 
 def _check_bandwidth(bandwidth):
@@ -123,19 +138,22 @@ def _projected_chunks(X, landmarks, bandwidth, chunk_size, P):
 
 
 def nystrom(X, m=300, l=200, s=100, kernel="gaussian", bandwidth=None, standardize=True, seed=0,
-            dtype=np.float64, chunk_size=100_000):
+            dtype=np.float64, chunk_size=100_000, keys=None):
     """Rank-restricted Nystrom basis of the Gaussian kernel matrix of the rows of X (Wang et al. 2019).
 
     1. Standardize the columns of X (if standardize); bandwidth defaults to the number of columns.
-    2. Sample m landmark rows I uniformly without replacement (numpy.random.default_rng(seed)).
+    2. Sample m landmark rows I uniformly without replacement (numpy.random.default_rng(seed)); with `keys`
+       (one distinct label per row, e.g. a DataFrame's index), the m rows whose labels have the smallest seeded
+       hash, in that order, so the same data in another row order gives the same basis, row for row.
     3. W = K(X_I, X_I) = U Lambda U'; keep the top l eigenpairs, P = U_l Lambda_l^{-1/2} (m x l).
     4. R = C P with C = K(X, X_I) (n x m); G = R'R = V S^2 V', keep the top s eigenvectors V_s.
     5. D = R V_s, n x s, so that D D' = (C W_l^+ C')_s, the best rank-s approximation of the
        rank-l-regularized Nystrom matrix.
 
     C is never held whole: one pass over chunk_size-row chunks evaluates the kernel, stores R and
-    accumulates G; D is then written over R in place, so memory peaks at about n l numbers and ends at n s. dtype (e.g. numpy.float32) sets the precision
-    of X, C, R and D; W, its eigendecomposition and G are always float64.
+    accumulates G; D is then written over R in place, so memory peaks at about n l numbers and ends at n s.
+    dtype (e.g. numpy.float32) sets the precision of X, C, R and D; W, its eigendecomposition and G are always
+    float64.
     Raises InputError unless s < l < m <= n, X is finite without constant columns, and the top l
     eigenvalues of W exceed 1e-12 times the largest (lower l otherwise).
     """
@@ -157,7 +175,7 @@ def nystrom(X, m=300, l=200, s=100, kernel="gaussian", bandwidth=None, standardi
         _check_not_constant(X)
     bandwidth = _check_bandwidth(p if bandwidth is None else bandwidth)
 
-    landmarks = np.sort(np.random.default_rng(seed).choice(n, size=m, replace=False))
+    landmarks = _landmarks(n, m, seed, keys)
     evals, evecs = np.linalg.eigh(_gaussian(X[landmarks], X[landmarks], bandwidth))
     lam = np.ascontiguousarray(evals[::-1][:l])
     if lam[-1] <= 1e-12 * lam[0]:

@@ -70,14 +70,15 @@ def kernel_sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02
                base_weights=None) -> WeightingProblem:
     """Kernel stable balancing weights (Kim, Niknam & Zubizarreta): SBW on the rank-restricted Nystrom
     basis D (n x s) of a Gaussian kernel on the standardized covariates (Algorithm 1,
-    `basis.nystrom(X, m, l, s, bandwidth, seed)`), with tolerance `delta` on every basis column.
+    `basis.nystrom(X, m, l, s, bandwidth, seed)`), with tolerance `delta` on every basis column. The landmarks
+    are drawn by a seeded hash of the data's index labels, so the weights do not depend on the rows' order.
     `means=True` also balances the covariate means within `mean_delta` (default: `delta`).
     The paper uses delta = 0.0005 on the raw basis columns: `delta=0.0005, delta_scale="raw"`.
     """
     frame = as_frame(data)
     X, names = _covariates(frame, covariates)
     X, names = drop_constant(X, names)
-    kernel = bases.nystrom(X, m=m, l=l, s=s, bandwidth=bandwidth, seed=seed)
+    kernel = bases.nystrom(X, m=m, l=l, s=s, bandwidth=bandwidth, seed=seed, keys=frame.index)
     covariate_means = Block("means", X, names, delta if mean_delta is None else mean_delta)
     blocks = [Block("kernel", kernel.D, list(kernel.names), delta)] + ([covariate_means] if means else [])
     return _balancing_problem(frame, treatment, estimand, blocks, covariate_means, "chi_square", "kernel_sbw",
