@@ -79,3 +79,16 @@ def test_negative_weights_violate_the_entropy_domain():
     term = cpz.terms.Entropy(np.full(4, 0.25))
     assert term.violation(np.array([0.5, 0.5, 0.1, -0.1])) == pytest.approx(0.4)
     assert term.violation(np.full(4, 0.25)) == 0
+
+
+def test_the_ate_is_one_calibration_per_arm(kim):
+    """Entropy balancing of the ATE: each arm raked to the full sample's means, on the calibration backend (auto
+    picks it), against the cvxpy reference."""
+    prob = cpz.entropy_balance(kim, treatment="A", covariates=COVARIATES, estimand="ATE")
+    assert prob.auto_backends() == ["calibration", "cvxpy"]
+    check = prob.check("calibration")
+    assert check.passes() and check.weight_gap < 1e-4
+    sol = check.solution
+    assert sol.backend == "calibration" and set(sol.ess.index) == {"treated", "control"}
+    assert np.abs(sol.balance["smd_after"]).max() < 1e-8
+    np.testing.assert_allclose(sol.duals.to_numpy(), check.reference_solution.duals.to_numpy(), rtol=1e-4, atol=1e-9)

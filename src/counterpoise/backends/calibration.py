@@ -40,47 +40,59 @@ class CalibrationBackend:
 
     def __init__(self, problem):
         self.form = CalibrationForm.of(problem.terms, problem.n, self.name)
-        self.lam = None            # the last dual point: a warm start along a path
-        self.rows = None           # the constraint rows, set up on the first solve and kept
+        self.lam = {}              # group index -> the last dual point: a warm start along a path
+        self.rows = None           # the groups' constraint rows, set up on the first solve and kept
 
     def _rows(self):
-        """The scaled constraint rows, set up once: B kept sparse when at most a quarter of it is nonzero, as
-        margins' indicators are (O(nnz) per product instead of O(n k))."""
+        """Each group's scaled constraint rows, set up once: B kept sparse when at most a quarter of it is nonzero,
+        as margins' indicators are (O(nnz) per product instead of O(n k))."""
         if self.rows is None:
-            rows = self.form.rows()
-            if not scipy.sparse.issparse(rows.B) and np.count_nonzero(rows.B) <= 0.25 * rows.B.size:
-                B = scipy.sparse.csr_matrix(rows.B)     # its own sparse copy, of the selected columns only
-                rows = Rows(B if rows.columns is None else B[:, rows.columns], column_scale=rows.column_scale,
-                            constant=rows.constant)
-            self.rows = rows
+            self.rows = [_sparse_if_mostly_zero(self.form.rows(group)) for group in self.form.groups]
         return self.rows
 
     def solve(self, solver=None, epsilon=1e-9, max_iter=100, warm_start=True):
         start = time.perf_counter()
-        rows = self._rows()
-        t, scale, names = self.form.system()
-        T = scale * t
         lo, hi = self.form.ratio_box()
-        newton = _Newton(self.form.distance, self.form.base, lo, hi, rows, t)
-        lam = self.lam if warm_start and self.lam is not None and len(self.lam) == len(t) else np.zeros(len(t))
-        lam, w, iterations, converged, halvings = newton.run(lam, scale, T, epsilon, max_iter)
-        misfit = (rows.tdot(w) - t) * scale
-        relative = np.abs(misfit) / (1 + np.abs(T))
-        self.lam = lam if converged else None
-        order = np.argsort(relative)[::-1][:5]
-        worst = [(names[j], float(misfit[j] + T[j]), float(T[j]), float(relative[j])) for j in order]
-        status = "optimal" if converged else "inaccurate"
-        kind = type(self.form.distance).__name__
-        message = (f"Deville-Sarndal Newton ({DISTANCE_NAMES[kind]}): {iterations} iterations, max |misfit| / "
-                   f"(1 + |T|) = {relative.max():.1e} (epsilon {epsilon:g})")
+        d = self.form.base
+        weights = np.empty(self.form.n)
+        duals, worst, iterations, halvings, converged, largest = {}, [], 0, 0, True, 0.0
+        for index, (group, rows) in enumerate(zip(self.form.groups, self._rows())):
+            t, scale, names = self.form.system(group)
+            T = scale * t
+            here = slice(None) if group.rows is None else group.rows
+            newton = _Newton(self.form.distance, d[here], lo[here], hi[here], rows, t)
+            previous = self.lam.get(index) if warm_start else None
+            lam = previous if previous is not None and len(previous) == len(t) else np.zeros(len(t))
+            lam, w, steps, done, halved = newton.run(lam, scale, T, epsilon, max_iter)
+            weights[here] = w
+            misfit = (rows.tdot(w) - t) * scale
+            relative = np.abs(misfit) / (1 + np.abs(T))
+            self.lam[index] = lam if done else None
+            duals.update(balance_duals(group.balance, lam))
+            worst += [(names[j], float(misfit[j] + T[j]), float(T[j]), float(relative[j]))
+                      for j in np.argsort(relative)[::-1][:5]]
+            iterations, halvings, converged = iterations + steps, halvings + halved, converged and done
+            largest = max(largest, float(relative.max()))
+        worst = sorted(worst, key=lambda row: -row[3])[:5]
+        kind = DISTANCE_NAMES[type(self.form.distance).__name__]
+        message = (f"Deville-Sarndal Newton ({kind}): {iterations} iterations, max |misfit| / (1 + |T|) = "
+                   f"{largest:.1e} (epsilon {epsilon:g})")
         if not converged:
             message += "; did not converge. Worst targets (achieved vs target): " + ", ".join(
                 f"{n} {a:.6g} vs {b:.6g}" for n, a, b, _ in worst[:3])
-        return RawResult(weights=w, status=status, solver=f"newton/{DISTANCE_NAMES[kind]}",
-                         solve_time=time.perf_counter() - start, duals=balance_duals(self.form.balance, lam),
-                         iterations=iterations, message=message,
-                         info={"max_relative_misfit": float(relative.max()), "worst_targets": worst,
-                               "step_halvings": halvings, "epsilon": epsilon})
+        return RawResult(weights=weights, status="optimal" if converged else "inaccurate", solver=f"newton/{kind}",
+                         solve_time=time.perf_counter() - start, duals=duals, iterations=iterations, message=message,
+                         info={"max_relative_misfit": largest, "worst_targets": worst, "step_halvings": halvings,
+                               "epsilon": epsilon})
+
+
+def _sparse_if_mostly_zero(rows):
+    """`rows` with its own sparse copy of B's selected columns when at most a quarter of B is nonzero."""
+    if scipy.sparse.issparse(rows.B) or np.count_nonzero(rows.B) > 0.25 * rows.B.size:
+        return rows
+    B = scipy.sparse.csr_matrix(rows.B)
+    return Rows(B if rows.columns is None else B[:, rows.columns], column_scale=rows.column_scale,
+                constant=rows.constant)
 
 
 #: The distance's name in the solver label and messages (survey's calfun names).

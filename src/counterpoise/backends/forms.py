@@ -95,14 +95,20 @@ class Form:
 
 @dataclass
 class Group:
-    """The units `rows` (None: all) with their normalization total (None: free) and balance terms."""
+    """The units `rows` (None: all) with their normalization total (None: free; `name`: its term's) and balance
+    terms."""
 
     rows: np.ndarray | None
     total: float | None = None
     balance: list = field(default_factory=list)
+    name: str = ""
 
     def select(self, x):
         return x if self.rows is None else x[self.rows]
+
+    def scales(self):
+        """The column scales r of the group's balance rows, in row order."""
+        return np.concatenate([t.scale for t in self.balance]) if self.balance else np.zeros(0)
 
     def targets(self):
         """The scaled targets t / r and tolerances of the group's balance rows, in row order."""
@@ -114,6 +120,22 @@ class Group:
     def constraint_rows(self, size) -> Rows:
         """A' = [B / r, 1] (the sum column only when normalized) over the group's `size` units."""
         return balance_rows(self.balance, size, constant=1.0 if self.total is not None else None)
+
+
+def groups(normalize, balance, n, backend) -> list:
+    """The groups of units the constraints split the problem into: one per Normalize term (all units without
+    one), each with the balance terms on its rows; UnsupportedProblem unless they cover every unit once."""
+    found = [Group(rows=t.rows, total=t.total, name=t.name) for t in normalize] or [Group(rows=None)]
+    for term in balance:
+        group = next((g for g in found if _same_rows(g.rows, term.rows)), None)
+        if group is None:
+            raise UnsupportedProblem(f"backend {backend!r}: balance term {term.name!r} covers rows that match no "
+                                     "normalized group")
+        group.balance.append(term)
+    covered = sum(n if g.rows is None else len(g.rows) for g in found)
+    if covered != n:
+        raise UnsupportedProblem(f"backend {backend!r}: the normalized groups cover {covered} of {n} units")
+    return found
 
 
 def _same_rows(a, b):
@@ -152,25 +174,17 @@ class SeparableQP(Form):
         if len(dispersion) != 1:
             raise UnsupportedProblem(f"backend {backend!r} needs exactly one chi-square dispersion term, found "
                                      f"{len(dispersion)}")
-        groups = [Group(rows=t.rows, total=t.total) for t in normalize] or [Group(rows=None)]
-        for term in balance:
-            group = next((g for g in groups if _same_rows(g.rows, term.rows)), None)
-            if group is None:
-                raise UnsupportedProblem(f"backend {backend!r}: balance term {term.name!r} covers rows that match no "
-                                         "normalized group")
-            group.balance.append(term)
-        covered = sum(n if g.rows is None else len(g.rows) for g in groups)
-        if covered != n:
-            raise UnsupportedProblem(f"backend {backend!r}: the normalized groups cover {covered} of {n} units")
-        return cls(dispersion=dispersion[0], bounds=bounds, groups=groups, n=n)
+        return cls(dispersion=dispersion[0], bounds=bounds, groups=groups(normalize, balance, n, backend), n=n)
 
 
 @dataclass
 class CalibrationForm(Form):
-    """sum_i d_i G(w_i / d_i) (the distance term's G, F, F') to exact totals, with bounds on g = w / d."""
+    """sum_i d_i G(w_i / d_i) (the distance term's G, F, F') to exact totals, with bounds on g = w / d; per group
+    of units (an arm, each with its own normalization: entropy balancing of the ATE) when the distance's G is
+    the same function for every unit (raking / entropy, logit)."""
 
     distance: object
-    targets: list            # Balance terms over every unit (exact), then Normalize terms
+    groups: list             # forms.Group: rows, total (the normalization, or None), exact balance terms
     bounds: list
     n: int
 
@@ -186,9 +200,9 @@ class CalibrationForm(Form):
             if distance is None and (kind is ChiSquare and term.tau is None and np.allclose(term.scale, 2 * term.center)
                                      or kind is Entropy and term.offset is None or kind is Logit):
                 distance = term
-            elif kind is Balance and term.rows is None and term.exact:
+            elif kind is Balance and term.exact:
                 balance.append(term)
-            elif kind is Normalize and term.rows is None:
+            elif kind is Normalize:
                 normalize.append(term)
             elif kind is Bounds:
                 bounds.append(term)
@@ -199,9 +213,11 @@ class CalibrationForm(Form):
                     "tolerances with the linear distance)")
         if distance is None or not (balance or normalize):
             raise UnsupportedProblem(f"backend {backend!r} needs one calibration distance and exact totals")
-        if len(normalize) > 1:
-            raise UnsupportedProblem(f"backend {backend!r} takes at most one normalization")
-        return cls(distance=distance, targets=balance + normalize, bounds=bounds, n=n)
+        found = groups(normalize, balance, n, backend)
+        if len(found) > 1 and type(distance) is ChiSquare:
+            raise UnsupportedProblem(f"backend {backend!r} calibrates groups of units with the raking or logit "
+                                     "distance; the linear distance per group is backend 'dual'")
+        return cls(distance=distance, groups=found, bounds=bounds, n=n)
 
     def ratio_box(self):
         """Bounds on g = w / d per unit: the distance's own domain, ratio bounds and weight bounds (divided by d)."""
@@ -213,26 +229,20 @@ class CalibrationForm(Form):
             return np.maximum(lo, 0.0), hi
         return lo, hi
 
-    @property
-    def balance(self):
-        return [t for t in self.targets if isinstance(t, Balance)]
+    def rows(self, group) -> Rows:
+        """The group's scaled constraint columns [X_1 / s_1, ..., 1 / N] (no copy for one term)."""
+        size = self.n if group.rows is None else len(group.rows)
+        return balance_rows(group.balance, size, constant=None if group.total is None else 1.0 / group.total)
 
-    @property
-    def normalize(self):
-        return [t for t in self.targets if isinstance(t, Normalize)]
-
-    def rows(self) -> Rows:
-        """The scaled constraint columns [X_1 / s_1, ..., 1 / N] (built once per backend: no copy for one term)."""
-        normalize = self.normalize
-        return balance_rows(self.balance, self.n, constant=1.0 / normalize[0].total if normalize else None)
-
-    def system(self):
-        """(the scaled targets t, the column scales s (totals T = s t), the target names), read now."""
-        balance, normalize = self.balance, self.normalize
-        scale = [t.scale for t in balance] + [[t.total] for t in normalize]
-        t = [t.scaled_target() for t in balance] + [[1.0] for _ in normalize]
-        names = [f"{term.name}:{c}" for term in balance for c in term.columns] + [t.name for t in normalize]
-        return np.concatenate(t), np.concatenate(scale), names
+    @staticmethod
+    def system(group):
+        """(the scaled targets t, the column scales s (totals T = s t), the target names) of a group, read now."""
+        t, _ = group.targets()
+        scale = group.scales()
+        names = [f"{term.name}:{c}" for term in group.balance for c in term.columns]
+        if group.total is not None:
+            t, scale, names = np.append(t, 1.0), np.append(scale, group.total), names + [group.name]
+        return t, scale, names
 
 
 @dataclass
