@@ -130,13 +130,16 @@ class Path:
 
     @cached_property
     def table(self) -> pd.DataFrame:
+        """One row per point: the value, status, objective, solve time, the (smallest arm's) ESS and max |SMD|; NaN
+        where a point has no weights (an infeasible one)."""
         rows = []
         for value, sol in zip(self.values, self.solutions):
             row = {self.parameter: value, "status": sol.status, "objective": sol.objective, "solve_time": sol.solve_time}
-            ess = sol.ess
+            weighted = bool(np.all(np.isfinite(sol.weights.to_numpy())))
+            ess = sol.ess if weighted else np.nan
             row["ess"] = float(np.min(ess)) if isinstance(ess, pd.Series) else ess
             if sol.design is not None:
-                row["max_abs_smd"] = sol.max_abs_smd
+                row["max_abs_smd"] = sol.max_abs_smd if weighted else np.nan
             rows.append(row)
         return pd.DataFrame(rows)
 

@@ -1,0 +1,50 @@
+"""The README runs: every fenced Python block, in order, in one namespace, and every shell command but the
+`pip install` and `pytest` that CI itself runs (`.ci/run`), in a scratch folder."""
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from counterpoise.cli import main
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+BLOCKS = re.findall(r"```(python|sh)\n(.*?)```", README.read_text(), re.S)
+
+
+def _commands(block):
+    """The shell commands of a block: one per line, `&&` splits, comments and CI's own commands dropped."""
+    for line in block.splitlines():
+        line = line.split("  #")[0].strip()
+        for command in filter(None, (part.strip() for part in line.split("&&"))):
+            if not command.startswith(("pip install", "pytest")):
+                yield shlex.split(command)
+
+
+def test_the_readme_has_python_and_shell_blocks():
+    kinds = [kind for kind, _ in BLOCKS]
+    assert kinds.count("python") >= 6 and kinds.count("sh") >= 2
+
+
+def test_every_readme_block_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    for kind, block in BLOCKS:
+        if kind == "python":
+            exec(compile(block, str(README), "exec"), namespace)
+            continue
+        for command in _commands(block):
+            if command[0] == "counterpoise":
+                assert main(command[1:]) == 0, command
+            elif command[0] == "python":
+                subprocess.run([sys.executable, *command[1:]], check=True)
+            else:
+                pytest.fail(f"the README runs a command the test does not know: {command}")
+    assert (tmp_path / "love_plot.png").is_file() and (tmp_path / "weights.csv").is_file()
+    assert "status optimal" in capsys.readouterr().out
+    table = namespace["small"].path(share=[0.03, 0.025, 0.02]).table
+    assert list(table["status"]) == ["optimal", "optimal", "infeasible"]
+    assert table["objective"][1] > table["objective"][0]          # the share binds at 0.025
