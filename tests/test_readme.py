@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import counterpoise as cpz
 from counterpoise.cli import main
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -48,3 +49,13 @@ def test_every_readme_block_runs(tmp_path, monkeypatch, capsys):
     table = namespace["small"].path(share=[0.03, 0.025, 0.02]).table
     assert list(table["status"]) == ["optimal", "optimal", "infeasible"]
     assert table["objective"][1] > table["objective"][0]          # the share binds at 0.025
+
+
+def test_the_tours_effects_are_the_ones_it_prints():
+    """The tour's comments quote the SBW ATT (4.38) and the kernel SBW ATT (0.16) on its data."""
+    data = cpz.datasets.kim2023(n=20_000, overlap="weak", seed=1)
+    covariates = ["X1", "X2", "X3", "X4", "X5", "X6"]
+    sbw = cpz.sbw(data, treatment="A", covariates=covariates, estimand="ATT", delta=0.02).solve()
+    kernel = cpz.kernel_sbw(data, treatment="A", covariates=covariates, estimand="ATT", delta=0.01).solve()
+    assert round(cpz.estimate.att(data, treatment="A", outcome="Y", weights=sbw).estimate, 2) == 4.38
+    assert round(cpz.estimate.att(data, treatment="A", outcome="Y", weights=kernel).estimate, 2) == 0.16
