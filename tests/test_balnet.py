@@ -366,3 +366,11 @@ def test_an_arm_of_one_unit_is_refused_before_adelie():
     data.loc[data.index[0], "W"] = 1
     with pytest.raises(InputError, match=r"the treated arm has 1 unit: a propensity path needs at least 2 units"):
         cpz.balnet(data, "W")
+
+
+def test_cross_validation_shows_its_folds_when_asked(capsys):
+    data = simulate(300, 4, seed=8)
+    cpz.cv_balnet(data, "W", n_folds=3, seed=1, n_lambda=10, progress=True)
+    assert "cv_balnet folds" in capsys.readouterr().err
+    cpz.cv_balnet(data, "W", n_folds=3, seed=1, n_lambda=10)
+    assert capsys.readouterr().err == ""

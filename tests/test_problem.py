@@ -195,3 +195,15 @@ def test_the_default_backend_is_auto_and_a_named_solver_means_cvxpy(prob):
     named = prob.solve(solver="ECOS")
     assert (named.backend, named.solver) == ("cvxpy", "ECOS")
     assert prob.solve(backend="cvxpy").objective == pytest.approx(prob.solve().objective, rel=1e-7)
+
+
+def test_long_work_shows_a_bar_only_when_asked_or_on_a_terminal(prob, kim, capsys):
+    prob.path(backend="dual", delta=[0.2, 0.1, 0.05])
+    assert capsys.readouterr().err == ""                    # stderr is no terminal here: quiet by default
+    prob.path(backend="dual", delta=[0.2, 0.1, 0.05], progress=True)
+    assert "path over delta" in capsys.readouterr().err
+    sol = prob.solve(backend="dual")
+    cpz.estimate.att(kim, treatment="A", outcome="Y", weights=sol, se="bootstrap", n_boot=5, progress=True)
+    assert "bootstrap" in capsys.readouterr().err
+    prob.path(backend="dual", delta=[0.2, 0.1], progress=False)
+    assert capsys.readouterr().err == ""

@@ -19,6 +19,7 @@ from scipy import stats
 
 from .diagnostics import effective_sample_size
 from .errors import CounterpoiseError, InputError, SolverError
+from .progress import bar
 from .validation import treatment_indicator
 
 _MAX_FAILED_SHARE = 0.1
@@ -165,7 +166,8 @@ def _check_options(se: str, level: float, n_boot: int) -> None:
         raise InputError(f"n_boot must be an integer >= 2, got {n_boot}")
 
 
-def _estimate(estimand, data, treatment, outcome, weights, arm_weights, se, level, n_boot, seed) -> Estimate:
+def _estimate(estimand, data, treatment, outcome, weights, arm_weights, se, level, n_boot, seed,
+              progress) -> Estimate:
     """Shared body of att / ate. `arm_weights(series, index, t, rows)` returns (w_treated, w_control) for the rows at
     positions `rows` of data, labelled `index` in the weights Series `series`, with treatment indicator `t`."""
     _check_options(se, level, n_boot)
@@ -182,7 +184,7 @@ def _estimate(estimand, data, treatment, outcome, weights, arm_weights, se, leve
         z = stats.norm.ppf(0.5 + level / 2)
         lower, upper = estimate - z * std_error, estimate + z * std_error
     else:
-        replicates, failed = _bootstrap(data, t, y, weights, arm_weights, n_boot, seed)
+        replicates, failed = _bootstrap(data, t, y, weights, arm_weights, n_boot, seed, progress)
         std_error = float(np.std(replicates, ddof=1))
         lower, upper = np.quantile(replicates, [(1 - level) / 2, (1 + level) / 2])
     return Estimate(estimand=estimand, estimate=estimate, std_error=float(std_error), ci_lower=float(lower),
@@ -191,7 +193,7 @@ def _estimate(estimand, data, treatment, outcome, weights, arm_weights, se, leve
                     n_failed_replicates=failed)
 
 
-def _bootstrap(data, t, y, weights, arm_weights, n_boot, seed) -> tuple[np.ndarray, int]:
+def _bootstrap(data, t, y, weights, arm_weights, n_boot, seed, progress) -> tuple[np.ndarray, int]:
     """Stratified bootstrap: resample rows with replacement within each arm, re-solve the weighting problem on the
     resample (`weights.problem.rebuild(data_b).solve()`), recompute the contrast. Returns (estimates, n_failed)."""
     problem = getattr(weights, "problem", None)
@@ -202,7 +204,7 @@ def _bootstrap(data, t, y, weights, arm_weights, n_boot, seed) -> tuple[np.ndarr
     rng = np.random.default_rng(seed)
     arms = (np.flatnonzero(t), np.flatnonzero(~t))
     estimates, failures = [], []
-    for _ in range(n_boot):
+    for _ in bar(range(n_boot), "bootstrap", progress):
         rows = np.concatenate([rng.choice(arm, size=arm.size, replace=True) for arm in arms])
         data_b = data.iloc[rows].reset_index(drop=True)
         try:
@@ -229,7 +231,8 @@ def _solution_estimand(weights, wanted):
     return getattr(problem, "sample_weights", None)
 
 
-def _one_arm(estimand, data, treatment, outcome, weights, sample_weights, se, level, n_boot, seed) -> Estimate:
+def _one_arm(estimand, data, treatment, outcome, weights, sample_weights, se, level, n_boot, seed,
+             progress) -> Estimate:
     """ATT (controls weighted to the treated) or ATC (treated weighted to the controls)."""
     if sample_weights is None:
         sample_weights = _solution_estimand(weights, estimand)
@@ -247,11 +250,11 @@ def _one_arm(estimand, data, treatment, outcome, weights, sample_weights, se, le
         weighted = _aligned(series, index[~in_target], other)
         return (fixed, weighted) if estimand == "ATT" else (weighted, fixed)
 
-    return _estimate(estimand, data, treatment, outcome, weights, arm_weights, se, level, n_boot, seed)
+    return _estimate(estimand, data, treatment, outcome, weights, arm_weights, se, level, n_boot, seed, progress)
 
 
 def att(data, treatment, outcome, weights, sample_weights=None, se="linearization", level=0.95, n_boot=200,
-        seed=0) -> Estimate:
+        seed=0, progress=None) -> Estimate:
     """Average treatment effect on the treated, Hajek form.
 
         ATT = sum_treated s_i Y_i / sum_treated s_i  -  sum_control w_i Y_i / sum_control w_i
@@ -268,19 +271,21 @@ def att(data, treatment, outcome, weights, sample_weights=None, se="linearizatio
     uncertainty from estimating the weights. se="bootstrap": `n_boot` stratified resamples of the rows with
     `numpy.random.default_rng(seed)`, the weights re-estimated on each through `weights.problem.rebuild(data_b)`;
     SE = SD of the replicate estimates (ddof=1), percentile interval. Replicates whose solve raises a counterpoise
-    error are dropped and counted; more than 10% failing raises SolverError.
+    error are dropped and counted; more than 10% failing raises SolverError. `progress`: a progress bar over the
+    replicates (None: when stderr is a terminal).
     """
-    return _one_arm("ATT", data, treatment, outcome, weights, sample_weights, se, level, n_boot, seed)
+    return _one_arm("ATT", data, treatment, outcome, weights, sample_weights, se, level, n_boot, seed, progress)
 
 
 def atc(data, treatment, outcome, weights, sample_weights=None, se="linearization", level=0.95, n_boot=200,
-        seed=0) -> Estimate:
+        seed=0, progress=None) -> Estimate:
     """Average treatment effect on the controls, Hajek form: the weighted treated mean minus the (sample-weighted)
     control mean. Arguments and standard errors as in `att`, with the arms' roles swapped."""
-    return _one_arm("ATC", data, treatment, outcome, weights, sample_weights, se, level, n_boot, seed)
+    return _one_arm("ATC", data, treatment, outcome, weights, sample_weights, se, level, n_boot, seed, progress)
 
 
-def ate(data, treatment, outcome, weights, se="linearization", level=0.95, n_boot=200, seed=0) -> Estimate:
+def ate(data, treatment, outcome, weights, se="linearization", level=0.95, n_boot=200, seed=0,
+        progress=None) -> Estimate:
     """Average treatment effect, Hajek form: each arm weighted to the full sample, weights normalized within arm.
 
         ATE = sum_treated w_i Y_i / sum_treated w_i  -  sum_control w_i Y_i / sum_control w_i
@@ -293,4 +298,4 @@ def ate(data, treatment, outcome, weights, se="linearization", level=0.95, n_boo
     def arm_weights(series, index, t, rows):
         return _aligned(series, index[t], "treated"), _aligned(series, index[~t], "control")
 
-    return _estimate("ATE", data, treatment, outcome, weights, arm_weights, se, level, n_boot, seed)
+    return _estimate("ATE", data, treatment, outcome, weights, arm_weights, se, level, n_boot, seed, progress)

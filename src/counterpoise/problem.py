@@ -17,6 +17,7 @@ import pandas as pd
 from .backends import AUTO_ORDER, BACKENDS
 from .errors import CalibrationError, InfeasibleError, InputError, SolverError, UnsupportedProblem
 from .infeasibility import explain
+from .progress import bar
 from .solution import Check, Path, Solution
 from .terms import Term
 from .validation import warn
@@ -232,32 +233,29 @@ class WeightingProblem:
         """Why no weights exist (`infeasibility.explain`): the balance columns that bind, and by how much."""
         return explain(self, solution)
 
-    def path(self, backend="auto", solver=None, progress=False, raise_on_failure=True, **sweep) -> Path:
+    def path(self, backend="auto", solver=None, progress=None, raise_on_failure=True, **sweep) -> Path:
         """Solve once per value of one swept parameter, in order, warm: `prob.path(delta=np.geomspace(.2, .001, 30))`.
 
         The cvxpy backend compiles the parametrized problem once and re-solves it for each value; the dual
         starts from the previous dual point. A value where no weights exist (delta too small) is kept with
         status "infeasible" and the path goes on; a solver failure raises unless `raise_on_failure=False`.
-        Afterwards (or after an error) the swept parameter is back at the value it had before the path."""
+        Afterwards (or after an error) the swept parameter is back at the value it had before the path.
+        `progress`: a progress bar (None: when stderr is a terminal; `counterpoise.progress`)."""
         if len(sweep) != 1:
             raise InputError(f"path() sweeps exactly one parameter, got {sorted(sweep)}")
         (key, values), = sweep.items()
         before = [(param, np.array(param.value)) for param in self._resolve(key)]
         solutions = []
         try:
-            for i, value in enumerate(values):
+            for value in bar(values, f"path over {key}", progress):
                 self.set(**{key: value})
                 solution = self.solve(backend=backend, solver=solver, raise_on_failure=False)
                 if raise_on_failure and solution.status not in ("optimal", "infeasible"):
                     raise SolverError(f"at {key} = {value}: " + self._failure_message(solution), solution=solution)
                 solutions.append(solution)
-                if progress:
-                    print(f"\r{key} {i + 1}/{len(values)}", end="", flush=True)
         finally:
             for param, value in before:
                 param.value = value
-        if progress:
-            print()
         return Path(parameter=key, values=list(values), solutions=solutions)
 
     def check(self, backend, solver=None, reference_solver="CLARABEL", **options) -> Check:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..progress import bar
 from ..validation import as_frame
 from . import loss as cal
 from .fit import balnet
@@ -66,16 +67,17 @@ class BalnetCV:
 
 
 def cv_balnet(data, treatment=None, covariates=None, n_folds=10, fold_id=None, seed=0, sample_weights=None,
-              **options) -> BalnetCV:
+              progress=None, **options) -> BalnetCV:
     """Cross-validate `balnet(data, treatment, covariates, sample_weights=..., **options)` over its lambda path by
     held-out balance loss (module docstring). `fold_id`: one fold label per row; otherwise rows are dealt into
-    max(n_folds, 3) folds at random with numpy's default_rng(seed)."""
+    max(n_folds, 3) folds at random with numpy's default_rng(seed). `progress`: a progress bar over the folds
+    (None: when stderr is a terminal)."""
     frame = as_frame(data)
     fit = balnet(frame, treatment, covariates, sample_weights=sample_weights, **options)
     folds = _folds(len(frame), n_folds, fold_id, seed)
     sw, call = fit.sample_weights, fit.call
     losses = {arm: np.empty((len(np.unique(folds)), len(fit.arms[arm].lambdas))) for arm in fit.arms}
-    for k, label in enumerate(np.unique(folds)):
+    for k, label in enumerate(bar(np.unique(folds), "cv_balnet folds", progress)):
         train, test = folds != label, folds == label
         # The full fit's call on the training rows, with its covariates (constant columns dropped) and its sample
         # weights on those rows. Not call.on: its guard against per-row arguments would also refuse a path of n
