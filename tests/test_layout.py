@@ -31,12 +31,13 @@ def test_one_copy_of_the_balance_data(kim):
     table and the dual backend read without copying."""
     prob = cpz.kernel_sbw(kim, treatment="A", covariates=COVARIATES, m=40, l=20, s=10, delta=0.05)
     kernel, means = (next(t for t in prob.terms if t.name == name) for name in ("kernel", "means"))
-    assert kernel.B.base is means.B.base and kernel.B.base is not None
-    assert np.shares_memory(prob.design.X, means.B)
+    assert kernel.matrix.base is means.matrix.base and kernel.matrix.base is not None
+    assert np.shares_memory(prob.design.X, means.matrix)
     rows = prob.backend("dual").rows[0]
-    assert rows.B is kernel.B.base
+    assert rows.B is kernel.matrix.base
     controls = kim.loc[kim.A == 0, COVARIATES].to_numpy()
-    np.testing.assert_array_equal(prob.design.X, controls)       # the view holds the raw covariates
+    np.testing.assert_allclose(prob.design.X + prob.design.offset, controls, atol=1e-12)   # centred at the target
+    np.testing.assert_allclose(means.B, controls, atol=1e-12)
     sol = prob.solve(backend="dual")
     assert prob.backend("dual").rows[0] is rows                   # built once per problem, not per solve
     assert sol.status == "optimal"
@@ -50,7 +51,7 @@ def test_calibration_terms_share_the_calibration_matrix():
     prob = cpz.calibrate(api, base_weights="pw", margins={"stype": pop["stype"], "sch.wide": pop["sch.wide"]},
                          totals={"api99": pop["api99"]}, distance="raking")
     totals = prob.terms[1]
-    assert totals.B is prob.design.X
+    assert totals.matrix is prob.design.X
     assert len(totals.column_index) == prob.design.X.shape[1] - 1
     assert prob.solve(backend="calibration").validate()["max_relative_error"] < 1e-9
 

@@ -46,9 +46,10 @@ def test_every_readme_block_runs(tmp_path, monkeypatch, capsys):
                 pytest.fail(f"the README runs a command the test does not know: {command}")
     assert (tmp_path / "love_plot.png").is_file() and (tmp_path / "weights.csv").is_file()
     assert "status optimal" in capsys.readouterr().out
-    table = namespace["small"].path(share=[0.03, 0.025, 0.02]).table
-    assert list(table["status"]) == ["optimal", "optimal", "infeasible"]
-    assert table["objective"][1] > table["objective"][0]          # the share binds at 0.025
+    table = namespace["small"].path(share=[0.03, 0.025, 0.022]).table
+    assert list(table["status"]) == ["optimal"] * 3
+    assert table["objective"][0] < table["objective"][1] < table["objective"][2]      # the share binds
+    assert round(table["ess"][0]) == 575 and round(table["ess"][2]) == 564
 
 
 def test_the_tours_effects_are_the_ones_it_prints():

@@ -49,6 +49,8 @@ class BalanceDesign:
     kind : "mean" compares weighted means (weights normalized within group); "total" compares weighted totals.
     population_size : kind == "total" only: group label -> population size N that turns totals into means for SMDs
         (None: the group's sum of weights).
+    offset : kind == "mean" only: (p,) values subtracted from X (a builder centres its matrix at the targets); the
+        table reports means of X plus the offset (None: X as it is).
 
     Arrays are validated and stored as numpy arrays (X is kept as given, a view of the problem's matrix when a
     builder made it). Equality is identity (arrays have no single truth value).
@@ -63,6 +65,7 @@ class BalanceDesign:
     std: str = "target"
     kind: str = "mean"
     population_size: dict | None = None
+    offset: np.ndarray | None = None
     checked: InitVar[bool] = False     # X comes from a builder that has checked it already (no second pass)
 
     def __post_init__(self, checked):
@@ -96,9 +99,12 @@ class BalanceDesign:
             if any(not np.isfinite(population_size[g]) or population_size[g] <= 0 for g in labels):
                 raise InputError("population_size values must be finite and positive")
             population_size = {g: float(v) for g, v in population_size.items()}
+        offset = None if self.offset is None else vector(self.offset, "offset", p)
+        if offset is not None and self.kind != "mean":
+            raise InputError("offset is only used when kind == 'mean'")
         for field, value in [("names", names), ("X", X), ("groups", groups), ("base_weights", base_weights),
                              ("targets", targets), ("denominators", denominators),
-                             ("population_size", population_size)]:
+                             ("population_size", population_size), ("offset", offset)]:
             object.__setattr__(self, field, value)
 
 
@@ -208,8 +214,10 @@ def balance_table(design: BalanceDesign, weights, std: str | None = None) -> pd.
         if total <= 0:
             raise InputError(f"{name} of group {group!r} sum to zero")
         if design.kind == "mean":
-            value = wg @ Xg / total
-            return value, (value - target) / sd
+            centred = wg @ Xg / total
+            if design.offset is None:
+                return centred, (centred - target) / sd
+            return centred + design.offset, (centred + (design.offset - target)) / sd
         value = wg @ Xg
         size = total if design.population_size is None else design.population_size[group]
         return value, (value - target) / (size * sd)

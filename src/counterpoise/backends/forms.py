@@ -16,6 +16,7 @@ convention is applied.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,8 +59,8 @@ def balance_rows(terms, n, constant=None) -> Rows:
         return Rows(np.zeros((n, 0)), constant=constant)
     scale = np.concatenate([t.scale for t in terms])
     if len(terms) == 1:
-        return Rows(terms[0].B, column_scale=scale, constant=constant, columns=terms[0].column_index)
-    matrices = [t.B if t.column_index is None else t.B[:, t.column_index] for t in terms]
+        return Rows(terms[0].matrix, column_scale=scale, constant=constant, columns=terms[0].column_index)
+    matrices = [t.matrix if t.column_index is None else t.matrix[:, t.column_index] for t in terms]
     return Rows(joined(matrices), column_scale=scale, constant=constant)
 
 
@@ -122,6 +123,32 @@ class Group:
         return balance_rows(self.balance, size, constant=1.0 if self.total is not None else None)
 
 
+def _roles(terms, role, solves, alternative="") -> dict:
+    """The terms by their role in a form (`role(term)`; None: the form cannot hold it, UnsupportedProblem naming
+    the term); every role a list, empty where no term has it."""
+    roles = defaultdict(list)
+    for term in terms:
+        name = role(term)
+        if name is None:
+            raise UnsupportedProblem(f"{solves}; term {term.name!r} ({type(term).__name__}) needs backend='cvxpy'"
+                                     f"{alternative}")
+        roles[name].append(term)
+    return roles
+
+
+_SEPARABLE_ROLES = {ChiSquare: "dispersion", Bounds: "bounds", Normalize: "normalize", Balance: "balance"}
+
+
+def _calibration_role(term):
+    kind = type(term)
+    if kind is ChiSquare and term.tau is None and np.allclose(term.scale, 2 * term.center) \
+            or kind is Entropy and term.offset is None or kind is Logit:
+        return "distance"
+    if kind is Balance:
+        return "balance" if term.exact else None
+    return {Normalize: "normalize", Bounds: "bounds"}.get(kind)
+
+
 def groups(normalize, balance, n, backend) -> list:
     """The groups of units the constraints split the problem into: one per Normalize term (all units without
     one), each with the balance terms on its rows; UnsupportedProblem unless they cover every unit once."""
@@ -156,25 +183,13 @@ class SeparableQP(Form):
 
     @classmethod
     def of(cls, terms, n, backend):
-        dispersion, bounds, normalize, balance = [], [], [], []
-        for term in terms:
-            kind = type(term)
-            if kind is ChiSquare:
-                dispersion.append(term)
-            elif kind is Bounds:
-                bounds.append(term)
-            elif kind is Normalize:
-                normalize.append(term)
-            elif kind is Balance:
-                balance.append(term)
-            else:
-                raise UnsupportedProblem(f"backend {backend!r} solves chi-square dispersion with balance, "
-                                         f"normalization and bounds; term {term.name!r} ({kind.__name__}) needs "
-                                         "backend='cvxpy'")
-        if len(dispersion) != 1:
+        roles = _roles(terms, lambda term: _SEPARABLE_ROLES.get(type(term)),
+                       f"backend {backend!r} solves chi-square dispersion with balance, normalization and bounds")
+        if len(roles["dispersion"]) != 1:
             raise UnsupportedProblem(f"backend {backend!r} needs exactly one chi-square dispersion term, found "
-                                     f"{len(dispersion)}")
-        return cls(dispersion=dispersion[0], bounds=bounds, groups=groups(normalize, balance, n, backend), n=n)
+                                     f"{len(roles['dispersion'])}")
+        return cls(dispersion=roles["dispersion"][0], bounds=roles["bounds"],
+                   groups=groups(roles["normalize"], roles["balance"], n, backend), n=n)
 
 
 @dataclass
@@ -194,25 +209,13 @@ class CalibrationForm(Form):
 
     @classmethod
     def of(cls, terms, n, backend):
-        distance, balance, normalize, bounds = None, [], [], []
-        for term in terms:
-            kind = type(term)
-            if distance is None and (kind is ChiSquare and term.tau is None and np.allclose(term.scale, 2 * term.center)
-                                     or kind is Entropy and term.offset is None or kind is Logit):
-                distance = term
-            elif kind is Balance and term.exact:
-                balance.append(term)
-            elif kind is Normalize:
-                normalize.append(term)
-            elif kind is Bounds:
-                bounds.append(term)
-            else:
-                raise UnsupportedProblem(
-                    f"backend {backend!r} solves calibration (linear, raking or logit distance to base weights, exact "
-                    f"totals, bounds); term {term.name!r} ({kind.__name__}) needs backend='cvxpy' (or 'dual' for "
-                    "tolerances with the linear distance)")
-        if distance is None or not (balance or normalize):
+        roles = _roles(terms, _calibration_role,
+                       f"backend {backend!r} solves calibration (linear, raking or logit distance to base weights, "
+                       "exact totals, bounds)", " (or 'dual' for tolerances with the linear distance)")
+        balance, normalize = roles["balance"], roles["normalize"]
+        if len(roles["distance"]) != 1 or not (balance or normalize):
             raise UnsupportedProblem(f"backend {backend!r} needs one calibration distance and exact totals")
+        distance, bounds = roles["distance"][0], roles["bounds"]
         found = groups(normalize, balance, n, backend)
         if len(found) > 1 and type(distance) is ChiSquare:
             raise UnsupportedProblem(f"backend {backend!r} calibrates groups of units with the raking or logit "

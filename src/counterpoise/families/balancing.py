@@ -189,7 +189,10 @@ def _balancing_problem(frame, treatment, estimand, blocks, report, dispersion, f
         terms.append(Normalize(1.0, rows=rows[g], name="sum" if len(labels) == 1 else f"sum:{g}"))
     summaries = {id(block): summary(block, with_sds=delta_scale == "sd" or block is report) for block in blocks}
     arm_rows = {g: np.flatnonzero(weighted) if rows[g] is None else np.flatnonzero(weighted)[rows[g]] for g in labels}
-    matrices = {g: _side_by_side([block.B for block in blocks], arm_rows[g]) for g in labels}
+    # each block centred at its target values: balance is the same for normalized weights, and a covariate far
+    # from zero (1e12 + noise) keeps its precision
+    offsets = [summaries[id(block)][1] for block in blocks]
+    matrices = {g: _side_by_side([block.B for block in blocks], offsets, arm_rows[g]) for g in labels}
     balance_terms, start = {}, 0
     for block in blocks:
         sds, goal = summaries[id(block)]
@@ -197,7 +200,8 @@ def _balancing_problem(frame, treatment, estimand, blocks, report, dispersion, f
         columns = slice(start, start + len(block.names))
         for g in labels:
             term = Balance(matrices[g][:, columns], goal, delta=block.delta, scale=scale, rows=rows[g],
-                           columns=block.names, name=block.name if len(labels) == 1 else f"{block.name}:{g}")
+                           columns=block.names, name=block.name if len(labels) == 1 else f"{block.name}:{g}",
+                           offset=goal)
             balance_terms[block.name, g] = term
             terms.append(term)
         if block is report:
@@ -208,14 +212,15 @@ def _balancing_problem(frame, treatment, estimand, blocks, report, dispersion, f
     if any(block is report for block in blocks):
         sds, goal = summaries[id(report)]
         design_targets = {g: (balance_terms[report.name, g], np.arange(len(report.names))) for g in labels}
-        # one arm: the table reads the problem's own matrix; several: their rows interleave, so a copy in row order
-        X = matrices[labels[0]][:, report_columns] if len(labels) == 1 else report.B[weighted]
+        # one arm: the table reads the problem's own (centred) matrix; several: their rows interleave, so a copy
+        X, offset = (matrices[labels[0]][:, report_columns], goal) if len(labels) == 1 else (report.B[weighted], None)
     else:
         sds, goal = summary(report)
         design_targets = None
-        X = report.B[weighted]
+        X, offset = report.B[weighted], None
     design = BalanceDesign(names=tuple(report.names), X=X, groups=groups, base_weights=d,
-                           targets={g: goal for g in labels}, denominators=sds, std=std, kind="mean", checked=True)
+                           targets={g: goal for g in labels}, denominators=sds, std=std, kind="mean", offset=offset,
+                           checked=True)
     scale_text = "sums to 1 within each arm" if len(labels) > 1 else "sums to 1"
     sample_weights = None if base_weights is None else pd.Series(d_all, index=frame.index)
     return WeightingProblem(frame.index[weighted], terms, family=family, weight_scale=scale_text,
@@ -223,15 +228,15 @@ def _balancing_problem(frame, treatment, estimand, blocks, report, dispersion, f
                             estimand=estimand, sample_weights=sample_weights)
 
 
-def _side_by_side(matrices, rows, chunk=65_536):
-    """The `rows` of every matrix, side by side in one new C-ordered matrix: the arm's only copy of its data
-    (filled in row chunks, so no second full-size temporary). Read-only: the terms, the balance table and the
-    backends share it."""
+def _side_by_side(matrices, offsets, rows, chunk=65_536):
+    """The `rows` of every matrix minus its column offsets, side by side in one new C-ordered matrix: the arm's
+    only copy of its data (filled in row chunks, so no second full-size temporary). Read-only: the terms, the
+    balance table and the backends share it."""
     out = np.empty((len(rows), sum(B.shape[1] for B in matrices)))
     start = 0
-    for B in matrices:
+    for B, offset in zip(matrices, offsets):
         for first in range(0, len(rows), chunk):
-            out[first: first + chunk, start: start + B.shape[1]] = B[rows[first: first + chunk]]
+            out[first: first + chunk, start: start + B.shape[1]] = B[rows[first: first + chunk]] - offset
         start += B.shape[1]
     out.flags.writeable = False
     return out

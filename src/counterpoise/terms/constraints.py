@@ -13,19 +13,24 @@ class Balance(Term):
 
     B holds the balance functions of the units in `rows` (its columns `column_index` only, when given), t the
     targets (Parameter "target") and s the fixed scales that make delta unit-free (target SDs for delta in SD
-    units, 1 for raw units, |t| for relative tolerances). `delta=None` asks for exact balance B'w = t. B is kept
-    as given (the builder's matrix or a view of it, never a scaled copy or a column selection): backends fold the
-    scales and the selection into their small vectors. The dual of
+    units, 1 for raw units, |t| for relative tolerances). `delta=None` asks for exact balance B'w = t. The given
+    matrix is kept as `matrix` (the builder's matrix or a view of it, never a scaled copy or a column selection):
+    backends fold the scales and the selection into their small vectors. With an `offset` o (one number per
+    balanced column) the matrix holds the balance functions minus o, which the weighted arm's normalization
+    (sum w = 1) makes the same constraint, ((B - o)'w - (t - o)) / s, without the cancellation a large common value
+    causes; `B` gives the balance functions themselves. The dual of
     column j is the objective's sensitivity to its tolerance: the objective falls by about |dual_j| per unit of
     extra delta_j; the sign says which side binds (+: the weighted value sits at its upper limit).
     """
 
     name = "balance"
 
-    def __init__(self, B, target, delta=None, scale=None, rows=None, columns=None, name=None, column_index=None):
-        self.B = np.asarray(B, dtype=float)
+    def __init__(self, B, target, delta=None, scale=None, rows=None, columns=None, name=None, column_index=None,
+                 offset=None):
+        self.matrix = np.asarray(B, dtype=float)
+        self.offset = None if offset is None else np.asarray(offset, dtype=float)
         self.column_index = None if column_index is None else np.asarray(column_index)
-        k = self.B.shape[1] if column_index is None else len(self.column_index)
+        k = self.matrix.shape[1] if column_index is None else len(self.column_index)
         self.scale = np.ones(k) if scale is None else np.asarray(scale, dtype=float)
         self.rows = rows
         self.columns = list(columns) if columns is not None else [f"b{j}" for j in range(k)]
@@ -40,9 +45,17 @@ class Balance(Term):
             params["delta"] = self.delta
         return params
 
+    @property
+    def B(self) -> np.ndarray:
+        """The balance functions of the balanced columns (the stored matrix itself when it has no offset and no
+        column selection, else a new array)."""
+        B = self.matrix if self.column_index is None else self.matrix[:, self.column_index]
+        return B if self.offset is None else B + self.offset
+
     def scaled_target(self) -> np.ndarray:
-        """t / s, the targets in the constraint's own units."""
-        return np.asarray(self.target.value, dtype=float) / self.scale
+        """(t - o) / s, the targets in the constraint's own units."""
+        target = np.asarray(self.target.value, dtype=float)
+        return (target if self.offset is None else target - self.offset) / self.scale
 
     def tolerances(self) -> np.ndarray:
         """delta per column, in the units of s (zeros for exact balance)."""
@@ -53,12 +66,13 @@ class Balance(Term):
     def imbalance(self, w):
         """(B'w - t) / s: the scaled imbalance, a cvxpy expression or a numpy array."""
         if isinstance(w, np.ndarray):
-            values = select(w, self.rows) @ self.B
+            values = select(w, self.rows) @ self.matrix
             values = values if self.column_index is None else values[self.column_index]
             return values / self.scale - self.scaled_target()
         # cvxpy keeps its own copy of the constant, so the scaled matrix here is a temporary of the build
-        B = self.B if self.column_index is None else self.B[:, self.column_index]
-        return (B / self.scale).T @ select(w, self.rows) - cp.multiply(self.target, 1.0 / self.scale)
+        B = self.matrix if self.column_index is None else self.matrix[:, self.column_index]
+        target = self.target if self.offset is None else self.target - self.offset
+        return (B / self.scale).T @ select(w, self.rows) - cp.multiply(target, 1.0 / self.scale)
 
     def constraints(self, w, slack=None):
         """Balance constraints; with a nonnegative `slack` vector they are loosened by it (infeasibility diagnosis)."""
