@@ -131,5 +131,5 @@ def test_help_and_balance_header_read_as_words(small_csv, tmp_path, capsys):
     assert "95% CI" in text and "%%" not in text
     assert main(["weights", str(small_csv), "--treatment", "A", "--covariates", "X1,X2", "-o",
                  str(tmp_path / "w.csv")]) == 0
-    assert "SMD = (weighted mean - target) / the target population's SD (the treated for the ATT)" in \
+    assert "SMD = (weighted mean - target) / the target population's SD, fixed before weighting" in \
         capsys.readouterr().out

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
+import counterpoise as cpz
 from counterpoise.diagnostics import BalanceDesign
 from counterpoise.errors import InputError
 from counterpoise.plots import love_plot, path_plot
@@ -75,3 +76,20 @@ def test_path_plot():
     assert narrow.axes[0].get_xscale() == "linear"
     with pytest.raises(InputError, match="ess"):
         path_plot(SimpleNamespace(parameter="delta", table=table.drop(columns="ess")))
+
+
+def test_love_plot_reads_at_both_ends(kim):
+    """Square-root x axis, rings around smaller dots, markers at 0 not clipped, labelled threshold and tolerance,
+    the SD named, a readable size."""
+    sol = cpz.sbw(kim, treatment="A", covariates=["X1", "X2", "X3", "X4", "X5", "X6"], delta=0.02).solve()
+    fig = love_plot(sol, tolerance=0.02)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "function" and ax.get_xlim()[0] == 0
+    before, after = ax.collections
+    assert before.get_sizes()[0] > after.get_sizes()[0] and before.get_zorder() < after.get_zorder()
+    assert not before.get_clip_on() and not after.get_clip_on()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["before", "after", "threshold 0.1", "tolerance delta = 0.02"]
+    assert "the target population's SD" in ax.get_xlabel()
+    width, height = fig.get_size_inches() * fig.dpi
+    assert width >= 1000 and height >= 450

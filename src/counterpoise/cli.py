@@ -16,9 +16,6 @@ import time
 from pathlib import Path
 
 METHODS = ("sbw", "kernel_sbw", "entropy_balance")
-#: The SMD denominators (`diagnostics.smd_denominators`), in words.
-SD_WORDS = {"target": "target population's SD (the treated for the ATT)", "pooled": "pooled SD of the two arms",
-            "treated": "treated arm's SD", "control": "control arm's SD"}
 DEMO_COVARIATES = ["X1", "X2", "X3", "X4", "X5", "X6"]
 
 
@@ -84,8 +81,8 @@ def _demo(args) -> int:
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    figure = cpz.plots.love_plot(sol, title=f"Kernel SBW, kim2023 (n = {args.n}, weak overlap)")
-    figure.savefig(out, dpi=120, bbox_inches="tight")
+    figure = cpz.plots.love_plot(sol, title=f"Kernel SBW, kim2023 (n = {args.n}, weak overlap)", tolerance=delta)
+    figure.savefig(out, bbox_inches="tight")
     print(f"\nlove plot saved to {out.resolve()}")
     return 0
 
@@ -159,8 +156,8 @@ def _weights(args) -> int:
     table = sol.balance[["target", "before", "after", "smd_before", "smd_after"]]
     if len(groups) == 1:
         table = table.droplevel("group")
-    sd = SD_WORDS.get(sol.design.std, f"{sol.design.std} SD")
-    print(f"\nbalance (SMD = (weighted mean - target) / the {sd}, fixed before weighting; target = the estimand's "
+    sd = cpz.diagnostics.SD_WORDS[sol.design.std]
+    print(f"\nbalance (SMD = (weighted mean - target) / {sd}, fixed before weighting; target = the estimand's "
           "target means):")
     print(table.to_string(float_format=lambda v: f"{v:.4g}"))
     print(f"\n{sol.weights.size} weights written to {out} ({elapsed:.2f} s to build and solve)")

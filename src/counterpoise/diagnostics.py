@@ -22,6 +22,10 @@ from counterpoise.errors import InputError
 from counterpoise.validation import matrix, vector, weights as weight_vector
 
 _KINDS = ("mean", "total")
+
+#: The SMD denominators of `smd_denominators`, in words (for tables and plots a person reads).
+SD_WORDS = {"target": "the target population's SD", "pooled": "the pooled SD of the two arms",
+            "treated": "the treated arm's SD", "control": "the control arm's SD"}
 _BALANCE_COLUMNS = ["target", "before", "after", "smd_before", "smd_after", "rel_error_before", "rel_error_after"]
 
 
@@ -233,7 +237,9 @@ def balance_table(design: BalanceDesign, weights, std: str | None = None) -> pd.
             "smd_before": smd_before, "smd_after": smd_after,
             "rel_error_before": _relative_error(before, target), "rel_error_after": _relative_error(after, target),
         }))
-    return pd.concat(blocks, ignore_index=True).set_index(["group", "term"])[_BALANCE_COLUMNS]
+    table = pd.concat(blocks, ignore_index=True).set_index(["group", "term"])[_BALANCE_COLUMNS]
+    table.attrs["std"] = key            # which denominator the SMDs use (the love plot names it)
+    return table
 
 
 def _smd_column(table: pd.DataFrame, column: str) -> np.ndarray:

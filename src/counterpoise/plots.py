@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from counterpoise.diagnostics import balance_table
+from counterpoise.diagnostics import SD_WORDS, balance_table
 from counterpoise.errors import InputError
 
 
@@ -36,12 +36,14 @@ def _balance_of(result, std) -> pd.DataFrame:
     return table
 
 
-def love_plot(result, threshold=0.1, std=None, ax=None, title=None) -> Figure:
-    """Dot plot of |SMD| per term before (open marker) and after (filled marker) weighting.
+def love_plot(result, threshold=0.1, std=None, ax=None, title=None, tolerance=None) -> Figure:
+    """Dot plot of |SMD| per term before (open ring) and after (filled dot, drawn smaller inside the ring) weighting.
 
     `result` is a balance table (see `diagnostics.balance_table`) or a Solution with a `.balance` table. Terms run
     down the y axis, largest |smd_before| (over groups) at the top; with several groups each gets its own color and
-    a small vertical offset. A dashed vertical line marks `threshold` (None: no line).
+    a small vertical offset. The x axis has a square-root scale, so that after-values near 0 and before-values near 1
+    both read; markers at 0 are not clipped by the spine. A labelled dashed line marks `threshold` (None: none),
+    a labelled dotted line the balance `tolerance` delta when given in the same SD units; the axis names the SD.
     """
     table = _balance_of(result, std)
     groups = list(dict.fromkeys(table.index.get_level_values("group")))
@@ -49,7 +51,7 @@ def love_plot(result, threshold=0.1, std=None, ax=None, title=None) -> Figure:
     order = before.groupby(level="term", sort=False).max().sort_values(ascending=True).index
     y_of = {term: i for i, term in enumerate(order)}
     if ax is None:
-        ax = Figure(figsize=(6.4, 1.5 + 0.3 * len(order))).subplots()
+        ax = Figure(figsize=(7.0, max(3.0, 1.3 + 0.32 * len(order))), dpi=150).subplots()
     spread = 0.3 if len(groups) > 1 else 0.0
     colors = [f"C{k % 10}" for k in range(len(groups))]
     for k, group in enumerate(groups):
@@ -57,14 +59,27 @@ def love_plot(result, threshold=0.1, std=None, ax=None, title=None) -> Figure:
         offset = spread * (k / max(len(groups) - 1, 1) - 0.5)
         y = np.array([y_of[term] for term in rows.index]) + offset
         prefix = f"{group}: " if len(groups) > 1 else ""
-        ax.scatter(rows["smd_before"].abs(), y, facecolors="none", edgecolors=colors[k], label=f"{prefix}before")
-        ax.scatter(rows["smd_after"].abs(), y, color=colors[k], label=f"{prefix}after")
+        ax.scatter(rows["smd_before"].abs(), y, s=70, facecolors="none", edgecolors=colors[k], linewidths=1.4,
+                   zorder=3, clip_on=False, label=f"{prefix}before")
+        ax.scatter(rows["smd_after"].abs(), y, s=22, color=colors[k], zorder=4, clip_on=False,
+                   label=f"{prefix}after")
     if threshold is not None:
-        ax.axvline(threshold, linestyle="--", color="gray", linewidth=1)
+        ax.axvline(threshold, linestyle="--", color="gray", linewidth=1, label=f"threshold {threshold:g}")
+    if tolerance is not None:
+        ax.axvline(tolerance, linestyle=":", color="black", linewidth=1, label=f"tolerance delta = {tolerance:g}")
+    ax.set_xscale("function", functions=(np.sqrt, np.square))
+    right = 1.05 * max(float(table[["smd_before", "smd_after"]].abs().max().max()), threshold or 0.0,
+                       tolerance or 0.0, 1e-3)
+    ax.set_xlim(left=0, right=right)
+    ticks = [tick for tick in (0, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10) if tick <= right]
+    ax.set_xticks(ticks, [f"{tick:g}" for tick in ticks])
+    ax.set_ylim(-0.6, len(order) - 0.4)
     ax.set_yticks(range(len(order)), [str(term) for term in order])
-    ax.set_xlabel("Absolute standardized mean difference")
-    ax.set_xlim(left=0)
-    ax.legend(loc="best", fontsize="small")
+    sd = SD_WORDS.get(table.attrs.get("std"))
+    ax.set_xlabel("Absolute standardized mean difference" + (f" (in {sd}; square-root scale)" if sd else ""))
+    ax.grid(axis="x", color="0.9", linewidth=0.8)
+    ax.set_axisbelow(True)
+    ax.legend(loc="lower right", fontsize="small", framealpha=0.9)
     if title is not None:
         ax.set_title(title)
     return ax.figure
