@@ -360,12 +360,13 @@ def test_missing_adelie_is_a_clear_error(monkeypatch):
         adelie_path.glm_class.cache_clear()
 
 
-def test_an_arm_of_one_unit_is_refused_before_adelie():
-    data = simulate(200, 4, seed=3)
-    data["W"] = 0
-    data.loc[data.index[0], "W"] = 1
+@pytest.mark.parametrize("target", ["ATE", "control", "treated", "ATT"])
+def test_an_arm_of_one_unit_is_refused_before_adelie(target):
+    data = cpz.datasets.confounded(n=2000, p=10, seed=1)
+    data["A"] = 0
+    data.loc[data.index[0], "A"] = 1
     with pytest.raises(InputError, match=r"the treated arm has 1 unit: a propensity path needs at least 2 units"):
-        cpz.balnet(data, "W")
+        cpz.balnet(data, "A", target=target)
 
 
 def test_cross_validation_shows_its_folds_when_asked(capsys):

@@ -195,3 +195,13 @@ def test_greg_weights_below_zero_are_said(api):
     with warnings.catch_warnings():
         warnings.simplefilter("error")                  # bounded: positive weights, nothing to say
         cpz.calibrate(api, base_weights="pw", margins=MARGINS, bounds=(0.5, 2.0)).solve()
+
+
+def test_a_path_says_its_negative_weights_once(api):
+    with pytest.warns(cpz.CounterpoiseWarning, match="no nonnegative weights"):
+        prob = cpz.calibrate(api, base_weights="pw", margins={"stype": POP["stype"]}, totals={"api99": 0.0})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prob.path(target=[prob.get("totals.target")] * 3)
+    said = [str(w.message) for w in caught if "negative" in str(w.message)]
+    assert len(said) == 1 and said[0].endswith("(at 3 of 3 path points; the first shown)")

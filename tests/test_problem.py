@@ -207,3 +207,10 @@ def test_long_work_shows_a_bar_only_when_asked_or_on_a_terminal(prob, kim, capsy
     assert "bootstrap" in capsys.readouterr().err
     prob.path(backend="dual", delta=[0.2, 0.1], progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_auto_takes_the_backends_that_take_the_options(prob):
+    assert prob.solve(verbose=False).backend == "cvxpy"          # only cvxpy's solve takes verbose
+    assert prob.solve(max_iter=300).backend == "dual"             # the dual takes max_iter
+    with pytest.raises(cpz.InputError, match=r"backend 'cvxpy' with CLARABEL: .*unrecognized solver setting 'epsilon'"):
+        prob.solve(epsilon=1e-12)               # the calibration Newton's option: not SBW's, so cvxpy's solver says

@@ -51,7 +51,7 @@ def love_plot(result, threshold=0.1, std=None, ax=None, title=None, tolerance=No
     order = before.groupby(level="term", sort=False).max().sort_values(ascending=True).index
     y_of = {term: i for i, term in enumerate(order)}
     if ax is None:
-        ax = Figure(figsize=(7.0, max(3.0, 1.3 + 0.32 * len(order))), dpi=150).subplots()
+        ax = Figure(figsize=(7.0, max(3.0, 1.3 + 0.32 * len(order))), dpi=150, layout="constrained").subplots()
     spread = 0.3 if len(groups) > 1 else 0.0
     colors = [f"C{k % 10}" for k in range(len(groups))]
     for k, group in enumerate(groups):
@@ -71,7 +71,11 @@ def love_plot(result, threshold=0.1, std=None, ax=None, title=None, tolerance=No
     right = 1.05 * max(float(table[["smd_before", "smd_after"]].abs().max().max()), threshold or 0.0,
                        tolerance or 0.0, 1e-3)
     ax.set_xlim(left=0, right=right)
-    ticks = [tick for tick in (0, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10) if tick <= right]
+    ticks = []
+    for tick in (0, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50):
+        # keep ticks at least 7% of the axis apart on its square-root scale, so their labels never run together
+        if tick <= right and (not ticks or np.sqrt(tick) - np.sqrt(ticks[-1]) >= 0.07 * np.sqrt(right)):
+            ticks.append(tick)
     ax.set_xticks(ticks, [f"{tick:g}" for tick in ticks])
     ax.set_ylim(-0.6, len(order) - 0.4)
     ax.set_yticks(range(len(order)), [str(term) for term in order])

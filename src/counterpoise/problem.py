@@ -10,6 +10,7 @@ short name alone ("delta"), which sets that parameter in every term that has it.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 
 import numpy as np
 import pandas as pd
@@ -140,14 +141,24 @@ class WeightingProblem:
         installed solver and its settings). backend="auto" (the default) takes the fastest exact backend that
         handles the problem ("dual" for SBW, kernel SBW, linear calibration and exact-target sparse calibration;
         "calibration" for raking, logit and entropy balancing; "prox" for sparse calibration; "cvxpy" otherwise)
-        and moves on to the next when a solution fails the post-solve check; naming a `solver` with it means the
-        cvxpy backend, whose solvers those are. Each term first checks the current
-        parameter values (`Term.check`), so a degenerate problem is refused the same way on every backend."""
+        and moves on to the next when a solution fails the post-solve check. With auto, naming a `solver` means the
+        cvxpy backend (whose solvers those are), and `options` limit it to the backends whose solve() takes them.
+        Each term first checks the current parameter values (`Term.check`), so a degenerate problem is refused the
+        same way on every backend; the problem's `notes` are said as warnings after an optimal solve."""
+        solution = self._solve(backend, solver, tolerance, options)
+        if raise_on_failure and solution.status != "optimal":
+            if solution.status == "infeasible":
+                raise self.explain_infeasible(solution)
+            error = CalibrationError if solution.info.get("worst_targets") else SolverError
+            raise error(self._failure_message(solution), solution=solution)
+        self._say_notes([solution])
+        return solution
+
+    def _solve(self, backend, solver, tolerance, options) -> Solution:
+        """The solve itself, by the first backend that returns an optimal (or an infeasible) solution."""
         for term in self.terms:
             term.check()
-        if backend == "auto" and solver is not None:
-            backend = "cvxpy"
-        for name in AUTO_ORDER if backend == "auto" else [backend]:
+        for name in self._candidates(backend, solver, options):
             try:
                 engine = self.backend(name)       # built only when reached: cvxpy's model is costly at 10^6 rows
             except UnsupportedProblem:
@@ -157,12 +168,25 @@ class WeightingProblem:
             solution = self.checked(engine.solve(solver=solver, **options), name, tolerance)
             if solution.status in ("optimal", "infeasible"):
                 break
-        if raise_on_failure and solution.status != "optimal":
-            if solution.status == "infeasible":
-                raise self.explain_infeasible(solution)
-            error = CalibrationError if solution.info.get("worst_targets") else SolverError
-            raise error(self._failure_message(solution), solution=solution)
         return solution
+
+    @staticmethod
+    def _candidates(backend, solver, options) -> list:
+        """The backends a solve tries: the one named, or auto's order limited to those that take the options (cvxpy,
+        last, takes any: its solver judges them)."""
+        if backend != "auto":
+            return [backend]
+        if solver is not None:
+            return ["cvxpy"]
+        return [name for name in AUTO_ORDER if _takes(BACKENDS[name].solve, options)]
+
+    def _say_notes(self, solutions):
+        """Each note once, for the first optimal solution it applies to (with how many it applies to)."""
+        for note in self.notes:
+            said = [text for s in solutions if s.status == "optimal" and (text := note(s.weights.to_numpy()))]
+            if said:
+                warn(said[0] + ("" if len(solutions) == 1 else
+                                f" (at {len(said)} of {len(solutions)} path points; the first shown)"))
 
     def checked(self, raw, backend, tolerance=CHECK_TOLERANCE) -> Solution:
         """The post-solve check: a backend's (or a peer's) RawResult as a Solution, "optimal" only when the solver
@@ -174,10 +198,6 @@ class WeightingProblem:
         status = raw.status
         if status == "optimal" and (not finite or max(violations.values(), default=0.0) > tolerance):
             status = "inaccurate"
-        for note in self.notes if status == "optimal" else []:
-            text = note(w)
-            if text:
-                warn(text)
         return Solution(
             weights=pd.Series(w, index=self.units, name="weight"),
             status=status,
@@ -249,13 +269,14 @@ class WeightingProblem:
         try:
             for value in bar(values, f"path over {key}", progress):
                 self.set(**{key: value})
-                solution = self.solve(backend=backend, solver=solver, raise_on_failure=False)
+                solution = self._solve(backend, solver, CHECK_TOLERANCE, {})
                 if raise_on_failure and solution.status not in ("optimal", "infeasible"):
                     raise SolverError(f"at {key} = {value}: " + self._failure_message(solution), solution=solution)
                 solutions.append(solution)
         finally:
             for param, value in before:
                 param.value = value
+        self._say_notes(solutions)
         return Path(parameter=key, values=list(values), solutions=solutions)
 
     def check(self, backend, solver=None, reference_solver="CLARABEL", **options) -> Check:
@@ -281,3 +302,9 @@ class WeightingProblem:
         if len(self.terms) > self._builder_terms:
             raise InputError("rebuild() re-runs the family builder and cannot carry terms added with add()")
         return self.call.on(data)
+
+
+def _takes(solve, options) -> bool:
+    """Whether a backend's solve() takes every one of `options` (by name, or through **options)."""
+    parameters = inspect.signature(solve).parameters.values()
+    return any(p.kind is p.VAR_KEYWORD for p in parameters) or set(options) <= {p.name for p in parameters}

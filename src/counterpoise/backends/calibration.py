@@ -13,7 +13,8 @@ harm) and halves the step until D decreases enough (Armijo). Convergence, as in 
 max |x_j'w - T_j| / (1 + |T_j|) < epsilon. Without convergence the result is "inaccurate" with the closest
 weights found and the worst targets named (`CalibrationError` from `solve`, or the weights with
 raise_on_failure=False, survey's force=TRUE). A normalization (sum w = N) is one more target, so entropy balancing
-(raking to the target means, sum w = 1) is solved here too.
+(raking to the target means, sum w = 1) is solved here too; a problem in groups of units, each with its own
+normalization (the ATE's two arms), is one such Newton per group.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import warnings
 import cvxpy as cp
 import numpy as np
 
+from ..errors import InputError
 from .base import RawResult, register
 
 DEFAULT_SOLVER = "CLARABEL"
@@ -109,6 +110,8 @@ class CvxpyBackend:
             status = _STATUS.get(self.cvxpy_problem.status, "failed")
         except cp.error.SolverError as exc:
             status, message = "failed", str(exc)
+        except TypeError as exc:                  # a setting the solver does not know (its own words)
+            raise InputError(f"backend 'cvxpy' with {solver}: {exc}") from None
         elapsed = time.perf_counter() - start
         if program is None or self._compiled_program() is not program:
             self.compilations += 1

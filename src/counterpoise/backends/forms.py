@@ -6,8 +6,8 @@ solve starts, so a form is built once per backend and serves a whole path.
 
   SeparableQP      min sum_i (w_i - c_i)^2 / s_i  s.t. per group g: sum w_g = T_g, |(B_g'w_g - t)/r| <= delta,
                    lo <= w <= hi                                       (backends dual and osqp)
-  CalibrationForm  min sum_i d_i G(w_i / d_i)  s.t. X'w = T (and sum w = N), ratio / weight bounds
-                                                                       (backend calibration)
+  CalibrationForm  min sum_i d_i G(w_i / d_i)  s.t. X'w = T (and sum w = N), ratio / weight bounds, per group
+                   of units with a normalization each (raking / logit)  (backend calibration)
   SparseLassoForm  min SparseLoss(w)  s.t. 0 <= w / w0 <= cap          (backend prox)
 
 `balance_duals` turns a backend's multipliers into counterpoise's dual values; it is the one place the sign
@@ -149,6 +149,12 @@ def _calibration_role(term):
     return {Normalize: "normalize", Bounds: "bounds"}.get(kind)
 
 
+def _sparse_role(term):
+    if type(term) is SparseLoss:
+        return "loss"
+    return "bounds" if type(term) is Bounds and term.reference is not None else None
+
+
 def groups(normalize, balance, n, backend) -> list:
     """The groups of units the constraints split the problem into: one per Normalize term (all units without
     one), each with the balance terms on its rows; UnsupportedProblem unless they cover every unit once."""
@@ -257,17 +263,11 @@ class SparseLassoForm(Form):
 
     @classmethod
     def of(cls, terms, n, backend):
-        loss, bounds = None, []
-        for term in terms:
-            if type(term) is SparseLoss and loss is None:
-                loss = term
-            elif type(term) is Bounds and term.reference is not None:
-                bounds.append(term)
-            else:
-                raise UnsupportedProblem(f"backend {backend!r} solves sparse calibration (SparseLoss, 0 <= w / w0 <= "
-                                         f"cap); term {term.name!r} ({type(term).__name__}) needs backend='cvxpy'")
-        if loss is None:
-            raise UnsupportedProblem(f"backend {backend!r} needs a SparseLoss term (sparse_calibrate)")
+        roles = _roles(terms, _sparse_role, f"backend {backend!r} solves sparse calibration (SparseLoss, "
+                                            "0 <= w / w0 <= cap)")
+        if len(roles["loss"]) != 1:
+            raise UnsupportedProblem(f"backend {backend!r} needs one SparseLoss term (sparse_calibrate)")
+        loss, bounds = roles["loss"][0], roles["bounds"]
         if not bounds or any(not np.allclose(term.reference, loss.w0) or term.lower is None for term in bounds):
             raise UnsupportedProblem(f"backend {backend!r} needs the bounds 0 <= w / w0 (<= cap) on the loss's base "
                                      "weights")

@@ -213,13 +213,13 @@ def _balancing_problem(frame, treatment, estimand, blocks, report, dispersion, f
         sds, goal = summaries[id(report)]
         design_targets = {g: (balance_terms[report.name, g], np.arange(len(report.names))) for g in labels}
         # one arm: the table reads the problem's own (centred) matrix; several: their rows interleave, so a copy
-        X, offset = (matrices[labels[0]][:, report_columns], goal) if len(labels) == 1 else (report.B[weighted], None)
+        X = matrices[labels[0]][:, report_columns] if len(labels) == 1 else report.B[weighted] - goal
     else:
         sds, goal = summary(report)
         design_targets = None
-        X, offset = report.B[weighted], None
+        X = report.B[weighted] - goal               # centred, as the balanced blocks are
     design = BalanceDesign(names=tuple(report.names), X=X, groups=groups, base_weights=d,
-                           targets={g: goal for g in labels}, denominators=sds, std=std, kind="mean", offset=offset,
+                           targets={g: goal for g in labels}, denominators=sds, std=std, kind="mean", offset=goal,
                            checked=True)
     scale_text = "sums to 1 within each arm" if len(labels) > 1 else "sums to 1"
     sample_weights = None if base_weights is None else pd.Series(d_all, index=frame.index)

@@ -107,10 +107,11 @@ def _warn_unless_nonnegative_reach(X, T, d, names, ratio_bounds, weight_bounds):
     try:
         check_reachable(X, T, d, names, ratio_bounds, weight_bounds, nonnegative=True)
     except InfeasibleError as exc:
-        others = ", ".join(exc.binding[1:]) or "the bounds"
-        warn(f"no nonnegative weights meet the total of {exc.binding[0]} (with {others}); linear (GREG) calibration "
-             "will make some weights negative, as survey allows; bounds=(0, U) or distance='raking' keep weights "
-             "positive where the totals allow")
+        names = exc.binding or ["these totals"]          # None: the bounds leave a unit no room at all
+        others = ", ".join(names[1:]) or "the bounds"
+        warn(f"no nonnegative weights meet the total of {names[0]} (with {others}); linear (GREG) calibration will "
+             "make some weights negative, as survey allows; bounds=(0, U) or distance='raking' keep weights positive "
+             "where the totals allow")
 
 
 def _negative_weights(w):

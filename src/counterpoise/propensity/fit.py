@@ -63,6 +63,9 @@ def balnet(data, treatment=None, covariates=None, target="ATE", alpha=1.0, group
     names = columns_list(frame.attrs.get("covariates") if covariates is None else covariates, "covariates")
     X, names = drop_constant(numeric_matrix(frame, names), names)
     t = treatment_indicator(frame, treatment)
+    for arm, size in (("treated", int(t.sum())), ("control", int(len(t) - t.sum()))):
+        if size < 2:    # every arm's model contrasts the two arms: adelie fails inside ("IRLS lambda ... inf")
+            raise InputError(f"the {arm} arm has {size} unit: a propensity path needs at least 2 units in each arm")
     sw = check_weights(frame, sample_weights, "sample_weights")
     if max_imbalance is not None and alpha != 1:
         raise InputError("max_imbalance bounds max |SMD| through the lasso's KKT conditions: it needs alpha = 1")
@@ -84,9 +87,6 @@ def balnet(data, treatment=None, covariates=None, target="ATE", alpha=1.0, group
     arms = {}
     for name in ARMS[target]:
         y = (t if name == "treated" else 1 - t).astype(float)
-        if y.sum() < 2:
-            raise InputError(f"the {name} arm has {int(y.sum())} unit: a propensity path needs at least 2 units in "
-                             f"each arm it fits (target {target!r} fits {' and '.join(ARMS[target])})")
         scale = float(sw.sum() / (sw * t).sum()) if target == "ATT" else 1.0
         arm_lambdas = _arm_lambdas(lambdas, name)
         ratio = lambda_min_ratio
