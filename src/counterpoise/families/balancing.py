@@ -213,11 +213,11 @@ def _balancing_problem(frame, treatment, estimand, blocks, report, dispersion, f
         sds, goal = summaries[id(report)]
         design_targets = {g: (balance_terms[report.name, g], np.arange(len(report.names))) for g in labels}
         # one arm: the table reads the problem's own (centred) matrix; several: their rows interleave, so a copy
-        X = matrices[labels[0]][:, report_columns] if len(labels) == 1 else report.B[weighted] - goal
+        X = matrices[labels[0]][:, report_columns] if len(labels) == 1 else _centred_rows(report.B, weighted, goal)
     else:
         sds, goal = summary(report)
         design_targets = None
-        X = report.B[weighted] - goal               # centred, as the balanced blocks are
+        X = _centred_rows(report.B, weighted, goal)
     design = BalanceDesign(names=tuple(report.names), X=X, groups=groups, base_weights=d,
                            targets={g: goal for g in labels}, denominators=sds, std=std, kind="mean", offset=goal,
                            checked=True)
@@ -226,6 +226,13 @@ def _balancing_problem(frame, treatment, estimand, blocks, report, dispersion, f
     return WeightingProblem(frame.index[weighted], terms, family=family, weight_scale=scale_text,
                             weight_unit=float(np.mean(share)), design=design, design_targets=design_targets,
                             estimand=estimand, sample_weights=sample_weights)
+
+
+def _centred_rows(B, rows, center):
+    """B[rows] - center, as the balanced blocks are held: one copy, centred in place."""
+    X = B[rows]
+    X -= center
+    return X
 
 
 def _side_by_side(matrices, offsets, rows, chunk=65_536):
