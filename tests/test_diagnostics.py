@@ -20,26 +20,40 @@ T = np.array([1, 1, 0, 0, 0])
 
 def test_smd_denominators_match_hand_computation():
     sd = smd_denominators(X, treatment=T)
-    # treated: col0 [0, 2] var 1; col1 [1, 0] var 1/4. control: col0 [1, 3, 5] var 8/3; col1 [0, 0, 1] var 2/9.
-    np.testing.assert_allclose(sd["treated"], [1.0, 0.5])
-    np.testing.assert_allclose(sd["control"], np.sqrt([8 / 3, 2 / 9]))
-    np.testing.assert_allclose(sd["pooled"], np.sqrt([(1 + 8 / 3) / 2, (1 / 4 + 2 / 9) / 2]))
-    # all rows: col0 mean 2.2, var 2.96; col1 mean 0.4, var 0.24.
-    np.testing.assert_allclose(sd["target"], np.sqrt([2.96, 0.24]))
+    # sample variances (R's var()): treated col0 [0, 2] var 2; col1 [1, 0] var 1/2.
+    # control: col0 [1, 3, 5] var 4; col1 [0, 0, 1] var 1/3.
+    np.testing.assert_allclose(sd["treated"], np.sqrt([2.0, 0.5]))
+    np.testing.assert_allclose(sd["control"], np.sqrt([4.0, 1 / 3]))
+    np.testing.assert_allclose(sd["pooled"], np.sqrt([(2 + 4) / 2, (1 / 2 + 1 / 3) / 2]))
+    # all rows: col0 mean 2.2, sum of squares 14.8, var 3.7; col1 mean 0.4, sum of squares 1.2, var 0.3.
+    np.testing.assert_allclose(sd["target"], np.sqrt([3.7, 0.3]))
     assert set(sd) == {"target", "treated", "control", "pooled"}
+
+
+def test_smd_denominators_are_r_sd_without_weights():
+    Z = np.random.default_rng(3).normal(size=(40, 3)) * [1.0, 10.0, 0.1]
+    np.testing.assert_allclose(smd_denominators(Z)["target"], Z.std(axis=0, ddof=1), rtol=1e-12)
 
 
 def test_smd_denominators_target_rows_and_base_weights():
     sd = smd_denominators(X, target_rows=T == 1)
     assert set(sd) == {"target"}
-    np.testing.assert_allclose(sd["target"], [1.0, 0.5])
-    # A base weight of 2 is the same as duplicating the row: treated col0 becomes [0, 0, 2], var 8/9.
+    np.testing.assert_allclose(sd["target"], np.sqrt([2.0, 0.5]))
+    # Reliability weights (cobalt's col_w_sd): treated col0 [0, 2] with weights [2, 1]: mean 2/3, sum of squares
+    # 2 (4/9) + 16/9 = 8/3, divided by sum d - sum d^2 / sum d = 3 - 5/3 = 4/3: var 2.
     d = np.array([2.0, 1, 1, 1, 1])
     weighted = smd_denominators(X, treatment=T, base_weights=d)
-    duplicated = smd_denominators(np.vstack([X[:1], X]), treatment=np.r_[1, T])
-    np.testing.assert_allclose(weighted["treated"][0], np.sqrt(8 / 9))
-    for key in weighted:
-        np.testing.assert_allclose(weighted[key], duplicated[key])
+    np.testing.assert_allclose(weighted["treated"][0], np.sqrt(2.0))
+    for key, value in smd_denominators(X, treatment=T, base_weights=7.5 * d).items():
+        np.testing.assert_allclose(value, weighted[key], rtol=1e-12)      # rescaling the weights changes nothing
+    # cobalt's form: weights normalized to sum 1, var = sum w (x - xbar)^2 / (1 - sum w^2)
+    w = d / d.sum()
+    xbar = w @ X
+    np.testing.assert_allclose(weighted["target"], np.sqrt(w @ (X - xbar) ** 2 / (1 - w @ w)), rtol=1e-12)
+
+
+def test_smd_denominator_of_a_single_row_is_zero():
+    assert np.all(smd_denominators(X, target_rows=np.eye(5, dtype=bool)[0])["target"] == 0)
 
 
 def test_constant_column_has_zero_sd_and_using_that_denominator_raises():
@@ -71,13 +85,14 @@ def test_balance_table_means_by_hand():
     np.testing.assert_allclose(row["target"], [1.0, 0.5])
     np.testing.assert_allclose(row["before"], [3.0, 1 / 3])
     np.testing.assert_allclose(row["after"], [10 / 4, 1 / 4])  # weights normalized within the group
-    np.testing.assert_allclose(row["smd_before"], [2.0, -1 / 3])  # treated SDs [1, 0.5]
-    np.testing.assert_allclose(row["smd_after"], [1.5, -0.5])
+    sd = np.sqrt([2.0, 0.5])                                        # the treated arm's sample SDs
+    np.testing.assert_allclose(row["smd_before"], [2.0, -1 / 6] / sd)
+    np.testing.assert_allclose(row["smd_after"], [1.5, -0.25] / sd)
     np.testing.assert_allclose(row["rel_error_before"], [2.0, -1 / 3])
     np.testing.assert_allclose(row["rel_error_after"], [1.5, -0.5])
-    assert max_abs_smd(table) == pytest.approx(1.5)
-    assert mean_abs_smd(table) == pytest.approx(1.0)
-    assert max_abs_smd(table, "smd_before") == pytest.approx(2.0)
+    assert max_abs_smd(table) == pytest.approx(1.5 / np.sqrt(2))
+    assert mean_abs_smd(table) == pytest.approx((1.5 / np.sqrt(2) + 0.25 / np.sqrt(0.5)) / 2)
+    assert max_abs_smd(table, "smd_before") == pytest.approx(np.sqrt(2))
     # Another denominator on request.
     pooled = balance_table(_att_design(), np.array([2.0, 1.0, 1.0]), std="pooled")
     np.testing.assert_allclose(pooled["smd_after"], [1.5, -0.25] / smd_denominators(X, treatment=T)["pooled"])

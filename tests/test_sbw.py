@@ -58,7 +58,7 @@ def test_ate_balances_each_arm_to_the_full_sample(kim):
     sums = sol.weights.groupby(kim.A).sum()
     np.testing.assert_allclose(sums, [1, 1], atol=1e-9)
     full = kim[COVARIATES].mean().to_numpy()
-    sd = kim[COVARIATES].std(ddof=0).to_numpy()
+    sd = kim[COVARIATES].std().to_numpy()           # pandas' default, R's sd(): ddof = 1
     for arm in (0, 1):
         rows = kim.A == arm
         mean = sol.weights[rows] @ kim.loc[rows, COVARIATES] / sol.weights[rows].sum()

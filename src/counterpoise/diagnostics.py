@@ -119,9 +119,18 @@ def _check_positive(sd, key, names):
                          "scale are undefined; choose another std (e.g. std='pooled')")
 
 
-def weighted_sds(X: np.ndarray, W: np.ndarray, chunk: int = 65_536) -> np.ndarray:
-    """Weighted population SDs per column, one row per weight vector (a column of W, zero outside its subset):
-    sqrt(sum w (x - xbar)^2 / sum w), xbar = sum w x / sum w. Two passes over X in row chunks, no copy of X."""
+def weighted_sds(X: np.ndarray, W: np.ndarray, sample: bool = True, chunk: int = 65_536) -> np.ndarray:
+    """Weighted SDs per column, one row per weight vector (a column of W, zero outside its subset).
+
+    With xbar = sum w x / sum w and S = sum w (x - xbar)^2:
+
+    - sample=True: the unbiased variance for reliability weights, S / (sum w - sum w^2 / sum w) (cobalt's
+      col_w_sd); with equal weights it is R's sd(), S / (n - 1), and it does not change when w is rescaled. A subset
+      with one positive weight has SD 0 (R's sd() gives NA there).
+    - sample=False: the population SD, S / sum w (glmnet's and balnet's standardization).
+
+    Two passes over X in row chunks, no copy of X.
+    """
     totals = W.sum(axis=0)
     means = (W.T @ X) / totals[:, None]
     squares = np.zeros_like(means)
@@ -129,14 +138,20 @@ def weighted_sds(X: np.ndarray, W: np.ndarray, chunk: int = 65_536) -> np.ndarra
         Xc, Wc = X[start:start + chunk], W[start:start + chunk]
         for j in range(W.shape[1]):
             squares[j] += Wc[:, j] @ (Xc - means[j]) ** 2
-    return np.sqrt(squares / totals[:, None])
+    if not sample:
+        return np.sqrt(squares / totals[:, None])
+    effective = totals - (W ** 2).sum(axis=0) / totals
+    single = effective <= 1e-12 * totals
+    return np.sqrt(squares / np.where(single, 1.0, effective)[:, None]) * ~single[:, None]
 
 
 def smd_denominators(X, treatment=None, target_rows=None, base_weights=None) -> dict[str, np.ndarray]:
     """Standard deviations that standardize mean differences, fixed before any weighting.
 
-    Each is the base-weighted population SD, sqrt(sum d (x - xbar)^2 / sum d) with xbar = sum d x / sum d over the
-    rows concerned (no reliability / ddof correction), where d are `base_weights` (ones by default).
+    Each is the base-weighted sample SD over the rows concerned, sqrt(sum d (x - xbar)^2 / (sum d - sum d^2 / sum d))
+    with xbar = sum d x / sum d, where d are `base_weights` (ones by default): R's sd() when d is constant, and
+    cobalt's weighted SD otherwise (see `weighted_sds`). Binary columns get the same formula (R's sd(); cobalt's
+    bal.tab uses p (1 - p) for them instead).
 
     Keys: "target", over `target_rows` (a boolean mask; all rows if None); and, when `treatment` (0/1 per row) is
     given, "treated" (rows with 1), "control" (rows with 0) and "pooled" = sqrt((var_treated + var_control) / 2),

@@ -54,7 +54,8 @@ def sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02, delta
     per balance column). Balance functions: the covariates, their powers up to `moments`, pairwise
     `interactions`, and the columns of a user `basis` (array or DataFrame with one row per data row).
     delta is in units of s_j, the SD named by `std` ("target" by default, or "pooled", "treated",
-    "control") for delta_scale="sd", or 1 for delta_scale="raw". base_weights (a column name or an
+    "control") for delta_scale="sd", or 1 for delta_scale="raw"; s_j is the sample SD (R's sd(), as sbw and
+    cobalt use; base-weighted like cobalt's when base_weights are given). base_weights (a column name or an
     array) are sample weights: they weight the target means and are the weights' starting point.
     """
     frame = as_frame(data)

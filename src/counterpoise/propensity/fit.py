@@ -173,7 +173,7 @@ def _weighted_stats(X, v):
     """Weighted column means and population SDs sum v (x - m)^2 / sum v (balnet's standardization); the SD is 0
     exactly for a column that takes one value on the rows with v > 0."""
     constant = np.ptp(X[v > 0], axis=0) == 0
-    return v @ X / v.sum(), np.where(constant, 0.0, weighted_sds(X, v[:, None])[0])
+    return v @ X / v.sum(), np.where(constant, 0.0, weighted_sds(X, v[:, None], sample=False)[0])
 
 
 def _lambda_max(Xs, y, w, scale, starts, penalty):
