@@ -62,7 +62,7 @@ def test_tiny_study(tmp_path):
     start = time.perf_counter()
     df = bench.run_study(path, out_dir=tmp_path / "out", quiet=True)
     wall = time.perf_counter() - start
-    assert list(df.columns) == bench.COLUMNS[:2] + ["n", "overlap"] + bench.COLUMNS[2:]
+    assert list(df.columns) == bench.COLUMNS[:3] + ["n", "overlap"] + bench.COLUMNS[3:]
     assert len(df) == 2
     assert list(df["run"]) == ["cvxpy/CLARABEL", "osqp"]
     clarabel = df.iloc[0]
@@ -72,16 +72,20 @@ def test_tiny_study(tmp_path):
     assert df.loc[df["status"] == "optimal", "objective_gap"].min() == 0.0
     assert clarabel["max_abs_smd"] <= 0.05 + 1e-6
     assert clarabel["ess"] > 0
-    # every run's build and solve were timed, one after the other, inside the call
+    # the two runs solved one problem, built once; its build and the solves were timed one after the other
     times = df[["build_time", "solve_time"]].to_numpy(dtype=float)
-    assert np.isfinite(times).all() and (times > 0).all() and times.sum() <= wall
+    assert np.isfinite(times).all() and (times > 0).all()
+    assert df["build_time"].nunique() == 1 and times[0, 0] + times[:, 1].sum() <= wall
+    assert list(df["solver_status"]) == ["optimal", "optimal"]
     assert np.isfinite(clarabel["estimate"]) and clarabel["error"] == clarabel["estimate"]
     assert df["objective_gap"].notna().all()
     csv, md = tmp_path / "out" / "tiny.csv", tmp_path / "out" / "tiny.md"
     assert csv.is_file() and md.is_file()
     assert len(pd.read_csv(csv)) == 2
     text = md.read_text()
-    assert "| setting | run | optimal |" in text and "ATT RMSE" in text and "| n=300, overlap=weak | osqp |" in text
+    assert "| setting | run | success | correct | SGM ratio |" in text and "ATT RMSE" in text
+    assert "| n=300, overlap=weak | osqp |" in text
+    assert (tmp_path / "out" / "tiny-profile.png").is_file() and "![performance profile](tiny-profile.png)" in text
 
 
 def test_max_n_skips_and_overrides(tmp_path, capsys):
@@ -91,7 +95,8 @@ def test_max_n_skips_and_overrides(tmp_path, capsys):
     assert sorted(df["seed"].unique()) == [5, 6]
     skipped = df[df["status"] == "skipped"]
     assert set(skipped["run"]) == {"osqp"} and set(skipped["n"]) == {300}
-    assert "[1/8] n=200, overlap=weak, rep 0 | cvxpy/CLARABEL | optimal" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "tiny: cells" in err and "/4 [" in err and "runs not optimal" in err       # the progress bar
     table = bench.markdown_table(df)
     assert "skipped: 300 rows > max_n = 250" in table
 
@@ -111,7 +116,7 @@ def test_gap_is_nan_without_an_optimal_run(tmp_path):
 
 def _named_files(study):
     """The files a checked shipped study names: its peer runs' scripts, its HardConcrete script and results."""
-    named = [run["script"] for run in study.get("runs", []) if run["peer"]]
+    named = [run["script"] for part in study.get("parts", []) for run in part["runs"] if run["peer"]]
     return named + [study["hardconcrete"][key] for key in ("script", "results") if study.get("hardconcrete")]
 
 
@@ -172,10 +177,12 @@ def test_the_wheel_holds_the_studies_and_their_peers(tmp_path):
 def test_shipped_study_by_name():
     assert "sbw-solvers" in bench.shipped_studies()
     study = bench.load_study("sbw-solvers")
-    assert study["family"] == "sbw" and study["data_args"]["n"] == [2000, 10000, 50000]
-    assert [r["solver"] for r in study["runs"]] == ["CLARABEL", "OSQP", "SCS", "ECOS"]
+    [part] = study["parts"]
+    assert part["family"] == "sbw" and part["data_args"]["n"] == [2000, 10000, 50000]
+    assert [r["solver"] for r in part["runs"]] == ["CLARABEL", "OSQP", "SCS", "ECOS"]
     assert bench.load_study("sbw-solvers.toml")["name"] == "sbw-solvers"
-    assert bench.load_study(ROOT / "problems" / "sbw-solvers.toml")["truth"] == {"outcome": "Y", "att": 0.0}
+    assert bench.load_study(ROOT / "problems" / "sbw-solvers.toml")["parts"][0]["truth"] == {"outcome": "Y",
+                                                                                              "att": 0.0}
 
 
 @pytest.mark.parametrize("edit, message", [

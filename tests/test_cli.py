@@ -90,7 +90,7 @@ def test_bench(tmp_path, capsys):
     assert code == 0
     captured = capsys.readouterr()
     assert captured.err == ""
-    assert "| setting | run | optimal |" in captured.out and "n=300, overlap=weak" in captured.out
+    assert "| setting | run | success |" in captured.out and "n=300, overlap=weak" in captured.out
     assert (tmp_path / "res" / "tiny.csv").is_file() and (tmp_path / "res" / "tiny.md").is_file()
     df = pd.read_csv(tmp_path / "res" / "tiny.csv")
     assert len(df) == 4 and np.all(df.loc[df["run"] == "cvxpy/CLARABEL", "status"] == "optimal")

@@ -192,7 +192,8 @@ def _bench(args) -> int:
 
     start = time.perf_counter()
     df = bench.run_study(args.study, out_dir=args.out_dir, quiet=args.quiet, sizes=args.sizes,
-                         replications=args.replications)
+                         replications=args.replications, workers=args.workers, scheduler=args.scheduler,
+                         force=args.force)
     elapsed = time.perf_counter() - start
     name = df["study"].iloc[0]
     print(bench.markdown_table(df))
@@ -267,8 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser(
         "bench", help="run a benchmark study described by a TOML file",
         description="Run a benchmark study: every data setting x replication x run of the study file, timed and "
-                    "checked. Writes <out-dir>/<name>.csv (one row per solve) and <out-dir>/<name>.md (a summary "
-                    "table), and prints the table. Progress goes to stderr.",
+                    "checked. Writes <out-dir>/<name>.csv (one row per solve), <out-dir>/<name>.md (the report) and "
+                    "<out-dir>/<name>-profile.png (a performance profile), and prints the tables. Each cell (data "
+                    "setting x replication) is stored under <out-dir>/<name>.cells/ as it finishes, so an "
+                    "interrupted study run again computes only the missing cells. Progress goes to stderr.",
     )
     bench.add_argument("study", metavar="FILE_OR_NAME",
                        help="a study .toml file, or the name of a study shipped with counterpoise (e.g. sbw-solvers)")
@@ -277,7 +280,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="comma-separated sample sizes that replace the study's n, e.g. 2000,10000")
     bench.add_argument("--replications", type=_positive, default=None,
                        help="replications per data setting (default: the study's)")
-    bench.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    where = bench.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_positive, default=None,
+                       help="run the cells on a Dask LocalCluster of this many single-threaded worker processes "
+                            '(needs pip install "counterpoise[dask]")')
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="run the cells on the running Dask cluster whose scheduler is at ADDRESS "
+                            "(e.g. tcp://10.0.0.5:8786)")
+    bench.add_argument("--force", action="store_true",
+                       help="compute every cell again, even those stored under OUT_DIR/NAME.cells/ by an earlier run")
+    bench.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     bench.set_defaults(func=_bench)
     return parser
 

@@ -201,6 +201,7 @@ class WeightingProblem:
         return Solution(
             weights=pd.Series(w, index=self.units, name="weight"),
             status=status,
+            solver_status=raw.status,
             objective=objective,
             solve_time=raw.solve_time,
             backend=backend,

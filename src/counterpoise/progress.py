@@ -11,7 +11,9 @@ import sys
 from tqdm import tqdm
 
 
-def bar(iterable, description, progress=None):
-    """`iterable` wrapped in a progress bar labelled `description` (see the module docstring for when it shows)."""
+def bar(iterable, description, progress=None, total=None):
+    """`iterable` wrapped in a progress bar labelled `description` (see the module docstring for when it shows);
+    `total`: its length, for an iterable without len()."""
     shown = bool(getattr(sys.stderr, "isatty", lambda: False)()) if progress is None else bool(progress)
-    return tqdm(iterable, desc=description, disable=not shown, file=sys.stderr, leave=False, dynamic_ncols=True)
+    return tqdm(iterable, desc=description, disable=not shown, file=sys.stderr, leave=False, dynamic_ncols=True,
+                total=total)

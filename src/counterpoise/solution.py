@@ -18,7 +18,8 @@ class Solution:
     `weights` keeps the index of the weighted rows and is on the scale named by `weight_scale`.
     `status` is "optimal" only when the solver said so *and* the weights pass counterpoise's own
     feasibility check (`violations`, each term's largest violation in its scaled units, all within
-    `tolerance`); otherwise "inaccurate", "infeasible", "unbounded" or "failed". `objective` is the
+    `tolerance`); otherwise "inaccurate", "infeasible", "unbounded" or "failed". `solver_status` is what the
+    solver itself said (the same words), before that check. `objective` is the
     problem's objective evaluated at the returned weights (the same formula for every backend).
     `duals` holds one value per balance column (see `terms.Balance`).
     """
@@ -39,6 +40,7 @@ class Solution:
     design: diagnostics.BalanceDesign | None = field(default=None, repr=False)
     problem: object = field(default=None, repr=False)
     info: dict = field(default_factory=dict, repr=False)
+    solver_status: str = ""
 
     @property
     def ok(self) -> bool:

@@ -44,20 +44,29 @@ def load_study(path_or_name) -> dict:
     return dict(plugin(raw["kind"], f"study {source}").check_study(raw, source, folder), kind=raw["kind"])
 
 
-def run_study(path, out_dir="results", quiet=False, sizes=None, replications=None) -> pd.DataFrame:
+def run_study(path, out_dir="results", quiet=False, sizes=None, replications=None, workers=None, scheduler=None,
+              force=False) -> pd.DataFrame:
     """Run the study in `path` (a .toml file, or the name of a shipped study such as "sbw-solvers").
 
-    `sizes` (a list of n) and `replications` override the file, for quick runs. Progress goes to stderr, one line
-    per run, unless `quiet`. With `out_dir` (None: write nothing) the results are written by `write_results` as
-    <out_dir>/<name>.csv and <out_dir>/<name>.md. Returns the tidy frame: one row per data setting x replication x
-    run, with the columns in `COLUMNS` (the crossed data arguments right after "setting"). A study with a `kind`
-    lists its other settings in the file, writes its own results and returns a frame of its own.
+    `sizes` (a list of n) and `replications` override the file, for quick runs. A progress bar (cells done, runs
+    not optimal, time left) goes to stderr unless `quiet`. The cells (part x data setting x replication) run one
+    after another, or on Dask: `workers` single-threaded processes of a LocalCluster, or the running cluster at
+    `scheduler`. With `out_dir` (None: write nothing) each cell is stored as it finishes under
+    <out_dir>/<name>.cells/, and a run finds the stored cells instead of computing them again (`force`: compute
+    them all); the report is written by `write_results` as <out_dir>/<name>.csv, .md and -profile.png. Returns
+    the tidy frame: one row per cell x run, with the columns in `COLUMNS` (the crossed data arguments right after
+    "setting"). A study with a `kind` lists its other settings in the file, runs them in order, writes its own
+    results and returns a frame of its own.
     """
     study = load_study(path)
     if "kind" not in study:
-        return runner.run(study, out_dir=out_dir, quiet=quiet, sizes=sizes, replications=replications)
+        return runner.run(study, out_dir=out_dir, quiet=quiet, sizes=sizes, replications=replications,
+                          workers=workers, scheduler=scheduler, force=force)
     if replications is not None:
         raise InputError(f"a {study['kind']} study lists its settings in the file; replications= does not apply")
+    if workers is not None or scheduler is not None or force:
+        raise InputError(f"a {study['kind']} study runs its settings in order, here and from scratch; workers, "
+                         "scheduler and force apply to studies of [[run]] tables")
     return plugin(study["kind"]).run(study, out_dir=out_dir, quiet=quiet, sizes=sizes)
 
 
@@ -65,4 +74,6 @@ def markdown_table(df) -> str:
     """The frame of `run_study` as markdown: for the default kind the summary (see `summarize`) as a table, for a
     plug-in's frame its own tables."""
     kind = df.attrs.get("kind")
-    return report.markdown_table(df) if kind is None else plugin(kind).markdown_table(df)
+    if kind is None:
+        return report.markdown_table(df, df.attrs.get("time_limit", schema.DEFAULT_TIME_LIMIT))
+    return plugin(kind).markdown_table(df)

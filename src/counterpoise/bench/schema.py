@@ -62,7 +62,13 @@ FAMILIES = {name: getattr(families, name) for name in ("sbw", "kernel_sbw", "ent
 #: Estimands for which a [truth] table gives an effect to compare with, and the estimator of each.
 EFFECTS = {"ATT": estimate.att, "ATE": estimate.ate}
 
-_TOP_KEYS = {"name", "description", "data", "problem", "run", "truth"}
+_TOP_KEYS = {"name", "description", "time_limit", "data", "problem", "run", "truth"}
+
+#: Seconds after which a solve counts as failed in the report, and the time a failure counts as (`time_limit`).
+DEFAULT_TIME_LIMIT = 100.0
+
+#: cvxpy solvers that `backend = "every"` leaves out: they add integer variables to a solver already listed.
+MIXED_INTEGER_ONLY = {"ECOS_BB", "GLPK_MI"}
 _RUN_KEYS = {"backend", "solver", "options", "max_n", "label", "problem", "peer", "python", "script"}
 _DATA_RESERVED = {"generator", "seed", "replications"}
 
@@ -126,18 +132,49 @@ def _need(table, key, where, kind):
 
 
 def check_study(raw, source, folder) -> dict:
-    """Check a study of the default kind (no `kind` key); returns it as a dict with keys name, description,
-    source, generator, data_args, crossed, seed, replications, family, problem, runs, truth. A peer run's
-    script is resolved against `folder`."""
+    """Check a study of the default kind (no `kind` key); returns it as a dict with keys name, description, source,
+    time_limit and parts: one dict per weighting problem, with keys part (its name; "" for a file of one problem),
+    generator, data_args, crossed, seed, replications, family, problem, runs, truth. A file holds one problem
+    ([data], [problem], [[run]], [truth] at the top) or several ([[part]] tables, each with a name and those four).
+    A peer run's script is resolved against `folder`."""
     where = f"study {source}"
-    unknown = sorted(set(raw) - _TOP_KEYS)
+    top = _TOP_KEYS | {"part"} if "part" in raw else _TOP_KEYS
+    unknown = sorted(set(raw) - top)
     if unknown:
-        raise InputError(f"{where}: unknown top-level keys {unknown}; expected {sorted(_TOP_KEYS)}")
+        raise InputError(f"{where}: unknown top-level keys {unknown}; expected {sorted(top)}")
     name = _need(raw, "name", where, str)
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise InputError(f"{where}: 'description' must be a string")
+    time_limit = raw.get("time_limit", DEFAULT_TIME_LIMIT)
+    if isinstance(time_limit, bool) or not isinstance(time_limit, (int, float)) or not time_limit > 0:
+        raise InputError(f"{where}: 'time_limit' must be a positive number of seconds, got {time_limit!r}")
+    if "part" not in raw:
+        parts = [_check_part(raw, "", where, folder)]
+    else:
+        if set(raw) & {"data", "problem", "run", "truth"}:
+            raise InputError(f"{where}: give [data], [problem], [[run]] and [truth] inside each [[part]], not at the "
+                             "top as well")
+        tables = _need(raw, "part", where, list)
+        if not tables or not all(isinstance(t, dict) for t in tables):
+            raise InputError(f"{where}: [[part]] must be one or more tables")
+        parts = []
+        for i, table in enumerate(tables):
+            label = _need(table, "name", f"{where} [[part]] #{i + 1}", str)
+            extra = sorted(set(table) - {"name", "data", "problem", "run", "truth"})
+            if extra:
+                raise InputError(f"{where} [[part]] {label!r}: unknown keys {extra}; expected name, data, problem, "
+                                 "run and truth")
+            parts.append(_check_part(table, label, f"{where} [[part]] {label!r}", folder))
+        labels = [p["part"] for p in parts]
+        repeated = sorted({lab for lab in labels if labels.count(lab) > 1})
+        if repeated:
+            raise InputError(f"{where}: several [[part]] tables have the name(s) {repeated}")
+    return dict(name=name, description=description, source=source, time_limit=float(time_limit), parts=parts)
 
+
+def _check_part(raw, part, where, folder) -> dict:
+    """One weighting problem of a study: its data, builder, runs and truth (see `check_study`)."""
     data = dict(_need(raw, "data", where, dict))
     generator_name = _need(data, "generator", f"{where} [data]", str)
     generator = getattr(datasets, generator_name, None)
@@ -173,7 +210,7 @@ def check_study(raw, source, folder) -> dict:
     runs_raw = _need(raw, "run", where, list)
     if not runs_raw:
         raise InputError(f"{where} has no [[run]] tables; add at least one (backend = \"cvxpy\", solver = ...)")
-    runs = [_check_run(run, i, where, folder) for i, run in enumerate(runs_raw)]
+    runs = [checked for i, run in enumerate(runs_raw) for checked in _check_runs(run, i, where, folder)]
     for i, run in enumerate(runs):
         if run["problem"]:
             _check_arguments(FAMILIES[family], {**problem_args, **run["problem"]},
@@ -199,9 +236,8 @@ def check_study(raw, source, folder) -> dict:
         value = truth.get(target.lower())
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise InputError(f"{where} [truth]: {target.lower()!r} must be a number, got {value!r}")
-    return dict(name=name, description=description, source=source, generator=generator_name, data_args=data_args,
-                crossed=crossed, seed=seed, replications=replications, family=family, problem=problem_args,
-                runs=runs, truth=truth)
+    return dict(part=part, generator=generator_name, data_args=data_args, crossed=crossed, seed=seed,
+                replications=replications, family=family, problem=problem_args, runs=runs, truth=truth)
 
 
 def _check_arguments(function, arguments, where, skip_first, reserved=()):
@@ -223,6 +259,22 @@ def estimand(builder, problem_args):
         return problem_args["estimand"]
     param = inspect.signature(builder).parameters.get("estimand")
     return None if param is None else param.default
+
+
+def _check_runs(run, i, where, folder) -> list[dict]:
+    """The runs a [[run]] table stands for: itself, or for `backend = "every"` one run per registered backend and
+    one per installed cvxpy solver (a backend that does not understand the problem is recorded as unsupported)."""
+    if not (isinstance(run, dict) and run.get("backend") == "every"):
+        return [_check_run(run, i, where, folder)]
+    extra = sorted(set(run) - {"backend", "max_n", "problem"})
+    if extra:
+        raise InputError(f"{where} [[run]] #{i + 1}: backend = \"every\" takes max_n and problem only, not {extra}")
+    import cvxpy as cp
+
+    tables = [{"backend": b} for b in BACKENDS if b != "cvxpy"]
+    tables += [{"backend": "cvxpy", "solver": s} for s in cp.installed_solvers() if s not in MIXED_INTEGER_ONLY]
+    return [_check_run({**table, **{k: run[k] for k in ("max_n", "problem") if k in run}}, i, where, folder)
+            for table in tables]
 
 
 def _check_run(run, i, where, folder):
