@@ -4,7 +4,6 @@ The notebooks are jupytext percent scripts; each is converted to a notebook and 
 so a cell that raises fails the test with the cell's traceback.
 """
 
-import os
 from pathlib import Path
 
 import pytest

@@ -73,6 +73,9 @@ def test_parts_and_every_backend(study):
     assert "calibration" in raking.index and "cvxpy/CLARABEL" in raking.index and "cvxpy/ECOS_BB" not in raking.index
     assert raking.loc["calibration", "status"] == "optimal"
     assert raking.loc["dual", "status"] == "unsupported" and "dual" in raking.loc["dual", "message"]
+    # an exponential cone that cvxpy cannot hand to OSQP: unsupported in cvxpy's words, not a failed solve
+    assert raking.loc["cvxpy/OSQP", "status"] == "unsupported"
+    assert "OSQP does not take this problem's form" in raking.loc["cvxpy/OSQP", "message"]
     table = bench.markdown_table(df)
     assert "### sbw" in table and "### raking" in table
 

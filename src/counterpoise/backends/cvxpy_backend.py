@@ -13,10 +13,14 @@ import warnings
 import cvxpy as cp
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, UnsupportedProblem
 from .base import RawResult, register
 
 DEFAULT_SOLVER = "CLARABEL"
+
+#: cvxpy's words when a solver cannot take the problem's form (a QP to an LP solver, an exponential cone to a QP
+#: solver): raised as UnsupportedProblem, not reported as a failed solve.
+_FORM_REFUSED = ("could not be reduced to a QP", "do not support the cones")
 
 #: Solver options applied unless the caller overrides them. The problem is solved at scale 1 (see
 #: `CvxpyBackend`), so CLARABEL's gaps of 1e-10 are relative: objectives come out exact to about 1e-9,
@@ -109,6 +113,8 @@ class CvxpyBackend:
                 self.cvxpy_problem.solve(solver=solver, warm_start=warm_start, verbose=verbose, **settings)
             status = _STATUS.get(self.cvxpy_problem.status, "failed")
         except cp.error.SolverError as exc:
+            if any(words in str(exc) for words in _FORM_REFUSED):
+                raise UnsupportedProblem(f"cvxpy's {solver} does not take this problem's form: {exc}") from None
             status, message = "failed", str(exc)
         except TypeError as exc:                  # a setting the solver does not know (its own words)
             raise InputError(f"backend 'cvxpy' with {solver}: {exc}") from None

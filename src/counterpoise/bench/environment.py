@@ -39,11 +39,8 @@ def cpu() -> str:
 
 
 def blas() -> str:
-    """numpy's BLAS libraries with their threads as loaded here (threadpoolctl), e.g. "openblas 0.3.23 (2 threads)";
-    every study cell runs with one of them."""
+    """The BLAS libraries loaded here with their threads (threadpoolctl), e.g. "openblas 0.3.23: 2 threads"."""
     from threadpoolctl import threadpool_info
-
-    import numpy  # noqa: F401  (loads the BLAS that threadpool_info reports)
 
     pools = [f"{pool['internal_api']} {pool.get('version') or '(version unknown)'}: {pool['num_threads']} threads"
              for pool in threadpool_info() if pool.get("user_api") == "blas"]
