@@ -119,6 +119,18 @@ def test_a_changed_study_does_not_read_stale_cells(study, tmp_path):
     assert changed.loc[changed["part"] == "sbw", "max_abs_smd"].max() > 0.05 + 1e-9
 
 
+def test_the_time_limit_stops_solvers_and_fails_slow_solves(study, tmp_path):
+    quick = tmp_path / "quick.toml"
+    quick.write_text('time_limit = 1e-9\n' + TWO_PARTS.replace("replications = 2", "replications = 1"))
+    df = bench.run_study(quick, out_dir=None, quiet=True)
+    clarabel = df[(df["part"] == "sbw") & (df["run"] == "cvxpy/CLARABEL")]
+    assert (clarabel["solver_status"] == "inaccurate").all() and clarabel["message"].str.contains("user_limit").all()
+    summary = bench.summarize(df, time_limit=1e-9)
+    dual = summary[(summary["part"] == "sbw") & (summary["run"] == "dual")]
+    assert (df.loc[(df["part"] == "sbw") & (df["run"] == "dual"), "status"] == "optimal").all()
+    assert (dual["success"] == 0).all()               # optimal, but slower than the limit
+
+
 def test_runner_options_are_checked(study):
     with pytest.raises(InputError, match="not both"):
         bench.run_study(study, out_dir=None, workers=2, scheduler="tcp://127.0.0.1:1")

@@ -18,6 +18,9 @@ from .base import RawResult, register
 
 DEFAULT_SOLVER = "CLARABEL"
 
+#: The option that caps a cvxpy solver's time, in seconds, for the solvers that have one (a study's time_limit).
+TIME_LIMIT_OPTIONS = {"CLARABEL": "time_limit", "OSQP": "time_limit", "SCS": "time_limit_secs"}
+
 #: cvxpy's words when a solver cannot take the problem's form (a QP to an LP solver, an exponential cone to a QP
 #: solver): raised as UnsupportedProblem, not reported as a failed solve.
 _FORM_REFUSED = ("could not be reduced to a QP", "do not support the cones")

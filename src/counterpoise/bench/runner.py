@@ -4,7 +4,7 @@ its data from its seed and runs every [[run]] of its part on it, one row per run
 A cell builds each problem variant (a run's `problem` overrides) once and solves it with every run that uses it,
 with raise_on_failure=False, timing the build and the solve; a peer run hands the data to the peer's script in its
 own environment (`peers`) and its weights are checked like a backend's. A run whose backend does not understand
-the problem is recorded with status "unsupported". Every cell runs with one BLAS thread, on this machine or on a
+the problem is recorded with status "unsupported"; a cvxpy solver that takes a time limit gets the study's. Every cell runs with one BLAS thread, on this machine or on a
 Dask worker (`execution`), so the two give the same numbers. With an output folder each cell's rows are stored as
 they finish (`store`), and a study run again computes only the cells it does not find.
 `objective_gap` is (objective - best) / max(|best|, 1e-12), with best the smallest objective among the runs of the
@@ -18,6 +18,7 @@ import inspect
 import itertools
 import math
 import time
+import warnings
 from importlib import resources
 
 import numpy as np
@@ -25,6 +26,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from .. import datasets
+from ..backends.cvxpy_backend import DEFAULT_SOLVER, TIME_LIMIT_OPTIONS
 from ..errors import CounterpoiseError, InputError, UnsupportedProblem
 from ..problem import CHECK_TOLERANCE
 from ..progress import bar
@@ -79,7 +81,7 @@ def cells(study, sizes=None, replications=None) -> list[dict]:
         for k, (label, values, args) in enumerate(_settings(part, sizes)):
             for r in range(int(reps)):
                 cell = dict(study=study["name"], part=part, index=k, setting=label, values=values, args=args,
-                            replication=r, seed=part["seed"] + r)
+                            replication=r, seed=part["seed"] + r, time_limit=study["time_limit"])
                 found.append({**cell, "id": cell_id(cell)})
     return found
 
@@ -90,7 +92,7 @@ def run_cell(cell) -> list[dict]:
     with threadpool_limits(limits=1):
         data = getattr(datasets, part["generator"])(**cell["args"], seed=cell["seed"])
         built = {}
-        rows = [_one_run(cell, one, data, built) for one in part["runs"]]
+        rows = [_warnings_in_message(_one_run, cell, one, data, built) for one in part["runs"]]
     variants = {}
     for row in rows:
         variants.setdefault(row["variant"], []).append(row)
@@ -106,6 +108,23 @@ def _safe(compute, problems, what):
     except (CounterpoiseError, ValueError, ZeroDivisionError, FloatingPointError) as exc:
         problems.append(f"{what} not computed: {' '.join(str(exc).split())}")
         return float("nan")
+
+
+def _options(run, time_limit):
+    """The run's solve() options, with the study's time limit for a cvxpy solver that takes one."""
+    key = TIME_LIMIT_OPTIONS.get((run["solver"] or DEFAULT_SOLVER).upper()) if run["backend"] == "cvxpy" else None
+    return run["options"] if key is None else {key: time_limit, **run["options"]}
+
+
+def _warnings_in_message(function, *args):
+    """function(*args), a row, with the warnings raised meanwhile appended to its message instead of printed."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        row = function(*args)
+    said = list(dict.fromkeys(f"{w.category.__name__}: {' '.join(str(w.message).split())}" for w in caught))
+    if said:
+        row["message"] = "; ".join(filter(None, [row.get("message", ""), *said]))
+    return row
 
 
 def _one_run(cell, run, data, built):
@@ -134,7 +153,7 @@ def _one_run(cell, run, data, built):
                 return {**row, "status": "skipped", "message": f"skipped: {why}"}
         else:
             sol = problem.solve(backend=run["backend"], solver=run["solver"], raise_on_failure=False,
-                                **run["options"])
+                                **_options(run, cell["time_limit"]))
     except UnsupportedProblem as exc:
         return {**row, "status": "unsupported", "message": " ".join(str(exc).split())}
     except CounterpoiseError as exc:

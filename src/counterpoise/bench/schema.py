@@ -32,8 +32,16 @@ A study file (see problems/README.md at the repository root, and the shipped pro
     outcome = "Y"
     att = 0.0
 
+    time_limit = 100             # optional: seconds after which a solve counts as failed in the report; the cvxpy
+                                 # solvers that take a time limit (CLARABEL, OSQP, SCS) are given it
+
 A [[run]] may instead name a peer method run in its own environment (`peer`, `python`, `script`; see
-`counterpoise.bench.peers`): its weights are checked like a backend's. A file with a `kind` (see
+`counterpoise.bench.peers`): its weights are checked like a backend's. `backend = "every"` (with optional max_n
+and problem) stands for one run per registered backend and one per installed cvxpy solver.
+
+A study of several weighting problems puts each in a [[part]] table with its own name, [part.data],
+[part.problem], [[part.run]] and [part.truth] (problems/solver-comparison.toml); the cells of a study are its
+parts x data settings x replications. A file with a `kind` (see
 `counterpoise.bench.kinds`) has a format of its own, checked by its plug-in.
 
 The shipped studies are the repository's problems/ folder, which pyproject.toml ships inside the package as

@@ -1,7 +1,8 @@
 """Per-cell result files, so that an interrupted study resumes: <out_dir>/<name>.cells/<cell>.csv, one per cell.
 
 A cell's file name ends in a hash of everything that determines its rows except the code (`cell_id`): the part's
-data generator and arguments, seed and replication, builder and arguments, runs and truth. Changing any of them
+data generator and arguments, seed and replication, builder and arguments, runs and truth, and the study's time
+limit. Changing any of them
 gives new cells (the old files stay, unread); `--force` recomputes the cells of this run regardless. Files are
 written whole under a temporary name and renamed, so a killed run leaves no half-written cell.
 """
@@ -23,7 +24,8 @@ def cell_id(cell) -> str:
     spec = {key: part[key] for key in ("part", "generator", "family", "problem", "truth")}
     spec["runs"] = [{k: v for k, v in run.items() if k != "script"} | {"script": str(run.get("script", ""))}
                     for run in part["runs"]]
-    spec.update(study=cell["study"], args=cell["args"], seed=cell["seed"], replication=cell["replication"])
+    spec.update(study=cell["study"], args=cell["args"], seed=cell["seed"], replication=cell["replication"],
+                time_limit=cell["time_limit"])
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
     prefix = re.sub(r"[^A-Za-z0-9]+", "-", part["part"]).strip("-") or "cell"
     return f"{prefix}-s{cell['index']}-r{cell['replication']}-{digest}"

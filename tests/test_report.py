@@ -1,0 +1,50 @@
+"""The study report's rates, shifted geometric means, accuracy tiers and performance ratios, against hand values."""
+
+import numpy as np
+import pytest
+
+from counterpoise.bench import profile, report
+from counterpoise.bench.runner import frame
+
+
+def _rows():
+    # run A: fastest on replication 0; on replication 1 the solver said optimal, but the check failed (1e-4).
+    # run B: optimal on both, slower.
+    spec = [("A", 0, "optimal", "optimal", 1.0, 1e-8), ("A", 1, "optimal", "inaccurate", 2.0, 1e-4),
+            ("B", 0, "optimal", "optimal", 4.0, 1e-10), ("B", 1, "optimal", "optimal", 3.0, 1e-7)]
+    return frame([dict(study="s", part="", setting="n=1", replication=r, run=run, variant="", solver_status=said,
+                       status=status, solve_time=t, max_violation=v, build_time=0.1)
+                  for run, r, said, status, t, v in spec])
+
+
+def test_summary_by_hand():
+    summary = report.summarize(_rows(), time_limit=100.0).set_index("run")
+    assert summary.loc["A", "success"] == 0.5 and summary.loc["B", "success"] == 1.0
+    assert summary.loc["A", "correct"] == 0.5 and summary.loc["B", "correct"] == 1.0
+    # shifted geometric means, shift 10 s, A's failure counted as the 100 s limit
+    sgm_a, sgm_b = np.sqrt(11 * 110) - 10, np.sqrt(14 * 13) - 10
+    assert summary.loc["A", "sgm"] == pytest.approx(sgm_a) and summary.loc["B", "sgm"] == pytest.approx(sgm_b)
+    assert summary.loc["B", "sgm_ratio"] == 1.0 and summary.loc["A", "sgm_ratio"] == pytest.approx(sgm_a / sgm_b)
+    assert summary.loc["A", "p50"] == 1.5 and summary.loc["B", "p95"] == pytest.approx(3.95)
+    assert list(summary.loc["A", ["low", "mid", "high"]]) == [1.0, 0.5, 0.0]
+    assert list(summary.loc["B", ["low", "mid", "high"]]) == [1.0, 1.0, 0.5]
+    assert report.shifted_geometric_mean([0.0, 0.0]) == pytest.approx(0.0)
+
+
+def test_a_solve_over_the_time_limit_fails():
+    summary = report.summarize(_rows(), time_limit=3.5).set_index("run")
+    assert summary.loc["B", "success"] == 0.5 and summary.loc["B", "low"] == 0.5
+
+
+def test_performance_ratios_by_hand():
+    df = _rows()
+    ratios = profile.ratios(df, report.success(df, 100.0))
+    assert list(ratios.columns) == ["A", "B"]
+    np.testing.assert_array_equal(ratios.to_numpy(), [[1.0, 4.0], [np.inf, 1.0]])
+    fig = profile.figure([("", ratios)])
+    lines = fig.axes[0].get_lines()
+    assert [line.get_label() for line in lines] == ["A", "B"]
+    # rho_A(tau) = 1/2 for every tau (it is fastest once and fails once); rho_B reaches 1 at tau = 4
+    assert set(lines[0].get_ydata()) == {0.5}
+    taus, rho_b = lines[1].get_xdata(), lines[1].get_ydata()
+    assert rho_b[taus < 4].max() == 0.5 and rho_b[taus >= 4].min() == 1.0
