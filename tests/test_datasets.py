@@ -85,3 +85,22 @@ def test_cps_like_reproduces_the_notebook_targets():
     assert frame.attrs["margins"]["age_group"] == {"35-54": 1447, "0-17": 978, "18-34": 931, "65+": 845, "55-64": 736}
     assert frame.attrs["totals"] == {"weight": 16540779}
     assert frame.attrs["held_out"] == {"is_male": {True: 3003, False: 2664}}
+
+
+def test_kim2023_reads_the_noise_as_a_variance_or_an_sd():
+    n, seed = 4000, 11
+    by_variance = kim2023(n, overlap="weak", seed=seed)
+    by_sd = kim2023(n, overlap="weak", seed=seed, noise="sd")
+    pd.testing.assert_frame_equal(by_variance.drop(columns="A"), by_sd.drop(columns="A"))    # same X and Y draws
+    # the assignment by hand, with the generator's draws in order: the noise is the last one
+    rng = np.random.default_rng(seed)
+    cov = np.array([[2, 1, -1], [1, 1, -0.5], [-1, -0.5, 1]])
+    x1, x2, x3 = (rng.standard_normal((n, 3)) @ np.linalg.cholesky(cov).T).T
+    x4, x5, x6 = rng.uniform(-3, 3, n), rng.chisquare(1.0, n), rng.integers(0, 2, n).astype(float)
+    rng.standard_normal(n)                                                    # the outcome's noise
+    z = rng.standard_normal(n)
+    signal = x1**2 + 2 * x2**2 - 2 * x3**2 - (x4 + 1) ** 3 - 0.5 * np.log(x5 + 10) + x6 - 1.5
+    np.testing.assert_array_equal(by_variance["A"], (signal + np.sqrt(30) * z > 0).astype(int))
+    np.testing.assert_array_equal(by_sd["A"], (signal + 30 * z > 0).astype(int))
+    with pytest.raises(InputError, match="noise"):
+        kim2023(10, noise="variances")
