@@ -173,3 +173,48 @@ def test_keyed_landmarks_follow_the_rows_not_their_order():
     shuffled = data.sample(frac=1.0, random_state=7)
     v = cpz.kernel_sbw(shuffled, treatment="A", covariates=cov, m=60, l=40, s=20, delta=0.05).solve().weights
     np.testing.assert_allclose(v.loc[w.index], w, atol=1e-9 * w.max())
+
+
+def test_landmark_eigenvectors_basis_is_c_times_u(X400):
+    basis = nystrom(X400, construction="landmark_eigenvectors", bandwidth="2p", seed=4)
+    assert (basis.m, basis.l, basis.s, basis.D.shape) == (100, 50, None, (400, 50))     # the public code's sizes
+    Z = (X400 - X400.mean(axis=0)) / X400.std(axis=0)
+    C = np.array([[np.exp(-np.sum((z - Z[i]) ** 2) / 12.0) for i in basis.landmarks] for z in Z])   # 2p = 12
+    evals, evecs = np.linalg.eigh(C[basis.landmarks])
+    U = evecs[:, ::-1][:, :50]
+    np.testing.assert_allclose(basis.eigenvalues, evals[::-1][:50], rtol=1e-10)
+    # eigenvectors have arbitrary signs: compare column by column up to sign
+    expected = C @ U
+    signs = np.sign(np.sum(basis.D * expected, axis=0))
+    np.testing.assert_allclose(basis.D, expected * signs, atol=1e-9)
+    assert basis.construction == "landmark_eigenvectors" and basis.bandwidth == 12.0
+
+
+def test_bandwidth_rules(X400):
+    assert nystrom(X400, m=40, l=20, s=10, bandwidth="p").bandwidth == 6.0
+    np.testing.assert_array_equal(nystrom(X400, m=40, l=20, s=10, bandwidth="2p").D,
+                                  nystrom(X400, m=40, l=20, s=10, bandwidth=12.0).D)
+    with pytest.raises(InputError, match="bandwidth must be a positive number or one of"):
+        nystrom(X400, m=40, l=20, s=10, bandwidth="3p")
+    with pytest.raises(InputError, match="s \\(the rank-s step\\) belongs to"):
+        nystrom(X400, construction="landmark_eigenvectors", s=10)
+    with pytest.raises(InputError, match="construction"):
+        nystrom(X400, construction="public")
+
+
+def test_kernel_sbw_means_keep_their_own_tolerance_in_sd_units():
+    data = kim2023(1500, seed=8)
+    prob = cpz.kernel_sbw(data, treatment="A", covariates=COVARIATES, delta=0.002, delta_scale="raw", m=100, l=60,
+                          s=30)
+    assert float(np.max(prob.get("mean_delta"))) == 0.02           # SD units, not the raw 0.002
+    sol = prob.solve(backend="cvxpy")
+    means = sol.balance.loc[("control", COVARIATES), "smd_after"]
+    assert np.abs(means).max() <= 0.02 + 1e-6
+    treated_sd = data.loc[data.A == 1, COVARIATES].std().to_numpy()
+    control_means = sol.weights @ data.loc[data.A == 0, COVARIATES]
+    assert np.all(np.abs(control_means - data.loc[data.A == 1, COVARIATES].mean()) <= 0.02 * treated_sd + 1e-6)
+    prob.path(delta=[0.004, 0.003])
+    assert float(np.max(prob.get("mean_delta"))) == 0.02           # a path over delta leaves the means alone
+    public = cpz.kernel_sbw(data, treatment="A", covariates=COVARIATES, construction="landmark_eigenvectors",
+                            bandwidth="2p", delta=0.05)
+    assert public.solve().status == "optimal"

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from counterpoise.errors import InputError
-from counterpoise.validation import POSITIVE, check, integer, matrix
+from counterpoise.validation import POSITIVE, check, integer, matrix, one_of
 
 
 def _check_names(names, p):
@@ -109,10 +109,12 @@ def gaussian_kernel(A, B, bandwidth):
 
 @dataclass(frozen=True)
 class NystromBasis:
-    """Rank-s Nystrom basis: D (n x s) with D D' ~ K, columns "K1".."Ks" in decreasing norm.
+    """A Nystrom basis D of a kernel matrix, columns "K1", "K2", ... (see `nystrom`).
 
-    eigenvalues are the top-s eigenvalues of G = R'R (squared singular values of R), so that
-    ||D[:, j]||^2 = eigenvalues[j]; landmarks are the sampled row indices (sorted).
+    construction "rank_restricted": D is n x s with D D' ~ K, columns in decreasing norm, and eigenvalues are the
+    top-s eigenvalues of G = R'R (squared singular values of R), so that ||D[:, j]||^2 = eigenvalues[j].
+    construction "landmark_eigenvectors": D = C U_l is n x l (s is None), eigenvalues the top l of W.
+    landmarks are the sampled row indices.
     """
 
     D: np.ndarray
@@ -122,8 +124,9 @@ class NystromBasis:
     bandwidth: float
     m: int
     l: int
-    s: int
+    s: int | None
     seed: object
+    construction: str = "rank_restricted"
 
     def approximation(self):
         """The n x n approximate kernel matrix D D'. Materializes n^2 numbers: for small n only."""
@@ -137,43 +140,84 @@ def _projected_chunks(X, landmarks, bandwidth, chunk_size, P):
         yield rows, _gaussian(X[rows], landmarks, bandwidth) @ P
 
 
-def nystrom(X, m=300, l=200, s=100, kernel="gaussian", bandwidth=None, standardize=True, seed=0,
-            dtype=np.float64, chunk_size=100_000, keys=None):
-    """Rank-restricted Nystrom basis of the Gaussian kernel matrix of the rows of X (Wang et al. 2019).
+#: The Nystrom bases `nystrom` builds: the paper's Algorithm 1, and the authors' public code's.
+NYSTROM_CONSTRUCTIONS = ("rank_restricted", "landmark_eigenvectors")
 
-    1. Standardize the columns of X (if standardize); bandwidth defaults to the number of columns.
+#: Bandwidth rules: "p" = the number of columns (Algorithm 1), "2p" = twice that (kbal's, the public code's).
+BANDWIDTH_RULES = {"p": 1, "2p": 2}
+
+
+def _sizes(construction, n, m, l, s):
+    """m, l, s with the construction's defaults filled in (s is None for landmark_eigenvectors)."""
+    if construction == "rank_restricted":
+        return (300 if m is None else m), (200 if l is None else l), (100 if s is None else s)
+    if s is not None:
+        raise InputError("s (the rank-s step) belongs to construction='rank_restricted'; the landmark_eigenvectors "
+                         "basis has l columns")
+    m = (100 if n < 100_000 else 250) if m is None else m
+    return m, (round(m / 2) if l is None else l), None
+
+
+def _bandwidth(bandwidth, p):
+    if isinstance(bandwidth, str):
+        if bandwidth not in BANDWIDTH_RULES:
+            raise InputError(f"bandwidth must be a positive number or one of {sorted(BANDWIDTH_RULES)}, got "
+                             f"{bandwidth!r}")
+        return float(BANDWIDTH_RULES[bandwidth] * p)
+    return _check_bandwidth(p if bandwidth is None else bandwidth)
+
+
+def nystrom(X, m=None, l=None, s=None, kernel="gaussian", bandwidth=None, construction="rank_restricted",
+            standardize=True, seed=0, dtype=np.float64, chunk_size=100_000, keys=None):
+    """A Nystrom basis of the Gaussian kernel matrix K(x, y) = exp(-||x - y||^2 / bandwidth) of the rows of X.
+
+    1. Standardize the columns of X (if standardize). bandwidth: a number, or "p" (the number of columns; the
+       default) or "2p".
     2. Sample m landmark rows I uniformly without replacement (numpy.random.default_rng(seed)); with `keys`
        (one distinct label per row, e.g. a DataFrame's index), the m rows whose labels have the smallest seeded
        hash, in that order, so the same data in another row order gives the same basis, row for row.
-    3. W = K(X_I, X_I) = U Lambda U'; keep the top l eigenpairs, P = U_l Lambda_l^{-1/2} (m x l).
-    4. R = C P with C = K(X, X_I) (n x m); G = R'R = V S^2 V', keep the top s eigenvectors V_s.
-    5. D = R V_s, n x s, so that D D' = (C W_l^+ C')_s, the best rank-s approximation of the
-       rank-l-regularized Nystrom matrix.
+    3. W = K(X_I, X_I) = U Lambda U'; keep the top l eigenpairs. C = K(X, X_I) (n x m).
 
-    C is never held whole: one pass over chunk_size-row chunks evaluates the kernel, stores R and
-    accumulates G; D is then written over R in place, so memory peaks at about n l numbers and ends at n s.
-    dtype (e.g. numpy.float32) sets the precision of X, C, R and D; W, its eigendecomposition and G are always
-    float64.
-    Raises InputError unless s < l < m <= n, X is finite without constant columns, and the top l
-    eigenvalues of W exceed 1e-12 times the largest (lower l otherwise).
+    construction="rank_restricted" (Kim, Niknam & Zubizarreta's Algorithm 1, after Wang et al. 2019; defaults
+    m=300, l=200, s=100):
+    4. R = C P with P = U_l Lambda_l^{-1/2} (m x l); G = R'R = V S^2 V', keep the top s eigenvectors V_s.
+    5. D = R V_s, n x s, so that D D' = (C W_l^+ C')_s, the best rank-s approximation of the
+       rank-l-regularized Nystrom matrix. eigenvalues: the top s of G (||D[:, j]||^2).
+    construction="landmark_eigenvectors" (the authors' public code, osqp-kernel-sbw; defaults m=100 below
+    100,000 rows and 250 above, l = m/2, no s):
+    4. D = C U_l, n x l: no Lambda^{-1/2} and no rank-s step, so column j has scale about Lambda_j and a common
+       tolerance on every column is in effect weighted by the spectrum. eigenvalues: the top l of W.
+
+    C is never held whole: one pass over chunk_size-row chunks evaluates the kernel and stores R (or D), and for
+    rank_restricted accumulates G; D is then written over R in place, so memory peaks at about n l numbers and
+    ends at n s. dtype (e.g. numpy.float32) sets the precision of X, C, R and D; W, its eigendecomposition and G
+    are always float64.
+    Raises InputError unless s < l < m <= n (l < m <= n for landmark_eigenvectors), X is finite without constant
+    columns, and the top l eigenvalues of W exceed 1e-12 times the largest (lower l otherwise).
     """
     if kernel != "gaussian":
         raise InputError(f"kernel must be 'gaussian', got {kernel!r}")
+    construction = check("construction", construction, one_of(NYSTROM_CONSTRUCTIONS))
     X = matrix(X)
     n, p = X.shape
+    m, l, s = _sizes(construction, n, m, l, s)
     m = check("m", m, integer(3))
     l = check("l", l, integer(2))
-    s = check("s", s, integer(1))
     chunk_size = check("chunk_size", chunk_size, integer(1))
     if m > n:
         raise InputError(f"m (number of landmarks) must be <= the number of rows of X, got m={m} > n={n}")
-    if not s < l < m:
-        raise InputError(f"need s < l < m, got s={s}, l={l}, m={m}")
+    if s is None:
+        if not l < m:
+            raise InputError(f"need l < m, got l={l}, m={m}")
+    else:
+        s = check("s", s, integer(1))
+        if not s < l < m:
+            raise InputError(f"need s < l < m, got s={s}, l={l}, m={m}")
     if standardize:
         X = _standardized(X)[0]
     else:
         _check_not_constant(X)
-    bandwidth = _check_bandwidth(p if bandwidth is None else bandwidth)
+    bandwidth = _bandwidth(bandwidth, p)
 
     landmarks = _landmarks(n, m, seed, keys)
     evals, evecs = np.linalg.eigh(_gaussian(X[landmarks], X[landmarks], bandwidth))
@@ -181,9 +225,15 @@ def nystrom(X, m=300, l=200, s=100, kernel="gaussian", bandwidth=None, standardi
     if lam[-1] <= 1e-12 * lam[0]:
         raise InputError(f"l={l} is too large: eigenvalue {l} of the landmark kernel matrix W is "
                          f"{lam[-1]:.3g}, at most 1e-12 times the largest ({lam[0]:.3g}); lower l")
-    P = np.ascontiguousarray(evecs[:, ::-1][:, :l]) / np.sqrt(lam)
-
+    U = np.ascontiguousarray(evecs[:, ::-1][:, :l])
     Xd = X.astype(dtype, copy=False)
+    if construction == "landmark_eigenvectors":
+        D = np.empty((n, l), dtype=dtype)
+        for rows, block in _projected_chunks(Xd, Xd[landmarks], bandwidth, chunk_size, U.astype(dtype)):
+            D[rows] = block
+        return NystromBasis(D=D, names=[f"K{j + 1}" for j in range(l)], landmarks=landmarks, eigenvalues=lam,
+                            bandwidth=bandwidth, m=m, l=l, s=None, seed=seed, construction=construction)
+    P = U / np.sqrt(lam)
     buffer = np.empty(n * l, dtype=dtype)       # R (n x l), then D (n x s) written over it in place
     R = buffer.reshape(n, l)
     G = np.zeros((l, l))
@@ -205,4 +255,5 @@ def nystrom(X, m=300, l=200, s=100, kernel="gaussian", bandwidth=None, standardi
     except ValueError:                           # something else still refers to the buffer: copy D out instead
         D = buffer[: n * s].reshape(n, s).copy()
     return NystromBasis(D=D, names=[f"K{j + 1}" for j in range(s)], landmarks=landmarks,
-                        eigenvalues=eigenvalues, bandwidth=bandwidth, m=m, l=l, s=s, seed=seed)
+                        eigenvalues=eigenvalues, bandwidth=bandwidth, m=m, l=l, s=s, seed=seed,
+                        construction=construction)

@@ -4,9 +4,11 @@ its data from its seed and runs every [[run]] of its part on it, one row per run
 A cell builds each problem variant (a run's `problem` overrides) once and solves it with every run that uses it,
 with raise_on_failure=False, timing the build and the solve; a peer run hands the data to the peer's script in its
 own environment (`peers`) and its weights are checked like a backend's. A run whose backend does not understand
-the problem is recorded with status "unsupported"; a cvxpy solver that takes a time limit gets the study's. Every cell runs with one BLAS thread, on this machine or on a
-Dask worker (`execution`), so the two give the same numbers. With an output folder each cell's rows are stored as
-they finish (`store`), and a study run again computes only the cells it does not find.
+the problem is recorded with status "unsupported"; a cvxpy solver that takes a time limit gets the study's.
+Every cell runs with one BLAS thread, on this machine or on a Dask worker (`execution`), so the two give the same
+numbers (all but the times, and a solve that the time limit stops, which stops where the clock says). With an
+output folder each cell's rows are stored as they finish (`store`), and a study run again computes only the
+cells it does not find.
 `objective_gap` is (objective - best) / max(|best|, 1e-12), with best the smallest objective among the runs of the
 cell and problem variant whose status is "optimal" (NaN when none is); it is negative for a run whose weights
 violate the constraints and so reach below the optimum.

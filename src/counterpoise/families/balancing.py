@@ -29,14 +29,21 @@ ESTIMANDS = ("ATT", "ATC", "ATE", "target")
 DELTA_SCALES = ("sd", "raw")
 
 
+#: kernel_sbw's tolerance on the covariate means, in SD units, when the basis's delta is raw (sbw's default delta).
+DEFAULT_MEAN_DELTA = 0.02
+
+
 @dataclass
 class Block:
-    """Balance functions of every data row (`B`, one column per name) with their tolerance (None: exact)."""
+    """Balance functions of every data row (`B`, one column per name) with their tolerance (None: exact), in
+    `delta_scale` units ("sd" or "raw"; None: the problem's), a Parameter named `tolerance`."""
 
     name: str
     B: np.ndarray
     names: list
     delta: object = None
+    delta_scale: str | None = None
+    tolerance: str = "delta"
 
 
 @recorded
@@ -65,22 +72,32 @@ def sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02, delta
 
 
 @recorded
-@validated(estimand=one_of(ESTIMANDS), delta_scale=one_of(DELTA_SCALES))
+@validated(estimand=one_of(ESTIMANDS), delta_scale=one_of(DELTA_SCALES),
+           construction=one_of(bases.NYSTROM_CONSTRUCTIONS))
 def kernel_sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02, delta_scale="sd", std=None,
-               m=300, l=200, s=100, bandwidth=None, seed=0, means=True, mean_delta=None,
-               base_weights=None) -> WeightingProblem:
-    """Kernel stable balancing weights (Kim, Niknam & Zubizarreta): SBW on the rank-restricted Nystrom
-    basis D (n x s) of a Gaussian kernel on the standardized covariates (Algorithm 1,
-    `basis.nystrom(X, m, l, s, bandwidth, seed)`), with tolerance `delta` on every basis column. The landmarks
-    are drawn by a seeded hash of the data's index labels, so the weights do not depend on the rows' order.
-    `means=True` also balances the covariate means within `mean_delta` (default: `delta`).
-    The paper uses delta = 0.0005 on the raw basis columns: `delta=0.0005, delta_scale="raw"`.
+               m=None, l=None, s=None, bandwidth=None, construction="rank_restricted", seed=0, means=True,
+               mean_delta=None, base_weights=None) -> WeightingProblem:
+    """Kernel stable balancing weights (Kim, Niknam & Zubizarreta): SBW on a Nystrom basis of a Gaussian kernel on
+    the standardized covariates, `basis.nystrom(X, m, l, s, bandwidth, construction, seed)`, with tolerance `delta`
+    (in `delta_scale` units) on every basis column. construction="rank_restricted" is the paper's Algorithm 1 (the
+    rank-s basis D, n x s, defaults m=300, l=200, s=100); "landmark_eigenvectors" is the authors' public code's
+    basis C U_W (n x l, defaults m=100 below 100,000 rows and 250 above, l = m/2); `bandwidth` is a number or the
+    rule "p" (the number of covariates, Algorithm 1's and the default) or "2p" (kbal's and the public code's).
+    The landmarks are drawn by a seeded hash of the data's index labels, so the weights do not depend on the rows'
+    order.
+
+    `means=True` also balances the covariate means, within `mean_delta` in SD units whatever `delta_scale` is
+    (default: `delta` when delta_scale="sd", else 0.02 SD), its own Parameter "mean_delta": a raw basis tolerance is
+    never applied to the covariates, and a path over "delta" moves the basis's tolerance alone. The paper's setting balances the raw basis alone: `delta=0.0005, delta_scale="raw", means=False`.
     """
     frame = as_frame(data)
     X, names = _covariates(frame, covariates)
     X, names = drop_constant(X, names)
-    kernel = bases.nystrom(X, m=m, l=l, s=s, bandwidth=bandwidth, seed=seed, keys=frame.index)
-    covariate_means = Block("means", X, names, delta if mean_delta is None else mean_delta)
+    kernel = bases.nystrom(X, m=m, l=l, s=s, bandwidth=bandwidth, construction=construction, seed=seed,
+                           keys=frame.index)
+    if mean_delta is None:
+        mean_delta = delta if delta_scale == "sd" else DEFAULT_MEAN_DELTA
+    covariate_means = Block("means", X, names, mean_delta, delta_scale="sd", tolerance="mean_delta")
     blocks = [Block("kernel", kernel.D, list(kernel.names), delta)] + ([covariate_means] if means else [])
     return _balancing_problem(frame, treatment, estimand, blocks, covariate_means, "chi_square", "kernel_sbw",
                               delta_scale=delta_scale, std=std, target=None, base_weights=base_weights)
@@ -188,7 +205,8 @@ def _balancing_problem(frame, treatment, estimand, blocks, report, dispersion, f
              else Entropy(share, name="dispersion")]
     for g in labels:
         terms.append(Normalize(1.0, rows=rows[g], name="sum" if len(labels) == 1 else f"sum:{g}"))
-    summaries = {id(block): summary(block, with_sds=delta_scale == "sd" or block is report) for block in blocks}
+    scales = {id(block): block.delta_scale or delta_scale for block in blocks}
+    summaries = {id(block): summary(block, with_sds=scales[id(block)] == "sd" or block is report) for block in blocks}
     arm_rows = {g: np.flatnonzero(weighted) if rows[g] is None else np.flatnonzero(weighted)[rows[g]] for g in labels}
     # each block centred at its target values: balance is the same for normalized weights, and a covariate far
     # from zero (1e12 + noise) keeps its precision
@@ -197,12 +215,12 @@ def _balancing_problem(frame, treatment, estimand, blocks, report, dispersion, f
     balance_terms, start = {}, 0
     for block in blocks:
         sds, goal = summaries[id(block)]
-        scale = _scale(sds, std, block.names) if delta_scale == "sd" else np.ones(len(block.names))
+        scale = _scale(sds, std, block.names) if scales[id(block)] == "sd" else np.ones(len(block.names))
         columns = slice(start, start + len(block.names))
         for g in labels:
             term = Balance(matrices[g][:, columns], goal, delta=block.delta, scale=scale, rows=rows[g],
                            columns=block.names, name=block.name if len(labels) == 1 else f"{block.name}:{g}",
-                           offset=goal)
+                           offset=goal, tolerance=block.tolerance)
             balance_terms[block.name, g] = term
             terms.append(term)
         if block is report:

@@ -18,7 +18,9 @@ class Balance(Term):
     backends fold the scales and the selection into their small vectors. With an `offset` o (one number per
     balanced column) the matrix holds the balance functions minus o, which the weighted arm's normalization
     (sum w = 1) makes the same constraint, ((B - o)'w - (t - o)) / s, without the cancellation a large common value
-    causes; `B` gives the balance functions themselves. The dual of
+    causes; `B` gives the balance functions themselves. `tolerance` names the delta Parameter ("delta" by default;
+    kernel SBW's covariate means use "mean_delta", so that sweeping "delta" moves the basis's tolerance alone).
+    The dual of
     column j is the objective's sensitivity to its tolerance: the objective falls by about |dual_j| per unit of
     extra delta_j; the sign says which side binds (+: the weighted value sits at its upper limit).
     """
@@ -26,7 +28,7 @@ class Balance(Term):
     name = "balance"
 
     def __init__(self, B, target, delta=None, scale=None, rows=None, columns=None, name=None, column_index=None,
-                 offset=None):
+                 offset=None, tolerance="delta"):
         self.matrix = np.asarray(B, dtype=float)
         self.offset = None if offset is None else np.asarray(offset, dtype=float)
         self.column_index = None if column_index is None else np.asarray(column_index)
@@ -37,12 +39,14 @@ class Balance(Term):
         self.name = name or self.name
         self.target = parameter(target, f"{self.name}.target")
         self.exact = delta is None
-        self.delta = None if self.exact else parameter(np.broadcast_to(delta, (k,)), f"{self.name}.delta", nonneg=True)
+        self.tolerance = tolerance
+        self.delta = None if self.exact else parameter(np.broadcast_to(delta, (k,)), f"{self.name}.{tolerance}",
+                                                       nonneg=True)
 
     def parameters(self):
         params = {"target": self.target}
         if not self.exact:
-            params["delta"] = self.delta
+            params[self.tolerance] = self.delta
         return params
 
     @property
