@@ -5,7 +5,7 @@
     sol = prob.solve()
 """
 
-from . import basis, datasets, diagnostics, estimate, plots, terms
+from . import basis, datasets, diagnostics, estimate, plots, terms, tuning
 from .errors import CalibrationError, CounterpoiseError, InfeasibleError, InputError, SolverError
 from .families import calibrate, entropy_balance, kernel_sbw, rake, refit, sbw, sparse_calibrate, trim_weights
 from .problem import WeightingProblem

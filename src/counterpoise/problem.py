@@ -48,6 +48,8 @@ class WeightingProblem:
         self.design = design
         self.call = None                          # the builder's call (`arguments.recorded`), for rebuild()
         self.notes = []                           # note(w) -> str or None, said as a warning after an optimal solve
+        self.tuner = None                         # chooses "delta" at the first solve (`tuning`: delta="auto", ...)
+        self.tuning = None                        # what the tuner chose (a tuning.DeltaTuning), kept on solutions
         self._backends = {}
         for term in terms:
             self.add(term)
@@ -144,8 +146,13 @@ class WeightingProblem:
         and moves on to the next when a solution fails the post-solve check. With auto, naming a `solver` means the
         cvxpy backend (whose solvers those are), and `options` limit it to the backends whose solve() takes them.
         Each term first checks the current parameter values (`Term.check`), so a degenerate problem is refused the
-        same way on every backend; the problem's `notes` are said as warnings after an optimal solve."""
+        same way on every backend; the problem's `notes` are said as warnings after an optimal solve. A problem
+        built with delta="auto" or "tightest" chooses delta at its first solve (`counterpoise.tuning`; kept as
+        `solution.tuning`); set(delta=...) afterwards overrides the choice."""
+        if self.tuner is not None and self.tuning is None:
+            self.tuning = self.tuner.tune(self, backend if solver is None else "cvxpy")
         solution = self._solve(backend, solver, tolerance, options)
+        solution.tuning = self.tuning
         if raise_on_failure and solution.status != "optimal":
             if solution.status == "infeasible":
                 raise self.explain_infeasible(solution)

@@ -19,7 +19,8 @@ class Solution:
     `status` is "optimal" only when the solver said so *and* the weights pass counterpoise's own
     feasibility check (`violations`, each term's largest violation in its scaled units, all within
     `tolerance`); otherwise "inaccurate", "infeasible", "unbounded" or "failed". `solver_status` is what the
-    solver itself said (the same words), before that check. `objective` is the
+    solver itself said (the same words), before that check. `tuning` is how delta was chosen, for a problem
+    built with delta="auto" or "tightest" (`counterpoise.tuning.DeltaTuning`). `objective` is the
     problem's objective evaluated at the returned weights (the same formula for every backend).
     `duals` holds one value per balance column (see `terms.Balance`).
     """
@@ -41,6 +42,7 @@ class Solution:
     problem: object = field(default=None, repr=False)
     info: dict = field(default_factory=dict, repr=False)
     solver_status: str = ""
+    tuning: object = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .. import basis as bases
+from .. import tuning
 from ..arguments import recorded
 from ..diagnostics import BalanceDesign, smd_denominators
 from ..errors import InputError
@@ -64,11 +65,17 @@ def sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02, delta
     "control") for delta_scale="sd", or 1 for delta_scale="raw"; s_j is the sample SD (R's sd(), as sbw and
     cobalt use; base-weighted like cobalt's when base_weights are given). base_weights (a column name or an
     array) are sample weights: they weight the target means and are the weights' starting point.
+    delta="auto" chooses delta at the first solve by Wang & Zubizarreta's bootstrap over R sbw's grid (as sbw's
+    bal_alg), delta="tightest" takes the smallest feasible delta; `counterpoise.tuning.BootstrapDelta(grid,
+    samples, seed)` sets the grid and resamples. The choice is kept as `solution.tuning`.
     """
     frame = as_frame(data)
+    delta, tuner = tuning.resolve(delta)
     block = _moment_block(frame, covariates, moments, interactions, basis, delta)
-    return _balancing_problem(frame, treatment, estimand, [block], block, "chi_square", "sbw",
-                              delta_scale=delta_scale, std=std, target=target, base_weights=base_weights)
+    problem = _balancing_problem(frame, treatment, estimand, [block], block, "chi_square", "sbw",
+                                 delta_scale=delta_scale, std=std, target=target, base_weights=base_weights)
+    problem.tuner = tuner
+    return problem
 
 
 @recorded
@@ -87,20 +94,23 @@ def kernel_sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02
     order.
 
     `means=True` also balances the covariate means, within `mean_delta` in SD units whatever `delta_scale` is
-    (default: `delta` when delta_scale="sd", else 0.02 SD), its own Parameter "mean_delta": a raw basis tolerance is
+    (default: `delta` when delta_scale="sd" and delta is a number, else 0.02 SD), its own Parameter "mean_delta": a raw basis tolerance is
     never applied to the covariates, and a path over "delta" moves the basis's tolerance alone. The paper's setting balances the raw basis alone: `delta=0.0005, delta_scale="raw", means=False`.
     """
     frame = as_frame(data)
+    delta, tuner = tuning.resolve(delta)
     X, names = _covariates(frame, covariates)
     X, names = drop_constant(X, names)
     kernel = bases.nystrom(X, m=m, l=l, s=s, bandwidth=bandwidth, construction=construction, seed=seed,
                            keys=frame.index)
     if mean_delta is None:
-        mean_delta = delta if delta_scale == "sd" else DEFAULT_MEAN_DELTA
+        mean_delta = delta if delta_scale == "sd" and tuner is None else DEFAULT_MEAN_DELTA
     covariate_means = Block("means", X, names, mean_delta, delta_scale="sd", tolerance="mean_delta")
     blocks = [Block("kernel", kernel.D, list(kernel.names), delta)] + ([covariate_means] if means else [])
-    return _balancing_problem(frame, treatment, estimand, blocks, covariate_means, "chi_square", "kernel_sbw",
-                              delta_scale=delta_scale, std=std, target=None, base_weights=base_weights)
+    problem = _balancing_problem(frame, treatment, estimand, blocks, covariate_means, "chi_square", "kernel_sbw",
+                                 delta_scale=delta_scale, std=std, target=None, base_weights=base_weights)
+    problem.tuner = tuner
+    return problem
 
 
 @recorded

@@ -1,0 +1,193 @@
+"""Choosing a balancing problem's tolerance delta from the data.
+
+`BootstrapDelta` is Wang & Zubizarreta's (2020) rule, the one R's sbw runs by default (`bal_alg = TRUE`): for every
+delta on a grid (sbw's `bal_gri`: 1e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1), solve for the weights w(delta)
+on the full sample; then, on each of `samples` bootstrap resamples b of every weighted arm's units (with
+replacement, the weights held fixed), measure the arm's imbalance
+
+    C_b(delta) = mean_j | (sum_{i in b} w_i x_ij / sum_{i in b} w_i - t_j) / s_j |
+
+over its balance columns j (targets t_j, and s_j the scale delta is measured in: the SD of `std` for
+delta_scale="sd", 1 for "raw", as sbw's bal_std "group" / "target" / "manual"); C(delta) is the mean of C_b over
+the resamples, summed over the arms, and the chosen delta minimizes it. Too small a delta fits the sample's noise
+(high variance weights whose balance does not survive resampling), too large a delta leaves bias. R draws new
+resamples for every grid point; here every grid point sees the same resamples (common random numbers), so the
+curve is smooth in delta and the choice reproducible from `seed`. The grid is solved as a warm-started path; a
+grid point without weights (infeasible) is skipped.
+
+`TightestDelta` is the smallest delta for which weights exist: the linear program min t s.t. every balance
+column swept by "delta" within t s_j, the problem's other constraints as they are. At t itself the feasible set
+is a single face and a QP solver stalls on it, so the delta set is t (1 + margin) + 1e-9 (margin 1e-3 by default;
+`DeltaTuning.tightest` keeps t).
+
+Both set the problem's "delta" and return a `DeltaTuning` (the curve and the choice), which the solution keeps as
+`solution.tuning`. `resolve(delta)` turns a builder's `delta` argument ("auto", "tightest", a tuner, or a number)
+into (the number to build with, the tuner or None).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import InfeasibleError, InputError, SolverError
+from .terms.constraints import Balance
+
+#: R sbw's default grid of tolerances for its tuning algorithm (bal_gri).
+SBW_GRID = (0.0001, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
+
+
+@dataclass(frozen=True)
+class DeltaTuning:
+    """What a tuner chose. `delta` is the value set; `grid` and `statistic` are the bootstrap curve (empty for the
+    tightest delta); `status` is each grid point's solve status."""
+
+    method: str
+    delta: float
+    grid: tuple = ()
+    statistic: tuple = ()
+    status: tuple = ()
+    samples: int = 0
+    seed: object = None
+    tightest: float | None = None
+
+    def table(self):
+        """The curve as a DataFrame: delta, status, statistic (NaN where no weights)."""
+        import pandas as pd
+
+        return pd.DataFrame({"delta": self.grid, "status": self.status, "statistic": self.statistic})
+
+
+@dataclass(frozen=True)
+class BootstrapDelta:
+    """Wang & Zubizarreta's bootstrap choice of delta over `grid` with `samples` resamples (see the module)."""
+
+    grid: tuple = SBW_GRID
+    samples: int = 1000
+    seed: object = 0
+    chunk: int = field(default=50, repr=False)
+
+    def __post_init__(self):
+        grid = np.asarray(self.grid, dtype=float)
+        if grid.ndim != 1 or grid.size == 0 or not np.all(np.isfinite(grid)) or np.any(grid <= 0):
+            raise InputError(f"the delta grid must be a non-empty list of positive numbers, got {self.grid!r}")
+        for name in ("samples", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (name == "samples"):
+                raise InputError(f"{name} must be a {'positive' if name == 'samples' else 'nonnegative'} integer, "
+                                 f"got {value!r}")
+        object.__setattr__(self, "grid", tuple(np.sort(grid)[::-1]))    # large to small: the warm path's order
+
+    @property
+    def start(self) -> float:
+        return self.grid[0]
+
+    def tune(self, problem, backend="auto") -> DeltaTuning:
+        path = problem.path(delta=list(self.grid), backend=backend, raise_on_failure=False)
+        arms = _arms(problem)
+        statistic = []
+        for sol in path.solutions:
+            if sol.status != "optimal":
+                statistic.append(float("nan"))
+                continue
+            w = sol.weights.to_numpy()
+            statistic.append(sum(self._arm_statistic(w[rows], A, k) for k, (rows, A) in enumerate(arms)))
+        values = np.asarray(statistic)
+        if np.all(np.isnan(values)):
+            raise InfeasibleError(f"no delta on the grid {list(self.grid)} has weights: every grid point is "
+                                  f"infeasible or failed ({[s.status for s in path.solutions]}); give larger values")
+        best = float(self.grid[int(np.nanargmin(values))])
+        problem.set(delta=best)
+        return DeltaTuning("bootstrap", best, self.grid, tuple(statistic), tuple(s.status for s in path.solutions),
+                           self.samples, self.seed)
+
+    def _arm_statistic(self, w, A, arm) -> float:
+        """mean over resamples of mean_j |(c w)' A_j / (c' w)|, A the arm's centred, scaled balance columns and c a
+        resample's counts of each unit (drawn chunk by chunk from (seed, arm, chunk): the same for every delta)."""
+        n, total = len(w), 0.0
+        for k, start in enumerate(range(0, self.samples, self.chunk)):
+            size = min(self.chunk, self.samples - start)
+            counts = np.random.default_rng([self.seed, arm, k]).multinomial(n, np.full(n, 1 / n), size=size)
+            c = counts * w
+            total += float(np.abs((c @ A) / c.sum(axis=1, keepdims=True)).mean(axis=1).sum())
+        return total / self.samples
+
+
+@dataclass(frozen=True)
+class TightestDelta:
+    """The smallest delta for which weights exist (see the module)."""
+
+    solver: str = "CLARABEL"
+    margin: float = 1e-3
+
+    def __post_init__(self):
+        if not (isinstance(self.margin, (int, float)) and 0 <= self.margin < 1):
+            raise InputError(f"margin must be a number in [0, 1), got {self.margin!r}")
+
+    @property
+    def start(self) -> float:
+        return 1.0
+
+    def tune(self, problem, backend="auto") -> DeltaTuning:
+        import cvxpy as cp
+
+        swept = [t for t in problem.terms if isinstance(t, Balance) and t.tolerance == "delta" and not t.exact]
+        if not swept:
+            raise InputError("this problem has no balance tolerance named 'delta' to tighten")
+        w = cp.Variable(problem.n)
+        t = cp.Variable(nonneg=True)
+        constraints = []
+        saved = [(term, np.array(term.delta.value)) for term in swept]
+        try:
+            for term in swept:
+                term.delta.value = np.zeros(term.delta.shape)
+                constraints += term.constraints(w, slack=t)
+            for term in problem.terms:
+                if term not in swept:
+                    constraints += term.constraints(w)
+            lp = cp.Problem(cp.Minimize(t), constraints)
+            lp.solve(solver=self.solver)
+        finally:
+            for term, value in saved:
+                term.delta.value = value
+        if lp.status not in ("optimal", "optimal_inaccurate") or t.value is None:
+            raise SolverError(f"the linear program for the tightest delta ended with status {lp.status!r} "
+                              f"({self.solver}): the problem's other constraints may have no solution")
+        tightest = max(float(t.value), 0.0)
+        delta = tightest * (1 + self.margin) + 1e-9
+        problem.set(delta=delta)
+        return DeltaTuning("tightest", delta, tightest=tightest)
+
+
+def resolve(delta):
+    """(value to build with, tuner or None) for a builder's `delta`: "auto" (BootstrapDelta()), "tightest"
+    (TightestDelta()), a tuner, or a number (returned as it is)."""
+    if isinstance(delta, str):
+        tuners = {"auto": BootstrapDelta, "tightest": TightestDelta}
+        if delta not in tuners:
+            raise InputError(f"delta must be a number, 'auto', 'tightest' or a tuner, got {delta!r}")
+        delta = tuners[delta]()
+    if isinstance(delta, (BootstrapDelta, TightestDelta)):
+        return delta.start, delta
+    return delta, None
+
+
+def _arms(problem) -> list:
+    """Per weighted arm: (its rows among the problem's units, its balance columns centred at the targets and
+    divided by their scales, rows x columns), gathered over every balance term of that arm."""
+    arms = {}
+    for term in problem.terms:
+        if not isinstance(term, Balance):
+            continue
+        rows = np.arange(problem.n) if term.rows is None else np.asarray(term.rows)
+        key = rows.tobytes()
+        A = (term.B - np.asarray(term.target.value, dtype=float)) / term.scale
+        if key in arms:
+            arms[key] = (rows, np.hstack([arms[key][1], A]))
+        else:
+            arms[key] = (rows, A)
+    return list(arms.values())
+
+
+__all__ = ["SBW_GRID", "BootstrapDelta", "DeltaTuning", "TightestDelta", "resolve"]
