@@ -19,5 +19,5 @@ __all__ = [
     "BalnetCV", "BalnetFit", "CalibrationError", "Check", "CounterpoiseError", "CounterpoiseWarning", "InfeasibleError",
     "InputError", "Path", "Solution", "SolverError", "WeightingProblem", "balnet", "basis", "calibrate", "cv_balnet",
     "datasets", "diagnostics", "entropy_balance", "estimate", "kernel_sbw", "plots", "rake", "refit", "sbw",
-    "sparse_calibrate", "terms", "trim_weights",
+    "sparse_calibrate", "terms", "trim_weights", "tuning",
 ]
