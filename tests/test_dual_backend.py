@@ -95,6 +95,24 @@ def test_large_infeasible_problems_are_explained_by_the_dual_certificate(kim, mo
     assert info.value.binding["column"].iloc[0] == "balance / X4"
 
 
+def test_the_farkas_ray_certifies_infeasibility_within_a_few_steps(monkeypatch):
+    # weak overlap, 209 controls, 27 balance functions: no weights exist below a common delta of about 0.033
+    data = cpz.datasets.kim2023(300, overlap="weak", seed=21)
+    options = dict(treatment="A", covariates=COVARIATES, moments=2, interactions=True)
+    prob = cpz.sbw(data, **options, delta=0.01)
+    sol = prob.solve(backend="dual", raise_on_failure=False)
+    feasible = cpz.sbw(data, **options, delta=0.05).solve(backend="dual")
+    assert sol.status == "infeasible" and sol.iterations <= 2 * feasible.iterations
+    assert prob.solve(backend="cvxpy", raise_on_failure=False).status == "infeasible"
+    # the certified floor is a lower bound on the smallest feasible delta (the LP's), and not a loose one
+    tightest = cpz.tuning.TightestDelta().tune(cpz.sbw(data, **options, delta=0.01)).tightest
+    assert 0.01 < sol.info["infeasible_below"] <= tightest + 1e-9
+    monkeypatch.setattr(cpz.infeasibility, "RELAXED_SOLVE_LIMIT", 100)   # the message of a large problem
+    with pytest.raises(cpz.InfeasibleError, match=r"Farkas ray; with one tolerance for every balance column, none "
+                                                  r"below 0\.0\d+"):
+        prob.solve(backend="dual")
+
+
 def test_kernel_sbw_bad_sizes_are_named(kim):
     with pytest.raises(cpz.InputError, match="need s < l < m"):
         cpz.kernel_sbw(kim, treatment="A", covariates=COVARIATES, m=50, l=40, s=40)

@@ -31,10 +31,15 @@ def explain(problem, solution=None) -> InfeasibleError:
         weights = pd.concat([pd.Series(np.abs(v), index=[f"{name} / {c}" for c in terms[name].columns])
                              for name, v in ray.items()]).sort_values(ascending=False)
         top = weights[weights > 0.05 * weights.iloc[0]].head(20)
+        below = solution.info.get("infeasible_below", float("nan"))
+        floor = (f"; with one tolerance for every balance column, none below {below:.4g} (in the constraints' "
+                 "scaled units) is feasible" if np.isfinite(below) else "")
         return InfeasibleError(
-            "no weights satisfy the balance constraints with these tolerances; the dual diverges along the "
-            "balance columns (share of the certificate):\n" + "\n".join(f"  {k}: {v:.2f}" for k, v in top.items())
-            + "\nloosen their tolerances (or drop units outside the target's support)",
+            "no weights satisfy the balance constraints with these tolerances (certified by the dual's Farkas ray"
+            f"{floor}); the dual diverges along the balance columns (share of the certificate):\n"
+            + "\n".join(f"  {k}: {v:.2f}" for k, v in top.items())
+            + "\nloosen their tolerances (or drop units outside the target's support; delta='tightest' finds the "
+            "smallest feasible delta)",
             binding=top.rename_axis("column").reset_index(name="share"))
     balance = [t for t in problem.terms if isinstance(t, Balance)]
     relaxed, _, _, slacks = build(problem.terms, problem.n, slack_terms={t.name for t in balance},

@@ -19,7 +19,16 @@ duality gap (P(w) + D(y)) / P(w) and the largest violation of the balance and su
 
 The same dual serves SBW / kernel SBW (c = d / sum d, s = d / mean d, lo = 0, sum fixed) and linear
 (GREG) calibration (c = d, s = 2d, no sum row unless given, optional bounds on w or on w / d).
-Infeasibility is certified when -D(y) exceeds the largest primal objective over the box (and sum).
+Infeasibility is certified by a Farkas ray, checked at every Newton step: with r the balance part of y and
+u = B_s r (one value per unit), the balance constraints cannot hold for any w in the box (with its sum) when
+
+    sigma(u) - T_b'r + delta_b'|r| < 0,    sigma(u) = max { u'w : lo <= w <= hi, sum w = total },
+
+since every feasible w would give r'(B_s'w - T_b) <= sigma(u) - T_b'r < -delta_b'|r|, while |B_s'w - T_b| <= delta_b
+forces r'(B_s'w - T_b) >= -delta_b'|r|. When the problem is infeasible the dual iterates run off along such a
+ray, so y itself becomes a certificate within a few steps, where a bound on D would take many. The same r gives
+(T_b'r - sigma(u)) / ||r||_1, a delta below which (one tolerance for every balance column, in the scaled units)
+no weights exist. The older test, -D(y) above the largest primal objective over the box, is kept as a fallback.
 """
 
 from __future__ import annotations
@@ -86,6 +95,37 @@ class GroupDual:
             return np.inf
         return float(np.sum(np.maximum((lo - self.c) ** 2, (hi - self.c) ** 2) / self.s))
 
+    def support(self, u):
+        """sigma(u) = max u'w over lo <= w <= hi (and sum w = total): the lowest units at their lower bounds, the
+        remaining total given to the units of largest u up to their upper bounds."""
+        lo, hi = self.lo, self.hi
+        if not self.normalized:
+            return float(np.sum(np.where(u > 0, hi * u, np.where(u < 0, lo * u, 0.0))))
+        if not np.all(np.isfinite(lo)):
+            return np.inf
+        remaining = self.T[-1] - lo.sum()
+        if np.all(np.isinf(hi)):
+            return float(lo @ u + remaining * u.max())
+        order = np.argsort(-u)
+        room = (hi - lo)[order]
+        fill = np.clip(remaining - (np.cumsum(room) - room), 0.0, room)
+        return float(lo @ u + fill @ u[order])
+
+    def farkas(self, y, v):
+        """(certified, delta bound): whether y's balance part is a ray certifying infeasibility (see the module),
+        and the common scaled delta below which no weights exist according to it (NaN when not certified)."""
+        r = y[:self.k]
+        u = v - y[-1] if self.normalized else v
+        if not np.any(r):
+            return False, float("nan")
+        sigma = self.support(u)
+        T, delta = self.T[:self.k], self.delta[:self.k]
+        margin = sigma - T @ r + delta @ np.abs(r)
+        scale = abs(sigma) + abs(T @ r) + delta @ np.abs(r)
+        if not margin < -1e-9 * max(scale, 1e-300):
+            return False, float("nan")
+        return True, float((T @ r - sigma) / np.abs(r).sum())
+
     # ---- Newton ----
 
     def solve(self, y, tol=1e-10, max_iter=200, factor=None):
@@ -101,6 +141,7 @@ class GroupDual:
         w, inside = self.weights(v)
         D = self.value(y, v, w)
         bound = self.upper_bound()
+        self.infeasible_below = float("nan")
         status, residual, chord, reuse = "inaccurate", np.inf, False, factor is not None
         for it in range(1, max_iter + 1):
             grad = self.A(w) - self.T
@@ -110,8 +151,9 @@ class GroupDual:
             if violation <= tol and gap <= tol:
                 status = "optimal"
                 break
-            if -D > bound * (1 + 1e-9) + 1e-300:
-                status = "infeasible"
+            certified, below = self.farkas(y, v)
+            if certified or -D > bound * (1 + 1e-9) + 1e-300:
+                status, self.infeasible_below = "infeasible", below
                 break
             sign = np.where(y != 0, np.sign(y), -np.sign(grad))
             stuck = l1 & (y == 0) & (np.abs(grad) <= self.delta)
@@ -203,7 +245,7 @@ class DualBackend:
         lo, hi = self.qp.box()
         center, scale = self.qp.dispersion.center, self.qp.dispersion.scale
         weights = np.empty(self.n)
-        duals, statuses, iterations, gaps, violations, ray = {}, [], 0, [], [], {}
+        duals, statuses, iterations, gaps, violations, ray, below = {}, [], 0, [], [], {}, []
         for index, group in enumerate(self.qp.groups):
             target, delta = group.targets()
             dual = GroupDual(group.select(center), group.select(scale), group.select(lo), group.select(hi),
@@ -228,6 +270,8 @@ class DualBackend:
             duals.update(balance_duals(group.balance, y))
             if status == "infeasible":       # y grows without bound along a certificate of infeasibility
                 ray.update(split(group.balance, y / max(np.linalg.norm(y), 1e-300)))
+                if len(set(np.round(dual.delta[:dual.k], 12))) == 1:     # one tolerance: its certified floor
+                    below.append(dual.infeasible_below)
             statuses.append(status)
             iterations += its
             gaps.append(gap)
@@ -237,7 +281,8 @@ class DualBackend:
             weights=weights, status=status, solver="newton", solve_time=time.perf_counter() - start, duals=duals,
             iterations=iterations,
             message=f"dual Newton: relative duality gap {max(gaps):.1e}, max violation {max(violations):.1e}",
-            info={"duality_gap": max(gaps), "max_violation": max(violations), "infeasibility_ray": ray},
+            info={"duality_gap": max(gaps), "max_violation": max(violations), "infeasibility_ray": ray,
+                  "infeasible_below": max(below, default=float("nan"))},
         )
 
 
