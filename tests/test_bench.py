@@ -132,8 +132,8 @@ def test_shipped_studies_and_the_files_they_name_are_package_resources():
     # problems/ is the one copy: pyproject.toml ships it as counterpoise/problems. Installed (CI), the studies are
     # read from the package's resources; from the source tree (PYTHONPATH=src) from problems/ itself.
     folder = schema.studies_folder()
-    assert [f"{name}.toml" for name in bench.shipped_studies()] == sorted(p.name for p in (ROOT / "problems").glob(
-        "*.toml"))
+    assert sorted(f"{name}.toml" for name in bench.shipped_studies()) == sorted(
+        p.name for p in (ROOT / "problems").glob("*.toml"))
     named = []
     for name in bench.shipped_studies():
         assert (folder / f"{name}.toml").read_text() == (ROOT / "problems" / f"{name}.toml").read_text()

@@ -12,7 +12,8 @@ data setting and run
   and 95th percentile of the solve time;
 - success at three accuracy tiers: the solver said optimal and the largest scaled violation is at most 1e-3, 1e-6
   or 1e-9 (counterpoise's check is the 1e-6 tier);
-- means of the objective gap, the largest violation, ESS, max |SMD|, and the error and RMSE of the effect.
+- means of the objective gap and the largest violation over every solve, and of ESS, max |SMD| and the effect's
+  error (its bias) with its RMSE over the successful solves.
 
 `write_results` writes the frame as <out_dir>/<name>.csv, a performance profile <out_dir>/<name>-profile.png (see
 `profile`) and <out_dir>/<name>.md (a header with the machine, versions, git commit and the CSV's checksum, then
@@ -63,7 +64,8 @@ def summarize(df, time_limit=100.0) -> pd.DataFrame:
         said = done["solver_status"] == "optimal"
         times = done["solve_time"].astype(float)
         violation = done["max_violation"].astype(float)
-        error = done["error"].astype(float)
+        solved = done[good]
+        error = solved["error"].astype(float)
         row.update(
             success=float(good.mean()),
             correct=float((done["status"][said] == "optimal").mean()) if said.any() else float("nan"),
@@ -74,8 +76,8 @@ def summarize(df, time_limit=100.0) -> pd.DataFrame:
             **{tier: float((said & (violation <= tol) & (times <= time_limit)).mean()) for tier, tol in TIERS.items()},
             objective_gap=done["objective_gap"].astype(float).mean(),
             max_violation=violation.mean(),
-            ess=done["ess"].astype(float).mean(),
-            max_abs_smd=done["max_abs_smd"].astype(float).mean(),
+            ess=solved["ess"].astype(float).mean(),
+            max_abs_smd=solved["max_abs_smd"].astype(float).mean(),
             error=error.mean(),
             rmse=float(np.sqrt(np.mean(error[error.notna()] ** 2))) if error.notna().any() else float("nan"),
             min_weight=done["min_weight"].astype(float).min(),
@@ -181,9 +183,10 @@ def write_results(df, out_dir, name, description="", time_limit=100.0, resumed=0
         "objective gap: (f - f_best) / |f_best| against the best objective among the optimal runs on the same data "
         "(negative when the weights violate the constraints). max violation: the largest scaled constraint "
         "violation. min weight: the smallest weight over replications. ESS: Kish effective sample size (the "
-        "smallest arm's). max abs SMD: largest absolute standardized mean difference after weighting. Effect "
-        "error: estimate - truth; RMSE over replications. Means skip the solves where a value could not be "
-        "computed (see the note); unsupported and skipped runs are not solves.")
+        "smallest arm's), max abs SMD: largest absolute standardized mean difference after weighting, effect error: "
+        "estimate - truth (its mean is the bias), RMSE: their root mean square, each over the successful solves "
+        "only. Means skip the solves where a value could not be computed (see the note); unsupported and skipped "
+        "runs are not solves.")
     sections = [markdown_table(df, time_limit), legend]
     if figure is not None:
         sections.append(f"![performance profile]({figure.name})\n\nPerformance profile (Dolan and More): the share "

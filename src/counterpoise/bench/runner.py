@@ -174,7 +174,9 @@ def _one_run(cell, run, data, built):
                ess=_safe(lambda: float(np.min(sol.ess)), problems, "ESS"))
     if sol.design is not None:
         row["max_abs_smd"] = _safe(lambda: sol.max_abs_smd, problems, "max |SMD|")
-    if truth is not None:
+    if truth is not None and sol.status != "optimal":
+        problems.append(f"no {target} estimate: status {sol.status!r}")
+    elif truth is not None:
         effect = _safe(lambda: EFFECTS[target](data, treatment=part["problem"].get("treatment"),
                                                outcome=truth["outcome"], weights=sol), problems, target)
         if not (isinstance(effect, float) and math.isnan(effect)):
