@@ -78,6 +78,8 @@ def test_parts_and_every_backend(study):
     assert "OSQP does not take this problem's form" in raking.loc["cvxpy/OSQP", "message"]
     table = bench.markdown_table(df)
     assert "### sbw" in table and "### raking" in table
+    assert "| default | dual |" not in table and "take this problem's form (their words are in the CSV's message): " \
+        "dual, osqp" in table
 
 
 def test_dask_local_cluster_equals_the_sequential_run(study, tmp_path):

@@ -120,6 +120,9 @@ def markdown_table(df, time_limit=100.0) -> str:
     align = ["---", "---"] + ["---:"] * (len(header) - 3) + ["---"]  # numbers right-aligned
     sections = []
     for part, rows in summary.groupby("part", sort=False):
+        ran = df[(df["part"] == part)]
+        unsupported = [run for run, g in ran.groupby("run", sort=False) if (g["status"] == "unsupported").all()]
+        rows = rows[~rows["run"].isin(unsupported)]
         lines = ([f"### {part}", ""] if part else []) + ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
         for row in rows.to_dict("records"):
             if row["solves"] == 0:
@@ -135,6 +138,9 @@ def markdown_table(df, time_limit=100.0) -> str:
                     cells += [fmt(row["error"], ".3f"), fmt(row["rmse"], ".3f")]
                 cells.append(row["note"])
             lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+        if unsupported:
+            lines += ["", f"Not run here, since they do not take this problem's form (their words are in the CSV's "
+                          f"message): {', '.join(unsupported)}."]
         sections.append("\n".join(lines))
     return "\n\n".join(sections)
 
