@@ -126,9 +126,11 @@ for arm, row in checks.iterrows():
           f"{row['objective_rel_diff']:.1e} (relative), largest propensity difference "
           f"{row['max_abs_diff_propensity']:.1e}; dual {row['dual_status']}, largest weight difference "
           f"{row['max_weight_diff']:.1e} mean weights")
-    # CLARABEL's exponential-cone steps can stall just short of its 1e-10 gap ("optimal_inaccurate"); the
+    # CLARABEL's exponential-cone steps can stall just short of its 1e-10 gap ("optimal_inaccurate", and then the
+    # dual's status reads "inaccurate"; which way a borderline solve goes depends on the BLAS threads); the
     # differences are the comparison that counts (the tolerances of tests/test_balnet.py)
-    assert row["primal_status"] in ("optimal", "optimal_inaccurate") and row["dual_status"] == "optimal"
+    assert row["primal_status"] in ("optimal", "optimal_inaccurate")
+    assert row["dual_status"] in ("optimal", "inaccurate")
     assert row["objective_rel_diff"] <= 1e-6
     assert row["max_abs_diff_propensity"] <= 1e-4
     assert row["max_weight_diff"] <= 1e-3
