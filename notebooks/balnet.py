@@ -144,7 +144,10 @@ arm = "treated"
 lam = fit.lambdas(arm)[len(fit.lambdas(arm)) // 2]
 dual = fit.to_problem(lam=lam, arm=arm)
 print(dual, "-> auto tries", dual.auto_backends())
-dual_solution = dual.solve()
+# CLARABEL can finish this exponential-cone problem "optimal_inaccurate" (then the status reads "inaccurate"); the
+# checks below, against the fit, are what count
+dual_solution = dual.solve(raise_on_failure=False)
+assert dual_solution.status in ("optimal", "inaccurate"), dual_solution.message
 omega = fit.weights(lam)[treated]
 weight_gap = float(np.max(np.abs(dual_solution.weights - omega / omega.sum())) * treated.sum())
 print(f"dual: max |SMD| {dual_solution.max_abs_smd:.6f} at lambda {lam:.6f}; ESS {dual_solution.ess:.1f}; "
