@@ -2,6 +2,7 @@
 invariances (sample weights = duplicated rows, single arm = ATE arm, CV invariant to the weights' scale)."""
 
 import logging
+import warnings
 import sys
 
 import numpy as np
@@ -295,6 +296,28 @@ def test_cv_is_invariant_to_the_scale_of_the_sample_weights_and_refits_at_lambda
     np.testing.assert_allclose(cv.coef(), refit.coef(), atol=1e-5)
     assert np.all(np.isfinite(cv.weights()))
     assert "lambda_min" in repr(cv)
+
+
+def test_boot_balnet_matches_a_brute_force_subsample_imbalance():
+    data = simulate(300, 4, seed=17)
+    boot = cpz.boot_balnet(data, "W", samples=12, seed=5, n_lambda=15)
+    fit, n = boot.fit, len(data)
+    X = data[fit.names].to_numpy()
+    rng = np.random.default_rng([5, 0])                     # the 12 subsamples are the first chunk
+    subsets = [rng.choice(n, n // 2, replace=False) for _ in range(12)]
+    for name, arm in fit.arms.items():
+        rows = data["W"].to_numpy() == (1 if name == "treated" else 0)
+        target, sd = X.mean(axis=0), X.std(axis=0)          # the ATE's target population: every row
+        for j, lam in enumerate(arm.lambdas):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")             # the other arm's path may end above this lambda
+                w = np.where(rows, fit.weights(lam).to_numpy(), 0.0)
+            expected = [np.mean(np.abs((w[s] @ X[s] / w[s].sum() - target) / sd)) for s in subsets]
+            np.testing.assert_allclose(boot.losses[name][:, j], expected, rtol=1e-9)
+        assert boot.lambda_min[name] == arm.lambdas[int(np.argmin(boot.losses[name].mean(axis=0)))]
+    assert "subsampled imbalance over 12 subsamples" in repr(boot)
+    with pytest.raises(InputError, match="samples"):
+        cpz.boot_balnet(data, "W", samples=1)
 
 
 def test_cv_survives_a_covariate_constant_within_a_fold():

@@ -9,7 +9,7 @@ from . import basis, datasets, diagnostics, estimate, plots, terms, tuning
 from .errors import CalibrationError, CounterpoiseError, InfeasibleError, InputError, SolverError
 from .families import calibrate, entropy_balance, kernel_sbw, rake, refit, sbw, sparse_calibrate, trim_weights
 from .problem import WeightingProblem
-from .propensity import BalnetCV, BalnetFit, balnet, cv_balnet
+from .propensity import BalnetCV, BalnetFit, balnet, boot_balnet, cv_balnet
 from .solution import Check, Path, Solution
 from .validation import CounterpoiseWarning
 
@@ -17,7 +17,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BalnetCV", "BalnetFit", "CalibrationError", "Check", "CounterpoiseError", "CounterpoiseWarning", "InfeasibleError",
-    "InputError", "Path", "Solution", "SolverError", "WeightingProblem", "balnet", "basis", "calibrate", "cv_balnet",
+    "InputError", "Path", "Solution", "SolverError", "WeightingProblem", "balnet", "basis", "boot_balnet", "calibrate",
+    "cv_balnet",
     "datasets", "diagnostics", "entropy_balance", "estimate", "kernel_sbw", "plots", "rake", "refit", "sbw",
     "sparse_calibrate", "terms", "trim_weights", "tuning",
 ]

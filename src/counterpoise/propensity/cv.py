@@ -23,14 +23,16 @@ from .model import BalnetFit
 
 
 class BalnetCV:
-    """Cross-validation of a balnet fit. `fit` is the full-data fit; `losses[arm]` is (folds x lambdas);
-    `cv_table(arm)` has the mean and standard error per lambda; `lambda_min` is a dict arm -> lambda. coef,
-    predict and weights default to lambda_min."""
+    """Cross-validation of a balnet fit. `fit` is the full-data fit; `losses[arm]` is (folds x lambdas), or for
+    `boot_balnet` (subsamples x lambdas), named by `measure`; `cv_table(arm)` has the mean and standard error per
+    lambda; `lambda_min` is a dict arm -> lambda. coef, predict and weights default to lambda_min."""
 
-    def __init__(self, fit: BalnetFit, losses: dict, fold_id: np.ndarray):
+    def __init__(self, fit: BalnetFit, losses: dict, fold_id: np.ndarray | None,
+                 measure="held-out balance loss"):
         self.fit = fit
         self.losses = losses
         self.fold_id = fold_id
+        self.measure = measure
         self.index_min = {arm: int(np.argmin(loss.mean(axis=0))) for arm, loss in losses.items()}
         self.lambda_min = {arm: float(fit.arms[arm].lambdas[i]) for arm, i in self.index_min.items()}
 
@@ -42,12 +44,14 @@ class BalnetCV:
                              "std_error": loss.std(axis=0, ddof=1) / np.sqrt(loss.shape[0])})
 
     def __repr__(self):
-        lines = [f"cv_balnet ({self.fit.target}, {self.losses[next(iter(self.losses))].shape[0]} folds)"]
+        rows = self.losses[next(iter(self.losses))].shape[0]
+        lines = [f"cv_balnet ({self.fit.target}, {self.measure} over {rows} "
+                 f"{'folds' if self.fold_id is not None else 'subsamples'})"]
         for arm, i in self.index_min.items():
             row = self.fit.arms[arm].table.iloc[i]
             lines.append(f"{arm.capitalize()}: lambda_min = {row['lambda']:.4g} (index {i + 1}), nonzero "
                          f"{int(row['nonzero'])}, mean |SMD| {row['mean_abs_smd']:.4g}, "
-                         f"CV loss {self.losses[arm].mean(axis=0)[i]:.6g}")
+                         f"{self.measure} {self.losses[arm].mean(axis=0)[i]:.6g}")
         return "\n".join(lines)
 
     def coef(self, lam=None, arm=None):
