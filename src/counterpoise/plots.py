@@ -155,7 +155,7 @@ def balnet_cv_plot(cv, axes=None) -> Figure:
         table = cv.cv_table(arm)
         axis.errorbar(table["lambda"], table["cv_loss"], yerr=table["std_error"], marker=".", capsize=2)
         axis.axvline(cv.lambda_min[arm], linestyle=":", color="gray")
-        axis.set_ylabel(f"CV loss ({arm})")
+        axis.set_ylabel(f"{cv.measure} ({arm})")
         axis.set_xscale("log")
     axes[-1].set_xlabel("lambda")
     return axes[0].figure
