@@ -33,6 +33,7 @@ import numpy as np
 
 from .errors import InfeasibleError, InputError, SolverError
 from .terms.constraints import Balance
+from .validation import check, integer
 
 #: R sbw's default grid of tolerances for its tuning algorithm (bal_gri).
 SBW_GRID = (0.0001, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
@@ -72,11 +73,8 @@ class BootstrapDelta:
         grid = np.asarray(self.grid, dtype=float)
         if grid.ndim != 1 or grid.size == 0 or not np.all(np.isfinite(grid)) or np.any(grid <= 0):
             raise InputError(f"the delta grid must be a non-empty list of positive numbers, got {self.grid!r}")
-        for name in ("samples", "seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (name == "samples"):
-                raise InputError(f"{name} must be a {'positive' if name == 'samples' else 'nonnegative'} integer, "
-                                 f"got {value!r}")
+        check("samples", self.samples, integer(1))
+        check("seed", self.seed, integer(0))
         object.__setattr__(self, "grid", tuple(np.sort(grid)[::-1]))    # large to small: the warm path's order
 
     @property

@@ -37,7 +37,8 @@ SHIFT = 10.0
 #: Accuracy tiers: the largest scaled violation a solver-reported optimum may have at each.
 TIERS = {"low": 1e-3, "mid": 1e-6, "high": 1e-9}
 
-_NOT_RUN = ("skipped", "unsupported")
+#: Statuses of runs that did not solve anything (left out of the rates).
+NOT_RUN = ("skipped", "unsupported")
 
 
 def success(df, time_limit) -> pd.Series:
@@ -55,7 +56,7 @@ def summarize(df, time_limit=100.0) -> pd.DataFrame:
     rows = []
     ok = success(df, time_limit)
     for (part, setting, run), group in df.groupby(["part", "setting", "run"], sort=False):
-        done = group[~group["status"].isin(_NOT_RUN)]
+        done = group[~group["status"].isin(NOT_RUN)]
         row = {"part": part, "setting": setting, "run": run, "solves": len(done)}
         if done.empty:
             row["note"] = group["message"].iloc[0]
@@ -163,7 +164,7 @@ def save(df, out_dir, name, description, *sections) -> tuple[Path, Path]:
 
 def profile_figure(df, time_limit, path) -> Path | None:
     """Save the study's performance profile (one panel per part) as `path`; None when no run ran."""
-    ran = df[~df["status"].isin(_NOT_RUN)]
+    ran = df[~df["status"].isin(NOT_RUN)]
     if ran.empty:
         return None
     ok = success(ran, time_limit)

@@ -33,7 +33,7 @@ from ..errors import CounterpoiseError, InputError, UnsupportedProblem
 from ..problem import CHECK_TOLERANCE
 from ..progress import bar
 from . import execution, peers
-from .report import write_results
+from .report import NOT_RUN, write_results
 from .schema import EFFECTS, FAMILIES, estimand
 from .store import CellStore, cell_id
 
@@ -47,9 +47,6 @@ COLUMNS = [
 
 #: Columns that measure time: they differ between two runs of the same study; every other column does not.
 TIMES = ["build_time", "solve_time", "compile_time", "solver_time"]
-
-#: Statuses of runs that did not solve anything (left out of the report's rates).
-NOT_RUN = ("skipped", "unsupported")
 
 
 def _settings(part, sizes):

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..progress import bar
-from ..validation import as_frame
+from ..validation import as_frame, integer, validated
 from . import loss as cal
 from .cv import BalnetCV
 from .fit import balnet
@@ -27,15 +27,12 @@ from .fit import balnet
 CHUNK = 50
 
 
+@validated(samples=integer(2), seed=integer(0))
 def boot_balnet(data, treatment=None, covariates=None, samples=500, seed=0, sample_weights=None, progress=None,
                 **options) -> BalnetCV:
     """`balnet(data, treatment, covariates, sample_weights=..., **options)` with lambda chosen per arm by the
     subsampled imbalance of its weights (module docstring). Returns a BalnetCV (coef, predict and weights at
     lambda_min) whose losses are (subsamples x lambdas)."""
-    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 2:
-        raise InputError(f"samples must be an integer >= 2, got {samples!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InputError(f"seed must be a nonnegative integer, got {seed!r}")
     frame = as_frame(data)
     fit = balnet(frame, treatment, covariates, sample_weights=sample_weights, **options)
     n = len(frame)
