@@ -117,6 +117,22 @@ def test_nystrom_chunking_and_float32_agree(X400):
     assert relative_error(reference, single.approximation()) < 1e-4  # measured 2e-6
 
 
+def test_nystrom_is_the_same_on_any_number_of_threads_and_writes_into_out(X400):
+    """Each chunk runs with one BLAS thread, so one thread or several give the same bits; `out` receives D."""
+    from threadpoolctl import threadpool_limits
+    several = nystrom(X400, m=100, l=60, s=20, chunk_size=50)
+    with threadpool_limits(limits=1):
+        one = nystrom(X400, m=100, l=60, s=20, chunk_size=50)
+    np.testing.assert_array_equal(several.D, one.D)
+    wide = np.full((400, 23), 7.0)
+    into = nystrom(X400, m=100, l=60, s=20, chunk_size=50, out=wide[:, :20])
+    assert np.shares_memory(into.D, wide)
+    np.testing.assert_array_equal(wide[:, :20], several.D)
+    assert np.all(wide[:, 20:] == 7.0)
+    with pytest.raises(InputError, match="out must be a float64 array of shape"):
+        nystrom(X400, m=100, l=60, s=20, out=np.empty((400, 19)))
+
+
 def test_nystrom_unstandardized_and_explicit_bandwidth(X400):
     basis = nystrom(X400, m=100, l=60, s=20, standardize=False, bandwidth=10.0)
     K = gaussian_kernel(X400, X400, 10.0)

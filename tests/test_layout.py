@@ -27,14 +27,16 @@ def test_readme_backend_table_is_the_registry():
 
 
 def test_one_copy_of_the_balance_data(kim):
-    """Kernel SBW (ATT): the kernel and means terms are column views of one control matrix, which the balance
-    table and the dual backend read without copying."""
+    """Kernel SBW (ATT): the kernel and means terms are column views of one matrix [D, X], built with the
+    controls' rows first, so the control arm's matrix is a view of it (centred in place), which the balance table
+    and the dual backend read without copying."""
     prob = cpz.kernel_sbw(kim, treatment="A", covariates=COVARIATES, m=40, l=20, s=10, delta=0.05)
     kernel, means = (next(t for t in prob.terms if t.name == name) for name in ("kernel", "means"))
     assert kernel.matrix.base is means.matrix.base and kernel.matrix.base is not None
     assert np.shares_memory(prob.design.X, means.matrix)
     rows = prob.backend("dual").rows[0]
-    assert rows.B is kernel.matrix.base
+    assert rows.B.base is kernel.matrix.base and rows.B.shape == (int((kim.A == 0).sum()), 16)
+    assert np.shares_memory(rows.B, kernel.matrix) and np.shares_memory(rows.B, means.matrix)
     controls = kim.loc[kim.A == 0, COVARIATES].to_numpy()
     np.testing.assert_allclose(prob.design.X + prob.design.offset, controls, atol=1e-12)   # centred at the target
     np.testing.assert_allclose(means.B, controls, atol=1e-12)

@@ -6,10 +6,13 @@ D D' ~ K, the n x n kernel matrix, without ever forming K: Algorithm 1, steps 2-
 Zubizarreta (kernel-based stable balancing weights), after Wang et al. (2019).
 """
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from counterpoise.errors import InputError
 from counterpoise.validation import POSITIVE, check, integer, matrix, one_of
@@ -85,15 +88,17 @@ def _check_bandwidth(bandwidth):
     return float(check("bandwidth", bandwidth, POSITIVE))
 
 
-def _gaussian(A, B, bandwidth):
-    """exp(-||a_i - b_j||^2 / bandwidth) from ||a||^2 + ||b||^2 - 2 a.b, as one BLAS product.
+def _gaussian(A, B, bandwidth, out=None):
+    """exp(-||a_i - b_j||^2 / bandwidth) from ||a||^2 + ||b||^2 - 2 a.b, as one BLAS product (into `out`, a
+    len(A) x len(B) buffer, when given: fresh memory costs as much as the product here).
 
     The rows [a, ||a||^2, 1] . [2b, -1, -||b||^2] / bandwidth give -||a - b||^2 / bandwidth directly;
     rounding can push it above 0, hence the clip (distance >= 0) before exponentiating in place.
     """
     a2 = np.einsum("ij,ij->i", A, A)[:, None]
     b2 = np.einsum("ij,ij->i", B, B)[:, None]
-    K = np.hstack([A, a2, np.ones_like(a2)]) @ (np.hstack([2 * B, -np.ones_like(b2), -b2]).T / bandwidth)
+    K = np.matmul(np.hstack([A, a2, np.ones_like(a2)]),
+                  np.hstack([2 * B, -np.ones_like(b2), -b2]).T / bandwidth, out=out)
     np.minimum(K, 0.0, out=K)
     return np.exp(K, out=K)
 
@@ -133,11 +138,46 @@ class NystromBasis:
         return self.D @ self.D.T
 
 
-def _projected_chunks(X, landmarks, bandwidth, chunk_size, P):
-    """Yield (rows, K(X[rows], landmarks) @ P), chunk_size rows at a time."""
-    for start in range(0, X.shape[0], chunk_size):
-        rows = slice(start, start + chunk_size)
-        yield rows, _gaussian(X[rows], landmarks, bandwidth) @ P
+def _over_chunks(n, chunk_size, work, threads):
+    """[work(rows) for each chunk of chunk_size rows], in chunk order, on `threads` threads (the caller holds BLAS
+    to one thread, so the exponentials run in parallel too and every chunk's numbers are the same whatever the
+    number of threads)."""
+    chunks = [slice(start, min(start + chunk_size, n)) for start in range(0, n, chunk_size)]
+    if threads == 1 or len(chunks) == 1:
+        return [work(rows) for rows in chunks]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(work, chunks))
+
+
+def _blas_threads():
+    return max([pool["num_threads"] for pool in threadpool_info() if pool.get("user_api") == "blas"], default=1)
+
+
+def _kernel_times(X, centres, bandwidth, Q, chunk_size, threads, into=None):
+    """K(X, centres) Q chunk by chunk: written into `into`, or (None) the sum of the chunks' Gram matrices
+    (K Q)'(K Q). Each thread keeps its own kernel and product buffers: fresh memory costs as much as the products."""
+    buffers = threading.local()
+
+    def work(rows):
+        size = rows.stop - rows.start
+        if getattr(buffers, "kernel", None) is None or len(buffers.kernel) < size:
+            buffers.kernel = np.empty((size, len(centres)), dtype=X.dtype)
+            buffers.product = np.empty((size, Q.shape[1]), dtype=X.dtype)
+        product = np.matmul(_gaussian(X[rows], centres, bandwidth, out=buffers.kernel[:size]), Q,
+                            out=buffers.product[:size])
+        if into is None:
+            return product.T @ product
+        into[rows] = product
+    return _over_chunks(len(X), chunk_size, work, threads)
+
+
+def _output(out, shape, dtype):
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != np.dtype(dtype):
+        raise InputError(f"out must be a {np.dtype(dtype)} array of shape {shape}, got "
+                         f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
+    return out
 
 
 #: The Nystrom bases `nystrom` builds: the paper's Algorithm 1, and the authors' public code's.
@@ -147,15 +187,29 @@ NYSTROM_CONSTRUCTIONS = ("rank_restricted", "landmark_eigenvectors")
 BANDWIDTH_RULES = {"p": 1, "2p": 2}
 
 
-def _sizes(construction, n, m, l, s):
-    """m, l, s with the construction's defaults filled in (s is None for landmark_eigenvectors)."""
+def nystrom_sizes(construction, n, m=None, l=None, s=None):
+    """m, l, s with the construction's defaults filled in (s is None for landmark_eigenvectors), checked against
+    each other and the n rows."""
     if construction == "rank_restricted":
-        return (300 if m is None else m), (200 if l is None else l), (100 if s is None else s)
-    if s is not None:
+        m, l, s = (300 if m is None else m), (200 if l is None else l), (100 if s is None else s)
+    elif s is not None:
         raise InputError("s (the rank-s step) belongs to construction='rank_restricted'; the landmark_eigenvectors "
                          "basis has l columns")
-    m = (100 if n < 100_000 else 250) if m is None else m
-    return m, (round(m / 2) if l is None else l), None
+    else:
+        m = (100 if n < 100_000 else 250) if m is None else m
+        l = round(m / 2) if l is None else l
+    m = check("m", m, integer(3))
+    l = check("l", l, integer(2))
+    if m > n:
+        raise InputError(f"m (number of landmarks) must be <= the number of rows of X, got m={m} > n={n}")
+    if s is None:
+        if not l < m:
+            raise InputError(f"need l < m, got l={l}, m={m}")
+    else:
+        s = check("s", s, integer(1))
+        if not s < l < m:
+            raise InputError(f"need s < l < m, got s={s}, l={l}, m={m}")
+    return m, l, s
 
 
 def _bandwidth(bandwidth, p):
@@ -168,7 +222,7 @@ def _bandwidth(bandwidth, p):
 
 
 def nystrom(X, m=None, l=None, s=None, kernel="gaussian", bandwidth=None, construction="rank_restricted",
-            standardize=True, seed=0, dtype=np.float64, chunk_size=100_000, keys=None):
+            standardize=True, seed=0, dtype=np.float64, chunk_size=32_768, keys=None, out=None):
     """A Nystrom basis of the Gaussian kernel matrix K(x, y) = exp(-||x - y||^2 / bandwidth) of the rows of X.
 
     1. Standardize the columns of X (if standardize). bandwidth: a number, or "p" (the number of columns; the
@@ -188,10 +242,13 @@ def nystrom(X, m=None, l=None, s=None, kernel="gaussian", bandwidth=None, constr
     4. D = C U_l, n x l: no Lambda^{-1/2} and no rank-s step, so column j has scale about Lambda_j and a common
        tolerance on every column is in effect weighted by the spectrum. eigenvalues: the top l of W.
 
-    C is never held whole: one pass over chunk_size-row chunks evaluates the kernel and stores R (or D), and for
-    rank_restricted accumulates G; D is then written over R in place, so memory peaks at about n l numbers and
-    ends at n s. dtype (e.g. numpy.float32) sets the precision of X, C, R and D; W, its eigendecomposition and G
-    are always float64.
+    C is never held whole, and neither is R: one pass over chunk_size-row chunks evaluates the kernel and sums
+    G = R'R chunk by chunk, a second evaluates it again and writes D = C (P V_s) (landmark_eigenvectors: one pass,
+    D = C U_l), so memory holds D and a few chunks, never n l numbers. The chunks run on as many threads as BLAS
+    has, each with one BLAS thread, so the basis is the same, to the last bit, whatever the number of threads.
+    dtype (e.g. numpy.float32) sets the precision of X, C and D; W, its eigendecomposition and G are always float64.
+    out: an n x s (landmark_eigenvectors: n x l) array of that dtype to write D into, e.g. the leading columns of
+    a caller's larger matrix, so that D is not copied there afterwards.
     Raises InputError unless s < l < m <= n (l < m <= n for landmark_eigenvectors), X is finite without constant
     columns, and the top l eigenvalues of W exceed 1e-12 times the largest (lower l otherwise).
     """
@@ -200,19 +257,8 @@ def nystrom(X, m=None, l=None, s=None, kernel="gaussian", bandwidth=None, constr
     construction = check("construction", construction, one_of(NYSTROM_CONSTRUCTIONS))
     X = matrix(X)
     n, p = X.shape
-    m, l, s = _sizes(construction, n, m, l, s)
-    m = check("m", m, integer(3))
-    l = check("l", l, integer(2))
+    m, l, s = nystrom_sizes(construction, n, m, l, s)
     chunk_size = check("chunk_size", chunk_size, integer(1))
-    if m > n:
-        raise InputError(f"m (number of landmarks) must be <= the number of rows of X, got m={m} > n={n}")
-    if s is None:
-        if not l < m:
-            raise InputError(f"need l < m, got l={l}, m={m}")
-    else:
-        s = check("s", s, integer(1))
-        if not s < l < m:
-            raise InputError(f"need s < l < m, got s={s}, l={l}, m={m}")
     if standardize:
         X = _standardized(X)[0]
     else:
@@ -220,40 +266,29 @@ def nystrom(X, m=None, l=None, s=None, kernel="gaussian", bandwidth=None, constr
     bandwidth = _bandwidth(bandwidth, p)
 
     landmarks = _landmarks(n, m, seed, keys)
-    evals, evecs = np.linalg.eigh(_gaussian(X[landmarks], X[landmarks], bandwidth))
-    lam = np.ascontiguousarray(evals[::-1][:l])
-    if lam[-1] <= 1e-12 * lam[0]:
-        raise InputError(f"l={l} is too large: eigenvalue {l} of the landmark kernel matrix W is "
-                         f"{lam[-1]:.3g}, at most 1e-12 times the largest ({lam[0]:.3g}); lower l")
-    U = np.ascontiguousarray(evecs[:, ::-1][:, :l])
+    D = _output(out, (n, l if s is None else s), dtype)
     Xd = X.astype(dtype, copy=False)
-    if construction == "landmark_eigenvectors":
-        D = np.empty((n, l), dtype=dtype)
-        for rows, block in _projected_chunks(Xd, Xd[landmarks], bandwidth, chunk_size, U.astype(dtype)):
-            D[rows] = block
-        return NystromBasis(D=D, names=[f"K{j + 1}" for j in range(l)], landmarks=landmarks, eigenvalues=lam,
-                            bandwidth=bandwidth, m=m, l=l, s=None, seed=seed, construction=construction)
-    P = U / np.sqrt(lam)
-    buffer = np.empty(n * l, dtype=dtype)       # R (n x l), then D (n x s) written over it in place
-    R = buffer.reshape(n, l)
-    G = np.zeros((l, l))
-    for rows, block in _projected_chunks(Xd, Xd[landmarks], bandwidth, chunk_size, P.astype(dtype)):
-        R[rows] = block
-        G += block.T @ block
-    g_evals, g_evecs = np.linalg.eigh(G)
-    eigenvalues = np.ascontiguousarray(g_evals[::-1][:s])
-    V = np.ascontiguousarray(g_evecs[:, ::-1][:, :s]).astype(dtype)
-    for start in range(0, n, chunk_size):
-        # rows [start, stop) of D land at flat positions [start s, stop s), before R's rows [start l, stop l) that
-        # are read first, and never reach the rows of R still to come (s < l)
-        stop = min(start + chunk_size, n)
-        buffer[start * s: stop * s] = (R[start:stop] @ V).ravel()
-    del R
-    try:
-        buffer.resize(n * s)                     # give back R's remaining n (l - s) numbers (no copy of D)
-        D = buffer.reshape(n, s)
-    except ValueError:                           # something else still refers to the buffer: copy D out instead
-        D = buffer[: n * s].reshape(n, s).copy()
-    return NystromBasis(D=D, names=[f"K{j + 1}" for j in range(s)], landmarks=landmarks,
+    threads = _blas_threads()
+    with threadpool_limits(limits=1, user_api="blas"):       # see the docstring: the same bits on any thread count
+        evals, evecs = np.linalg.eigh(_gaussian(X[landmarks], X[landmarks], bandwidth))
+        lam = np.ascontiguousarray(evals[::-1][:l])
+        if lam[-1] <= 1e-12 * lam[0]:
+            raise InputError(f"l={l} is too large: eigenvalue {l} of the landmark kernel matrix W is "
+                             f"{lam[-1]:.3g}, at most 1e-12 times the largest ({lam[0]:.3g}); lower l")
+        U = np.ascontiguousarray(evecs[:, ::-1][:, :l])
+
+        def kernel_times(Q, into=None):
+            return _kernel_times(Xd, Xd[landmarks], bandwidth, Q.astype(dtype), chunk_size, threads, into)
+
+        if construction == "landmark_eigenvectors":
+            kernel_times(U, into=D)
+            eigenvalues = lam
+        else:
+            P = U / np.sqrt(lam)
+            G = np.sum(kernel_times(P), axis=0, dtype=np.float64)        # R'R with R = C P, R never stored
+            g_evals, g_evecs = np.linalg.eigh(G)
+            eigenvalues = np.ascontiguousarray(g_evals[::-1][:s])
+            kernel_times(P @ g_evecs[:, ::-1][:, :s], into=D)             # D = R V_s = C (P V_s): a second pass
+    return NystromBasis(D=D, names=[f"K{j + 1}" for j in range(D.shape[1])], landmarks=landmarks,
                         eigenvalues=eigenvalues, bandwidth=bandwidth, m=m, l=l, s=s, seed=seed,
                         construction=construction)

@@ -119,7 +119,7 @@ def _check_positive(sd, key, names):
                          "scale are undefined; choose another std (e.g. std='pooled')")
 
 
-def weighted_sds(X: np.ndarray, W: np.ndarray, sample: bool = True, chunk: int = 65_536) -> np.ndarray:
+def weighted_sds(X: np.ndarray, W: np.ndarray, sample: bool = True, chunk: int = 16_384) -> np.ndarray:
     """Weighted SDs per column, one row per weight vector (a column of W, zero outside its subset).
 
     With xbar = sum w x / sum w and S = sum w (x - xbar)^2:
@@ -137,7 +137,9 @@ def weighted_sds(X: np.ndarray, W: np.ndarray, sample: bool = True, chunk: int =
     for start in range(0, X.shape[0], chunk):
         Xc, Wc = X[start:start + chunk], W[start:start + chunk]
         for j in range(W.shape[1]):
-            squares[j] += Wc[:, j] @ (Xc - means[j]) ** 2
+            deviations = Xc - means[j]
+            deviations *= deviations
+            squares[j] += Wc[:, j] @ deviations
     if not sample:
         return np.sqrt(squares / totals[:, None])
     effective = totals - (W ** 2).sum(axis=0) / totals
@@ -188,7 +190,7 @@ def smd_denominators(X, treatment=None, target_rows=None, base_weights=None) -> 
         distinct.setdefault(subsets[key].tobytes(), key)
     columns = [np.where(subsets[key], d, 0.0) for key in distinct.values()]
     values = dict(zip(distinct.values(), weighted_sds(X, np.column_stack(columns))))
-    scale = np.max(np.abs(X), axis=0)
+    scale = np.maximum(X.max(axis=0), -X.min(axis=0))         # max |x| per column, without an n x p temporary
     sds = {}
     for key in keys:
         sd = values[distinct[subsets[key].tobytes()]].copy()

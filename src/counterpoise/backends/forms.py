@@ -65,16 +65,18 @@ def balance_rows(terms, n, constant=None) -> Rows:
 
 
 def joined(matrices):
-    """[B_1, ..., B_m] side by side: the builder's own matrix when the B_j are its consecutive column views (no
-    copy), else a new one."""
+    """[B_1, ..., B_m] side by side: a view of the builder's own matrix when the B_j are consecutive column views
+    of one block of its rows, full width (no copy), else a new one."""
     base = matrices[0].base
-    if isinstance(base, np.ndarray) and base.ndim == 2 and \
-            all(m.base is base and m.strides == base.strides for m in matrices) and \
-            sum(m.shape[1] for m in matrices) == base.shape[1] and matrices[0].shape[0] == base.shape[0]:
-        start = base.__array_interface__["data"][0]
-        offsets = [(m.__array_interface__["data"][0] - start) // base.itemsize for m in matrices]
-        if offsets == list(np.cumsum([0] + [m.shape[1] for m in matrices[:-1]])):
-            return base
+    if isinstance(base, np.ndarray) and base.ndim == 2 and base.flags.c_contiguous and \
+            all(m.base is base and m.strides == base.strides and m.shape[0] == matrices[0].shape[0]
+                for m in matrices) and sum(m.shape[1] for m in matrices) == base.shape[1]:
+        first, row = divmod((matrices[0].__array_interface__["data"][0] - base.__array_interface__["data"][0])
+                            // base.itemsize, base.shape[1])
+        starts = [m.__array_interface__["data"][0] for m in matrices]
+        widths = np.cumsum([0] + [m.shape[1] for m in matrices[:-1]]) * base.itemsize
+        if row == 0 and np.array_equal(np.subtract(starts, starts[0]), widths):
+            return base[first: first + matrices[0].shape[0]]
     return np.hstack(matrices)
 
 

@@ -97,18 +97,32 @@ def kernel_sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02
     (default: `delta` when delta_scale="sd" and delta is a number, else 0.02 SD), its own Parameter "mean_delta": a raw basis tolerance is
     never applied to the covariates, and a path over "delta" moves the basis's tolerance alone. The paper's setting balances the raw basis alone: `delta=0.0005, delta_scale="raw", means=False`.
     """
-    frame = as_frame(data)
+    original = as_frame(data)
     delta, tuner = tuning.resolve(delta)
+    # One matrix [D, X] holds the basis and the covariates, its rows the weighted arm's first (when one arm is
+    # weighted): the arm's matrix is then a view of it, centred in place, not a copy (at 1M rows, 0.6 GB less)
+    weighted = _arms(original, treatment, estimand)[0]
+    order = np.arange(len(original)) if estimand == "ATE" else np.argsort(~weighted, kind="stable")
+    frame = original.iloc[order]
     X, names = _covariates(frame, covariates)
     X, names = drop_constant(X, names)
+    m, l, s = bases.nystrom_sizes(construction, len(frame), m, l, s)
+    columns = l if s is None else s
+    matrix = np.empty((len(frame), columns + (X.shape[1] if means else 0)))
     kernel = bases.nystrom(X, m=m, l=l, s=s, bandwidth=bandwidth, construction=construction, seed=seed,
-                           keys=frame.index)
+                           keys=frame.index, out=matrix[:, :columns])
+    if means:
+        matrix[:, columns:] = X
     if mean_delta is None:
         mean_delta = delta if delta_scale == "sd" and tuner is None else DEFAULT_MEAN_DELTA
-    covariate_means = Block("means", X, names, mean_delta, delta_scale="sd", tolerance="mean_delta")
+    covariate_means = Block("means", matrix[:, columns:] if means else X, names, mean_delta, delta_scale="sd",
+                            tolerance="mean_delta")
     blocks = [Block("kernel", kernel.D, list(kernel.names), delta)] + ([covariate_means] if means else [])
     problem = _balancing_problem(frame, treatment, estimand, blocks, covariate_means, "chi_square", "kernel_sbw",
-                                 delta_scale=delta_scale, std=std, target=None, base_weights=base_weights)
+                                 delta_scale=delta_scale, std=std, target=None, base_weights=base_weights,
+                                 own_matrix=matrix)
+    if problem.sample_weights is not None:
+        problem.sample_weights = problem.sample_weights.loc[original.index]
     problem.tuner = tuner
     return problem
 
@@ -190,11 +204,13 @@ def _user_target(target, names):
 
 
 def _balancing_problem(frame, treatment, estimand, blocks, report, dispersion, family, *, delta_scale, std, target,
-                       base_weights):
+                       base_weights, own_matrix=None):
     """Assemble dispersion + per-arm normalization + per-arm balance blocks (+ w >= 0 for chi-square).
 
     `blocks` are the balanced Blocks; `report` is the Block whose columns the balance table shows: one of `blocks`
     (its targets then follow the terms when swept), or the covariates alone when they are not balanced.
+    `own_matrix`: the builder's scratch matrix whose consecutive column views the blocks' B are; when one arm is
+    weighted and its rows come first, the arm's matrix is its leading rows, centred in place (no copy).
     """
     weighted, groups, target_rows, a = _arms(frame, treatment, estimand)
     d_all = check_base_weights(frame, base_weights)
@@ -221,7 +237,13 @@ def _balancing_problem(frame, treatment, estimand, blocks, report, dispersion, f
     # each block centred at its target values: balance is the same for normalized weights, and a covariate far
     # from zero (1e12 + noise) keeps its precision
     offsets = [summaries[id(block)][1] for block in blocks]
-    matrices = {g: _side_by_side([block.B for block in blocks], offsets, arm_rows[g]) for g in labels}
+    leading = own_matrix is not None and len(labels) == 1 and np.array_equal(arm_rows[labels[0]],
+                                                                            np.arange(len(arm_rows[labels[0]])))
+    if leading:
+        matrices = {labels[0]: _centred_in_place(own_matrix, [block.B for block in blocks], offsets,
+                                                 len(arm_rows[labels[0]]))}
+    else:
+        matrices = {g: _side_by_side([block.B for block in blocks], offsets, arm_rows[g]) for g in labels}
     balance_terms, start = {}, 0
     for block in blocks:
         sds, goal = summaries[id(block)]
@@ -276,6 +298,19 @@ def _side_by_side(matrices, offsets, rows, chunk=65_536):
         start += B.shape[1]
     out.flags.writeable = False
     return out
+
+
+def _centred_in_place(matrix, blocks, offsets, rows, chunk=65_536):
+    """The first `rows` rows of `matrix` (whose consecutive column views are `blocks`) minus the blocks' column
+    offsets, in place, in row chunks: the arm's matrix as a read-only view, with no copy."""
+    if not np.shares_memory(matrix, blocks[0]) or sum(B.shape[1] for B in blocks) != matrix.shape[1]:
+        raise ValueError("the blocks are not the columns of the builder's matrix")
+    offset = np.concatenate(offsets)
+    for first in range(0, rows, chunk):
+        matrix[first: min(first + chunk, rows)] -= offset
+    arm = matrix[:rows]
+    arm.flags.writeable = False
+    return arm
 
 
 def _group_total(d, groups):
