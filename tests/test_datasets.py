@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from counterpoise.datasets import confounded, cps_like, kim2023, survey_margins
+from counterpoise.datasets import confounded, cps_like, kim2023, medicare_like, survey_margins
 from counterpoise.errors import InputError
 
 
@@ -104,3 +104,17 @@ def test_kim2023_reads_the_noise_as_a_variance_or_an_sd():
     np.testing.assert_array_equal(by_sd["A"], (signal + 30 * z > 0).astype(int))
     with pytest.raises(InputError, match="noise"):
         kim2023(10, noise="variances")
+
+
+def test_medicare_like_has_the_case_study_shape():
+    """The stand-in for the kernel SBW paper's case study: 87 covariates, about 16.3% treated, imbalance mostly in
+    the area-level characteristics (TASMD up to about 0.4), reproducible from its seed."""
+    data = medicare_like(20_000, seed=3)
+    covariates = data.attrs["covariates"]
+    assert len(covariates) == 87 and {"A", "Y"} <= set(data.columns)
+    assert abs(data["A"].mean() - 0.163) < 0.03
+    treated, control = data.loc[data.A == 1, covariates], data.loc[data.A == 0, covariates]
+    tasmd = (control.mean() - treated.mean()).abs() / treated.std()
+    assert 0.25 < tasmd.max() < 0.6 and tasmd.idxmax().startswith("area")
+    assert sum(data[c].isin([0, 1]).all() for c in covariates) >= 65          # mostly binary
+    pd.testing.assert_frame_equal(data, medicare_like(20_000, seed=3))

@@ -127,7 +127,8 @@ def test_a_large_cold_solve_starts_from_a_subsample_and_ends_at_the_same_optimum
     monkeypatch.setattr(dual_module, "_subsample_start", lambda *a: starts.append(original(*a)) or starts[-1])
     prob = build()
     started = prob.solve(backend="dual")
-    assert len(starts) == 1 and starts[0] is not None    # the start came from the subsample's optimum
+    assert len(starts) == 1 and starts[0][0] is not None    # the start came from the subsample's optimum
+    assert started.info["subsample_iterations"] == starts[0][1] > 0
     assert started.status == "optimal"                  # fewer steps only at scale: a benchmark, not a test
     np.testing.assert_allclose(started.weights, cold.weights, atol=1e-10)
     reference = prob.solve(backend="cvxpy")

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from counterpoise.diagnostics import weighted_sds
 from counterpoise.errors import InputError
 from counterpoise.validation import POSITIVE, check, integer, matrix, one_of
 
@@ -55,11 +56,17 @@ def interactions(X, names):
     return X[:, j] * X[:, k], [f"{names[a]}:{names[b]}" for a, b in zip(j, k)]
 
 
-def _standardized(X):
+def _moments(X):
+    """Column means and population SDs, in row chunks (no n x p temporary)."""
     _check_not_constant(X)
-    mean = X.mean(axis=0)
-    sd = X.std(axis=0)
-    return (X - mean) / sd, mean, sd
+    return X.mean(axis=0), weighted_sds(X, np.ones((len(X), 1)), sample=False)[0]
+
+
+def _standardized(X):
+    mean, sd = _moments(X)
+    Z = np.subtract(X, mean)
+    Z /= sd
+    return Z, mean, sd
 
 
 def standardize(X):
@@ -153,17 +160,20 @@ def _blas_threads():
     return max([pool["num_threads"] for pool in threadpool_info() if pool.get("user_api") == "blas"], default=1)
 
 
-def _kernel_times(X, centres, bandwidth, Q, chunk_size, threads, into=None):
-    """K(X, centres) Q chunk by chunk: written into `into`, or (None) the sum of the chunks' Gram matrices
-    (K Q)'(K Q). Each thread keeps its own kernel and product buffers: fresh memory costs as much as the products."""
+def _kernel_times(X, standardization, centres, bandwidth, Q, chunk_size, threads, into=None):
+    """K(Z, centres) Q chunk by chunk, Z = (X - shift) / scale standardized chunk by chunk (in centres' dtype):
+    written into `into`, or (None) the sum of the chunks' Gram matrices (K Q)'(K Q). Each thread keeps its own
+    kernel and product buffers: fresh memory costs as much as the products."""
+    shift, scale = standardization
     buffers = threading.local()
 
     def work(rows):
         size = rows.stop - rows.start
         if getattr(buffers, "kernel", None) is None or len(buffers.kernel) < size:
-            buffers.kernel = np.empty((size, len(centres)), dtype=X.dtype)
-            buffers.product = np.empty((size, Q.shape[1]), dtype=X.dtype)
-        product = np.matmul(_gaussian(X[rows], centres, bandwidth, out=buffers.kernel[:size]), Q,
+            buffers.kernel = np.empty((size, len(centres)), dtype=centres.dtype)
+            buffers.product = np.empty((size, Q.shape[1]), dtype=centres.dtype)
+        Z = ((X[rows] - shift) / scale).astype(centres.dtype, copy=False)
+        product = np.matmul(_gaussian(Z, centres, bandwidth, out=buffers.kernel[:size]), Q,
                             out=buffers.product[:size])
         if into is None:
             return product.T @ product
@@ -259,18 +269,17 @@ def nystrom(X, m=None, l=None, s=None, kernel="gaussian", bandwidth=None, constr
     n, p = X.shape
     m, l, s = nystrom_sizes(construction, n, m, l, s)
     chunk_size = check("chunk_size", chunk_size, integer(1))
-    if standardize:
-        X = _standardized(X)[0]
-    else:
+    shift, scale = _moments(X) if standardize else (np.zeros(p), np.ones(p))   # applied chunk by chunk
+    if not standardize:
         _check_not_constant(X)
     bandwidth = _bandwidth(bandwidth, p)
 
     landmarks = _landmarks(n, m, seed, keys)
     D = _output(out, (n, l if s is None else s), dtype)
-    Xd = X.astype(dtype, copy=False)
     threads = _blas_threads()
     with threadpool_limits(limits=1, user_api="blas"):       # see the docstring: the same bits on any thread count
-        evals, evecs = np.linalg.eigh(_gaussian(X[landmarks], X[landmarks], bandwidth))
+        centres = (X[landmarks] - shift) / scale
+        evals, evecs = np.linalg.eigh(_gaussian(centres, centres, bandwidth))
         lam = np.ascontiguousarray(evals[::-1][:l])
         if lam[-1] <= 1e-12 * lam[0]:
             raise InputError(f"l={l} is too large: eigenvalue {l} of the landmark kernel matrix W is "
@@ -278,7 +287,8 @@ def nystrom(X, m=None, l=None, s=None, kernel="gaussian", bandwidth=None, constr
         U = np.ascontiguousarray(evecs[:, ::-1][:, :l])
 
         def kernel_times(Q, into=None):
-            return _kernel_times(Xd, Xd[landmarks], bandwidth, Q.astype(dtype), chunk_size, threads, into)
+            return _kernel_times(X, (shift, scale), centres.astype(dtype), bandwidth, Q.astype(dtype), chunk_size,
+                                 threads, into)
 
         if construction == "landmark_eigenvectors":
             kernel_times(U, into=D)

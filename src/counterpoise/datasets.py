@@ -2,6 +2,7 @@
 
 `kim2023` is the design of Kim, Niknam & Zubizarreta (kernel-based stable balancing weights,
 section 4.1), itself an extension of Hainmueller (2012) to a nonlinear treatment assignment.
+`medicare_like` a synthetic stand-in for that paper's 1.27M-patient, 87-covariate case study;
 `confounded` is a many-covariate logistic design for propensity-score paths (balnet); `survey_margins` a
 categorical sample with population margins for raking benchmarks; `cps_like` the sparse-calibration notebook's
 sample with its train and held-out targets.
@@ -109,6 +110,66 @@ def survey_margins(n, variables=5, levels=10, seed=0):
         totals = frame.groupby(var)["d"].sum() * rng.uniform(0.7, 1.3, frame[var].nunique())
         margins[var] = (totals * N / totals.sum()).to_dict()
     frame.attrs.update(margins=margins, base_weights="d")
+    return frame
+
+
+@validated(n=integer(100))
+def medicare_like(n=1_273_636, seed=0):
+    """A synthetic stand-in, of the same shape, for the kernel SBW paper's case study (Kim, Niknam & Zubizarreta,
+    section 5: 1,273,636 Medicare heart-attack patients, 206,948 of them at 775 for-profit hospitals, 87
+    covariates; the real data are not public). Hospitals: 3538, 775 for-profit (`A` = 1 for their patients), each
+    with 17 area-level characteristics (constant within the hospital): "small" and "nonteaching" (binary, more
+    common at for-profit hospitals: 79.5% / 87.6% against 72.9% / 81.5% of patients) and area1..area15 (normal,
+    for-profit means shifted by 0 to 0.4 SD). Patients go to hospitals in proportion to hospital sizes drawn so
+    that about 16.3% are treated. 70 patient covariates: age (normal(79, 8) clipped to [65, 105]), female,
+    white / black / hispanic (the paper's Table 5 shares, by arm), 60 comorbidities (binary, prevalence 2% to 45%,
+    correlated through a frailty factor, slightly shifted by arm), prior admissions (Poisson), admission year
+    (2010-2019), dual eligibility, emergency admission and a severity score (normal). Binary and count columns
+    are int8 / int16. Outcome Y (PCI, binary) depends on age, frailty and a few covariates and not on A: the
+    true ATT is 0. `frame.attrs["covariates"]` lists the 87 covariates. Draws use default_rng(seed).
+    """
+    rng = np.random.default_rng(seed)
+    n = int(n)
+    hospitals, for_profit = 3538, 775
+    profit = np.zeros(hospitals, bool)
+    profit[rng.choice(hospitals, for_profit, replace=False)] = True
+    size = rng.lognormal(0.0, 0.8, hospitals)
+    size[profit] *= 0.163 / (1 - 0.163) * size[~profit].sum() / size[profit].sum()   # 16.3% of patients treated
+    hospital = rng.choice(hospitals, n, p=size / size.sum())
+    a = profit[hospital]
+    columns = {}
+    area = {"small": (0.795, 0.729), "nonteaching": (0.876, 0.815)}
+    for name, (p_treated, p_control) in area.items():
+        # at the hospital level, so that the patient shares match the paper's
+        columns[name] = (rng.random(hospitals) < np.where(profit, p_treated, p_control))[hospital].astype(np.int8)
+    shifts = np.linspace(0.0, 0.4, 15)
+    for j, shift in enumerate(shifts):
+        columns[f"area{j + 1}"] = (rng.standard_normal(hospitals) + shift * profit)[hospital]
+    columns["age"] = np.clip(rng.normal(79.0, 8.0, n) - 0.3 * a, 65, 105)
+    columns["female"] = (rng.random(n) < 0.478).astype(np.int8)
+    race = rng.random(n)
+    white, black, hispanic = np.where(a, 0.790, 0.842), np.where(a, 0.083, 0.078), np.where(a, 0.086, 0.044)
+    columns["white"] = (race < white).astype(np.int8)
+    columns["black"] = ((race >= white) & (race < white + black)).astype(np.int8)
+    columns["hispanic"] = ((race >= white + black) & (race < white + black + hispanic)).astype(np.int8)
+    frailty = rng.standard_normal(n)
+    prevalence = np.linspace(0.02, 0.45, 60)
+    arm_shift = rng.uniform(-0.15, 0.15, 60)
+    for j in range(60):
+        logit = np.log(prevalence[j] / (1 - prevalence[j])) + 0.5 * frailty + arm_shift[j] * a
+        columns[f"comorbidity{j + 1}"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int8)
+    columns["prior_admissions"] = rng.poisson(np.exp(0.3 * frailty - 0.5)).astype(np.int16)
+    columns["year"] = rng.integers(2010, 2020, n).astype(np.int16)
+    columns["dual_eligible"] = (rng.random(n) < np.where(a, 0.2, 0.15)).astype(np.int8)
+    columns["emergency"] = (rng.random(n) < 0.7 + 0.05 * a).astype(np.int8)
+    columns["severity"] = frailty + rng.standard_normal(n)
+    frame = pd.DataFrame(columns)
+    covariates = list(frame.columns)
+    score = (-1.0 - 0.04 * (columns["age"] - 79) - 0.4 * frailty + 0.5 * columns["comorbidity60"]
+             - 0.3 * columns["comorbidity30"] + 0.3 * columns["area15"] + 0.5 * columns["small"] * columns["black"])
+    frame["A"] = a.astype(np.int8)
+    frame["Y"] = (rng.random(n) < 1 / (1 + np.exp(-score))).astype(np.int8)
+    frame.attrs.update(covariates=covariates, treatment="A", outcome="Y")
     return frame
 
 

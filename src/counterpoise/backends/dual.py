@@ -241,6 +241,7 @@ class DualBackend:
         center, scale = self.qp.dispersion.center, self.qp.dispersion.scale
         weights = np.empty(self.n)
         duals, statuses, iterations, gaps, violations, ray, below = {}, [], 0, [], [], {}, []
+        subsample_steps = 0
         for index, group in enumerate(self.qp.groups):
             target, delta = group.targets()
             dual = GroupDual(group.select(center), group.select(scale), group.select(lo), group.select(hi),
@@ -250,7 +251,8 @@ class DualBackend:
             history = self.history.get(index, []) if warm_start else []
             y0 = _predict(history, params, len(cold))
             if y0 is None and dual.normalized and len(dual.c) >= SUBSAMPLE_FROM:
-                y0 = _subsample_start(dual, tol, max_iter)
+                y0, steps = _subsample_start(dual, tol, max_iter)
+                subsample_steps += steps
             factor = self.factors.get(index) if warm_start else None
             w, y, status, its, gap, violation, factor = dual.solve(cold if y0 is None else y0, tol, max_iter, factor)
             if status != "optimal" and y0 is not None:      # a warm start from a bad point: start over
@@ -279,7 +281,7 @@ class DualBackend:
             iterations=iterations,
             message=f"dual Newton: relative duality gap {max(gaps):.1e}, max violation {max(violations):.1e}",
             info={"duality_gap": max(gaps), "max_violation": max(violations), "infeasibility_ray": ray,
-                  "infeasible_below": max(below, default=float("nan"))},
+                  "infeasible_below": max(below, default=float("nan")), "subsample_iterations": subsample_steps},
         )
 
 
@@ -292,14 +294,15 @@ SUBSAMPLE = 50_000
 def _subsample_start(dual, tol, max_iter):
     """The dual point of the group on a fixed random subsample of m units, rescaled to the full group: with every
     c, lo and hi multiplied by n / m (so that the subsample's weights keep the group's total), the subsample's
-    weights are n / m times those of the full group at y = (m / n) y_sub. None when that solve fails."""
+    weights are n / m times those of the full group at y = (m / n) y_sub. (That point or None when the solve fails,
+    and its Newton steps.)"""
     n = len(dual.c)
     rows = np.sort(np.random.default_rng(0).choice(n, SUBSAMPLE, replace=False))
     ratio = n / SUBSAMPLE
     small = GroupDual(dual.c[rows] * ratio, dual.s[rows], dual.lo[rows] * ratio, dual.hi[rows] * ratio,
                       dual.rows.subset(rows), dual.T[:-1], dual.delta[:-1], dual.T[-1])
-    _, y, status, *_ = small.solve(np.zeros(len(dual.T)), tol, max_iter)
-    return y / ratio if status == "optimal" else None
+    _, y, status, steps, *_ = small.solve(np.zeros(len(dual.T)), tol, max_iter)
+    return (y / ratio if status == "optimal" else None), steps
 
 
 def _predict(history, params, size):

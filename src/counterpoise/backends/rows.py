@@ -6,7 +6,8 @@
 The low-dimensional methods need only sums over rows: M'w (k numbers), the Gram matrix M_F' diag(h) M_F over a
 subset F of the columns and the rows where h > 0 (k x k), and M y (one number per row, which the caller then
 reduces again). `Rows` computes them block by block: a numpy array is one block for the products and row chunks of
-CHUNK for the Gram matrix (so its temporaries stay small); a partitioned array supplies its partitions as the
+about CHUNK_BYTES for the Gram matrix (so its temporaries stay small, and below the size at which the allocator
+maps fresh pages for each one); a partitioned array supplies its partitions as the
 blocks. Scales and the constant column are folded into the small vectors, so nothing n x k is built per solve.
 A scipy sparse B (mostly-zero indicator columns) is one block with the same operations.
 """
@@ -16,7 +17,11 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse
 
-CHUNK = 65_536
+CHUNK_BYTES = 8 * 2 ** 20
+
+
+def _chunk_rows(B) -> int:
+    return max(256, CHUNK_BYTES // (8 * max(B.shape[1], 1)))
 
 
 class Rows:
@@ -65,7 +70,8 @@ class Rows:
         if scipy.sparse.issparse(self.B):
             out = abs(self.B) @ z
         else:
-            out = np.concatenate([np.abs(self.B[start: start + CHUNK]) @ z for start in range(0, self.n, CHUNK)])
+            chunk = _chunk_rows(self.B)
+            out = np.concatenate([np.abs(self.B[start: start + chunk]) @ z for start in range(0, self.n, chunk)])
         if self.constant is not None:
             out = out + abs(self.constant) * v[self.p]
         return out if self.row_factor is None else out * np.abs(self.row_factor)
@@ -104,13 +110,14 @@ class Rows:
                 H[-1, : len(bal)] = self.constant * (X.T @ weights)
                 H[-1, -1] = self.constant ** 2 * weights.sum()
         else:
-            for start in range(0, self.n, CHUNK):
-                h_block = weights[start: start + CHUNK]
+            chunk = _chunk_rows(self.B)
+            for start in range(0, self.n, chunk):
+                h_block = weights[start: start + chunk]
                 idx = np.flatnonzero(h_block > 0)
                 if not len(idx):
                     continue
                 root = np.sqrt(h_block[idx])
-                X = self.B[start: start + CHUNK][idx]                   # one copy of the chunk's rows with h > 0
+                X = self.B[start: start + chunk][idx]                   # one copy of the chunk's rows with h > 0
                 if not whole:
                     X = X[:, of_B]
                 X *= root[:, None]

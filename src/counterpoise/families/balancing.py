@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .. import basis as bases
+from .. import memory
 from .. import tuning
 from ..arguments import recorded
 from ..diagnostics import BalanceDesign, smd_denominators
@@ -103,20 +104,18 @@ def kernel_sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02
     # weighted): the arm's matrix is then a view of it, centred in place, not a copy (at 1M rows, 0.6 GB less)
     weighted = _arms(original, treatment, estimand)[0]
     order = np.arange(len(original)) if estimand == "ATE" else np.argsort(~weighted, kind="stable")
-    frame = original.iloc[order]
-    X, names = _covariates(frame, covariates)
+    X, names = _covariates(original, covariates)
     X, names = drop_constant(X, names)
+    frame = original[[c for c in (treatment, base_weights) if isinstance(c, str)]].iloc[order]
     m, l, s = bases.nystrom_sizes(construction, len(frame), m, l, s)
     columns = l if s is None else s
-    matrix = np.empty((len(frame), columns + (X.shape[1] if means else 0)))
+    matrix = memory.empty((len(frame), columns + (X.shape[1] if means else 0)))
+    X = _rows_into(X, order, matrix[:, columns:] if means else None)
     kernel = bases.nystrom(X, m=m, l=l, s=s, bandwidth=bandwidth, construction=construction, seed=seed,
                            keys=frame.index, out=matrix[:, :columns])
-    if means:
-        matrix[:, columns:] = X
     if mean_delta is None:
         mean_delta = delta if delta_scale == "sd" and tuner is None else DEFAULT_MEAN_DELTA
-    covariate_means = Block("means", matrix[:, columns:] if means else X, names, mean_delta, delta_scale="sd",
-                            tolerance="mean_delta")
+    covariate_means = Block("means", X, names, mean_delta, delta_scale="sd", tolerance="mean_delta")
     blocks = [Block("kernel", kernel.D, list(kernel.names), delta)] + ([covariate_means] if means else [])
     problem = _balancing_problem(frame, treatment, estimand, blocks, covariate_means, "chi_square", "kernel_sbw",
                                  delta_scale=delta_scale, std=std, target=None, base_weights=base_weights,
@@ -297,6 +296,15 @@ def _side_by_side(matrices, offsets, rows, chunk=65_536):
             out[first: first + chunk, start: start + B.shape[1]] = B[rows[first: first + chunk]] - offset
         start += B.shape[1]
     out.flags.writeable = False
+    return out
+
+
+def _rows_into(X, order, out=None, chunk=65_536):
+    """X[order], written into `out` (a view of the builder's matrix) in row chunks, or a new array."""
+    if out is None:
+        return X[order]
+    for first in range(0, len(order), chunk):
+        out[first: first + chunk] = X[order[first: first + chunk]]
     return out
 
 
