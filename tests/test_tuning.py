@@ -37,8 +37,8 @@ def test_bootstrap_delta_matches_a_brute_force_bootstrap(data):
     sol = prob.solve()
     tuning = sol.tuning
     n = int((data.A == 0).sum())
-    counts = np.vstack([np.random.default_rng([seed, 0, k]).multinomial(n, np.full(n, 1 / n), size=size)
-                        for k, size in enumerate([40])])           # one chunk of 50 holds the 40 resamples
+    # resample b: n controls drawn with replacement from default_rng((seed, arm 0, b)), as R's sample()
+    counts = [np.bincount(np.random.default_rng([seed, 0, b]).integers(0, n, n), minlength=n) for b in range(samples)]
     expected = [_brute_force_statistic(data, d, counts) for d in tuning.grid]
     np.testing.assert_allclose(tuning.statistic, expected, rtol=1e-5)
     assert tuning.delta == tuning.grid[int(np.argmin(expected))]

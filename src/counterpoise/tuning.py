@@ -10,9 +10,10 @@ replacement, the weights held fixed), measure the arm's imbalance
 over its balance columns j (targets t_j, and s_j the scale delta is measured in: the SD of `std` for
 delta_scale="sd", 1 for "raw", as sbw's bal_std "group" / "target" / "manual"); C(delta) is the mean of C_b over
 the resamples, summed over the arms, and the chosen delta minimizes it. Too small a delta fits the sample's noise
-(high variance weights whose balance does not survive resampling), too large a delta leaves bias. R draws new
-resamples for every grid point; here every grid point sees the same resamples (common random numbers), so the
-curve is smooth in delta and the choice reproducible from `seed`. The grid is solved as a warm-started path; a
+(high variance weights whose balance does not survive resampling), too large a delta leaves bias. A resample draws
+the arm's n units with replacement, as R's sample(n, replace = TRUE); R draws new resamples for every grid point,
+here every grid point sees the same resamples (common random numbers, each drawn once), so the curve is smooth in
+delta and the choice reproducible from `seed`. The grid is solved as a warm-started path; a
 grid point without weights (infeasible) is skipped.
 
 `TightestDelta` is the smallest delta for which weights exist: the linear program min t s.t. every balance
@@ -83,33 +84,37 @@ class BootstrapDelta:
 
     def tune(self, problem, backend="auto") -> DeltaTuning:
         path = problem.path(delta=list(self.grid), backend=backend, raise_on_failure=False)
-        arms = _arms(problem)
-        statistic = []
-        for sol in path.solutions:
-            if sol.status != "optimal":
-                statistic.append(float("nan"))
-                continue
-            w = sol.weights.to_numpy()
-            statistic.append(sum(self._arm_statistic(w[rows], A, k) for k, (rows, A) in enumerate(arms)))
-        values = np.asarray(statistic)
+        weights = [sol.weights.to_numpy() if sol.status == "optimal" else None for sol in path.solutions]
+        totals = np.zeros(len(weights))
+        for arm, (rows, A) in enumerate(_arms(problem)):
+            totals += self._arm_totals([None if w is None else w[rows] for w in weights], A, arm)
+        values = np.where([w is None for w in weights], np.nan, totals / self.samples)
         if np.all(np.isnan(values)):
             raise InfeasibleError(f"no delta on the grid {list(self.grid)} has weights: every grid point is "
                                   f"infeasible or failed ({[s.status for s in path.solutions]}); give larger values")
         best = float(self.grid[int(np.nanargmin(values))])
         problem.set(delta=best)
-        return DeltaTuning("bootstrap", best, self.grid, tuple(statistic), tuple(s.status for s in path.solutions),
-                           self.samples, self.seed)
+        return DeltaTuning("bootstrap", best, self.grid, tuple(float(v) for v in values),
+                           tuple(s.status for s in path.solutions), self.samples, self.seed)
 
-    def _arm_statistic(self, w, A, arm) -> float:
-        """mean over resamples of mean_j |(c w)' A_j / (c' w)|, A the arm's centred, scaled balance columns and c a
-        resample's counts of each unit (drawn chunk by chunk from (seed, arm, chunk): the same for every delta)."""
-        n, total = len(w), 0.0
-        for k, start in enumerate(range(0, self.samples, self.chunk)):
-            size = min(self.chunk, self.samples - start)
-            counts = np.random.default_rng([self.seed, arm, k]).multinomial(n, np.full(n, 1 / n), size=size)
-            c = counts * w
-            total += float(np.abs((c @ A) / c.sum(axis=1, keepdims=True)).mean(axis=1).sum())
-        return total / self.samples
+    def _arm_totals(self, weights, A, arm) -> np.ndarray:
+        """Per grid point, the sum over resamples of mean_j |(c w)' A_j / (c' w)|, A the arm's centred, scaled
+        balance columns and c a resample's counts of each unit: resample b draws n units with replacement (R's
+        sample(n, replace = TRUE)) from default_rng((seed, arm, b)), so each resample is drawn once, whatever the
+        grid, the chunking or the machine. Resamples go in chunks of about 64 MB of counts."""
+        n = len(A)
+        totals = np.zeros(len(weights))
+        per_chunk = max(1, min(self.chunk, 2 ** 23 // max(n, 1)))
+        for start in range(0, self.samples, per_chunk):
+            draws = range(start, min(start + per_chunk, self.samples))
+            counts = np.stack([np.bincount(np.random.default_rng([self.seed, arm, b]).integers(0, n, n), minlength=n)
+                               for b in draws]).astype(float)
+            c = np.empty_like(counts)
+            for g, w in enumerate(weights):
+                if w is not None:
+                    np.multiply(counts, w, out=c)
+                    totals[g] += float(np.abs((c @ A) / c.sum(axis=1, keepdims=True)).mean(axis=1).sum())
+        return totals
 
 
 @dataclass(frozen=True)
