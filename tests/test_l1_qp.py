@@ -42,3 +42,25 @@ def test_a_large_penalty_keeps_zero():
     H, b = np.eye(3), np.array([1.0, -2.0, 0.5])
     y = np.array([1.0, 0.0, -1.0])
     np.testing.assert_array_equal(l1_qp.minimize(H, b, np.full(3, 3.0), y), -y)       # the step to z = 0
+
+
+def test_a_crawling_step_reaches_the_minimizer_through_the_dual(monkeypatch):
+    """A real hard case: kernel SBW's delta="auto" grid at n = 2000 (weak overlap, X*, the study's seed 1000) reaches
+    steps with every multiplier in play, tiny tolerances and cond(H) ~ 1e6, where feature-sign moves crawl (each
+    stops where one multiplier changes sign). The dual's projected Newton finishes them: cvxpy's minimizer."""
+    import counterpoise as cpz
+
+    cases = []
+    original = l1_qp._dual_box_newton
+    monkeypatch.setattr(l1_qp, "_dual_box_newton", lambda *a: cases.append(a) or original(*a))
+    data = cpz.datasets.kim2023(2000, overlap="weak", transformed=True, noise="sd", seed=1000)
+    cpz.kernel_sbw(data, treatment="A", estimand="ATT", delta="auto", bandwidth="2p").solve()
+    assert cases
+    H, g, delta, y = cases[0]
+    d = l1_qp.minimize(H, g, delta, y)
+    x = cp.Variable(len(g))
+    cp.Problem(cp.Minimize(0.5 * cp.quad_form(x, cp.psd_wrap(H)) + g @ x + delta @ cp.abs(y + x))).solve(
+        solver="CLARABEL")
+    best = l1_qp.objective(H, g, delta, y, x.value)[0]
+    assert l1_qp.objective(H, g, delta, y, d)[0] <= best + 1e-7 * abs(best)
+    assert l1_qp.optimality(H, g, delta, y, d) <= 1e-10 * np.abs(g).max()
