@@ -1,6 +1,7 @@
 """The study report's rates, shifted geometric means, accuracy tiers and performance ratios, against hand values."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from counterpoise.bench import profile, report
@@ -50,3 +51,22 @@ def test_performance_ratios_by_hand():
     assert set(lines[0].get_ydata()) == {0.5}
     taus, rho_b = lines[1].get_xdata(), lines[1].get_ydata()
     assert rho_b[taus < 4].max() == 0.5 and rho_b[taus >= 4].min() == 1.0
+
+
+def test_the_rmse_table_of_kernel_sbw_rmse():
+    """problems/rmse_table.py: bias, SD and RMSE of the ATT (true value 0) over the draws with weights, by hand."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "problems" / "rmse_table.py"
+    spec = importlib.util.spec_from_file_location("rmse_table", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = pd.DataFrame({"n": 2000, "overlap": "weak", "transformed": [False] * 4, "noise": "sd", "run": "A",
+                         "status": ["optimal", "optimal", "optimal", "infeasible"],
+                         "estimate": [0.1, -0.3, 0.5, np.nan], "ess": [100.0, 200.0, 300.0, np.nan]})
+    out = module.table(rows).iloc[0]
+    assert out["draws"] == 4 and out["infeasible"] == "25%" and out["covariates"] == "X"
+    assert out["bias"] == pytest.approx(0.1) and out["SD"] == pytest.approx(0.4)
+    assert out["RMSE"] == pytest.approx(np.sqrt((0.01 + 0.09 + 0.25) / 3)) and out["ESS"] == pytest.approx(200.0)
+    assert module.markdown(module.table(rows)).splitlines()[0].startswith("| n | overlap | covariates")

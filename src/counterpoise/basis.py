@@ -228,15 +228,15 @@ def _bandwidth(bandwidth, p):
             raise InputError(f"bandwidth must be a positive number or one of {sorted(BANDWIDTH_RULES)}, got "
                              f"{bandwidth!r}")
         return float(BANDWIDTH_RULES[bandwidth] * p)
-    return _check_bandwidth(p if bandwidth is None else bandwidth)
+    return _check_bandwidth(2.0 * p if bandwidth is None else bandwidth)
 
 
-def nystrom(X, m=None, l=None, s=None, kernel="gaussian", bandwidth=None, construction="rank_restricted",
+def nystrom(X, m=None, l=None, s=None, kernel="gaussian", bandwidth="2p", construction="rank_restricted",
             standardize=True, seed=0, dtype=np.float64, chunk_size=32_768, keys=None, out=None):
     """A Nystrom basis of the Gaussian kernel matrix K(x, y) = exp(-||x - y||^2 / bandwidth) of the rows of X.
 
-    1. Standardize the columns of X (if standardize). bandwidth: a number, or "p" (the number of columns; the
-       default) or "2p".
+    1. Standardize the columns of X (if standardize). bandwidth: a number, or "2p" (twice the number of columns:
+       the default, as kbal and the paper's public code) or "p" (Algorithm 1 as printed); see `kernel_sbw`.
     2. Sample m landmark rows I uniformly without replacement (numpy.random.default_rng(seed)); with `keys`
        (one distinct label per row, e.g. a DataFrame's index), the m rows whose labels have the smallest seeded
        hash, in that order, so the same data in another row order gives the same basis, row for row.

@@ -225,8 +225,8 @@ class DualBackend:
     form = SeparableQP
     auto = 1
     solves = "SBW, kernel SBW, linear calibration, exact-target sparse calibration"
-    how = ("semismooth Newton on the dual in k + 1 variables (k balance columns), O(n k^2) per step; warm-started "
-           "along paths")
+    how = ("proximal semismooth Newton on the dual in k + 1 variables (k balance columns), O(n k^2) per step; "
+           "warm-started along paths")
 
     def __init__(self, problem):
         self.qp = SeparableQP.of(problem.terms, problem.n, self.name)

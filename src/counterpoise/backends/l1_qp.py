@@ -18,8 +18,11 @@ would lose d's digits to the cancellation in z - y.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import scipy.linalg
+from threadpoolctl import ThreadpoolController
 
 
 def l1_change(delta, y, D):
@@ -121,6 +124,19 @@ def _dual_box_newton(H, g, delta, y, iterations=100):
 
 
 def minimize(H, g, delta, y, tol=1e-13, max_moves=None):
+    """argmin q: see `_minimize`. On one BLAS thread: every product here is k x k, too small to share, and a
+    second thread's start-up costs more than the product, far more when the other cores are busy."""
+    with _blas().limit(limits=1, user_api="blas"):
+        return _minimize(H, g, delta, y, tol, max_moves)
+
+
+@functools.cache
+def _blas():
+    """The process's BLAS libraries, looked up once (a lookup reads the loaded libraries: milliseconds)."""
+    return ThreadpoolController()
+
+
+def _minimize(H, g, delta, y, tol, max_moves):
     """argmin q (see the module) by feature-sign moves from d = 0, each strictly lowering q, until the optimality
     violation is at most tol times the problem's scale (|g|, |H d|, delta), or after max_moves (default 20).
 
