@@ -11,7 +11,7 @@ a convex piecewise-quadratic function of k + 1 variables (k balance columns plus
 whatever the number of units. Its gradient is A w(y) - T + delta * sign(y) and its generalized Hessian
 A_I diag(s_I / 2) A_I' sums over the units I strictly inside their bounds. We minimize it by a proximal
 semismooth Newton method: each step minimizes the quadratic model of the smooth part at y plus the exact l1 term
-sum_j delta_j |y_j| (a (k+1)-variable problem, solved exactly by feature-sign search, `l1_qp`), so a multiplier
+sum_j delta_j |y_j| (a (k+1)-variable problem, solved exactly by `l1_qp`), so a multiplier
 may change sign within a step, then backtracks (Armijo on D, which is convex along the step). Once the signs
 settle this is the Newton step on the nonzero multipliers, and convergence is quadratic. Each step
 costs one pass over the n x k basis for A'y, one for A w and one product for the Hessian, O(n k^2); a

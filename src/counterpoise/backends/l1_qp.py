@@ -7,10 +7,14 @@ by feature-sign search (Lee, Battle, Raina & Ng 2007, "Efficient sparse coding a
 sign of every variable that is nonzero or whose zero violates optimality (|grad_j| > delta_j), solve the linear
 system of q on those variables with the signs fixed, and move from the current point towards that solution,
 stopping at the best of the points where a variable changes sign (q evaluated exactly there) and the full move.
-Each move strictly decreases q, so the sign pattern never repeats and the search ends, in a few linear solves of
-at most k variables, at d with (grad = H d + g, z = y + d)
+Each move strictly decreases q, so the sign pattern never repeats and the search ends, usually in a few linear
+solves of at most k variables, at d with (grad = H d + g, z = y + d)
 
     grad_j + delta_j sign(z_j) = 0 where z_j != 0,    |grad_j| <= delta_j where z_j = 0.
+
+Where many multipliers sit near zero and H is ill-conditioned (kernel SBW's tuning grid at small n) the moves can
+crawl, each stopping where one multiplier changes sign; after 20 of them the step's dual, a box-constrained QP, is
+solved by projected Newton instead (`_dual_box_newton`), which is not slowed by that.
 
 The step d, not the point z, is the unknown: near the optimum d is small while y need not be, and solving for z
 would lose d's digits to the cancellation in z - y.
@@ -87,7 +91,7 @@ def _dual_box_newton(H, g, delta, y, iterations=100):
     k = len(g)
     M = _solve(H, np.eye(k))
     M = (M + M.T) / 2
-    u = np.clip(np.zeros(k), -delta, delta)
+    u = np.zeros(k)
     phi = lambda u: 0.5 * (g + u) @ M @ (g + u) - y @ u
     value = phi(u)
     for _ in range(iterations):
