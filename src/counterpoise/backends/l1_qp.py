@@ -52,7 +52,7 @@ def optimality(H, g, delta, y, d):
 
 def _solve(H, r):
     try:
-        return scipy.linalg.cho_solve(scipy.linalg.cho_factor(H), r)
+        return scipy.linalg.cho_solve(scipy.linalg.cho_factor(H, check_finite=False), r, check_finite=False)
     except np.linalg.LinAlgError:
         return np.linalg.lstsq(H, r, rcond=None)[0]
 
@@ -65,7 +65,9 @@ def _move(H, g, delta, y, d, value, active, grad):
     zero = z == 0
     sign = np.where(zero, -np.sign(grad), np.sign(z))[active]
     target = -y.copy()                                    # z = 0 off the active set
-    rest = np.setdiff1d(np.arange(len(g)), active)
+    off = np.ones(len(g), bool)
+    off[active] = False
+    rest = np.flatnonzero(off)
     target[active] = _solve(H[np.ix_(active, active)],
                             -(g[active] + delta[active] * sign + H[np.ix_(active, rest)] @ target[rest]))
     change = target - d
@@ -159,10 +161,12 @@ def _minimize(H, g, delta, y, tol, max_moves):
             return d
         z = y + d
         excess = np.where(z == 0, np.abs(grad) - delta, -np.inf)
-        nonzero = np.flatnonzero(z != 0)
-        violators = np.flatnonzero(excess > 0)
-        worst = violators[np.argmax(excess[violators])][None] if len(violators) else violators
-        for active in (np.union1d(nonzero, violators), np.union1d(nonzero, worst), nonzero):
+        nonzero = z != 0
+        violators = excess > 0
+        worst = np.zeros(k, bool)
+        if violators.any():
+            worst[np.argmax(excess)] = True
+        for active in map(np.flatnonzero, (nonzero | violators, nonzero | worst, nonzero)):
             moved = _move(H, g, delta, y, d, value, active, grad) if len(active) else None
             if moved is not None:
                 d, value = moved
