@@ -111,7 +111,7 @@ def kernel_sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02
     order = np.arange(len(original)) if estimand == "ATE" else np.argsort(~weighted, kind="stable")
     X, names = _covariates(original, covariates)
     X, names = drop_constant(X, names)
-    frame = original[[c for c in (treatment, base_weights) if isinstance(c, str)]].iloc[order]
+    frame = original[list(dict.fromkeys(c for c in (treatment, base_weights) if isinstance(c, str)))].iloc[order]
     m, l, s = bases.nystrom_sizes(construction, len(frame), m, l, s)
     columns = l if s is None else s
     matrix = memory.empty((len(frame), columns + (X.shape[1] if means else 0)))
