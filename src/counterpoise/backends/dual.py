@@ -87,9 +87,9 @@ class GroupDual:
             excess[-1] /= max(abs(self.T[-1]), 1e-300)
         return float(max(np.max(excess, initial=0.0), 0.0))
 
-    def hessian(self, inside, free):
-        """A_F diag(s/2 on inside units) A_F' for the free dual variables F."""
-        return self.rows.gram(np.where(inside, self.s / 2, 0.0), columns=free)
+    def hessian(self, inside):
+        """A diag(s/2 on inside units) A' over every dual variable."""
+        return self.rows.gram(np.where(inside, self.s / 2, 0.0))
 
     def upper_bound(self):
         """The largest primal objective over {lo <= w <= hi, sum w = total}: a dual value above it certifies infeasibility."""
@@ -185,9 +185,9 @@ class GroupDual:
     def _hessian(self, inside):
         """The generalized Hessian A_I diag(s/2) A_I' over the units inside their bounds, plus a 1e-12 relative
         ridge; when every unit is at a bound (a cold start far away), the all-units metric instead."""
-        H = self.hessian(inside, np.arange(len(self.T)))
+        H = self.hessian(inside)
         if not np.any(np.diag(H) > 0):
-            H = self.hessian(np.ones(len(self.c), bool), np.arange(len(self.T)))
+            H = self.hessian(np.ones(len(self.c), bool))
         ridge = 1e-12 * max(float(np.max(np.diag(H), initial=0.0)), 1e-300)
         return H + ridge * np.eye(len(H))
 

@@ -57,19 +57,25 @@ def _solve(H, r):
         return np.linalg.lstsq(H, r, rcond=None)[0]
 
 
+def _sign_fixed(H, g, delta, y, active, sign):
+    """The minimizer of q with z = y + d held at 0 off `active` and sign(z_j) = sign_j on it: the linear system
+    H_AA d_A = -(g_A + delta_A sign_A + H_AR d_R), d_R = -y_R."""
+    d = -y.copy()
+    off = np.ones(len(g), bool)
+    off[active] = False
+    rest = np.flatnonzero(off)
+    d[active] = _solve(H[np.ix_(active, active)],
+                       -(g[active] + delta[active] * sign + H[np.ix_(active, rest)] @ d[rest]))
+    return d
+
+
 def _move(H, g, delta, y, d, value, active, grad):
     """Feature-sign move on the variables `active` (signs: z's, or -grad's where z = y + d is 0; the others held
     at z = 0): the best of the points on the segment from d to the sign-fixed solution where a nonzero z_j reaches
     zero, and the solution itself. (d there, q there), or None when none lowers q."""
     z = y + d
     zero = z == 0
-    sign = np.where(zero, -np.sign(grad), np.sign(z))[active]
-    target = -y.copy()                                    # z = 0 off the active set
-    off = np.ones(len(g), bool)
-    off[active] = False
-    rest = np.flatnonzero(off)
-    target[active] = _solve(H[np.ix_(active, active)],
-                            -(g[active] + delta[active] * sign + H[np.ix_(active, rest)] @ target[rest]))
+    target = _sign_fixed(H, g, delta, y, active, np.where(zero, -np.sign(grad), np.sign(z))[active])
     change = target - d
     goal = y + target
     crossing = np.flatnonzero(~zero & (np.sign(goal) != np.sign(z)) & (delta > 0))
@@ -120,13 +126,8 @@ def _dual_box_newton(H, g, delta, y, iterations=100):
         u, value = trial, trial_value
     z = y - M @ (g + u)
     inside = (np.abs(u) < delta * (1 - 1e-9)) & (delta > 0)
-    sign = np.where(delta == 0, np.sign(z), np.sign(u))
     active = np.flatnonzero(~inside)
-    d = -y.copy()
-    rest = np.flatnonzero(inside)
-    d[active] = _solve(H[np.ix_(active, active)], -(g[active] + delta[active] * sign[active]
-                                                    + H[np.ix_(active, rest)] @ d[rest]))
-    return d
+    return _sign_fixed(H, g, delta, y, active, np.where(delta == 0, np.sign(z), np.sign(u))[active])
 
 
 def minimize(H, g, delta, y, tol=1e-13, max_moves=None):
