@@ -147,6 +147,29 @@ def weighted_sds(X: np.ndarray, W: np.ndarray, sample: bool = True, chunk: int =
     return np.sqrt(squares / np.where(single, 1.0, effective)[:, None]) * ~single[:, None]
 
 
+def resampled_imbalance(counts, weights, A) -> np.ndarray:
+    """The imbalance of fixed weights on resamples: for each resample (a row of `counts`, how often it draws each
+    unit: 0/1 for a subsample) and each weight vector w of `weights`,
+
+        mean_j | sum_i c_i w_i A_ij / sum_i c_i w_i |,     A the units' balance columns, centred and scaled,
+
+    as a (resamples x weight vectors) array (NaN where a resample holds no weight). The sums run over blocks of
+    units, every weight vector on a block while it is in cache, so A is read once, not once per weight vector."""
+    n, k = A.shape
+    sums = np.zeros((len(weights), len(counts), k))
+    mass = np.zeros((len(weights), len(counts)))
+    block = max(1, 2 ** 20 // max(k, 1))
+    for first in range(0, n, block):
+        rows = slice(first, min(first + block, n))
+        c = np.asarray(counts[:, rows], dtype=float)
+        for g, w in enumerate(weights):
+            cw = c * w[rows]
+            sums[g] += cw @ A[rows]
+            mass[g] += cw.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.abs(sums / mass[:, :, None]).mean(axis=2).T
+
+
 def smd_denominators(X, treatment=None, target_rows=None, base_weights=None) -> dict[str, np.ndarray]:
     """Standard deviations that standardize mean differences, fixed before any weighting.
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .diagnostics import resampled_imbalance
 from .errors import InfeasibleError, InputError, SolverError
 from .terms.constraints import Balance
 from .validation import check, integer
@@ -100,30 +101,18 @@ class BootstrapDelta:
         """Per grid point, the sum over resamples of mean_j |(c w)' A_j / (c' w)|, A the arm's centred, scaled
         balance columns and c a resample's counts of each unit: resample b draws n units with replacement (R's
         sample(n, replace = TRUE)) from default_rng((seed, arm, b)), so each resample is drawn once, whatever the
-        grid, the chunking or the machine. Resamples go in chunks of about 128 MB of counts (one byte per unit), and
-        each chunk's sums run over blocks of units, every grid point on a block while it is in cache: A is read
-        once per chunk, not once per resample chunk and grid point."""
-        n, k = A.shape
+        grid, the chunking or the machine. Resamples go in chunks of about 128 MB of counts (one byte per unit),
+        each through `diagnostics.resampled_imbalance`."""
+        n = len(A)
         live = [g for g, w in enumerate(weights) if w is not None]
         totals = np.zeros(len(weights))
         per_chunk = max(1, min(self.samples, 2 ** 27 // max(n, 1)))
-        block = max(1, 2 ** 20 // max(k, 1))
         for start in range(0, self.samples, per_chunk):
             draws = range(start, min(start + per_chunk, self.samples))
             counts = np.empty((len(draws), n), dtype=np.uint8)       # a count above 255 has probability < 1e-400
             for row, b in enumerate(draws):
                 counts[row] = np.bincount(np.random.default_rng([self.seed, arm, b]).integers(0, n, n), minlength=n)
-            sums = {g: np.zeros((len(draws), k)) for g in live}
-            mass = {g: np.zeros(len(draws)) for g in live}
-            for first in range(0, n, block):
-                rows = slice(first, min(first + block, n))
-                c = counts[:, rows].astype(float)
-                for g in live:
-                    cw = c * weights[g][rows]
-                    sums[g] += cw @ A[rows]
-                    mass[g] += cw.sum(axis=1)
-            for g in live:
-                totals[g] += float(np.abs(sums[g] / mass[g][:, None]).mean(axis=1).sum())
+            totals[live] += resampled_imbalance(counts, [weights[g] for g in live], A).sum(axis=0)
         return totals
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..diagnostics import resampled_imbalance
 from ..errors import InputError
 from ..progress import bar
 from ..validation import as_frame, integer, validated
@@ -48,10 +49,7 @@ def boot_balnet(data, treatment=None, covariates=None, samples=500, seed=0, samp
             S = np.zeros((size, n))
             for row in S:
                 row[rng.choice(n, n // 2, replace=False)] = 1.0
-            for j in range(weights.shape[1]):
-                Sw = S * weights[:, j]
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    loss[start:start + size, j] = np.abs((Sw @ Z) / Sw.sum(axis=1, keepdims=True)).mean(axis=1)
+            loss[start:start + size] = resampled_imbalance(S, weights.T, Z)
         losses[name] = loss
     if any(np.isnan(loss).any() for loss in losses.values()):
         raise InputError("a half-subsample held none of an arm's units; the arm is too small for boot_balnet")
