@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_info, threadpool_limits
 
 from counterpoise.diagnostics import weighted_sds
 from counterpoise.errors import InputError
+from counterpoise.threads import blas_threads, one_blas_thread
 from counterpoise.validation import POSITIVE, check, integer, matrix, one_of
 
 
@@ -156,10 +156,6 @@ def _over_chunks(n, chunk_size, work, threads):
         return list(pool.map(work, chunks))
 
 
-def _blas_threads():
-    return max([pool["num_threads"] for pool in threadpool_info() if pool.get("user_api") == "blas"], default=1)
-
-
 def _kernel_times(X, standardization, centres, bandwidth, Q, chunk_size, threads, into=None):
     """K(Z, centres) Q chunk by chunk, Z = (X - shift) / scale standardized chunk by chunk (in centres' dtype):
     written into `into`, or (None) the sum of the chunks' Gram matrices (K Q)'(K Q). Each thread keeps its own
@@ -276,8 +272,8 @@ def nystrom(X, m=None, l=None, s=None, kernel="gaussian", bandwidth="2p", constr
 
     landmarks = _landmarks(n, m, seed, keys)
     D = _output(out, (n, l if s is None else s), dtype)
-    threads = _blas_threads()
-    with threadpool_limits(limits=1, user_api="blas"):       # see the docstring: the same bits on any thread count
+    threads = blas_threads()
+    with one_blas_thread():       # see the docstring: the same bits on any thread count
         centres = (X[landmarks] - shift) / scale
         evals, evecs = np.linalg.eigh(_gaussian(centres, centres, bandwidth))
         lam = np.ascontiguousarray(evals[::-1][:l])

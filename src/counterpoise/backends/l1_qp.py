@@ -22,11 +22,10 @@ would lose d's digits to the cancellation in z - y.
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import scipy.linalg
-from threadpoolctl import ThreadpoolController
+
+from ..threads import one_blas_thread
 
 
 def l1_change(delta, y, D):
@@ -133,14 +132,8 @@ def _dual_box_newton(H, g, delta, y, iterations=100):
 def minimize(H, g, delta, y, tol=1e-13, max_moves=None):
     """argmin q: see `_minimize`. On one BLAS thread: every product here is k x k, too small to share, and a
     second thread's start-up costs more than the product, far more when the other cores are busy."""
-    with _blas().limit(limits=1, user_api="blas"):
+    with one_blas_thread():
         return _minimize(H, g, delta, y, tol, max_moves)
-
-
-@functools.cache
-def _blas():
-    """The process's BLAS libraries, looked up once (a lookup reads the loaded libraries: milliseconds)."""
-    return ThreadpoolController()
 
 
 def _minimize(H, g, delta, y, tol, max_moves):
