@@ -17,7 +17,9 @@ from dataclasses import InitVar, dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.sparse
 
+from counterpoise.columns import max_abs, weighted_sums
 from counterpoise.errors import InputError
 from counterpoise.validation import matrix, vector, weights as weight_vector
 
@@ -129,10 +131,23 @@ def weighted_sds(X: np.ndarray, W: np.ndarray, sample: bool = True, chunk: int =
       with one positive weight has SD 0 (R's sd() gives NA there).
     - sample=False: the population SD, S / sum w (glmnet's and balnet's standardization).
 
-    Two passes over X in row chunks, no copy of X.
+    Two passes over a dense X in row chunks, no copy of X; one over the stored entries of a sparse X.
     """
     totals = W.sum(axis=0)
-    means = (W.T @ X) / totals[:, None]
+    means = weighted_sums(W, X) / totals[:, None]
+    if scipy.sparse.issparse(X):       # sum w x^2 - xbar^2 sum w: one pass over the stored entries
+        squares = np.maximum(weighted_sums(W, X, squares=True) - means ** 2 * totals[:, None], 0.0)
+    else:
+        squares = _squared_deviations(X, W, means, chunk)
+    if not sample:
+        return np.sqrt(squares / totals[:, None])
+    effective = totals - (W ** 2).sum(axis=0) / totals
+    single = effective <= 1e-12 * totals
+    return np.sqrt(squares / np.where(single, 1.0, effective)[:, None]) * ~single[:, None]
+
+
+def _squared_deviations(X, W, means, chunk):
+    """sum_i w_i (x_ij - xbar_j)^2 per weight vector and column, in row chunks of a dense X."""
     squares = np.zeros_like(means)
     for start in range(0, X.shape[0], chunk):
         Xc, Wc = X[start:start + chunk], W[start:start + chunk]
@@ -140,11 +155,7 @@ def weighted_sds(X: np.ndarray, W: np.ndarray, sample: bool = True, chunk: int =
             deviations = Xc - means[j]
             deviations *= deviations
             squares[j] += Wc[:, j] @ deviations
-    if not sample:
-        return np.sqrt(squares / totals[:, None])
-    effective = totals - (W ** 2).sum(axis=0) / totals
-    single = effective <= 1e-12 * totals
-    return np.sqrt(squares / np.where(single, 1.0, effective)[:, None]) * ~single[:, None]
+    return squares
 
 
 def resampled_imbalance(counts, weights, A) -> np.ndarray:
@@ -185,7 +196,7 @@ def smd_denominators(X, treatment=None, target_rows=None, base_weights=None) -> 
     A column that is constant within the rows concerned gets SD 0; using that key to standardize raises (see
     `balance_table`), so only the denominator actually used has to be positive.
     """
-    X = matrix(X, "X")
+    X = X if scipy.sparse.issparse(X) else matrix(X, "X")
     n = X.shape[0]
     d = np.ones(n) if base_weights is None else weight_vector(base_weights, "base_weights", n)
     subsets = {}
@@ -213,7 +224,7 @@ def smd_denominators(X, treatment=None, target_rows=None, base_weights=None) -> 
         distinct.setdefault(subsets[key].tobytes(), key)
     columns = [np.where(subsets[key], d, 0.0) for key in distinct.values()]
     values = dict(zip(distinct.values(), weighted_sds(X, np.column_stack(columns))))
-    scale = np.maximum(X.max(axis=0), -X.min(axis=0))         # max |x| per column, without an n x p temporary
+    scale = max_abs(X)
     sds = {}
     for key in keys:
         sd = values[distinct[subsets[key].tobytes()]].copy()
@@ -270,8 +281,9 @@ def balance_table(design: BalanceDesign, weights, std: str | None = None) -> pd.
     for group in _group_labels(design.groups):
         rows = design.groups == group
         target = design.targets[group]
-        before, smd_before = compare(design.X[rows], design.base_weights[rows], target, group, "base_weights")
-        after, smd_after = compare(design.X[rows], w[rows], target, group, "weights")
+        X = design.X if rows.all() else design.X[rows]
+        before, smd_before = compare(X, design.base_weights[rows], target, group, "base_weights")
+        after, smd_after = compare(X, w[rows], target, group, "weights")
         blocks.append(pd.DataFrame({
             "group": group, "term": list(design.names), "target": target, "before": before, "after": after,
             "smd_before": smd_before, "smd_after": smd_after,

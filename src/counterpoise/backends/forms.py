@@ -20,6 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse
 
 from ..errors import UnsupportedProblem
 from ..terms import Balance, Bounds, ChiSquare, Entropy, Logit, Normalize, SparseLoss
@@ -67,6 +68,8 @@ def balance_rows(terms, n, constant=None) -> Rows:
 def joined(matrices):
     """[B_1, ..., B_m] side by side: a view of the builder's own matrix when the B_j are consecutive column views
     of one block of its rows, full width (no copy), else a new one."""
+    if any(scipy.sparse.issparse(m) for m in matrices):
+        return scipy.sparse.hstack(matrices, format="csr")
     base = matrices[0].base
     if isinstance(base, np.ndarray) and base.ndim == 2 and base.flags.c_contiguous and \
             all(m.base is base and m.strides == base.strides and m.shape[0] == matrices[0].shape[0]

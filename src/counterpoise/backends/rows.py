@@ -104,10 +104,10 @@ class Rows:
         H = np.zeros((m, m))
         scale = self.inverse_scale[bal]
         if scipy.sparse.issparse(self.B):
-            X = self.B if whole else self.B[:, of_B]
-            H[: len(bal), : len(bal)] = (X.T @ X.multiply(weights[:, None]).tocsr()).toarray()
+            G = _sparse_gram(self.B, weights)                           # over all of B's columns: k x k
+            H[: len(bal), : len(bal)] = G if whole else G[np.ix_(of_B, of_B)]
             if with_constant:
-                H[-1, : len(bal)] = self.constant * (X.T @ weights)
+                H[-1, : len(bal)] = self.constant * (self.B.T @ weights)[of_B]
                 H[-1, -1] = self.constant ** 2 * weights.sum()
         else:
             chunk = _chunk_rows(self.B)
@@ -131,3 +131,25 @@ class Rows:
             H[-1, : len(bal)] *= scale
             H[: len(bal), -1] = H[-1, : len(bal)]
         return H
+
+
+def _sparse_gram(X, h) -> np.ndarray:
+    """X' diag(h) X for a scipy sparse X, as a dense k x k array. When every row stores the same number r of
+    entries (the calibration matrix of margins: one per margin variable and numeric target), it is r (r + 1) / 2
+    weighted histograms over the pairs of a row's entries (np.bincount; O(n r^2), no sparse product); otherwise
+    scipy's sparse product."""
+    X = X.tocsr()
+    n, k = X.shape
+    r = X.indptr[1] - X.indptr[0] if n else 0
+    if not (n and r and X.nnz == n * r and X.has_canonical_format and np.all(np.diff(X.indptr) == r)):
+        return (X.T @ X.multiply(h[:, None]).tocsr()).toarray()
+    index, value = X.indices.reshape(n, r), X.data.reshape(n, r)
+    index = [np.ascontiguousarray(index[:, a]) for a in range(r)]
+    weighted = [h * value[:, a] for a in range(r)]
+    H = np.zeros(k * k)
+    for a in range(r):
+        H += np.bincount(index[a] * (k + 1), weights=weighted[a] * value[:, a], minlength=k * k)
+        for b in range(a + 1, r):           # columns index[a] < index[b] within a row (canonical format)
+            H += np.bincount(index[a] * k + index[b], weights=weighted[a] * value[:, b], minlength=k * k)
+    H = H.reshape(k, k)
+    return H + np.triu(H, 1).T

@@ -19,8 +19,11 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import scipy.linalg
+import scipy.sparse
 
 from ..arguments import recorded
+from ..backends.rows import Rows
+from ..columns import column, has_negative
 from ..backends.base import RawResult
 from ..diagnostics import BalanceDesign, smd_denominators
 from ..errors import InfeasibleError, InputError
@@ -53,16 +56,16 @@ def calibrate(data, base_weights=None, margins=None, totals=None, constraints=No
     return calibration_problem(frame.index, X, names, T, N, d, distance, bounds, weight_bounds, tol)
 
 
-def calibration_inputs(data, base_weights, margins, totals, constraints):
+def calibration_inputs(data, base_weights, margins, totals, constraints, sparse=True):
     """(frame, base weights d, X, target names, totals T, population size N) for a calibration builder. Without
     any targets, those a dataset records in frame.attrs ("margins", "totals") are used, with its "base_weights"
-    column unless base weights are given."""
+    column unless base weights are given. X is sparse where margins make it mostly zeros, unless sparse=False."""
     frame = as_frame(data)
     if margins is None and totals is None and constraints is None:
         margins, totals = frame.attrs.get("margins"), frame.attrs.get("totals")
         base_weights = frame.attrs.get("base_weights") if base_weights is None else base_weights
     d = check_base_weights(frame, base_weights)
-    return (frame, d) + calibration_system(frame, margins, totals, constraints)
+    return (frame, d) + calibration_system(frame, margins, totals, constraints, sparse)
 
 
 def calibration_problem(index, X, names, T, N, d, distance, bounds=None, weight_bounds=None, tol=None):
@@ -164,7 +167,7 @@ def check_reachable(X, T, d, names, ratio_bounds, weight_bounds, nonnegative):
         raise InfeasibleError("the ratio bounds and the weight bounds leave no room for some units' weights")
     used = X > 0
     low, high = _reach(X, used, lo, -np.inf), _reach(X, used, hi, np.inf)
-    columns = np.flatnonzero(~np.any(X < 0, axis=0))
+    columns = np.flatnonzero(~has_negative(X))
     slack = 1e-9 * np.maximum(np.abs(T), 1.0)
     for j in columns:
         if not (low[j] - slack[j] <= T[j] <= high[j] + slack[j]):
@@ -172,14 +175,17 @@ def check_reachable(X, T, d, names, ratio_bounds, weight_bounds, nonnegative):
                                   f"totals between {low[j]:g} and {high[j]:g} for it; widen the bounds",
                                   binding=[names[j]])
     for j in columns:
-        if not (np.isfinite(low[j]) and T[j] <= low[j] + slack[j] and used[:, j].any()):
+        if not (np.isfinite(low[j]) and T[j] <= low[j] + slack[j]):
             continue
-        high_held = _reach(X, used, np.where(used[:, j], lo, hi), np.inf)      # the units of target j held at lo
+        held = column(used, j)                                          # the units of target j
+        if not held.any():
+            continue
+        high_held = _reach(X, used, np.where(held, lo, hi), np.inf)    # those units held at their lowest weight
         for k in columns:
             if T[k] > high_held[k] + slack[k]:
                 raise InfeasibleError(
                     f"target {names[j]} = {T[j]:g} can only be met with every unit where {names[j]} > 0 at its "
-                    f"lowest weight ({int(used[:, j].sum())} units), and then target {names[k]} = {T[k]:g} is out "
+                    f"lowest weight ({int(held.sum())} units), and then target {names[k]} = {T[k]:g} is out "
                     f"of reach (at most {high_held[k]:g}); change the total of {names[j]}",
                     binding=[names[j], names[k]])
 
@@ -187,47 +193,56 @@ def check_reachable(X, T, d, names, ratio_bounds, weight_bounds, nonnegative):
 def _reach(X, used, bound, infinity):
     """sum_i bound_i x_ij per column; `infinity` (+inf for upper bounds, -inf for lower) where a unit with x_ij > 0
     has an infinite bound."""
-    return np.where(used.T @ np.isinf(bound) > 0, infinity, np.where(np.isfinite(bound), bound, 0.0) @ X)
+    finite_part = X.T @ np.where(np.isfinite(bound), bound, 0.0)
+    return np.where(used.T @ np.isinf(bound) > 0, infinity, finite_part)
 
 
-def calibration_system(frame, margins, totals, constraints):
-    """The calibration matrix X (n x k), target names, totals T, and the population size N when a margin gives it."""
-    columns, names, T = [], [], []
+def calibration_system(frame, margins, totals, constraints, sparse=True):
+    """The calibration matrix X (n x k), target names, totals T, and the population size N when a margin gives it.
+    Margins become indicator columns straight from the level codes (one nonzero per unit and margin variable);
+    with `sparse`, X is a scipy CSR matrix when at most a quarter of it would be nonzero (it then stores exactly
+    one entry per unit for every margin variable and every total, zeros included), else a dense array."""
+    codes, levels, names, T = [], [], [], []          # per margin variable: level code per unit, code -> column
     N = None
-    for var, levels in (margins or {}).items():
+    for var, targets in (margins or {}).items():
         if var not in frame.columns:
             raise InputError(f"margin variable {var!r} is not in the data")
         values = frame[var]
         if values.isna().any():
             raise InputError(f"margin variable {var!r} has {int(values.isna().sum())} missing values")
-        if not isinstance(levels, (dict, pd.Series)) or len(levels) == 0:
+        if not isinstance(targets, (dict, pd.Series)) or len(targets) == 0:
             raise InputError(f"margins[{var!r}] must be a non-empty dict level -> population total")
-        codes, present = pd.factorize(values)     # integer codes: one pass, then cheap comparisons per level
-        position = {level: j for j, level in enumerate(present)}
-        keyed = {_level_key(k, present): (k, float(v)) for k, v in dict(levels).items()}
+        code, present = pd.factorize(values)      # integer codes: one pass over the data
+        keyed = {_level_key(k, present): (k, float(v)) for k, v in dict(targets).items()}
         missing = [p for p in present if p not in keyed]
         if missing:
             raise InputError(f"margin {var!r}: levels {sorted(map(str, missing))} occur in the data but have no "
                              "population total; add them (or merge levels) so every unit is calibrated")
+        counts = np.bincount(code, minlength=len(present))
+        column = np.empty(len(present), dtype=np.int64)
+        position = {level: j for j, level in enumerate(present)}
         for level, (key, total) in keyed.items():
             finite([total], f"population total for {var}={key}")
             if total < 0:
                 raise InputError(f"margin {var!r}: level {key!r} has a negative total {total}")
-            mask = codes == position[level] if level in position else np.zeros(len(codes), bool)
-            if not mask.any():
+            units = counts[position[level]] if level in position else 0
+            if not units:
                 if total > 0:
                     raise InputError(f"margin {var!r}: level {key!r} has population total {total:g} but no units "
                                      "in the sample; no weights can reach it (collapse it into a neighbouring level)")
                 continue
             if total == 0:
-                warn(f"margin {var!r}: level {key!r} has {int(mask.sum())} units but a population total of 0, "
+                warn(f"margin {var!r}: level {key!r} has {int(units)} units but a population total of 0, "
                      "so those units get weight 0")
-            columns.append(mask)
+            column[position[level]] = len(names)
             names.append(f"{var}={key}")
             T.append(total)
+        codes.append(code)
+        levels.append(column)
         N = N if N is not None else sum(v for _, v in keyed.values())
+    numeric = []
     for col, total in (totals or {}).items():
-        columns.append(numeric_matrix(frame, [col], "totals")[:, 0])
+        numeric.append(numeric_matrix(frame, [col], "totals")[:, 0])
         names.append(col)
         T.append(float(total))
     for name, (coef, total) in (constraints or {}).items():
@@ -235,19 +250,35 @@ def calibration_system(frame, margins, totals, constraints):
         if len(coef) != len(frame):
             raise InputError(f"constraint {name!r} has {len(coef)} coefficients for {len(frame)} rows")
         finite(coef, f"constraint {name!r} coefficients")
-        columns.append(coef)
+        numeric.append(coef)
         names.append(str(name))
         T.append(float(total))
-    if not columns:
+    if not names:
         raise InputError("give at least one target: margins=, totals= or constraints=")
     finite(T, "population totals")
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise InputError(f"targets named more than once: {repeated}")
-    X = np.empty((len(frame), len(columns)))       # one C-ordered matrix, filled column by column
-    for j, column in enumerate(columns):
-        X[:, j] = column
-    X.flags.writeable = False                      # shared by the terms, the balance table and the backends
+    n, k = len(frame), len(names)
+    # the column of every stored entry, unit by unit: one per margin variable, then the numeric targets
+    columns = [column[code] for code, column in zip(codes, levels)] + \
+              [np.full(n, k - len(numeric) + j) for j in range(len(numeric))]
+    if sparse and codes and len(columns) <= 0.25 * k:
+        r = len(columns)
+        entries, indices = np.ones((n, r)), np.empty((n, r), dtype=np.int32)
+        for a, values in enumerate(columns):
+            indices[:, a] = values
+        for a, values in enumerate(numeric):
+            entries[:, len(codes) + a] = values
+        X = scipy.sparse.csr_matrix((entries.ravel(), indices.ravel(), np.arange(0, n * r + 1, r)), shape=(n, k))
+        X.has_sorted_indices = True               # margins' columns come in order, the numeric ones after them
+        return X, names, np.asarray(T), N
+    X = np.zeros((n, k))                          # one C-ordered matrix
+    for code, column in zip(codes, levels):
+        X[np.arange(n), column[code]] = 1.0
+    for j, values in enumerate(numeric):
+        X[:, k - len(numeric) + j] = values
+    X.flags.writeable = False                     # shared by the terms, the balance table and the backends
     return X, names, np.asarray(T), N
 
 
@@ -259,15 +290,12 @@ def _level_key(key, present):
     return by_text.get(str(key), key)
 
 
-def _independent_targets(X, T, d, names, chunk=65_536):
+def _independent_targets(X, T, d, names):
     """Indices of a maximal set of linearly independent targets; a redundant target must agree with the others.
     Works on the k x k Gram matrix G = X' diag(d) X (one pass over the rows): pivoted Cholesky (LAPACK dpstrf)
     finds the rank, and a dropped target's implied total is T_keep' G_kk^-1 G_k,drop."""
     k = X.shape[1]
-    G = np.zeros((k, k))
-    for start in range(0, len(X), chunk):
-        block = X[start: start + chunk]
-        G += block.T @ (block * d[start: start + chunk, None])
+    G = Rows(X).gram(d)
     scale = np.sqrt(np.maximum(np.diag(G), 1e-300))
     _, piv, rank, _ = scipy.linalg.lapack.dpstrf(G / np.outer(scale, scale), tol=1e-12)
     piv = piv[:k] - 1

@@ -41,7 +41,8 @@ def sparse_calibrate(data, base_weights=None, margins=None, totals=None, constra
     target_records=k tunes lam (or tau) by bisection on its logarithm to keep k records, or (with a warning) the
     closest count met.
     """
-    frame, w0, X, names, T, N = calibration_inputs(data, base_weights, margins, totals, constraints)
+    frame, w0, X, names, T, N = calibration_inputs(data, base_weights, margins, totals, constraints,
+                                                  sparse=False)
     if exact:
         if tol is None:
             check_reachable(X, T, w0, names, (0.0, np.inf if cap is None else cap), (-np.inf, np.inf), True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cvxpy as cp
 import numpy as np
+import scipy.sparse
 
 from .base import Term, parameter, select
 
@@ -14,7 +15,8 @@ class Balance(Term):
     B holds the balance functions of the units in `rows` (its columns `column_index` only, when given), t the
     targets (Parameter "target") and s the fixed scales that make delta unit-free (target SDs for delta in SD
     units, 1 for raw units, |t| for relative tolerances). `delta=None` asks for exact balance B'w = t. The given
-    matrix is kept as `matrix` (the builder's matrix or a view of it, never a scaled copy or a column selection):
+    matrix (a dense array, or a scipy sparse matrix: calibration's margins) is kept as `matrix` (the builder's
+    matrix or a view of it, never a scaled copy or a column selection):
     backends fold the scales and the selection into their small vectors. With an `offset` o (one number per
     balanced column) the matrix holds the balance functions minus o, which the weighted arm's normalization
     (sum w = 1) makes the same constraint, ((B - o)'w - (t - o)) / s, without the cancellation a large common value
@@ -29,7 +31,7 @@ class Balance(Term):
 
     def __init__(self, B, target, delta=None, scale=None, rows=None, columns=None, name=None, column_index=None,
                  offset=None, tolerance="delta"):
-        self.matrix = np.asarray(B, dtype=float)
+        self.matrix = B if scipy.sparse.issparse(B) else np.asarray(B, dtype=float)
         self.offset = None if offset is None else np.asarray(offset, dtype=float)
         self.column_index = None if column_index is None else np.asarray(column_index)
         k = self.matrix.shape[1] if column_index is None else len(self.column_index)
@@ -75,8 +77,9 @@ class Balance(Term):
             return values / self.scale - self.scaled_target()
         # cvxpy keeps its own copy of the constant, so the scaled matrix here is a temporary of the build
         B = self.matrix if self.column_index is None else self.matrix[:, self.column_index]
+        B = B @ scipy.sparse.diags(1.0 / self.scale) if scipy.sparse.issparse(B) else B / self.scale
         target = self.target if self.offset is None else self.target - self.offset
-        return (B / self.scale).T @ select(w, self.rows) - cp.multiply(target, 1.0 / self.scale)
+        return B.T @ select(w, self.rows) - cp.multiply(target, 1.0 / self.scale)
 
     def constraints(self, w, slack=None):
         """Balance constraints; with a nonnegative `slack` vector they are loosened by it (infeasibility diagnosis)."""
