@@ -181,6 +181,10 @@ def test_sparse_gram_is_the_weighted_cross_product():
     uneven = scipy.sparse.csr_matrix(dense * (rng.random((n, k)) < 0.5))   # rows with unequal entry counts
     np.testing.assert_allclose(Rows(uneven).gram(h), uneven.toarray().T @ (uneven.toarray() * h[:, None]),
                                rtol=1e-12, atol=1e-12)
+    margins = scipy.sparse.csr_matrix((np.ones(2 * n), columns[:, :2].ravel(), np.arange(0, 2 * n + 1, 2)),
+                                      shape=(n, k))            # 16 distinct rows: summed per cell first
+    np.testing.assert_allclose(Rows(margins).gram(h), margins.toarray().T @ (margins.toarray() * h[:, None]),
+                               rtol=1e-12, atol=1e-12)
     chosen = np.array([0, 2, 5, 8, 11])
     rows = Rows(X, column_scale=np.arange(1.0, 6.0), constant=2.0, columns=chosen)
     M = np.column_stack([dense[:, chosen] / np.arange(1.0, 6.0), np.full(n, 2.0)])

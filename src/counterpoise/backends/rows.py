@@ -37,6 +37,7 @@ class Rows:
         self.row_factor = row_factor
         self.constant = constant
         self.k = self.p + (constant is not None)
+        self._sparse_gram = None           # a sparse B's Gram machinery, set up on the first gram()
 
     def _coefficients(self, y):
         """B_C diag(1/s) y as B z: z holds y / s on the columns C and 0 elsewhere."""
@@ -104,7 +105,9 @@ class Rows:
         H = np.zeros((m, m))
         scale = self.inverse_scale[bal]
         if scipy.sparse.issparse(self.B):
-            G = _sparse_gram(self.B, weights)                           # over all of B's columns: k x k
+            if self._sparse_gram is None:
+                self._sparse_gram = _SparseGram(self.B)
+            G = self._sparse_gram(weights)                              # over all of B's columns: k x k
             H[: len(bal), : len(bal)] = G if whole else G[np.ix_(of_B, of_B)]
             if with_constant:
                 H[-1, : len(bal)] = self.constant * (self.B.T @ weights)[of_B]
@@ -133,23 +136,43 @@ class Rows:
         return H
 
 
-def _sparse_gram(X, h) -> np.ndarray:
-    """X' diag(h) X for a scipy sparse X, as a dense k x k array. When every row stores the same number r of
-    entries (the calibration matrix of margins: one per margin variable and numeric target), it is r (r + 1) / 2
-    weighted histograms over the pairs of a row's entries (np.bincount; O(n r^2), no sparse product); otherwise
-    scipy's sparse product."""
-    X = X.tocsr()
-    n, k = X.shape
-    r = X.indptr[1] - X.indptr[0] if n else 0
-    if not (n and r and X.nnz == n * r and X.has_canonical_format and np.all(np.diff(X.indptr) == r)):
-        return (X.T @ X.multiply(h[:, None]).tocsr()).toarray()
-    index, value = X.indices.reshape(n, r), X.data.reshape(n, r)
-    index = [np.ascontiguousarray(index[:, a]) for a in range(r)]
-    weighted = [h * value[:, a] for a in range(r)]
-    H = np.zeros(k * k)
-    for a in range(r):
-        H += np.bincount(index[a] * (k + 1), weights=weighted[a] * value[:, a], minlength=k * k)
-        for b in range(a + 1, r):           # columns index[a] < index[b] within a row (canonical format)
-            H += np.bincount(index[a] * k + index[b], weights=weighted[a] * value[:, b], minlength=k * k)
-    H = H.reshape(k, k)
-    return H + np.triu(H, 1).T
+class _SparseGram:
+    """X' diag(h) X for a scipy sparse X, as a dense k x k array, for one X and many h (a Newton run's Hessians).
+
+    When every row stores the same number r of entries (the calibration matrix of margins: one per margin variable
+    and numeric target) it is r (r + 1) / 2 weighted histograms over the pairs of a row's entries (np.bincount;
+    O(n r^2), no sparse product). When moreover every entry is 1 (margins only) the rows are cells of the margins'
+    cross-classification: with few distinct cells, h is first summed per cell (one histogram over n) and the pairs
+    run over the cells. Otherwise scipy's sparse product."""
+
+    def __init__(self, X):
+        X = X.tocsr()
+        self.X, (n, self.k) = X, X.shape
+        r = X.indptr[1] - X.indptr[0] if n else 0
+        self.equal = bool(n and r and X.nnz == n * r and X.has_canonical_format and np.all(np.diff(X.indptr) == r))
+        self.cell = None
+        if not self.equal:
+            return
+        index, self.value = X.indices.reshape(n, r), X.data.reshape(n, r)
+        if np.all(X.data == 1.0) and r * np.log2(self.k) < 62:
+            key = index.astype(np.int64) @ (self.k ** np.arange(r, dtype=np.int64))
+            cells, cell = np.unique(key, return_inverse=True)
+            if len(cells) <= n // 4:
+                self.cell, self.value = cell, np.ones((len(cells), r))
+                index = (cells[:, None] // self.k ** np.arange(r)) % self.k
+        self.index = [np.ascontiguousarray(index[:, a]) for a in range(r)]
+
+    def __call__(self, h) -> np.ndarray:
+        if not self.equal:
+            return (self.X.T @ self.X.multiply(h[:, None]).tocsr()).toarray()
+        k, value = self.k, self.value
+        if self.cell is not None:
+            h = np.bincount(self.cell, weights=h, minlength=len(value))
+        H = np.zeros(k * k)
+        for a, index in enumerate(self.index):
+            weighted = h * value[:, a]
+            H += np.bincount(index * (k + 1), weights=weighted * value[:, a], minlength=k * k)
+            for b in range(a + 1, len(self.index)):      # columns index[a] < index[b] within a row (canonical)
+                H += np.bincount(index * k + self.index[b], weights=weighted * value[:, b], minlength=k * k)
+        H = H.reshape(k, k)
+        return H + np.triu(H, 1).T
