@@ -20,11 +20,13 @@ normalization (the ATE's two arms), is one such Newton per group.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse
 
 from .base import RawResult, register
+from .blocks import Blocks
 from .forms import CalibrationForm, balance_duals
 from .rows import Rows
 
@@ -59,32 +61,34 @@ class CalibrationBackend:
         duals, worst, iterations, halvings, converged, largest = {}, [], 0, 0, True, 0.0
         for index, (group, rows) in enumerate(zip(self.form.groups, self._rows())):
             t, scale, names = self.form.system(group)
-            T = scale * t
             here = slice(None) if group.rows is None else group.rows
-            newton = _Newton(self.form.distance, d[here], lo[here], hi[here], rows, t)
+            blocks = Blocks([(rows, self.form.distance, d[here], lo[here], hi[here])])
             previous = self.lam.get(index) if warm_start else None
             lam = previous if previous is not None and len(previous) == len(t) else np.zeros(len(t))
-            lam, w, steps, done, halved = newton.run(lam, scale, T, epsilon, max_iter)
-            weights[here] = w
-            misfit = (rows.tdot(w) - t) * scale
-            relative = np.abs(misfit) / (1 + np.abs(T))
-            self.lam[index] = lam if done else None
-            duals.update(balance_duals(group.balance, lam))
-            worst += [(names[j], float(misfit[j] + T[j]), float(T[j]), float(relative[j]))
-                      for j in np.argsort(relative)[::-1][:5]]
-            iterations, halvings, converged = iterations + steps, halvings + halved, converged and done
-            largest = max(largest, float(relative.max()))
+            run = newton(blocks, t, scale, lam, epsilon, max_iter)
+            weights[here] = blocks.map(calibrated_weights, lam=run.lam)
+            self.lam[index] = run.lam if run.converged else None
+            duals.update(balance_duals(group.balance, run.lam))
+            worst += run.worst(names)
+            iterations, halvings = iterations + run.iterations, halvings + run.halvings
+            converged, largest = converged and run.converged, max(largest, run.largest)
         worst = sorted(worst, key=lambda row: -row[3])[:5]
         kind = DISTANCE_NAMES[type(self.form.distance).__name__]
-        message = (f"Deville-Sarndal Newton ({kind}): {iterations} iterations, max |misfit| / (1 + |T|) = "
-                   f"{largest:.1e} (epsilon {epsilon:g})")
-        if not converged:
-            message += "; did not converge. Worst targets (achieved vs target): " + ", ".join(
-                f"{n} {a:.6g} vs {b:.6g}" for n, a, b, _ in worst[:3])
+        message = newton_message(kind, iterations, largest, epsilon, converged, worst)
         return RawResult(weights=weights, status="optimal" if converged else "inaccurate", solver=f"newton/{kind}",
                          solve_time=time.perf_counter() - start, duals=duals, iterations=iterations, message=message,
                          info={"max_relative_misfit": largest, "worst_targets": worst, "step_halvings": halvings,
                                "epsilon": epsilon})
+
+
+def newton_message(kind, iterations, largest, epsilon, converged, worst) -> str:
+    """The solver message of a calibration Newton run, naming the worst targets when it did not converge."""
+    message = (f"Deville-Sarndal Newton ({kind}): {iterations} iterations, max |misfit| / (1 + |T|) = "
+               f"{largest:.1e} (epsilon {epsilon:g})")
+    if not converged:
+        message += "; did not converge. Worst targets (achieved vs target): " + ", ".join(
+            f"{n} {a:.6g} vs {b:.6g}" for n, a, b, _ in worst[:3])
+    return message
 
 
 def _sparse_if_mostly_zero(rows):
@@ -100,58 +104,98 @@ def _sparse_if_mostly_zero(rows):
 DISTANCE_NAMES = {"ChiSquare": "linear", "Entropy": "raking", "Logit": "logit"}
 
 
-class _Newton:
-    """The dual's value, gradient and Hessian as sums over the constraint rows, and the damped Newton iteration."""
+def newton_sums(rows, distance, d, lo, hi, points=(), hessian=False):
+    """One block's share of the dual's sums at each dual point lam in `points` (u = X lam, g = F(u) clipped to
+    [lo, hi], w = d g): sum_i d_i (u_i g_i - G(g_i)) and X'w, and with `hessian` the generalized Hessian
+    X' diag(d F'(u)) X over the units strictly inside their bounds, at the first point."""
+    values, products = np.empty(len(points)), np.empty((len(points), rows.k))
+    H = np.zeros((rows.k, rows.k))
+    for j, lam in enumerate(points):
+        u = rows.dot(lam)
+        g = np.clip(distance.F(u), lo, hi)
+        with np.errstate(over="ignore", invalid="ignore"):   # a trial step far out: D = inf, which Armijo refuses
+            values[j] = d @ (u * g - distance.G(g))
+            products[j] = rows.tdot(d * g)
+        if hessian and j == 0:
+            inside = (g > lo) & (g < hi)
+            H = rows.gram(np.where(inside, d * distance.dF(u, g), 0.0))
+    return values, products, H
 
-    def __init__(self, distance, d, lo, hi, rows, t):
-        self.distance, self.d, self.lo, self.hi, self.rows, self.t = distance, d, lo, hi, rows, t
 
-    def weights(self, lam):
-        """(u, g, w) at the dual point lam."""
-        u = self.rows.dot(lam)
-        g = np.clip(self.distance.F(u), self.lo, self.hi)
-        return u, g, self.d * g
+def calibrated_weights(rows, distance, d, lo, hi, lam=None) -> np.ndarray:
+    """w = d F(X lam), F clipped to [lo, hi]: one block's weights at the dual point lam."""
+    return d * np.clip(distance.F(rows.dot(lam)), lo, hi)
 
-    def value(self, lam):
-        u, g, _ = self.weights(lam)
-        with np.errstate(over="ignore", invalid="ignore"):    # a trial step far out: D = inf, which Armijo refuses
-            return float(self.d @ (u * g - self.distance.G(g)) - self.t @ lam)
 
-    def hessian(self, u, g):
-        """X' diag(d F'(u)) X over the units strictly inside their bounds."""
-        inside = (g > self.lo) & (g < self.hi)
-        return self.rows.gram(np.where(inside, self.d * self.distance.dF(u, g), 0.0))
+@dataclass
+class NewtonRun:
+    """Where a Newton run ended: the dual point, the misfit X'w - T there (in the totals' units), and counts."""
 
-    def run(self, lam, scale, T, epsilon, max_iter):
-        halvings = 0
-        for iteration in range(max_iter + 1):
-            u, g, w = self.weights(lam)
-            grad = self.rows.tdot(w) - self.t
-            if np.max(np.abs(grad * scale) / (1 + np.abs(T))) < epsilon:
-                return lam, w, iteration, True, halvings
-            if iteration == max_iter:
-                break
-            step = _ginv_solve(self.hessian(u, g), grad)
-            slope = grad @ step
-            if not slope > 0:        # no descent direction (every unit at a bound): steepest descent
-                step, slope = grad, grad @ grad
-            current, size, residual = self.value(lam), 1.0, float(np.linalg.norm(grad))
-            while size > 1e-12:
-                trial = lam - size * step
-                value = self.value(trial)
-                if value <= current - 1e-4 * size * slope:
-                    break
+    lam: np.ndarray
+    misfit: np.ndarray
+    T: np.ndarray
+    iterations: int
+    halvings: int
+    converged: bool
+
+    @property
+    def relative(self) -> np.ndarray:
+        return np.abs(self.misfit) / (1 + np.abs(self.T))
+
+    @property
+    def largest(self) -> float:
+        return float(self.relative.max(initial=0.0))
+
+    def worst(self, names, count=5) -> list:
+        """(name, achieved, target, relative misfit) of the `count` worst targets."""
+        return [(names[j], float(self.misfit[j] + self.T[j]), float(self.T[j]), float(self.relative[j]))
+                for j in np.argsort(self.relative)[::-1][:count]]
+
+
+def newton(blocks, t, scale, lam, epsilon, max_iter, callback=None) -> NewtonRun:
+    """Damped Newton on the dual D(lam) = sum_i d_i (u_i g_i - G(g_i)) - t'lam over the row blocks `blocks`
+    (`blocks.Blocks` or `DaskBlocks`, each block (rows, distance, d, lo, hi)), from `lam`, until every target is
+    within max |x_j'w - T_j| / (1 + |T_j|) < epsilon (T = scale t). Each step evaluates `blocks.batch` trial step
+    sizes (1, 1/2, ...) per pass and takes the first that decreases D enough (Armijo); the Hessian comes with the
+    first trial point of a pass. `callback(iteration, lam)`, if given, runs after every step."""
+    T = scale * t
+
+    def evaluate(points, hessian):
+        values, products, H = blocks.reduce(newton_sums, points=points, hessian=hessian)
+        return values - np.asarray(points) @ t, products - t, H
+
+    values, grads, H = evaluate([lam], True)
+    value, grad = values[0], grads[0]
+    halvings = 0
+    for iteration in range(max_iter + 1):
+        if np.max(np.abs(grad * scale) / (1 + np.abs(T)), initial=0.0) < epsilon:
+            return NewtonRun(lam, grad * scale, T, iteration, halvings, True)
+        if iteration == max_iter:
+            break
+        step = _ginv_solve(H, grad)
+        slope = grad @ step
+        if not slope > 0:        # no descent direction (every unit at a bound): steepest descent
+            step, slope = grad, grad @ grad
+        residual, size, accepted = float(np.linalg.norm(grad)), 1.0, None
+        while accepted is None and size > 1e-12:
+            sizes = size * 0.5 ** np.arange(blocks.batch)
+            values, grads, H_first = evaluate([lam - s * step for s in sizes], True)
+            for j, s in enumerate(sizes):
                 # near the optimum D's decrease is below its rounding (it sums n terms): accept a step that
                 # shrinks the misfit without raising D beyond that rounding
-                if value <= current + 1e-12 * abs(current) and \
-                        np.linalg.norm(self.rows.tdot(self.weights(trial)[2]) - self.t) <= (1 - 1e-4 * size) * residual:
+                if values[j] <= value - 1e-4 * s * slope or (values[j] <= value + 1e-12 * abs(value) and
+                                                             np.linalg.norm(grads[j]) <= (1 - 1e-4 * s) * residual):
+                    accepted = j
                     break
-                size *= 0.5
                 halvings += 1
-            else:
-                break                # no decrease possible in floating point: the closest point found
-            lam = trial
-        return lam, w, iteration, False, halvings
+            size = sizes[-1] * 0.5
+        if accepted is None:
+            break                # no decrease possible in floating point: the closest point found
+        lam, value, grad = lam - sizes[accepted] * step, values[accepted], grads[accepted]
+        H = H_first if accepted == 0 else evaluate([lam], True)[2]
+        if callback is not None:
+            callback(iteration + 1, lam)
+    return NewtonRun(lam, grad * scale, T, iteration, halvings, False)
 
 
 def _ginv_solve(H, b):

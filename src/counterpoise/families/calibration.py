@@ -22,6 +22,7 @@ import scipy.linalg
 import scipy.sparse
 
 from ..arguments import recorded
+from ..backends.blocks import Blocks
 from ..backends.rows import Rows
 from ..columns import column, has_negative
 from ..backends.base import RawResult
@@ -70,45 +71,61 @@ def calibration_inputs(data, base_weights, margins, totals, constraints, sparse=
 
 def calibration_problem(index, X, names, T, N, d, distance, bounds=None, weight_bounds=None, tol=None):
     """The calibration WeightingProblem of `calibrate` on a built system (also `refit`'s, on a support)."""
-    lower, upper = _pair(bounds, "bounds")
-    terms = []
-    if distance == "linear":
-        terms.append(ChiSquare(d, 2 * d, name="distance"))
-    elif distance == "raking":
-        terms.append(Entropy(d, name="distance"))
-    else:
-        if bounds is None:
-            raise InputError('distance="logit" needs finite ratio bounds, e.g. bounds=(0.5, 2.0), with L < 1 < U')
-        if not (0 <= lower < 1 < upper < np.inf):
-            raise InputError(f"logit bounds must satisfy 0 <= L < 1 < U < inf, got {bounds}")
-        terms.append(Logit(d, lower, upper, name="distance"))
-    weight_lower, weight_upper = _pair(weight_bounds, "weight_bounds")
-    negatives = distance == "linear" and lower < 0 and weight_lower < 0      # GREG weights may go below zero
+    ratio_bounds, weight_box = calibration_bounds(distance, bounds, weight_bounds)
+    negatives = distance == "linear" and ratio_bounds[0] < 0 and weight_box[0] < 0   # GREG weights may go below 0
+    blocks = Blocks([(X, d)])
     if tol is None:
-        check_reachable(X, T, d, names, (lower, upper), (weight_lower, weight_upper), nonnegative=distance == "raking")
+        check_reachable(blocks, T, names, ratio_bounds, weight_box, nonnegative=distance == "raking")
         if negatives:
-            _warn_unless_nonnegative_reach(X, T, d, names, (lower, upper), (weight_lower, weight_upper))
-    totals, keep = totals_term(X, T, names, d, tol)
-    terms.append(totals)
-    if bounds is not None and distance != "logit":
-        _check_ratio_bounds(lower, upper)
-        terms.append(Bounds(lower=None if lower == -np.inf else lower, upper=None if upper == np.inf else upper,
-                            reference=d, name="ratio_bounds"))
-    if weight_bounds is not None:
-        terms.append(Bounds(lower=None if weight_lower == -np.inf else weight_lower,
-                            upper=None if weight_upper == np.inf else weight_upper, name="weight_bounds"))
+            _warn_unless_nonnegative_reach(blocks, T, names, ratio_bounds, weight_box)
+    keep = independent_targets(X, T, names, d, tol)
+    terms = calibration_terms(X, T, names, d, keep, distance, bounds, weight_bounds, tol)
     problem = WeightingProblem(index, terms, family=f"calibrate/{distance}", weight_scale="population totals (w = g d)",
                                weight_unit=float(np.mean(d)), design=total_design(X, names, T, N, d),
-                               design_targets={"sample": (totals, keep)})
+                               design_targets={"sample": (terms[1], keep)})
     if negatives:
         problem.notes.append(_negative_weights)
     return problem
 
 
-def _warn_unless_nonnegative_reach(X, T, d, names, ratio_bounds, weight_bounds):
+def calibration_bounds(distance, bounds, weight_bounds):
+    """(ratio bounds (L, U), weight bounds (lo, hi)) as pairs of floats (+-inf where open), checked: logit needs
+    0 <= L < 1 < U < inf, other ratio bounds must admit g = 1."""
+    lower, upper = _pair(bounds, "bounds")
+    if distance == "logit":
+        if bounds is None:
+            raise InputError('distance="logit" needs finite ratio bounds, e.g. bounds=(0.5, 2.0), with L < 1 < U')
+        if not (0 <= lower < 1 < upper < np.inf):
+            raise InputError(f"logit bounds must satisfy 0 <= L < 1 < U < inf, got {bounds}")
+    elif bounds is not None:
+        _check_ratio_bounds(lower, upper)
+    return (lower, upper), _pair(weight_bounds, "weight_bounds")
+
+
+def calibration_terms(X, T, names, d, keep, distance, bounds=None, weight_bounds=None, tol=None) -> list:
+    """[distance, totals, bounds...]: the terms of the calibration of base weights d to the totals T[keep] of X's
+    columns `keep` (bounds already checked by `calibration_bounds`)."""
+    (lower, upper), (weight_lower, weight_upper) = calibration_bounds(distance, bounds, weight_bounds)
+    if distance == "linear":
+        terms = [ChiSquare(d, 2 * d, name="distance")]
+    elif distance == "raking":
+        terms = [Entropy(d, name="distance")]
+    else:
+        terms = [Logit(d, lower, upper, name="distance")]
+    terms.append(totals_term(X, T, names, keep, tol))
+    if bounds is not None and distance != "logit":
+        terms.append(Bounds(lower=None if lower == -np.inf else lower, upper=None if upper == np.inf else upper,
+                            reference=d, name="ratio_bounds"))
+    if weight_bounds is not None:
+        terms.append(Bounds(lower=None if weight_lower == -np.inf else weight_lower,
+                            upper=None if weight_upper == np.inf else weight_upper, name="weight_bounds"))
+    return terms
+
+
+def _warn_unless_nonnegative_reach(blocks, T, names, ratio_bounds, weight_bounds):
     """Linear calibration reaches totals that no nonnegative weights reach (with negative weights): say which."""
     try:
-        check_reachable(X, T, d, names, ratio_bounds, weight_bounds, nonnegative=True)
+        check_reachable(blocks, T, names, ratio_bounds, weight_bounds, nonnegative=True)
     except InfeasibleError as exc:
         names = exc.binding or ["these totals"]          # None: the bounds leave a unit no room at all
         others = ", ".join(names[1:]) or "the bounds"
@@ -126,14 +143,18 @@ def _negative_weights(w):
     return None
 
 
-def totals_term(X, T, names, d, tol):
-    """(Balance on the totals at relative scale |T| (1 for a zero total), the indices of the targets it holds):
-    exactly redundant targets are dropped, after checking they agree, when the totals must hold exactly."""
+def totals_term(X, T, names, keep, tol):
+    """Balance on the totals T[keep] of X's columns `keep` at relative scale |T| (1 for a zero total)."""
     relative = np.where(T != 0, np.abs(T), 1.0)
-    keep = _independent_targets(X, T, d, names) if tol is None else np.arange(len(T))
     selected = None if len(keep) == X.shape[1] else keep          # X itself, its columns selected (no copy)
     return Balance(X, T[keep], delta=tol, scale=relative[keep], columns=[names[j] for j in keep], name="totals",
-                   column_index=selected), keep
+                   column_index=selected)
+
+
+def independent_targets(X, T, names, d, tol):
+    """The targets a calibration holds: all of them with a tolerance `tol`; else the exactly redundant ones are
+    dropped, after checking they agree."""
+    return _independent_targets(Blocks([(X, d)]), T, names) if tol is None else np.arange(len(T))
 
 
 def _pair(value, what):
@@ -156,18 +177,18 @@ def _check_ratio_bounds(lower, upper):
                          "bounds on g = w/d should satisfy L <= 1 <= U")
 
 
-def check_reachable(X, T, d, names, ratio_bounds, weight_bounds, nonnegative):
+def check_reachable(blocks, T, names, ratio_bounds, weight_bounds, nonnegative):
     """Before solving: every target on a nonnegative column must lie between the totals the bounds allow,
     sum_i lo_i x_ij <= T_j <= sum_i hi_i x_ij, with lo_i, hi_i the bounds on w_i (raking keeps w >= 0). A target
     at its lowest reachable total holds every unit with x_ij > 0 at its lower bound; the other targets must still
-    be reachable then, or the target that holds them down is named."""
-    lo = np.maximum(np.maximum(0.0 if nonnegative else -np.inf, ratio_bounds[0] * d), weight_bounds[0])
-    hi = np.minimum(ratio_bounds[1] * d, weight_bounds[1])
-    if np.any(lo > hi):
+    be reachable then, or the target that holds them down is named. `blocks`: the row blocks (X, d) of the
+    calibration matrix and base weights (`backends.blocks`: in memory, or a Dask collection's partitions)."""
+    options = dict(ratio_bounds=ratio_bounds, weight_bounds=weight_bounds, nonnegative=nonnegative)
+    empty, low, low_infinite, high, high_infinite, negative, units = blocks.reduce(_reach_sums, **options)
+    if empty:
         raise InfeasibleError("the ratio bounds and the weight bounds leave no room for some units' weights")
-    used = X > 0
-    low, high = _reach(X, used, lo, -np.inf), _reach(X, used, hi, np.inf)
-    columns = np.flatnonzero(~has_negative(X))
+    low, high = np.where(low_infinite > 0, -np.inf, low), np.where(high_infinite > 0, np.inf, high)
+    columns = np.flatnonzero(negative == 0)
     slack = 1e-9 * np.maximum(np.abs(T), 1.0)
     for j in columns:
         if not (low[j] - slack[j] <= T[j] <= high[j] + slack[j]):
@@ -175,26 +196,45 @@ def check_reachable(X, T, d, names, ratio_bounds, weight_bounds, nonnegative):
                                   f"totals between {low[j]:g} and {high[j]:g} for it; widen the bounds",
                                   binding=[names[j]])
     for j in columns:
-        if not (np.isfinite(low[j]) and T[j] <= low[j] + slack[j]):
+        if not (np.isfinite(low[j]) and T[j] <= low[j] + slack[j] and units[j]):
             continue
-        held = column(used, j)                                          # the units of target j
-        if not held.any():
-            continue
-        high_held = _reach(X, used, np.where(held, lo, hi), np.inf)    # those units held at their lowest weight
+        high_held, infinite = blocks.reduce(_held_reach_sums, held=j, **options)   # j's units at their lowest
+        high_held = np.where(infinite > 0, np.inf, high_held)
         for k in columns:
             if T[k] > high_held[k] + slack[k]:
                 raise InfeasibleError(
                     f"target {names[j]} = {T[j]:g} can only be met with every unit where {names[j]} > 0 at its "
-                    f"lowest weight ({int(held.sum())} units), and then target {names[k]} = {T[k]:g} is out "
+                    f"lowest weight ({int(units[j])} units), and then target {names[k]} = {T[k]:g} is out "
                     f"of reach (at most {high_held[k]:g}); change the total of {names[j]}",
                     binding=[names[j], names[k]])
 
 
-def _reach(X, used, bound, infinity):
-    """sum_i bound_i x_ij per column; `infinity` (+inf for upper bounds, -inf for lower) where a unit with x_ij > 0
-    has an infinite bound."""
-    finite_part = X.T @ np.where(np.isfinite(bound), bound, 0.0)
-    return np.where(used.T @ np.isinf(bound) > 0, infinity, finite_part)
+def _weight_box(d, ratio_bounds, weight_bounds, nonnegative):
+    """The bounds lo_i <= w_i <= hi_i that the ratio bounds, the weight bounds (and w >= 0) put on each weight."""
+    lo = np.maximum(np.maximum(0.0 if nonnegative else -np.inf, ratio_bounds[0] * d), weight_bounds[0])
+    return lo, np.minimum(ratio_bounds[1] * d, weight_bounds[1])
+
+
+def _bound_sums(X, used, bound):
+    """(sum_i bound_i x_ij over the units with a finite bound, the number of units with x_ij > 0 and an infinite
+    bound) per column."""
+    return X.T @ np.where(np.isfinite(bound), bound, 0.0), used.T @ np.isinf(bound).astype(float)
+
+
+def _reach_sums(X, d, **options):
+    """One block's share of check_reachable's sums: units without room, the lowest and highest totals (finite
+    parts and infinite counts), negative entries and units with x_ij > 0 per column."""
+    lo, hi = _weight_box(d, **options)
+    used = X > 0
+    return (int(np.sum(lo > hi)),) + _bound_sums(X, used, lo) + _bound_sums(X, used, hi) + \
+        (has_negative(X).astype(float), np.asarray(used.sum(axis=0), dtype=float).ravel())
+
+
+def _held_reach_sums(X, d, held, **options):
+    """One block's highest totals with the units of target `held` at their lowest weights."""
+    lo, hi = _weight_box(d, **options)
+    used = X > 0
+    return _bound_sums(X, used, np.where(column(used, held), lo, hi))
 
 
 def calibration_system(frame, margins, totals, constraints, sparse=True):
@@ -202,44 +242,11 @@ def calibration_system(frame, margins, totals, constraints, sparse=True):
     Margins become indicator columns straight from the level codes (one nonzero per unit and margin variable);
     with `sparse`, X is a scipy CSR matrix when at most a quarter of it would be nonzero (it then stores exactly
     one entry per unit for every margin variable and every total, zeros included), else a dense array."""
-    codes, levels, names, T = [], [], [], []          # per margin variable: level code per unit, code -> column
-    N = None
-    for var, targets in (margins or {}).items():
-        if var not in frame.columns:
-            raise InputError(f"margin variable {var!r} is not in the data")
-        values = frame[var]
-        if values.isna().any():
-            raise InputError(f"margin variable {var!r} has {int(values.isna().sum())} missing values")
-        if not isinstance(targets, (dict, pd.Series)) or len(targets) == 0:
-            raise InputError(f"margins[{var!r}] must be a non-empty dict level -> population total")
-        code, present = pd.factorize(values)      # integer codes: one pass over the data
-        keyed = {_level_key(k, present): (k, float(v)) for k, v in dict(targets).items()}
-        missing = [p for p in present if p not in keyed]
-        if missing:
-            raise InputError(f"margin {var!r}: levels {sorted(map(str, missing))} occur in the data but have no "
-                             "population total; add them (or merge levels) so every unit is calibrated")
-        counts = np.bincount(code, minlength=len(present))
-        column = np.empty(len(present), dtype=np.int64)
-        position = {level: j for j, level in enumerate(present)}
-        for level, (key, total) in keyed.items():
-            finite([total], f"population total for {var}={key}")
-            if total < 0:
-                raise InputError(f"margin {var!r}: level {key!r} has a negative total {total}")
-            units = counts[position[level]] if level in position else 0
-            if not units:
-                if total > 0:
-                    raise InputError(f"margin {var!r}: level {key!r} has population total {total:g} but no units "
-                                     "in the sample; no weights can reach it (collapse it into a neighbouring level)")
-                continue
-            if total == 0:
-                warn(f"margin {var!r}: level {key!r} has {int(units)} units but a population total of 0, "
-                     "so those units get weight 0")
-            column[position[level]] = len(names)
-            names.append(f"{var}={key}")
-            T.append(total)
-        codes.append(code)
-        levels.append(column)
-        N = N if N is not None else sum(v for _, v in keyed.values())
+    margins = margins or {}
+    coded = {var: margin_codes(frame, var) for var in margins}
+    counts = {var: pd.Series(np.bincount(code, minlength=len(present)), index=present)
+              for var, (code, present) in coded.items()}
+    names, T, N, levels = margin_targets(counts, margins)
     numeric = []
     for col, total in (totals or {}).items():
         numeric.append(numeric_matrix(frame, [col], "totals")[:, 0])
@@ -259,27 +266,81 @@ def calibration_system(frame, margins, totals, constraints, sparse=True):
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise InputError(f"targets named more than once: {repeated}")
-    n, k = len(frame), len(names)
-    # the column of every stored entry, unit by unit: one per margin variable, then the numeric targets
-    columns = [column[code] for code, column in zip(codes, levels)] + \
-              [np.full(n, k - len(numeric) + j) for j in range(len(numeric))]
-    if sparse and codes and len(columns) <= 0.25 * k:
+    X = system_matrix(coded, levels, numeric, len(names), sparse)
+    return X, names, np.asarray(T), N
+
+
+def margin_codes(frame, var):
+    """(level code per unit, the levels in code order) of margin variable `var`, which must have no missing values."""
+    if var not in frame.columns:
+        raise InputError(f"margin variable {var!r} is not in the data")
+    values = frame[var]
+    if values.isna().any():
+        raise InputError(f"margin variable {var!r} has {int(values.isna().sum())} missing values")
+    return pd.factorize(values)
+
+
+def margin_targets(counts, margins):
+    """(target names, totals, population size N, per variable the column of each level) of the margins, given
+    the number of units at each level (`counts`: variable -> Series level -> units, over all the data): every
+    level in the data needs a total, and a positive total needs units."""
+    names, T, levels, N = [], [], {}, None
+    for var, targets in margins.items():
+        if not isinstance(targets, (dict, pd.Series)) or len(targets) == 0:
+            raise InputError(f"margins[{var!r}] must be a non-empty dict level -> population total")
+        present = counts[var][counts[var] > 0]
+        keyed = {_level_key(k, present.index): (k, float(v)) for k, v in dict(targets).items()}
+        missing = [level for level in present.index if level not in keyed]
+        if missing:
+            raise InputError(f"margin {var!r}: levels {sorted(map(str, missing))} occur in the data but have no "
+                             "population total; add them (or merge levels) so every unit is calibrated")
+        levels[var] = {}
+        for level, (key, total) in keyed.items():
+            finite([total], f"population total for {var}={key}")
+            if total < 0:
+                raise InputError(f"margin {var!r}: level {key!r} has a negative total {total}")
+            units = int(present.get(level, 0)) if level in present.index else 0
+            if not units:
+                if total > 0:
+                    raise InputError(f"margin {var!r}: level {key!r} has population total {total:g} but no units "
+                                     "in the sample; no weights can reach it (collapse it into a neighbouring level)")
+                continue
+            if total == 0:
+                warn(f"margin {var!r}: level {key!r} has {units} units but a population total of 0, "
+                     "so those units get weight 0")
+            levels[var][level] = len(names)
+            names.append(f"{var}={key}")
+            T.append(total)
+        N = N if N is not None else sum(v for _, v in keyed.values())
+    return names, T, N, levels
+
+
+def system_matrix(coded, levels, numeric, k, sparse=True):
+    """X (n x k) from the margins' level codes (`coded`: variable -> (codes, levels in code order)), each level's
+    column (`levels`: variable -> level -> column) and the numeric targets' columns (placed after the margins'):
+    a CSR matrix with one entry per unit for every margin variable and numeric target when `sparse` and at most a
+    quarter of X would be nonzero, else a dense read-only array."""
+    n = len(next(iter(coded.values()))[0]) if coded else len(numeric[0])
+    columns = [np.array([levels[var][level] for level in present], dtype=np.int64)[code]
+               for var, (code, present) in coded.items()]
+    columns += [np.full(n, k - len(numeric) + j) for j in range(len(numeric))]
+    if sparse and coded and len(columns) <= 0.25 * k:
         r = len(columns)
         entries, indices = np.ones((n, r)), np.empty((n, r), dtype=np.int32)
         for a, values in enumerate(columns):
             indices[:, a] = values
         for a, values in enumerate(numeric):
-            entries[:, len(codes) + a] = values
+            entries[:, len(coded) + a] = values
         X = scipy.sparse.csr_matrix((entries.ravel(), indices.ravel(), np.arange(0, n * r + 1, r)), shape=(n, k))
         X.has_sorted_indices = True               # margins' columns come in order, the numeric ones after them
-        return X, names, np.asarray(T), N
+        return X
     X = np.zeros((n, k))                          # one C-ordered matrix
-    for code, column in zip(codes, levels):
-        X[np.arange(n), column[code]] = 1.0
+    for a, values in enumerate(columns[:len(coded)]):
+        X[np.arange(n), values] = 1.0
     for j, values in enumerate(numeric):
         X[:, k - len(numeric) + j] = values
     X.flags.writeable = False                     # shared by the terms, the balance table and the backends
-    return X, names, np.asarray(T), N
+    return X
 
 
 def _level_key(key, present):
@@ -290,12 +351,12 @@ def _level_key(key, present):
     return by_text.get(str(key), key)
 
 
-def _independent_targets(X, T, d, names):
+def _independent_targets(blocks, T, names):
     """Indices of a maximal set of linearly independent targets; a redundant target must agree with the others.
-    Works on the k x k Gram matrix G = X' diag(d) X (one pass over the rows): pivoted Cholesky (LAPACK dpstrf)
-    finds the rank, and a dropped target's implied total is T_keep' G_kk^-1 G_k,drop."""
-    k = X.shape[1]
-    G = Rows(X).gram(d)
+    Works on the k x k Gram matrix G = X' diag(d) X (one pass over the row blocks (X, d)): pivoted Cholesky
+    (LAPACK dpstrf) finds the rank, and a dropped target's implied total is T_keep' G_kk^-1 G_k,drop."""
+    G = blocks.reduce(_gram)
+    k = G.shape[0]
     scale = np.sqrt(np.maximum(np.diag(G), 1e-300))
     _, piv, rank, _ = scipy.linalg.lapack.dpstrf(G / np.outer(scale, scale), tol=1e-12)
     piv = piv[:k] - 1
@@ -307,6 +368,10 @@ def _independent_targets(X, T, d, names):
                 raise InfeasibleError(f"target {names[j]} = {T[j]:g} contradicts the other targets, which imply "
                                       f"{value:g} for it (e.g. two margins with different population sizes)")
     return keep
+
+
+def _gram(X, d):
+    return Rows(X).gram(d)
 
 
 def total_design(X, names, T, N, d):

@@ -11,12 +11,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..arguments import recorded
+from ..backends.blocks import Blocks
 from ..errors import InputError, SolverError
 from ..problem import WeightingProblem
 from ..terms import Bounds, ChiSquare, SparseLoss
 from ..validation import NONNEGATIVE, POSITIVE, one_of, optional
 from ..validation import validated, warn
-from .calibration import DISTANCES, calibration_inputs, calibration_problem, check_reachable, total_design, totals_term
+from .calibration import (DISTANCES, calibration_inputs, calibration_problem, check_reachable, independent_targets,
+                          total_design, totals_term)
 
 @recorded
 @validated(lam=NONNEGATIVE, ridge=NONNEGATIVE, tau=NONNEGATIVE, floor=POSITIVE, cap=optional(POSITIVE))
@@ -45,8 +47,10 @@ def sparse_calibrate(data, base_weights=None, margins=None, totals=None, constra
                                                   sparse=False)
     if exact:
         if tol is None:
-            check_reachable(X, T, w0, names, (0.0, np.inf if cap is None else cap), (-np.inf, np.inf), True)
-        totals, keep = totals_term(X, T, names, w0, tol)
+            check_reachable(Blocks([(X, w0)]), T, names, (0.0, np.inf if cap is None else cap), (-np.inf, np.inf),
+                            True)
+        keep = independent_targets(X, T, names, w0, tol)
+        totals = totals_term(X, T, names, keep, tol)
         terms = [ChiSquare(w0, 2 * w0 * w0.sum(), tau=tau, shift=w0.mean(), name="distance"), totals]
         reported = (totals, keep)
     else:

@@ -1,0 +1,81 @@
+"""Row blocks: how a Newton method's sums over units reach the data, in memory or on the partitions of a Dask
+collection.
+
+A Newton step on a low-dimensional dual needs sums over the units (the dual's value, its gradient, its Hessian)
+and, at the end, the weights unit by unit. Both are functions of one block of rows at a time: `reduce(fn)` sums
+fn(*block) over the blocks (each block a tuple of its arguments: its `rows.Rows`, its per-unit vectors) and
+`map(fn)` stacks fn(*block) in row order. `Blocks` holds its blocks in memory (one block: the data itself);
+`DaskBlocks` holds them on a Dask cluster, one per partition, persisted, so a step is one tree reduction whose
+k + k^2 numbers per partition are all that reach the client. `batch` is how many trial points a line search
+should evaluate per pass: one in memory, where a pass is cheap, several on a cluster, where a pass costs a
+round trip.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _add(a, b):
+    """The elementwise sum of two results of a block function (arrays, numbers, or tuples of them)."""
+    if isinstance(a, tuple):
+        return tuple(_add(x, y) for x, y in zip(a, b))
+    return a + b
+
+
+class Blocks:
+    """Row blocks in memory: `blocks` is a list of argument tuples."""
+
+    batch = 1
+
+    def __init__(self, blocks):
+        self.blocks = list(blocks)
+
+    def reduce(self, fn, **options):
+        """sum over blocks of fn(*block, **options)."""
+        return _sum_all(*[fn(*block, **options) for block in self.blocks])
+
+    def map(self, fn, **options) -> np.ndarray:
+        """fn(*block, **options) for every block, concatenated in row order."""
+        return np.concatenate([fn(*block, **options) for block in self.blocks])
+
+
+class DaskBlocks:
+    """Row blocks on a Dask cluster: `blocks` is a list of dask Delayed objects, one per partition, each an
+    argument tuple (persist them first: every pass reads them); `sizes` their row counts."""
+
+    batch = 8
+    fan_in = 8             # partial sums combined per task of the tree reduction
+
+    def __init__(self, blocks, sizes):
+        self.blocks, self.sizes = list(blocks), [int(s) for s in sizes]
+
+    def reduce(self, fn, **options):
+        """sum over partitions of fn(*block, **options), by a tree reduction on the cluster."""
+        import dask
+
+        level = [dask.delayed(_apply)(fn, block, options) for block in self.blocks]
+        while len(level) > 1:
+            level = [dask.delayed(_sum_all)(*level[i: i + self.fan_in]) for i in range(0, len(level), self.fan_in)]
+        return dask.compute(level[0])[0]
+
+    def map(self, fn, **options):
+        """fn(*block, **options) for every partition, as one lazy dask array in row order (its chunks the
+        partitions)."""
+        import dask
+        import dask.array as da
+
+        pieces = [da.from_delayed(dask.delayed(_apply)(fn, block, options), shape=(size,), dtype=float)
+                  for block, size in zip(self.blocks, self.sizes)]
+        return da.concatenate(pieces)
+
+
+def _apply(fn, block, options):
+    return fn(*block, **options)
+
+
+def _sum_all(*results):
+    total = results[0]
+    for result in results[1:]:
+        total = _add(total, result)
+    return total
