@@ -130,7 +130,7 @@ def survey():
 
 
 def _system(frame, sparse):
-    from counterpoise.families.calibration import calibration_system
+    from counterpoise.families.totals import calibration_system
     totals = {"x": 1.05 * float(frame["x"] @ frame["d"])}
     return calibration_system(frame, frame.attrs["margins"], totals, None, sparse=sparse)
 

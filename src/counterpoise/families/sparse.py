@@ -17,8 +17,8 @@ from ..problem import WeightingProblem
 from ..terms import Bounds, ChiSquare, SparseLoss
 from ..validation import NONNEGATIVE, POSITIVE, one_of, optional
 from ..validation import validated, warn
-from .calibration import (DISTANCES, calibration_inputs, calibration_problem, check_reachable, independent_targets,
-                          total_design, totals_term)
+from .calibration import DISTANCES, calibration_inputs, calibration_problem
+from .totals import check_reachable, independent_targets, total_design, totals_term
 
 @recorded
 @validated(lam=NONNEGATIVE, ridge=NONNEGATIVE, tau=NONNEGATIVE, floor=POSITIVE, cap=optional(POSITIVE))
