@@ -141,9 +141,15 @@ def weighted_sds(X: np.ndarray, W: np.ndarray, sample: bool = True, chunk: int =
         squares = _squared_deviations(X, W, means, chunk)
     if not sample:
         return np.sqrt(squares / totals[:, None])
-    effective = totals - (W ** 2).sum(axis=0) / totals
-    single = effective <= 1e-12 * totals
-    return np.sqrt(squares / np.where(single, 1.0, effective)[:, None]) * ~single[:, None]
+    return sds_from_sums(squares, totals[:, None], (W ** 2).sum(axis=0)[:, None])
+
+
+def sds_from_sums(squares, total, total_squares):
+    """The sample SD for reliability weights, sqrt(S / (sum w - sum w^2 / sum w)) with S = sum w (x - xbar)^2,
+    from S, sum w and sum w^2 (broadcast alike); 0 where a single unit holds the weight."""
+    effective = total - total_squares / total
+    single = effective <= 1e-12 * total
+    return np.sqrt(squares / np.where(single, 1.0, effective)) * ~single
 
 
 def _squared_deviations(X, W, means, chunk):
@@ -264,34 +270,52 @@ def balance_table(design: BalanceDesign, weights, std: str | None = None) -> pd.
     sd = design.denominators[key]
     _check_positive(sd, key, design.names)
 
-    def compare(Xg, wg, target, group, name):
-        total = wg.sum()
-        if total <= 0:
-            raise InputError(f"{name} of group {group!r} sum to zero")
-        if design.kind == "mean":
-            centred = wg @ Xg / total
-            if design.offset is None:
-                return centred, (centred - target) / sd
-            return centred + design.offset, (centred + (design.offset - target)) / sd
-        value = wg @ Xg
-        size = total if design.population_size is None else design.population_size[group]
-        return value, (value - target) / (size * sd)
-
     blocks = []
     for group in _group_labels(design.groups):
         rows = design.groups == group
-        target = design.targets[group]
         X = design.X if rows.all() else design.X[rows]
-        before, smd_before = compare(X, design.base_weights[rows], target, group, "base_weights")
-        after, smd_after = compare(X, w[rows], target, group, "weights")
-        blocks.append(pd.DataFrame({
-            "group": group, "term": list(design.names), "target": target, "before": before, "after": after,
-            "smd_before": smd_before, "smd_after": smd_after,
-            "rel_error_before": _relative_error(before, target), "rel_error_after": _relative_error(after, target),
-        }))
+        d, wg = design.base_weights[rows], w[rows]
+        size = None if design.population_size is None else design.population_size[group]
+        blocks.append(_group_balance(design.names, group, design.kind, design.targets[group], (d @ X, d.sum()),
+                                     (wg @ X, wg.sum()), sd, design.offset, size))
     table = pd.concat(blocks, ignore_index=True).set_index(["group", "term"])[_BALANCE_COLUMNS]
     table.attrs["std"] = key            # which denominator the SMDs use (the love plot names it)
     return table
+
+
+def total_balance_table(names, target, before, after, sd, population_size, base_total, total) -> pd.DataFrame:
+    """The balance table of a calibration to totals (group "sample") from its sums: `before` / `after` the
+    base-weighted and weighted totals of each column, `sd` the fixed denominators, `base_total` / `total` the sums
+    of the base weights and the weights, `population_size` N (None: those sums); as `balance_table` computes them."""
+    _check_positive(sd, "target", names)
+    table = _group_balance(names, "sample", "total", target, (before, base_total), (after, total), sd, None,
+                           population_size)
+    table = table.set_index(["group", "term"])[_BALANCE_COLUMNS]
+    table.attrs["std"] = "target"
+    return table
+
+
+def _group_balance(names, group, kind, target, before, after, sd, offset=None, size=None) -> pd.DataFrame:
+    """One group's rows of the balance table, from (sum_i w_i x_i, sum_i w_i) under the base weights (`before`)
+    and the weights (`after`): means (kind "mean", plus `offset`) or totals (kind "total", SMDs over N sd with N
+    = `size`, or the sum of the weights concerned when None)."""
+    def compare(sums, mass, name):
+        if mass <= 0:
+            raise InputError(f"{name} of group {group!r} sum to zero")
+        if kind == "mean":
+            centred = sums / mass
+            if offset is None:
+                return centred, (centred - target) / sd
+            return centred + offset, (centred + (offset - target)) / sd
+        return sums, (sums - target) / ((mass if size is None else size) * sd)
+
+    value_before, smd_before = compare(*before, "base_weights")
+    value_after, smd_after = compare(*after, "weights")
+    return pd.DataFrame({
+        "group": group, "term": list(names), "target": target, "before": value_before, "after": value_after,
+        "smd_before": smd_before, "smd_after": smd_after,
+        "rel_error_before": _relative_error(value_before, target),
+        "rel_error_after": _relative_error(value_after, target)})
 
 
 def _smd_column(table: pd.DataFrame, column: str) -> np.ndarray:

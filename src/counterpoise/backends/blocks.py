@@ -23,6 +23,15 @@ def _add(a, b):
     return a + b
 
 
+def _combine_all(combine, *results):
+    """The results of a block function on several blocks, combined pairwise by `combine` (None: summed)."""
+    combine = combine or _add
+    total = results[0]
+    for result in results[1:]:
+        total = combine(total, result)
+    return total
+
+
 class Blocks:
     """Row blocks in memory: `blocks` is a list of argument tuples."""
 
@@ -31,9 +40,9 @@ class Blocks:
     def __init__(self, blocks):
         self.blocks = list(blocks)
 
-    def reduce(self, fn, **options):
-        """sum over blocks of fn(*block, **options)."""
-        return _sum_all(*[fn(*block, **options) for block in self.blocks])
+    def reduce(self, fn, combine=None, **options):
+        """sum over blocks of fn(*block, **options) (or their reduction by the binary `combine`, e.g. np.maximum)."""
+        return _combine_all(combine, *[fn(*block, **options) for block in self.blocks])
 
     def map(self, fn, **options) -> np.ndarray:
         """fn(*block, **options) for every block, concatenated in row order."""
@@ -50,13 +59,15 @@ class DaskBlocks:
     def __init__(self, blocks, sizes):
         self.blocks, self.sizes = list(blocks), [int(s) for s in sizes]
 
-    def reduce(self, fn, **options):
-        """sum over partitions of fn(*block, **options), by a tree reduction on the cluster."""
+    def reduce(self, fn, combine=None, **options):
+        """sum over partitions of fn(*block, **options) (or their reduction by the binary `combine`), by a tree
+        reduction on the cluster."""
         import dask
 
         level = [dask.delayed(_apply)(fn, block, options) for block in self.blocks]
         while len(level) > 1:
-            level = [dask.delayed(_sum_all)(*level[i: i + self.fan_in]) for i in range(0, len(level), self.fan_in)]
+            level = [dask.delayed(_combine_all)(combine, *level[i: i + self.fan_in])
+                     for i in range(0, len(level), self.fan_in)]
         return dask.compute(level[0])[0]
 
     def map(self, fn, **options):
@@ -72,10 +83,3 @@ class DaskBlocks:
 
 def _apply(fn, block, options):
     return fn(*block, **options)
-
-
-def _sum_all(*results):
-    total = results[0]
-    for result in results[1:]:
-        total = _add(total, result)
-    return total

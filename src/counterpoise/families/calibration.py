@@ -25,9 +25,10 @@ from ..backends.base import RawResult
 from ..backends.blocks import Blocks
 from ..errors import InfeasibleError, InputError
 from ..problem import WeightingProblem
-from ..validation import as_frame, base_weights as check_base_weights, one_of, validated, warn
+from ..validation import as_frame, base_weights as check_base_weights, one_of, validated
+from .on_dask import calibrate as calibrate_partitions, is_dask_frame
 from .totals import (calibration_bounds, calibration_system, calibration_terms, check_reachable, independent_targets,
-                     total_design)
+                     negative_weights_note, total_design, warn_unless_nonnegative_reach)
 
 DISTANCES = ("linear", "raking", "logit")
 
@@ -49,7 +50,12 @@ def calibrate(data, base_weights=None, margins=None, totals=None, constraints=No
     targets (two margins that both sum to N) are dropped after checking that they agree; the balance table still
     shows them, with the totals they were built with. Linear weights may go negative (survey allows them): a
     CounterpoiseWarning says so, at the build for a total that no nonnegative weights reach, and after the solve.
+    `data` may be a dask DataFrame (margins and totals of its columns, base weights a column, exact totals): the
+    problem is then built and solved on its partitions (`families.on_dask`, a `partitioned.PartitionedProblem`).
     """
+    if is_dask_frame(data):
+        return calibrate_partitions(data, base_weights, margins, totals, constraints, distance, bounds, weight_bounds,
+                                    tol)
     frame, d, X, names, T, N = calibration_inputs(data, base_weights, margins, totals, constraints)
     return calibration_problem(frame.index, X, names, T, N, d, distance, bounds, weight_bounds, tol)
 
@@ -74,7 +80,7 @@ def calibration_problem(index, X, names, T, N, d, distance, bounds=None, weight_
     if tol is None:
         check_reachable(blocks, T, names, ratio_bounds, weight_box, nonnegative=distance == "raking")
         if negatives:
-            _warn_unless_nonnegative_reach(blocks, T, names, ratio_bounds, weight_box)
+            warn_unless_nonnegative_reach(blocks, T, names, ratio_bounds, weight_box)
     keep = independent_targets(X, T, names, d, tol)
     terms = calibration_terms(X, T, names, d, keep, distance, bounds, weight_bounds, tol)
     problem = WeightingProblem(index, terms, family=f"calibrate/{distance}", weight_scale="population totals (w = g d)",
@@ -85,25 +91,10 @@ def calibration_problem(index, X, names, T, N, d, distance, bounds=None, weight_
     return problem
 
 
-def _warn_unless_nonnegative_reach(blocks, T, names, ratio_bounds, weight_bounds):
-    """Linear calibration reaches totals that no nonnegative weights reach (with negative weights): say which."""
-    try:
-        check_reachable(blocks, T, names, ratio_bounds, weight_bounds, nonnegative=True)
-    except InfeasibleError as exc:
-        names = exc.binding or ["these totals"]          # None: the bounds leave a unit no room at all
-        others = ", ".join(names[1:]) or "the bounds"
-        warn(f"no nonnegative weights meet the total of {names[0]} (with {others}); linear (GREG) calibration will "
-             "make some weights negative, as survey allows; bounds=(0, U) or distance='raking' keep weights positive "
-             "where the totals allow")
-
-
 def _negative_weights(w):
     """The note after an optimal linear calibration with negative weights."""
     negative = w < 0
-    if negative.any():
-        return (f"{int(negative.sum())} of {len(w)} weights are negative (smallest {w.min():.6g}): linear (GREG) "
-                "calibration allows them; bounds=(0, U) or distance='raking' keep weights positive")
-    return None
+    return negative_weights_note(int(negative.sum()), len(w), w.min()) if negative.any() else None
 
 
 def rake(data, margins, base_weights=None, bounds=None, trim=None, force=False, epsilon=1e-9, max_iter=100):
@@ -116,6 +107,8 @@ def rake(data, margins, base_weights=None, bounds=None, trim=None, force=False, 
     max |achieved - total| / (1 + |total|) < epsilon. Without convergence a `CalibrationError` names the worst
     targets, unless force=True, which returns the closest weights found with status "inaccurate".
     """
+    if trim is not None and is_dask_frame(data):
+        raise InputError("trim= needs the weights in memory: rake, then trim_weights() on solution.compute().weights")
     problem = calibrate(data, base_weights=base_weights, margins=_margins(margins), distance="raking", bounds=bounds)
     solution = problem.solve(backend="calibration", raise_on_failure=not force, epsilon=epsilon, max_iter=max_iter)
     if trim is None:

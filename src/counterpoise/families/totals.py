@@ -62,9 +62,14 @@ def calibration_terms(X, T, names, d, keep, distance, bounds=None, weight_bounds
     return terms
 
 
+def target_scales(T) -> np.ndarray:
+    """The scale of each target's misfit: |T| (relative), 1 for a zero total."""
+    return np.where(T != 0, np.abs(T), 1.0)
+
+
 def totals_term(X, T, names, keep, tol):
     """Balance on the totals T[keep] of X's columns `keep` at relative scale |T| (1 for a zero total)."""
-    relative = np.where(T != 0, np.abs(T), 1.0)
+    relative = target_scales(T)
     selected = None if len(keep) == X.shape[1] else keep          # X itself, its columns selected (no copy)
     return Balance(X, T[keep], delta=tol, scale=relative[keep], columns=[names[j] for j in keep], name="totals",
                    column_index=selected)
@@ -73,7 +78,7 @@ def totals_term(X, T, names, keep, tol):
 def independent_targets(X, T, names, d, tol):
     """The targets a calibration holds: all of them with a tolerance `tol`; else the exactly redundant ones are
     dropped, after checking they agree."""
-    return _independent_targets(Blocks([(X, d)]), T, names) if tol is None else np.arange(len(T))
+    return independent_targets_of(Blocks([(X, d)]), T, names) if tol is None else np.arange(len(T))
 
 
 def _pair(value, what):
@@ -126,6 +131,24 @@ def check_reachable(blocks, T, names, ratio_bounds, weight_bounds, nonnegative):
                     f"lowest weight ({int(units[j])} units), and then target {names[k]} = {T[k]:g} is out "
                     f"of reach (at most {high_held[k]:g}); change the total of {names[j]}",
                     binding=[names[j], names[k]])
+
+
+def warn_unless_nonnegative_reach(blocks, T, names, ratio_bounds, weight_bounds):
+    """Linear calibration reaches totals that no nonnegative weights reach (with negative weights): say which."""
+    try:
+        check_reachable(blocks, T, names, ratio_bounds, weight_bounds, nonnegative=True)
+    except InfeasibleError as exc:
+        names = exc.binding or ["these totals"]          # None: the bounds leave a unit no room at all
+        others = ", ".join(names[1:]) or "the bounds"
+        warn(f"no nonnegative weights meet the total of {names[0]} (with {others}); linear (GREG) calibration will "
+             "make some weights negative, as survey allows; bounds=(0, U) or distance='raking' keep weights positive "
+             "where the totals allow")
+
+
+def negative_weights_note(count, n, smallest) -> str:
+    """What is said after an optimal linear calibration that made `count` of `n` weights negative."""
+    return (f"{count} of {n} weights are negative (smallest {smallest:.6g}): linear (GREG) calibration allows them; "
+            "bounds=(0, U) or distance='raking' keep weights positive")
 
 
 def _weight_box(d, ratio_bounds, weight_bounds, nonnegative):
@@ -182,11 +205,15 @@ def calibration_system(frame, margins, totals, constraints, sparse=True):
     if not names:
         raise InputError("give at least one target: margins=, totals= or constraints=")
     finite(T, "population totals")
+    check_target_names(names)
+    X = system_matrix(coded, levels, numeric, len(names), sparse)
+    return X, names, np.asarray(T), N
+
+
+def check_target_names(names):
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise InputError(f"targets named more than once: {repeated}")
-    X = system_matrix(coded, levels, numeric, len(names), sparse)
-    return X, names, np.asarray(T), N
 
 
 def margin_codes(frame, var):
@@ -270,7 +297,7 @@ def _level_key(key, present):
     return by_text.get(str(key), key)
 
 
-def _independent_targets(blocks, T, names):
+def independent_targets_of(blocks, T, names):
     """Indices of a maximal set of linearly independent targets; a redundant target must agree with the others.
     Works on the k x k Gram matrix G = X' diag(d) X (one pass over the row blocks (X, d)): pivoted Cholesky
     (LAPACK dpstrf) finds the rank, and a dropped target's implied total is T_keep' G_kk^-1 G_k,drop."""

@@ -1,0 +1,129 @@
+"""Calibration of a dask DataFrame on a real LocalCluster (2 worker processes): the same weights as in memory, on
+partitions of unequal sizes with an empty one and a margin level in one partition only; diagnostics computed
+partition-wise; a worker lost mid-solve; and the inputs a dask DataFrame cannot take."""
+
+import warnings
+
+import dask
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pytest
+
+import counterpoise as cpz
+from counterpoise.errors import InputError
+from counterpoise.partitioned import PartitionedSolution
+
+distributed = pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def client():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=50) as cluster, distributed.Client(cluster) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def sample():
+    """4,000 units, 5 margins x 10 levels, a numeric column; level "rare" of v1 only in the first 30 rows."""
+    frame = cpz.datasets.survey_margins(4000, seed=11)
+    frame["x"] = np.random.default_rng(11).gamma(2.0, 3.0, len(frame))
+    frame.loc[:29, "v1"] = "rare"
+    margins = {var: frame.groupby(var)["d"].sum().mul(1.1).to_dict() for var in ["v1", "v2", "v3", "v4", "v5"]}
+    totals = {"x": 1.05 * float(frame["x"] @ frame["d"])}
+    return frame, margins, totals
+
+
+def partitioned(frame):
+    """Unequal partitions, one of them empty: rows [0, 700), [700, 700), [700, 2300), [2300, 4000)."""
+    cuts = [0, 700, 700, 2300, len(frame)]
+    pieces = [dask.delayed(frame.iloc[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
+    return dd.from_delayed(pieces, meta=frame.iloc[:0])
+
+
+CASES = [("raking", None, None), ("linear", None, None), ("logit", (0.5, 2.2), None), ("raking", (0.7, 1.6), None),
+         ("linear", (0.3, 3.0), (20.0, 900.0))]
+
+
+@pytest.mark.parametrize("distance, bounds, weight_bounds", CASES)
+def test_partitioned_calibration_equals_the_in_memory_solve(client, sample, distance, bounds, weight_bounds):
+    frame, margins, totals = sample
+    arguments = dict(base_weights="d", margins=margins, totals=totals, distance=distance, bounds=bounds,
+                     weight_bounds=weight_bounds)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")               # GREG's negative weights are said alike by both
+        memory = cpz.calibrate(frame, **arguments).solve(backend="calibration")
+        solution = cpz.calibrate(partitioned(frame), **arguments).solve()
+    assert isinstance(solution, PartitionedSolution) and solution.status == "optimal"
+    weights = solution.weights.compute()
+    assert weights.index.equals(frame.index)
+    scale = memory.weights.abs().max()
+    assert np.max(np.abs(weights - memory.weights)) <= 1e-8 * scale
+    pd.testing.assert_frame_equal(solution.balance, memory.balance, rtol=1e-9, atol=1e-9 * scale)
+    assert solution.ess == pytest.approx(memory.ess, rel=1e-10)
+    ours, theirs = solution.validate(), memory.validate()
+    for key in ("records", "max_weight_ratio", "design_effect"):
+        assert ours[key] == pytest.approx(theirs[key], rel=1e-9)
+    assert ours["max_relative_error"] < 1e-9
+    assert solution.objective == pytest.approx(memory.objective, rel=1e-9)
+
+
+def test_compute_gives_the_in_memory_solution(client, sample):
+    frame, margins, totals = sample
+    solution = cpz.rake(partitioned(frame), margins=margins, base_weights="d")
+    memory = cpz.rake(frame, margins=margins, base_weights="d")
+    gathered = solution.compute()
+    assert isinstance(gathered, cpz.Solution) and gathered.status == "optimal"
+    np.testing.assert_allclose(gathered.weights.loc[frame.index], memory.weights, rtol=1e-10)
+    pd.testing.assert_frame_equal(gathered.balance, memory.balance, rtol=1e-9)
+    assert gathered.validate()["top_1pct_share"] == pytest.approx(memory.validate()["top_1pct_share"], rel=1e-9)
+
+
+def test_a_worker_lost_mid_solve_is_recomputed(client, sample):
+    """After the first Newton step both workers are restarted: every persisted block is lost, Dask recomputes the
+    blocks from their graph, and the solve ends where an undisturbed one does."""
+    frame, margins, totals = sample
+    arguments = dict(base_weights="d", margins=margins, totals=totals, distance="raking")
+    reference = cpz.calibrate(frame, **arguments).solve(backend="calibration").weights
+    problem = cpz.calibrate(partitioned(frame), **arguments)
+    keys = [block.key for block in problem.blocks.blocks]
+    held_after_restart = []
+
+    def lose_the_workers(iteration, lam):
+        if iteration == 1:
+            client.restart_workers(workers=list(client.scheduler_info()["workers"]))
+            held_after_restart.append(client.who_has(keys))
+
+    solution = problem.solve(callback=lose_the_workers)
+    assert held_after_restart and not any(held_after_restart[0].values())     # every block was lost
+    assert solution.status == "optimal" and solution.iterations > 1
+    np.testing.assert_allclose(solution.weights.compute(), reference, rtol=1e-10)
+
+
+def test_what_a_dask_dataframe_cannot_take(client, sample):
+    frame, margins, totals = sample
+    data = partitioned(frame)
+    with pytest.raises(InputError, match="constraints= takes coefficient arrays"):
+        cpz.calibrate(data, base_weights="d", margins=margins, constraints={"c": (np.ones(len(frame)), 1.0)})
+    with pytest.raises(InputError, match="tol="):
+        cpz.calibrate(data, base_weights="d", margins=margins, tol=0.01)
+    with pytest.raises(InputError, match="must be a column name"):
+        cpz.calibrate(data, base_weights=frame["d"].to_numpy(), margins=margins)
+    with pytest.raises(InputError, match=r"\['nope'\] are not in the data"):
+        cpz.calibrate(data, base_weights="d", margins={"nope": {"a": 1.0}})
+    with pytest.raises(InputError, match="trim= needs the weights in memory"):
+        cpz.rake(data, margins=margins, base_weights="d", trim=(0.5, 2.0))
+
+
+def test_margin_errors_are_the_in_memory_ones(client, sample):
+    frame, margins, totals = sample
+    short = {**margins, "v1": {k: v for k, v in margins["v1"].items() if k != "rare"}}
+    with pytest.raises(InputError, match=r"margin 'v1': levels \['rare'\] occur in the data but have no"):
+        cpz.calibrate(partitioned(frame), base_weights="d", margins=short)
+    holes = frame.assign(v2=frame["v2"].where(frame.index != 3000))
+    with pytest.raises(InputError, match="margin variable 'v2' has 1 missing values"):
+        cpz.calibrate(partitioned(holes), base_weights="d", margins=margins)
+    absent = {**margins, "v3": {**margins["v3"], "nowhere": 5.0}}
+    with pytest.raises(InputError, match="level 'nowhere' has population total 5 but no units"):
+        cpz.calibrate(partitioned(frame), base_weights="d", margins=absent)
