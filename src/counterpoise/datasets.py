@@ -5,7 +5,8 @@ section 4.1), itself an extension of Hainmueller (2012) to a nonlinear treatment
 `medicare_like` a synthetic stand-in for that paper's 1.27M-patient, 87-covariate case study;
 `confounded` is a many-covariate logistic design for propensity-score paths (balnet); `survey_margins` a
 categorical sample with population margins for raking benchmarks; `cps_like` the sparse-calibration notebook's
-sample with its train and held-out targets.
+sample with its train and held-out targets. `on_dask` draws any of them as a dask DataFrame, partition by
+partition on the workers.
 """
 
 from importlib import resources
@@ -212,3 +213,28 @@ def api(sample="apistrat"):
     path = resources.files("counterpoise") / "data" / f"api_{sample}.csv"
     with resources.as_file(path) as file:
         return pd.read_csv(file, dtype={"cds": str})
+
+
+@validated(n=integer(1), partition_rows=integer(1))
+def on_dask(generator, n, partition_rows=1_000_000, seed=0, **arguments):
+    """A dask DataFrame of `n` rows drawn by `generator` (one of this module's simulations, e.g. survey_margins)
+    on the workers, partition by partition: partition p holds the generator's own draw of min(partition_rows,
+    n - p partition_rows) rows with seed (seed, p), its index continuing the previous partition's (divisions
+    known). Nothing is drawn until a partition is computed, and the same (n, partition_rows, seed) give the same
+    rows wherever that happens. The generator's frame.attrs (margins, covariates) are per partition and not kept."""
+    import dask
+    import dask.dataframe as dd
+
+    starts = list(range(0, int(n), int(partition_rows)))
+    sizes = [min(int(partition_rows), int(n) - start) for start in starts]
+    parts = [dask.delayed(_partition)(generator, size, start, (seed, p), arguments)
+             for p, (start, size) in enumerate(zip(starts, sizes))]
+    meta = _partition(generator, 2, 0, (seed, 0), arguments).iloc[:0]
+    return dd.from_delayed(parts, meta=meta, divisions=starts + [int(n) - 1], verify_meta=False)
+
+
+def _partition(generator, size, start, seed, arguments) -> pd.DataFrame:
+    frame = generator(size, seed=seed, **arguments)
+    frame.index = pd.RangeIndex(start, start + size)
+    frame.attrs = {}
+    return frame

@@ -155,9 +155,9 @@ class NewtonRun:
 def newton(blocks, t, scale, lam, epsilon, max_iter, callback=None) -> NewtonRun:
     """Damped Newton on the dual D(lam) = sum_i d_i (u_i g_i - G(g_i)) - t'lam over the row blocks `blocks`
     (`blocks.Blocks` or `DaskBlocks`, each block (rows, distance, d, lo, hi)), from `lam`, until every target is
-    within max |x_j'w - T_j| / (1 + |T_j|) < epsilon (T = scale t). Each step evaluates `blocks.batch` trial step
-    sizes (1, 1/2, ...) per pass and takes the first that decreases D enough (Armijo); the Hessian comes with the
-    first trial point of a pass. `callback(iteration, lam)`, if given, runs after every step."""
+    within max |x_j'w - T_j| / (1 + |T_j|) < epsilon (T = scale t). Each step tries the full step (with the
+    Hessian there, for the next step), then, if D does not decrease enough (Armijo), `blocks.batch` halved sizes per
+    pass, and takes the first that does. `callback(iteration, lam)`, if given, runs after every step."""
     T = scale * t
 
     def evaluate(points, hessian):
@@ -178,7 +178,7 @@ def newton(blocks, t, scale, lam, epsilon, max_iter, callback=None) -> NewtonRun
             step, slope = grad, grad @ grad
         residual, size, accepted = float(np.linalg.norm(grad)), 1.0, None
         while accepted is None and size > 1e-12:
-            sizes = size * 0.5 ** np.arange(blocks.batch)
+            sizes = size * 0.5 ** np.arange(1 if size == 1.0 else blocks.batch)     # the full step on its own
             values, grads, H_first = evaluate([lam - s * step for s in sizes], True)
             for j, s in enumerate(sizes):
                 # near the optimum D's decrease is below its rounding (it sums n terms): accept a step that

@@ -3,10 +3,11 @@
 The weights of calibration come from a dual in k variables whose value, gradient and Hessian are sums over the
 units, so nothing n-sized needs to reach the client (the pattern of dask-glm's Newton). The build:
 
-1. the number of units at each margin level (one `value_counts` per margin variable), from which the targets, the
-   column of each level and every check on the margins follow exactly as in memory (`totals.margin_targets`);
+1. each partition read once: its margin variables' level codes, numeric target columns and base weights,
+   persisted on the workers; the number of units at each margin level, from which the targets, the column of
+   each level and every check on the margins follow exactly as in memory (`totals.margin_targets`);
 2. per partition, its piece of the calibration matrix X (CSR when mostly zeros, as in memory) and its base
-   weights, persisted on the workers;
+   weights, persisted;
 3. the checks before solving (totals within reach of the bounds, exactly redundant targets dropped) as sums over
    the partitions (`totals.check_reachable`, `totals.independent_targets`);
 4. per partition, the calibration Newton's block (`backends.calibration.newton_sums`): its rows, distance, base
@@ -27,7 +28,7 @@ from ..errors import InputError
 from ..partitioned import PartitionedProblem
 from ..validation import base_weights as check_base_weights, finite, numeric_matrix
 from .totals import (calibration_bounds, calibration_terms, check_reachable, check_target_names,
-                     independent_targets_of, margin_codes, margin_targets, negative_weights_note, system_matrix,
+                     independent_targets_of, margin_targets, negative_weights_note, system_matrix,
                      target_scales,
                      warn_unless_nonnegative_reach)
 
@@ -58,23 +59,22 @@ def calibrate(ddf, base_weights, margins, totals, constraints, distance, bounds,
     if missing:
         raise InputError(f"columns {missing} are not in the data (it has {list(ddf.columns)[:20]})")
     ratio_bounds, weight_box = calibration_bounds(distance, bounds, weight_bounds)
-    ddf = ddf.persist()
-    found = dask.compute(*[dask.delayed(_level_counts)(part, list(margins)) for part in ddf.to_delayed()])
+    coded = dask.persist(*[dask.delayed(_coded)(part, list(margins), list(totals), base_weights)
+                           for part in ddf.to_delayed()])
+    found = dask.compute(*[dask.delayed(_level_counts)(piece) for piece in coded])
     counts = {}
     for var in margins:
-        per_partition = pd.concat([piece[var] for piece in found])
-        if per_partition.index.isna().any():
-            raise InputError(f"margin variable {var!r} has {int(per_partition[per_partition.index.isna()].sum())} "
-                             "missing values")
-        counts[var] = per_partition.groupby(level=0, sort=False).sum()
+        missing_values = sum(piece[var][1] for piece in found)
+        if missing_values:
+            raise InputError(f"margin variable {var!r} has {missing_values} missing values")
+        counts[var] = pd.concat([piece[var][0] for piece in found]).groupby(level=0, sort=False).sum()
     names, T, N, levels = margin_targets(counts, margins)
     names += list(totals)
     T += [float(v) for v in totals.values()]
     T = np.asarray(T, dtype=float)
     finite(T, "population totals")
     check_target_names(names)
-    systems = dask.persist(*[dask.delayed(_partition_system)(part, base_weights, levels, list(totals), len(names))
-                             for part in ddf.to_delayed()])
+    systems = dask.persist(*[dask.delayed(_partition_system)(piece, levels, len(names)) for piece in coded])
     sizes = dask.compute(*[dask.delayed(len)(system[1]) for system in systems])
     data = DaskBlocks(systems, sizes)
     check_reachable(data, T, names, ratio_bounds, weight_box, nonnegative=distance == "raking")
@@ -84,29 +84,40 @@ def calibrate(ddf, base_weights, margins, totals, constraints, distance, bounds,
     keep = independent_targets_of(data, T, names)
     blocks = dask.persist(*[dask.delayed(_newton_block)(system, T, names, keep, distance, bounds, weight_bounds)
                             for system in systems])
-    index = [dask.delayed(_index)(part) for part in ddf.to_delayed()]
+    index = dask.persist(*[dask.delayed(_index)(piece) for piece in coded])
     return PartitionedProblem(DaskBlocks(blocks, sizes), index, ddf.divisions, names, T, keep,
                               target_scales(T)[keep], N, family=f"calibrate/{distance}",
                               note=negative_weights_note if negatives else None)
 
 
-def _level_counts(frame, variables) -> dict:
-    """Units per level (missing values counted under NaN) of each margin variable in one partition."""
-    return {var: frame[var].value_counts(dropna=False, sort=False) for var in variables}
+def _coded(frame, margins, totals, base_weights) -> dict:
+    """One partition read once: each margin variable's level codes and levels (NaN coded -1), the numeric targets'
+    columns, the base weights and the index; everything later passes read, in place of the data."""
+    coded = {}
+    for var in margins:
+        code, present = pd.factorize(frame[var])
+        coded[var] = (code.astype(np.int32), present)
+    return {"codes": coded, "numeric": [numeric_matrix(frame, [col], "totals")[:, 0] for col in totals],
+            "d": check_base_weights(frame, base_weights), "index": frame.index}
 
 
-def _partition_system(frame, base_weights, levels, totals, k):
-    """(X, d) of one partition: its rows of the calibration matrix (the margins' columns from the levels' global
-    columns) and its base weights."""
-    coded = {var: margin_codes(frame, var) for var in levels}
-    for var, (_, present) in coded.items():
+def _level_counts(piece) -> dict:
+    """Per margin variable of one partition: (units per level, missing values)."""
+    return {var: (pd.Series(np.bincount(code[code >= 0], minlength=len(present)), index=present),
+                  int(np.sum(code < 0))) for var, (code, present) in piece["codes"].items()}
+
+
+def _partition_system(piece, levels, k):
+    """(X, d) of one partition: its rows of the calibration matrix (each level in its global column) and its base
+    weights."""
+    for var, (_, present) in piece["codes"].items():
         unknown = [level for level in present if level not in levels[var]]
-        if unknown:      # the data changed between the level counts and this pass
+        if unknown:      # cannot happen for data read once; said rather than mis-assigned
             raise InputError(f"margin {var!r}: levels {unknown} were not in the data when its levels were counted")
-    numeric = [numeric_matrix(frame, [col], "totals")[:, 0] for col in totals]
-    if not coded and not len(frame):
-        numeric = [np.zeros(0)] * len(totals)
-    return system_matrix(coded, levels, numeric, k), check_base_weights(frame, base_weights)
+    numeric = piece["numeric"]
+    if not piece["codes"] and not len(piece["d"]):
+        numeric = [np.zeros(0)] * len(numeric)
+    return system_matrix(piece["codes"], levels, numeric, k), piece["d"]
 
 
 def _newton_block(system, T, names, keep, distance, bounds, weight_bounds):
@@ -119,5 +130,5 @@ def _newton_block(system, T, names, keep, distance, bounds, weight_bounds):
     return form.rows(form.groups[0]), form.distance, form.base, lo, hi
 
 
-def _index(frame) -> pd.Index:
-    return frame.index
+def _index(piece) -> pd.Index:
+    return piece["index"]
