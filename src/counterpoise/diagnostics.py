@@ -283,13 +283,11 @@ def balance_table(design: BalanceDesign, weights, std: str | None = None) -> pd.
     return table
 
 
-def total_balance_table(names, target, before, after, sd, population_size, base_total, total) -> pd.DataFrame:
-    """The balance table of a calibration to totals (group "sample") from its sums: `before` / `after` the
-    base-weighted and weighted totals of each column, `sd` the fixed denominators, `base_total` / `total` the sums
-    of the base weights and the weights, `population_size` N (None: those sums); as `balance_table` computes them."""
+def group_balance_table(names, group, kind, target, before, after, sd, offset=None, size=None) -> pd.DataFrame:
+    """The balance table of one group from its sums: `before` / `after` are (sum_i w_i x_i, sum_i w_i) under the
+    base weights and the weights (for kind "mean" of the rows minus `offset`); as `balance_table` computes them."""
     _check_positive(sd, "target", names)
-    table = _group_balance(names, "sample", "total", target, (before, base_total), (after, total), sd, None,
-                           population_size)
+    table = _group_balance(names, group, kind, target, before, after, sd, offset, size)
     table = table.set_index(["group", "term"])[_BALANCE_COLUMNS]
     table.attrs["std"] = "target"
     return table

@@ -24,19 +24,47 @@ from .solution import Solution
 from .validation import warn
 
 
+@dataclass
+class Report:
+    """What the balance table of a problem on partitions compares: the columns `names` of the blocks' rows (rows.B)
+    in group `group`, as weighted totals (kind "total", SMDs over N sd with N = `size`, or the sum of the weights)
+    or means (kind "mean", plus `offset` when the rows are centred), against `target`, with the fixed SDs `sd`."""
+
+    names: list
+    group: str
+    kind: str
+    target: np.ndarray
+    sd: np.ndarray
+    offset: np.ndarray | None = None
+    size: float | None = None
+
+    def table(self, before, base_total, after, total) -> pd.DataFrame:
+        """The table from sum_i d_i b_i (`before`), sum d, sum_i w_i b_i (`after`) and sum w."""
+        return diagnostics.group_balance_table(self.names, self.group, self.kind, self.target, (before, base_total),
+                                               (after, total), self.sd, self.offset, self.size)
+
+    def design(self, X, d) -> diagnostics.BalanceDesign:
+        """The in-memory balance design, given the gathered rows X and base weights d."""
+        return diagnostics.BalanceDesign(
+            names=tuple(self.names), X=X, groups=np.full(len(d), self.group, dtype=object), base_weights=d,
+            targets={self.group: self.target}, denominators={"target": self.sd}, kind=self.kind,
+            population_size=None if self.size is None else {self.group: self.size}, offset=self.offset,
+            checked=True)
+
+
 class PartitionedProblem:
-    """Calibration of base weights d to totals T on a Dask collection's partitions.
+    """A weighting problem on a Dask collection's partitions, solved by the calibration Newton.
 
-    blocks: `backends.blocks.DaskBlocks` of the Newton's (rows, distance, d, lo, hi), one per partition; index: the
-    partitions' indexes (Delayed); divisions: the input's; names, T: every target; keep: the targets the Newton
-    holds (exactly redundant ones dropped); scale: each target's misfit scale; N: the population size a margin
-    gives (None without margins); note: None, or note(count, n, smallest) -> the warning said after an optimal
-    solve that made `count` weights negative (linear calibration)."""
+    blocks: `backends.blocks.DaskBlocks` of the Newton's (rows, distance, d, lo, hi), one per partition (the
+    weighted units only); index: those units' index per partition (Delayed); divisions: the input's; t, scale: the
+    Newton's scaled targets and their scales (T = scale t), `targets` their names; report: the balance table's
+    `Report`; weight_scale: what the weights sum to, in words; note: None, or note(count, n, smallest) -> the
+    warning said after an optimal solve that made `count` weights negative (linear calibration)."""
 
-    def __init__(self, blocks, index, divisions, names, T, keep, scale, N, family, note=None):
+    def __init__(self, blocks, index, divisions, t, scale, targets, report, family, weight_scale, note=None):
         self.blocks, self.index, self.divisions = blocks, index, divisions
-        self.names, self.T, self.keep, self.scale, self.N = list(names), np.asarray(T), np.asarray(keep), scale, N
-        self.family, self.note = family, note
+        self.t, self.scale, self.targets = np.asarray(t, dtype=float), np.asarray(scale, dtype=float), list(targets)
+        self.report, self.family, self.weight_scale, self.note = report, family, weight_scale, note
         self.lam = None                 # the last converged dual point: a warm start
 
     @property
@@ -52,21 +80,20 @@ class PartitionedProblem:
             raise InputError(f"a problem on dask partitions is solved by the calibration Newton (backend "
                              f"'calibration' or 'auto'), not {backend!r}")
         start = time.perf_counter()
-        t = self.T[self.keep] / self.scale
-        lam = self.lam if warm_start and self.lam is not None else np.zeros(len(t))
-        run = newton(self.blocks, t, self.scale, lam, epsilon, max_iter, callback)
+        lam = self.lam if warm_start and self.lam is not None else np.zeros(len(self.t))
+        run = newton(self.blocks, self.t, self.scale, lam, epsilon, max_iter, callback)
         self.lam = run.lam if run.converged else None
         kind = self.family.split("/")[-1]
         solution = PartitionedSolution(
             problem=self, lam=run.lam, status="optimal" if run.converged else "inaccurate",
             solver=f"newton/{kind}", iterations=run.iterations, solve_time=time.perf_counter() - start,
             message=newton_message(kind, run.iterations, run.largest, epsilon, run.converged,
-                                   run.worst([self.names[j] for j in self.keep])),
+                                   run.worst(self.targets)),
             info={"max_relative_misfit": run.largest, "step_halvings": run.halvings, "epsilon": epsilon,
                   "partitions": len(self.blocks.sizes)},
-            duals=pd.Series(-run.lam, index=[f"totals:{self.names[j]}" for j in self.keep], name="dual"))
+            duals=pd.Series(-run.lam, index=self.targets, name="dual"))
         if raise_on_failure and not run.converged:
-            raise CalibrationError(f"calibration on dask partitions: {solution.message}")
+            raise CalibrationError(f"{self.family} on dask partitions: {solution.message}")
         if run.converged and self.note is not None:
             count, smallest = self.blocks.reduce(_negative_weights, combine=_count_and_min, lam=run.lam)
             if count:
@@ -108,11 +135,10 @@ class PartitionedSolution:
 
     @cached_property
     def _sums(self) -> dict:
-        """One pass over the partitions: the base-weighted and weighted totals of every target column, the sums of
-        d, d^2, w, w^2, d x^2 (for the SDs), the distance's value, max w / d and the number of positive weights."""
-        names = ("before", "after", "d", "d2", "w", "w2", "dx2", "objective", "positive")
-        values = self.problem.blocks.reduce(_solution_sums, lam=self.lam)
-        sums = dict(zip(names, values))
+        """One pass over the partitions: the base-weighted and weighted sums of the report's columns, the sums of
+        d, w and w^2, the distance's value and the number of positive weights; and max w / d."""
+        names = ("before", "after", "d", "w", "w2", "objective", "positive")
+        sums = dict(zip(names, self.problem.blocks.reduce(_solution_sums, lam=self.lam)))
         sums["max_ratio"] = self.problem.blocks.reduce(_max_ratio, combine=np.maximum, lam=self.lam)
         return sums
 
@@ -122,13 +148,9 @@ class PartitionedSolution:
 
     @cached_property
     def balance(self) -> pd.DataFrame:
-        """The balance table of the totals (`diagnostics.balance_table`'s columns), from sums over the partitions."""
+        """The balance table (`diagnostics.balance_table`'s columns), from sums over the partitions."""
         s = self._sums
-        mean = s["before"] / s["d"]
-        squares = np.maximum(s["dx2"] - mean ** 2 * s["d"], 0.0)
-        sd = diagnostics.sds_from_sums(squares, s["d"], s["d2"])
-        return diagnostics.total_balance_table(self.problem.names, self.problem.T, s["before"], s["after"], sd,
-                                               self.problem.N, s["d"], s["w"])
+        return self.problem.report.table(s["before"], s["d"], s["after"], s["w"])
 
     @property
     def ess(self) -> float:
@@ -136,10 +158,12 @@ class PartitionedSolution:
         return float(self._sums["w"] ** 2 / self._sums["w2"])
 
     def validate(self) -> dict:
-        """As `Solution.validate()`: per target actual, target, relative and absolute error; the largest relative
-        error; records kept (w > 0); ESS, design effect, max w / d; the status (no top 1% share: it needs the
-        weights sorted, which `compute()` gives)."""
-        table = self.balance.xs("sample", level=0)
+        """As `Solution.validate()` for a calibration: per target actual, target, relative and absolute error; the
+        largest relative error; records kept (w > 0); ESS, design effect, max w / d; the status (no top 1% share:
+        it needs the weights sorted, which `compute()` gives)."""
+        if self.problem.report.kind != "total":
+            raise AttributeError("validate() reports calibration to totals; this problem has no population totals")
+        table = self.balance.xs(self.problem.report.group, level=0)
         actual, target = table["after"].to_numpy(), table["target"].to_numpy()
         relative = np.abs(actual - target) / np.where(target != 0, np.abs(target), 1.0)
         targets = pd.DataFrame({"actual": actual, "target": target, "relative_error": relative,
@@ -149,10 +173,8 @@ class PartitionedSolution:
                 "max_weight_ratio": float(self._sums["max_ratio"]), "status": self.status}
 
     def compute(self) -> Solution:
-        """The in-memory `Solution`: the weights and the calibration matrix gathered to the client."""
+        """The in-memory `Solution`: the weights and the report's rows gathered to the client."""
         import dask
-
-        from .families.totals import total_design
 
         pieces = dask.compute(*[dask.delayed(_gathered)(block, index, self.lam)
                                 for block, index in zip(self.problem.blocks.blocks, self.problem.index)])
@@ -160,12 +182,11 @@ class PartitionedSolution:
         X = scipy.sparse.vstack(X, format="csr") if scipy.sparse.issparse(X[0]) else np.vstack(X)
         d = np.concatenate([p[1] for p in pieces])
         weights = pd.concat([p[2] for p in pieces])
-        design = total_design(X, self.problem.names, self.problem.T, self.problem.N, d)
         return Solution(weights=weights, status=self.status, objective=self.objective, solve_time=self.solve_time,
                         backend=self.backend, solver=self.solver, duals=self.duals,
-                        violations={"totals": self.info["max_relative_misfit"]}, tolerance=self.info["epsilon"],
-                        weight_scale="population totals (w = g d)", iterations=self.iterations, message=self.message,
-                        design=design, info=self.info, solver_status=self.status)
+                        violations={"targets": self.info["max_relative_misfit"]}, tolerance=self.info["epsilon"],
+                        weight_scale=self.problem.weight_scale, iterations=self.iterations, message=self.message,
+                        design=self.problem.report.design(X, d), info=self.info, solver_status=self.status)
 
 
 def _weight_series(block, index, lam) -> pd.Series:
@@ -174,10 +195,7 @@ def _weight_series(block, index, lam) -> pd.Series:
 
 def _solution_sums(rows, distance, d, lo, hi, lam):
     w = calibrated_weights(rows, distance, d, lo, hi, lam=lam)
-    X = rows.B
-    squares = X.power(2) if scipy.sparse.issparse(X) else X * X
-    return (X.T @ d, X.T @ w, d.sum(), d @ d, w.sum(), w @ w, squares.T @ d,
-            float(d @ distance.G(np.where(d > 0, w / d, 1.0))), float(np.sum(w > 0)))
+    return (rows.B.T @ d, rows.B.T @ w, d.sum(), w.sum(), w @ w, float(d @ distance.G(w / d)), float(np.sum(w > 0)))
 
 
 def _max_ratio(rows, distance, d, lo, hi, lam):

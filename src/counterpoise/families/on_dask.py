@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import scipy.sparse
 
 from ..backends.blocks import DaskBlocks
 from ..backends.forms import CalibrationForm
 from ..errors import InputError
-from ..partitioned import PartitionedProblem
+from ..columns import max_abs
+from ..diagnostics import sds_from_sums
+from ..partitioned import PartitionedProblem, Report
 from ..validation import base_weights as check_base_weights, finite, numeric_matrix
 from .totals import (calibration_bounds, calibration_terms, check_reachable, check_target_names,
                      independent_targets_of, margin_targets, negative_weights_note, system_matrix,
@@ -85,9 +88,30 @@ def calibrate(ddf, base_weights, margins, totals, constraints, distance, bounds,
     blocks = dask.persist(*[dask.delayed(_newton_block)(system, T, names, keep, distance, bounds, weight_bounds)
                             for system in systems])
     index = dask.persist(*[dask.delayed(_index)(piece) for piece in coded])
-    return PartitionedProblem(DaskBlocks(blocks, sizes), index, ddf.divisions, names, T, keep,
-                              target_scales(T)[keep], N, family=f"calibrate/{distance}",
+    scale = target_scales(T)[keep]
+    report = Report(names, "sample", "total", T, base_weighted_sds(data), size=N)
+    return PartitionedProblem(DaskBlocks(blocks, sizes), index, ddf.divisions, T[keep] / scale, scale,
+                              [f"totals:{names[j]}" for j in keep], report, family=f"calibrate/{distance}",
+                              weight_scale="population totals (w = g d)",
                               note=negative_weights_note if negatives else None)
+
+
+def base_weighted_sds(data) -> np.ndarray:
+    """The base-weighted sample SD of every column over the row blocks (X, d), as `diagnostics.smd_denominators`
+    computes it (0 for a column constant to rounding): sums of d x and d x^2, then the one-pass formula."""
+    linear, squares, total, total_squares = data.reduce(_moment_sums)
+    largest = data.reduce(_max_abs, combine=np.maximum)
+    sd = sds_from_sums(np.maximum(squares - linear ** 2 / total, 0.0), total, total_squares)
+    return np.where(sd <= 1e-12 * largest, 0.0, sd)
+
+
+def _moment_sums(X, d):
+    squares = X.power(2) if scipy.sparse.issparse(X) else X * X
+    return X.T @ d, squares.T @ d, d.sum(), d @ d
+
+
+def _max_abs(X, d):
+    return max_abs(X)
 
 
 def _coded(frame, margins, totals, base_weights) -> dict:
