@@ -127,3 +127,25 @@ def test_margin_errors_are_the_in_memory_ones(client, sample):
     absent = {**margins, "v3": {**margins["v3"], "nowhere": 5.0}}
     with pytest.raises(InputError, match="level 'nowhere' has population total 5 but no units"):
         cpz.calibrate(partitioned(frame), base_weights="d", margins=absent)
+
+
+@pytest.mark.parametrize("estimand, std", [("ATT", None), ("ATC", "pooled")])
+def test_partitioned_entropy_balancing_equals_the_in_memory_one(client, estimand, std):
+    frame = cpz.datasets.kim2023(3000, seed=4)
+    frame["q"] = np.random.default_rng(4).uniform(0.5, 2.0, len(frame))
+    arguments = dict(treatment="A", covariates=["X1", "X2", "X3", "X4", "X5", "X6"], estimand=estimand, std=std,
+                     base_weights="q")
+    memory = cpz.entropy_balance(frame, **arguments).solve()
+    solution = cpz.entropy_balance(partitioned(frame), **arguments).solve()
+    weights = solution.weights.compute()
+    assert solution.status == "optimal" and weights.index.equals(memory.weights.index)
+    assert np.max(np.abs(weights - memory.weights)) <= 1e-8 * memory.weights.max()
+    assert weights.sum() == pytest.approx(1.0, abs=1e-12)
+    expected = memory.balance_with(std or "target")
+    pd.testing.assert_frame_equal(solution.balance, expected, rtol=1e-9, atol=1e-12)
+    pd.testing.assert_frame_equal(solution.compute().balance, expected, rtol=1e-9, atol=1e-12)
+    assert solution.ess == pytest.approx(memory.ess, rel=1e-10)
+    with pytest.raises(InputError, match="weights one arm"):
+        cpz.entropy_balance(partitioned(frame), treatment="A", covariates=["X1"], estimand="ATE")
+    with pytest.raises(InputError, match="has no treated units"):
+        cpz.entropy_balance(partitioned(frame.assign(A=0)), treatment="A", covariates=["X1"])

@@ -283,13 +283,15 @@ def balance_table(design: BalanceDesign, weights, std: str | None = None) -> pd.
     return table
 
 
-def group_balance_table(names, group, kind, target, before, after, sd, offset=None, size=None) -> pd.DataFrame:
+def group_balance_table(names, group, kind, target, before, after, sd, offset=None, size=None,
+                        std="target") -> pd.DataFrame:
     """The balance table of one group from its sums: `before` / `after` are (sum_i w_i x_i, sum_i w_i) under the
-    base weights and the weights (for kind "mean" of the rows minus `offset`); as `balance_table` computes them."""
-    _check_positive(sd, "target", names)
+    base weights and the weights (for kind "mean" of the rows minus `offset`), `sd` the denominators `std` names;
+    as `balance_table` computes them."""
+    _check_positive(sd, std, names)
     table = _group_balance(names, group, kind, target, before, after, sd, offset, size)
     table = table.set_index(["group", "term"])[_BALANCE_COLUMNS]
-    table.attrs["std"] = "target"
+    table.attrs["std"] = std
     return table
 
 

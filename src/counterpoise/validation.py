@@ -128,8 +128,9 @@ def vector(v, what, p) -> np.ndarray:
     return finite(v, what)
 
 
-def treatment_indicator(frame: pd.DataFrame, column) -> np.ndarray:
-    """The treatment column as 0/1 integers; both arms must have units."""
+def treatment_indicator(frame: pd.DataFrame, column, both_arms=True) -> np.ndarray:
+    """The treatment column as 0/1 integers; both arms must have units (unless both_arms=False: a partition of
+    the data, whose caller checks the arms over all of them with `require_both_arms`)."""
     if column is None:
         raise InputError("treatment: give the name of the 0/1 treatment column")
     if column not in frame.columns:
@@ -141,10 +142,16 @@ def treatment_indicator(frame: pd.DataFrame, column) -> np.ndarray:
     if not levels <= {0, 1, True, False}:
         raise InputError(f"treatment column {column!r} must be 0/1 (or boolean); it has values {sorted(map(str, levels))[:10]}")
     a = values.to_numpy().astype(int)
-    for arm, label in ((1, "treated"), (0, "control")):
-        if not np.any(a == arm):
-            raise InputError(f"treatment column {column!r} has no {label} units ({column} == {arm}); both arms are needed")
+    if both_arms:
+        require_both_arms(np.sum(a == 1), np.sum(a == 0), column)
     return a
+
+
+def require_both_arms(treated, control, column):
+    """Both arms must have units (`treated`, `control`: their counts)."""
+    for count, arm, label in ((treated, 1, "treated"), (control, 0, "control")):
+        if not count:
+            raise InputError(f"treatment column {column!r} has no {label} units ({column} == {arm}); both arms are needed")
 
 
 def base_weights(frame: pd.DataFrame, spec, what="base_weights") -> np.ndarray:

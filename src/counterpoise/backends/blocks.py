@@ -51,13 +51,14 @@ class Blocks:
 
 class DaskBlocks:
     """Row blocks on a Dask cluster: `blocks` is a list of dask Delayed objects, one per partition, each an
-    argument tuple (persist them first: every pass reads them); `sizes` their row counts."""
+    argument tuple (persist them first: every pass reads them); `sizes` their row counts (needed by `map` only)."""
 
     batch = 8
     fan_in = 8             # partial sums combined per task of the tree reduction
 
-    def __init__(self, blocks, sizes):
-        self.blocks, self.sizes = list(blocks), [int(s) for s in sizes]
+    def __init__(self, blocks, sizes=None):
+        self.blocks = list(blocks)
+        self.sizes = None if sizes is None else [int(s) for s in sizes]
 
     def reduce(self, fn, combine=None, **options):
         """sum over partitions of fn(*block, **options) (or their reduction by the binary `combine`), by a tree

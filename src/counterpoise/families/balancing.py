@@ -26,6 +26,7 @@ from ..problem import WeightingProblem
 from ..terms import Balance, Bounds, ChiSquare, Entropy, Normalize
 from ..validation import as_frame, base_weights as check_base_weights, columns_list, drop_constant, finite, integer
 from ..validation import numeric_matrix, one_of, treatment_indicator, validated
+from .on_dask import entropy_balance as entropy_balance_partitions, is_dask_frame
 
 ESTIMANDS = ("ATT", "ATC", "ATE", "target")
 DELTA_SCALES = ("sd", "raw")
@@ -137,8 +138,15 @@ def entropy_balance(data, treatment=None, covariates=None, estimand="ATT", delta
                     target=None, moments=1, interactions=False, basis=None, base_weights=None) -> WeightingProblem:
     """Entropy balancing (Hainmueller 2012): minimize sum_i w_i log(w_i / q_i), q = base weights
     normalized within each arm, subject to exact balance B'w = target (or |B'w - target| <= delta s
-    when `delta` is given) and sum w = 1 within each arm. Arguments as in `sbw`.
+    when `delta` is given) and sum w = 1 within each arm. Arguments as in `sbw`. `data` may be a dask DataFrame
+    (estimand "ATT" or "ATC", exact balance of the covariates' means, base weights a column): the problem is
+    then built and solved on its partitions (`families.on_dask`).
     """
+    if is_dask_frame(data):
+        if moments != 1 or interactions or basis is not None or target is not None:
+            raise InputError("entropy balancing on a dask DataFrame balances the covariates' means (moments=1, no "
+                             "interactions, basis or target)")
+        return entropy_balance_partitions(data, treatment, covariates, estimand, delta, std, base_weights)
     frame = as_frame(data)
     block = _moment_block(frame, covariates, moments, interactions, basis, delta)
     return _balancing_problem(frame, treatment, estimand, [block], block, "entropy", "entropy_balance",

@@ -1,4 +1,5 @@
-"""Calibration of a dask DataFrame, on its partitions: `cpz.calibrate` and `cpz.rake` given a dask DataFrame.
+"""Calibration and entropy balancing of a dask DataFrame, on its partitions: `cpz.calibrate`, `cpz.rake` and
+`cpz.entropy_balance` given a dask DataFrame.
 
 The weights of calibration come from a dual in k variables whose value, gradient and Hessian are sums over the
 units, so nothing n-sized needs to reach the client (the pattern of dask-glm's Newton). The build:
@@ -12,6 +13,9 @@ units, so nothing n-sized needs to reach the client (the pattern of dask-glm's N
    the partitions (`totals.check_reachable`, `totals.independent_targets`);
 4. per partition, the calibration Newton's block (`backends.calibration.newton_sums`): its rows, distance, base
    weights and bounds, persisted.
+
+Entropy balancing is the same Newton (the weighted arm's covariates centred at the target means, the raking
+distance to its base weights, sum w = 1), after passes for the arms' means and SDs.
 
 Each Newton step is then one tree reduction on the cluster (`backends.blocks.DaskBlocks`), and the weights come
 back as a lazy dask Series aligned with the input's partitions (`partitioned.PartitionedSolution`).
@@ -29,7 +33,9 @@ from ..errors import InputError
 from ..columns import max_abs
 from ..diagnostics import sds_from_sums
 from ..partitioned import PartitionedProblem, Report
-from ..validation import base_weights as check_base_weights, finite, numeric_matrix
+from ..terms import Balance, Entropy, Normalize
+from ..validation import (base_weights as check_base_weights, columns_list, finite, numeric_matrix, require_both_arms,
+                          treatment_indicator)
 from .totals import (calibration_bounds, calibration_terms, check_reachable, check_target_names,
                      independent_targets_of, margin_targets, negative_weights_note, system_matrix,
                      target_scales,
@@ -156,3 +162,97 @@ def _newton_block(system, T, names, keep, distance, bounds, weight_bounds):
 
 def _index(piece) -> pd.Index:
     return piece["index"]
+
+
+def entropy_balance(ddf, treatment, covariates, estimand, delta, std, base_weights):
+    """`cpz.entropy_balance` on a dask DataFrame (see there), as a `PartitionedProblem`: one weighted arm (ATT:
+    the controls weighted to the treated means; ATC the reverse), exact balance of the covariates' means, the
+    SMDs' fixed SDs as in memory (`std`: "target", "treated", "control" or "pooled")."""
+    import dask
+
+    if estimand not in ("ATT", "ATC"):
+        raise InputError(f"entropy balancing on a dask DataFrame weights one arm (estimand 'ATT' or 'ATC'), not "
+                         f"{estimand!r}")
+    if delta is not None:
+        raise InputError("entropy balancing on a dask DataFrame balances exactly (delta=None)")
+    if not isinstance(base_weights, (str, type(None))):
+        raise InputError("base_weights on a dask DataFrame must be a column name (or None for ones)")
+    covariates = columns_list(covariates, "covariates")
+    missing = [c for c in [treatment, *covariates, *([base_weights] if base_weights else [])] if c not in ddf.columns]
+    if missing:
+        raise InputError(f"columns {missing} are not in the data (it has {list(ddf.columns)[:20]})")
+    weighted_arm, target_arm = (0, 1) if estimand == "ATT" else (1, 0)
+    arms = dask.persist(*[dask.delayed(_arms)(part, treatment, covariates, base_weights) for part in ddf.to_delayed()])
+    data = DaskBlocks(arms)
+    counts, totals, linear = data.reduce(_arm_sums)
+    require_both_arms(counts[1], counts[0], treatment)
+    means = linear / totals[:, None]
+    squares, total_squares = data.reduce(_arm_squares, means=means)
+    largest = data.reduce(_max_abs_of_covariates, combine=np.maximum)
+    sds = {}
+    for arm, key in ((1, "treated"), (0, "control")):
+        sd = sds_from_sums(squares[arm], totals[arm], total_squares[arm])
+        sds[key] = np.where(sd <= 1e-12 * largest, 0.0, sd)
+    sds["target"] = sds["treated" if target_arm == 1 else "control"]
+    sds["pooled"] = np.sqrt((sds["treated"] ** 2 + sds["control"] ** 2) / 2)
+    std = std or "target"
+    if std not in sds:
+        raise InputError(f"std={std!r} is not available here; choose from {sorted(sds)}")
+    zero = [name for name, value in zip(covariates, sds[std]) if not value > 0]
+    if zero:
+        raise InputError(f"balance columns {zero} have zero {std} SD, so their balance and SMDs are undefined")
+    goal = means[target_arm]
+    blocks = dask.persist(*[dask.delayed(_balancing_block)(piece[0], weighted_arm, goal, sds[std], totals[weighted_arm])
+                            for piece in arms])
+    sizes = dask.compute(*[dask.delayed(len)(block[2]) for block in blocks])
+    index = dask.persist(*[dask.delayed(_arm_index)(piece[0], weighted_arm) for piece in arms])
+    group = "control" if weighted_arm == 0 else "treated"
+    report = Report(covariates, group, "mean", goal, sds[std], offset=goal, std=std)
+    return PartitionedProblem(DaskBlocks(blocks, sizes), index, (None,) * (len(blocks) + 1),
+                              np.append(np.zeros(len(covariates)), 1.0), np.append(sds[std], 1.0),
+                              [f"balance:{c}" for c in covariates] + ["sum"], report, family="entropy_balance",
+                              weight_scale="sums to 1")
+
+
+def _arms(frame, treatment, covariates, base_weights) -> tuple:
+    """One partition read once, as a block of one argument: {treatment (0/1), covariates, base weights, index}."""
+    return ({"a": treatment_indicator(frame, treatment, both_arms=False),
+             "X": numeric_matrix(frame, covariates, "covariates"), "d": check_base_weights(frame, base_weights),
+             "index": frame.index},)
+
+
+def _arm_sums(piece):
+    """Per arm (rows 0 / 1): units, sum d, sum d x."""
+    a, X, d = piece["a"], piece["X"], piece["d"]
+    arms = [a == 0, a == 1]
+    return (np.array([float(arm.sum()) for arm in arms]), np.array([d[arm].sum() for arm in arms]),
+            np.array([d[arm] @ X[arm] for arm in arms]))
+
+
+def _arm_squares(piece, means):
+    """Per arm: sum d (x - mean_arm)^2, and sum d^2."""
+    a, X, d = piece["a"], piece["X"], piece["d"]
+    arms = [a == 0, a == 1]
+    return (np.array([d[arm] @ (X[arm] - means[j]) ** 2 for j, arm in enumerate(arms)]),
+            np.array([d[arm] @ d[arm] for arm in arms]))
+
+
+def _max_abs_of_covariates(piece):
+    return max_abs(piece["X"])
+
+
+def _balancing_block(piece, arm, goal, scale, arm_total):
+    """The calibration Newton's block of one partition's weighted arm: its covariates centred at the target
+    means, under Entropy(q) with q = d / (the arm's total d), sum w = 1 and exact balance, from the same terms and
+    form as in memory."""
+    rows = piece["a"] == arm
+    share = piece["d"][rows] / arm_total
+    terms = [Entropy(share, name="dispersion"), Normalize(1.0, name="sum"),
+             Balance(piece["X"][rows] - goal, goal, scale=scale, offset=goal, name="balance")]
+    form = CalibrationForm.of(terms, len(share), "calibration")
+    lo, hi = form.ratio_box()
+    return form.rows(form.groups[0]), form.distance, form.base, lo, hi
+
+
+def _arm_index(piece, arm) -> pd.Index:
+    return piece["index"][piece["a"] == arm]
