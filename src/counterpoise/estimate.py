@@ -20,7 +20,7 @@ from scipy import stats
 from .diagnostics import effective_sample_size
 from .errors import CounterpoiseError, InputError, SolverError
 from .progress import bar
-from .validation import treatment_indicator
+from .validation import is_dask_frame, treatment_indicator
 
 _MAX_FAILED_SHARE = 0.1
 
@@ -234,6 +234,8 @@ def _solution_estimand(weights, wanted):
 def _one_arm(estimand, data, treatment, outcome, weights, sample_weights, se, level, n_boot, seed,
              progress) -> Estimate:
     """ATT (controls weighted to the treated) or ATC (treated weighted to the controls)."""
+    if is_dask_frame(data):
+        return _one_arm_on_partitions(estimand, data, treatment, outcome, weights, sample_weights, se, level)
     if sample_weights is None:
         sample_weights = _solution_estimand(weights, estimand)
     else:
@@ -251,6 +253,68 @@ def _one_arm(estimand, data, treatment, outcome, weights, sample_weights, se, le
         return (fixed, weighted) if estimand == "ATT" else (weighted, fixed)
 
     return _estimate(estimand, data, treatment, outcome, weights, arm_weights, se, level, n_boot, seed, progress)
+
+
+def _one_arm_on_partitions(estimand, data, treatment, outcome, weights, sample_weights, se, level) -> Estimate:
+    """att / atc on a dask DataFrame, with weights from a problem built on it (a PartitionedSolution, or a dask
+    Series with the same partitions): the arms' sums over the partitions in two passes (the Hajek means, then the
+    squared deviations), and the fixed-weight linearization."""
+    import dask
+
+    if se != "linearization":
+        raise InputError("se='bootstrap' re-solves the weights on resamples of the rows in memory; on a dask "
+                         "DataFrame use se='linearization'")
+    _check_options(se, level, 2)
+    problem = getattr(weights, "problem", None)
+    if sample_weights is None:
+        sample_weights = getattr(problem, "sample_weights", None)
+    if getattr(problem, "estimand", estimand) != estimand:
+        raise InputError(f"these weights solve a {problem.estimand} problem; use estimate."
+                         f"{problem.estimand.lower()}()")
+    series = getattr(weights, "weights", weights)
+    if not is_dask_frame(series, series=True):
+        raise InputError("on a dask DataFrame, weights must be a dask Series with the data's partitions, or the "
+                         "solution of a problem built on this DataFrame")
+    parts, pieces = data.to_delayed(), series.to_delayed()
+    if len(parts) != len(pieces):
+        raise InputError(f"the weights have {len(pieces)} partitions and the data {len(parts)}; pass the DataFrame "
+                         "the problem was built on")
+    options = dict(treatment=treatment, outcome=outcome, sample_weights=sample_weights, estimand=estimand)
+    sums = dask.compute(*[dask.delayed(_arm_sums)(part, piece, **options) for part, piece in zip(parts, pieces)])
+    counts, mass, totals, squares = (np.sum([s[j] for s in sums], axis=0) for j in range(4))
+    for arm, label in ((1, "treated"), (0, "control")):
+        if not mass[arm] > 0:
+            raise InputError(f"the weights of the {label} rows sum to zero (or there are none)")
+    means = totals / mass
+    deviations = np.sum(dask.compute(*[dask.delayed(_arm_sums)(part, piece, means=means, **options)
+                                       for part, piece in zip(parts, pieces)]), axis=0)
+    estimate, std_error = float(means[1] - means[0]), float(np.sqrt(np.sum(deviations / mass ** 2)))
+    z = stats.norm.ppf(0.5 + level / 2)
+    return Estimate(estimand=estimand, estimate=estimate, std_error=std_error, ci_lower=estimate - z * std_error,
+                    ci_upper=estimate + z * std_error, level=level, method=se, n_treated=int(counts[1]),
+                    n_control=int(counts[0]), ess_treated=float(mass[1] ** 2 / squares[1]),
+                    ess_control=float(mass[0] ** 2 / squares[0]))
+
+
+def _arm_sums(part, weights, treatment, outcome, sample_weights, estimand, means=None):
+    """One partition's (control, treated) sums: units, sum v, sum v y, sum v^2; with the arms' `means`, sum
+    v^2 (y - mean)^2 instead. v: the sample weights in the target arm, the balancing weights in the other."""
+    t = treatment_indicator(part, treatment, both_arms=False) == 1
+    y = _outcome(part, outcome)
+    s = np.ones(len(part)) if sample_weights is None else _sample_weights(part, sample_weights)
+    weighted = ~t if estimand == "ATT" else t
+    labels = part.index[weighted]
+    missing = ~labels.isin(weights.index)
+    if missing.any():
+        raise InputError(f"weights are missing for {int(missing.sum())} weighted rows (e.g. index labels "
+                         f"{labels[missing][:3].tolist()})")
+    v = s.copy()
+    v[weighted] = _check_finite(weights.reindex(labels).to_numpy(dtype=float), "weights")
+    arms = (~t, t)
+    if means is not None:
+        return np.array([v[arm] ** 2 @ (y[arm] - mean) ** 2 for arm, mean in zip(arms, means)])
+    return (np.array([float(arm.sum()) for arm in arms]), np.array([v[arm].sum() for arm in arms]),
+            np.array([v[arm] @ y[arm] for arm in arms]), np.array([v[arm] @ v[arm] for arm in arms]))
 
 
 def att(data, treatment, outcome, weights, sample_weights=None, se="linearization", level=0.95, n_boot=200,

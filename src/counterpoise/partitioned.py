@@ -61,12 +61,15 @@ class PartitionedProblem:
     weighted units only); index: those units' index per partition (Delayed); divisions: the input's; t, scale: the
     Newton's scaled targets and their scales (T = scale t), `targets` their names; report: the balance table's
     `Report`; weight_scale: what the weights sum to, in words; note: None, or note(count, n, smallest) -> the
-    warning said after an optimal solve that made `count` weights negative (linear calibration)."""
+    warning said after an optimal solve that made `count` weights negative (linear calibration); estimand and
+    sample_weights (the base weights' column): what `cpz.estimate` reads, as for a `WeightingProblem`."""
 
-    def __init__(self, blocks, index, divisions, t, scale, targets, report, family, weight_scale, note=None):
+    def __init__(self, blocks, index, divisions, t, scale, targets, report, family, weight_scale, note=None,
+                 estimand=None, sample_weights=None):
         self.blocks, self.index, self.divisions = blocks, index, divisions
         self.t, self.scale, self.targets = np.asarray(t, dtype=float), np.asarray(scale, dtype=float), list(targets)
         self.report, self.family, self.weight_scale, self.note = report, family, weight_scale, note
+        self.estimand, self.sample_weights = estimand, sample_weights
         self.lam = None                 # the last converged dual point: a warm start
 
     @property

@@ -31,6 +31,13 @@ def warn(message):
     warnings.warn(message, CounterpoiseWarning, stacklevel=level)
 
 
+def is_dask_frame(data, series=False) -> bool:
+    """Whether `data` is a dask DataFrame (or, with series=True, a dask Series), checked without importing dask,
+    an optional dependency."""
+    partitioned = type(data).__module__.split(".")[0] == "dask" and hasattr(data, "npartitions")
+    return partitioned and getattr(data, "ndim", None) == (1 if series else 2)
+
+
 def as_frame(data) -> pd.DataFrame:
     """A DataFrame from a DataFrame or a 2-D array (columns named X1..Xp); rejects duplicate column names."""
     if isinstance(data, pd.DataFrame):

@@ -25,8 +25,8 @@ from ..errors import InputError
 from ..problem import WeightingProblem
 from ..terms import Balance, Bounds, ChiSquare, Entropy, Normalize
 from ..validation import as_frame, base_weights as check_base_weights, columns_list, drop_constant, finite, integer
-from ..validation import numeric_matrix, one_of, treatment_indicator, validated
-from .on_dask import entropy_balance as entropy_balance_partitions, is_dask_frame
+from ..validation import is_dask_frame, numeric_matrix, one_of, treatment_indicator, validated
+from .on_dask import entropy_balance as entropy_balance_partitions
 
 ESTIMANDS = ("ATT", "ATC", "ATE", "target")
 DELTA_SCALES = ("sd", "raw")

@@ -25,8 +25,8 @@ from ..backends.base import RawResult
 from ..backends.blocks import Blocks
 from ..errors import InfeasibleError, InputError
 from ..problem import WeightingProblem
-from ..validation import as_frame, base_weights as check_base_weights, one_of, validated
-from .on_dask import calibrate as calibrate_partitions, is_dask_frame
+from ..validation import as_frame, base_weights as check_base_weights, is_dask_frame, one_of, validated
+from .on_dask import calibrate as calibrate_partitions
 from .totals import (calibration_bounds, calibration_system, calibration_terms, check_reachable, independent_targets,
                      negative_weights_note, total_design, warn_unless_nonnegative_reach)
 

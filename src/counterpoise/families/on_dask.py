@@ -42,11 +42,6 @@ from .totals import (calibration_bounds, calibration_terms, check_reachable, che
                      warn_unless_nonnegative_reach)
 
 
-def is_dask_frame(data) -> bool:
-    """Whether `data` is a dask DataFrame (checked without importing dask)."""
-    return type(data).__module__.split(".")[0] == "dask" and hasattr(data, "npartitions") and hasattr(data, "columns")
-
-
 def calibrate(ddf, base_weights, margins, totals, constraints, distance, bounds, weight_bounds, tol):
     """`cpz.calibrate` on a dask DataFrame (see there), as a `PartitionedProblem`: margins and numeric totals,
     linear / raking / logit distances, ratio and weight bounds, exact totals."""
@@ -211,7 +206,7 @@ def entropy_balance(ddf, treatment, covariates, estimand, delta, std, base_weigh
     return PartitionedProblem(DaskBlocks(blocks, sizes), index, (None,) * (len(blocks) + 1),
                               np.append(np.zeros(len(covariates)), 1.0), np.append(sds[std], 1.0),
                               [f"balance:{c}" for c in covariates] + ["sum"], report, family="entropy_balance",
-                              weight_scale="sums to 1")
+                              weight_scale="sums to 1", estimand=estimand, sample_weights=base_weights)
 
 
 def _arms(frame, treatment, covariates, base_weights) -> tuple:
