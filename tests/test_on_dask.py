@@ -164,3 +164,44 @@ def test_effect_estimates_on_partitions_equal_the_in_memory_ones(client):
         assert (ours.n_treated, ours.n_control) == (memory.n_treated, memory.n_control)
     with pytest.raises(InputError, match="use se='linearization'"):
         cpz.estimate.att(data, "A", "Y", cpz.entropy_balance(data, **arguments).solve(), se="bootstrap")
+
+
+@pytest.mark.parametrize("estimand, delta, base_weights", [("ATT", 0.02, None), ("ATC", 0.05, "q"), ("ATT", 0.0, "q")])
+def test_partitioned_sbw_equals_the_in_memory_dual(client, estimand, delta, base_weights):
+    frame = cpz.datasets.kim2023(4000, seed=6)
+    frame["q"] = np.random.default_rng(6).uniform(0.5, 2.0, len(frame))
+    arguments = dict(treatment="A", covariates=["X1", "X2", "X3", "X4", "X5", "X6"], estimand=estimand, delta=delta,
+                     base_weights=base_weights)
+    memory = cpz.sbw(frame, **arguments).solve(backend="dual")
+    solution = cpz.sbw(partitioned(frame), **arguments).solve()
+    weights = solution.weights.compute()
+    assert solution.status == "optimal" and solution.info["duality_gap"] <= 1e-10
+    assert weights.index.equals(memory.weights.index)
+    assert np.max(np.abs(weights - memory.weights)) <= 1e-8 * memory.weights.max()
+    assert solution.iterations == memory.iterations                 # the same Newton steps, summed by partition
+    pd.testing.assert_frame_equal(solution.balance, memory.balance, rtol=1e-9, atol=1e-12)
+    assert solution.objective == pytest.approx(memory.objective, rel=1e-9)
+    assert solution.ess == pytest.approx(memory.ess, rel=1e-10)
+
+
+def test_partitioned_sbw_starts_from_a_gathered_subsample(client, monkeypatch):
+    from counterpoise import partitioned as partitioned_module
+    from counterpoise.backends import dual as dual_module
+
+    frame = cpz.datasets.kim2023(5000, seed=7)
+    arguments = dict(treatment="A", covariates=["X1", "X2", "X3", "X4", "X5", "X6"], delta=0.02)
+    memory = cpz.sbw(frame, **arguments).solve(backend="dual")
+    monkeypatch.setattr(partitioned_module, "SUBSAMPLE_FROM", 1000)      # pretend the controls are many
+    monkeypatch.setattr(dual_module, "SUBSAMPLE", 700)
+    solution = cpz.sbw(partitioned(frame), **arguments).solve()
+    assert solution.status == "optimal" and solution.info["subsample_iterations"] > 0
+    np.testing.assert_allclose(solution.weights.compute(), memory.weights, atol=1e-10)
+
+
+def test_partitioned_sbw_infeasibility_is_certified(client):
+    frame = cpz.datasets.kim2023(3000, seed=8)
+    frame.loc[frame["A"] == 1, "X4"] += 10.0            # the treated's X4 mean beyond every control's X4
+    with pytest.raises(cpz.InfeasibleError, match="the dual's ray certifies it"):
+        cpz.sbw(partitioned(frame), treatment="A", covariates=["X1", "X4"], delta=0.01).solve()
+    with pytest.raises(InputError, match="a number delta in SD units"):
+        cpz.sbw(partitioned(frame), treatment="A", covariates=["X1"], delta="auto")

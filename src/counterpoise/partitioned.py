@@ -1,10 +1,12 @@
 """Weighting problems on the partitions of a Dask collection, and their solutions.
 
-A `PartitionedProblem` is what a builder returns for a dask DataFrame (`families.on_dask`): the calibration
-Newton's blocks persisted on the workers, one per partition, and the targets on the client. `solve()` runs the
-same Newton as in memory (`backends.calibration.newton`), each step one tree reduction over the partitions, and
-returns a `PartitionedSolution`: the weights as a lazy dask Series aligned with the input's partitions, the
-balance table, ESS and `validate()` computed partition-wise, and `compute()` for the in-memory `Solution`.
+A `PartitionedProblem` is what a builder returns for a dask DataFrame (`families.on_dask`): a Newton method's
+blocks persisted on the workers, one per partition, and the targets on the client. `solve()` runs the same Newton
+as in memory, each step one tree reduction over the partitions: the calibration Newton
+(`backends.calibration.newton`; calibration, raking, entropy balancing) or the dual Newton of the separable QP
+(`backends.dual.GroupDual` on `backends.dual_partitions.PartitionedUnits`; SBW). It returns a
+`PartitionedSolution`: the weights as a lazy dask Series aligned with the input's partitions, the balance table,
+ESS and `validate()` computed partition-wise, and `compute()` for the in-memory `Solution`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import scipy.sparse
 
 from . import diagnostics
 from .backends.calibration import calibrated_weights, newton, newton_message
-from .errors import CalibrationError, InputError
+from .backends.dual import SUBSAMPLE_FROM, GroupDual, _subsample_start
+from .backends.dual_partitions import PartitionedUnits, dual_objective, dual_weights
+from .errors import CalibrationError, InfeasibleError, InputError, SolverError
 from .solution import Solution
 from .validation import warn
 
@@ -54,53 +58,103 @@ class Report:
             checked=True)
 
 
+class CalibrationNewton:
+    """The calibration Newton on blocks (rows, distance, d, lo, hi): calibration, raking, entropy balancing."""
+
+    name = "calibration"
+    weights = staticmethod(calibrated_weights)
+
+    @staticmethod
+    def objective(rows, distance, d, lo, hi, w):
+        return float(d @ distance.G(w / d))
+
+    def run(self, problem, lam, epsilon=1e-9, max_iter=100, callback=None):
+        """(dual point, status, iterations, message, info, error class or None) of one solve."""
+        run = newton(problem.blocks, problem.t, problem.scale, lam, epsilon, max_iter, callback)
+        kind = problem.family.split("/")[-1]
+        message = newton_message(kind, run.iterations, run.largest, epsilon, run.converged,
+                                 run.worst(problem.targets))
+        info = {"max_relative_misfit": run.largest, "step_halvings": run.halvings, "epsilon": epsilon}
+        return (run.lam, "optimal" if run.converged else "inaccurate", run.iterations, f"newton/{kind}", message,
+                info, None if run.converged else CalibrationError)
+
+
+class DualNewton:
+    """The dual Newton of the separable QP on blocks (rows, s, c, lo, hi): SBW. The problem's t and scale are the
+    group's scaled targets (the sum row's last) and its tolerances."""
+
+    name = "dual"
+    weights = staticmethod(dual_weights)
+    objective = staticmethod(dual_objective)
+
+    def run(self, problem, y, tol=1e-10, max_iter=200, callback=None):
+        if callback is not None:
+            raise InputError("callback= is the calibration Newton's; the dual Newton on partitions takes none")
+        units = PartitionedUnits(problem.blocks, len(problem.t) - 1, normalized=True)
+        dual = GroupDual(units, problem.t[:-1], problem.scale[:-1], problem.t[-1])
+        start_steps = 0
+        if not np.any(y) and units.size >= SUBSAMPLE_FROM:
+            start, start_steps = _subsample_start(dual, tol, max_iter)
+            y = y if start is None else start
+        _, y, status, steps, gap, violation, _ = dual.solve(y, tol, max_iter)
+        message = f"dual Newton on partitions: relative duality gap {gap:.1e}, max violation {violation:.1e}"
+        info = {"duality_gap": gap, "max_violation": violation, "subsample_iterations": start_steps,
+                "infeasible_below": dual.infeasible_below, "max_relative_misfit": violation}
+        error = {"optimal": None, "infeasible": InfeasibleError}.get(status, SolverError)
+        if status == "infeasible":
+            message += (f"; no weights meet these tolerances: the dual's ray certifies it (no weights below a common "
+                        f"delta of {dual.infeasible_below:.4g} in the scaled units); loosen delta")
+        return y, status, steps, "newton", message, info, error
+
+
 class PartitionedProblem:
-    """A weighting problem on a Dask collection's partitions, solved by the calibration Newton.
+    """A weighting problem on a Dask collection's partitions.
 
-    blocks: `backends.blocks.DaskBlocks` of the Newton's (rows, distance, d, lo, hi), one per partition (the
-    weighted units only); index: those units' index per partition (Delayed); divisions: the input's; t, scale: the
-    Newton's scaled targets and their scales (T = scale t), `targets` their names; report: the balance table's
-    `Report`; weight_scale: what the weights sum to, in words; note: None, or note(count, n, smallest) -> the
-    warning said after an optimal solve that made `count` weights negative (linear calibration); estimand and
-    sample_weights (the base weights' column): what `cpz.estimate` reads, as for a `WeightingProblem`."""
+    blocks: `backends.blocks.DaskBlocks` of the method's blocks, one per partition (the weighted units only);
+    index: those units' index per partition (Delayed); divisions: the input's; method: `CalibrationNewton` or
+    `DualNewton`; t, scale: the calibration Newton's scaled targets and their scales (T = scale t), or the dual's
+    scaled targets and tolerances; `targets` their names; report: the balance table's `Report`; weight_scale: what
+    the weights sum to, in words; note: None, or note(count, n, smallest) -> the warning said after an optimal
+    solve that made `count` weights negative (linear calibration); estimand and sample_weights (the base weights'
+    column): what `cpz.estimate` reads, as for a `WeightingProblem`."""
 
-    def __init__(self, blocks, index, divisions, t, scale, targets, report, family, weight_scale, note=None,
+    def __init__(self, blocks, index, divisions, method, t, scale, targets, report, family, weight_scale, note=None,
                  estimand=None, sample_weights=None):
-        self.blocks, self.index, self.divisions = blocks, index, divisions
+        self.blocks, self.index, self.divisions, self.method = blocks, index, divisions, method
         self.t, self.scale, self.targets = np.asarray(t, dtype=float), np.asarray(scale, dtype=float), list(targets)
         self.report, self.family, self.weight_scale, self.note = report, family, weight_scale, note
         self.estimand, self.sample_weights = estimand, sample_weights
-        self.lam = None                 # the last converged dual point: a warm start
+        self.lam = None                 # the last optimal dual point: a warm start
 
     @property
     def n(self) -> int:
         return sum(self.blocks.sizes)
 
-    def solve(self, backend="auto", raise_on_failure=True, epsilon=1e-9, max_iter=100, warm_start=True,
-              callback=None) -> "PartitionedSolution":
-        """Solve by the calibration Newton on the partitions (backend "auto" or "calibration"): converged when
-        max |x_j'w - T_j| / (1 + |T_j|) < epsilon. `callback(iteration, lam)` runs after every Newton step.
-        Without convergence a CalibrationError names the worst targets, unless raise_on_failure=False."""
-        if backend not in ("auto", "calibration"):
-            raise InputError(f"a problem on dask partitions is solved by the calibration Newton (backend "
-                             f"'calibration' or 'auto'), not {backend!r}")
+    def solve(self, backend="auto", raise_on_failure=True, warm_start=True, callback=None,
+              **options) -> "PartitionedSolution":
+        """Solve by the problem's Newton on the partitions (backend "auto", or the method's name: "calibration"
+        or "dual"). Options as the in-memory backend's (epsilon, max_iter for calibration; tol, max_iter for the
+        dual); `callback(iteration, lam)` runs after every calibration Newton step. Without convergence the
+        error names why (CalibrationError with the worst targets, InfeasibleError with the dual's certificate,
+        SolverError), unless raise_on_failure=False."""
+        if backend not in ("auto", self.method.name):
+            raise InputError(f"this problem on dask partitions is solved by backend {self.method.name!r} (or "
+                             f"'auto'), not {backend!r}")
         start = time.perf_counter()
         lam = self.lam if warm_start and self.lam is not None else np.zeros(len(self.t))
-        run = newton(self.blocks, self.t, self.scale, lam, epsilon, max_iter, callback)
-        self.lam = run.lam if run.converged else None
-        kind = self.family.split("/")[-1]
-        solution = PartitionedSolution(
-            problem=self, lam=run.lam, status="optimal" if run.converged else "inaccurate",
-            solver=f"newton/{kind}", iterations=run.iterations, solve_time=time.perf_counter() - start,
-            message=newton_message(kind, run.iterations, run.largest, epsilon, run.converged,
-                                   run.worst(self.targets)),
-            info={"max_relative_misfit": run.largest, "step_halvings": run.halvings, "epsilon": epsilon,
-                  "partitions": len(self.blocks.sizes)},
-            duals=pd.Series(-run.lam, index=self.targets, name="dual"))
-        if raise_on_failure and not run.converged:
-            raise CalibrationError(f"{self.family} on dask partitions: {solution.message}")
-        if run.converged and self.note is not None:
-            count, smallest = self.blocks.reduce(_negative_weights, combine=_count_and_min, lam=run.lam)
+        lam, status, iterations, solver, message, info, error = self.method.run(self, lam, callback=callback,
+                                                                                **options)
+        self.lam = lam if status == "optimal" else None
+        info["partitions"] = len(self.blocks.sizes)
+        solution = PartitionedSolution(problem=self, lam=lam, status=status, solver=solver, iterations=iterations,
+                                       solve_time=time.perf_counter() - start, message=message, info=info,
+                                       duals=pd.Series(-lam, index=self.targets, name="dual"),
+                                       backend=self.method.name)
+        if raise_on_failure and error is not None:
+            raise error(f"{self.family} on dask partitions: {message}")
+        if status == "optimal" and self.note is not None:
+            count, smallest = self.blocks.reduce(_negative_weights, combine=_count_and_min, lam=lam,
+                                                 method=self.method)
             if count:
                 warn(self.note(int(count), self.n, smallest))
         return solution
@@ -121,7 +175,7 @@ class PartitionedSolution:
     message: str
     info: dict
     duals: pd.Series
-    backend: str = "calibration"
+    backend: str
 
     @property
     def ok(self) -> bool:
@@ -133,7 +187,7 @@ class PartitionedSolution:
         import dask
         import dask.dataframe as dd
 
-        parts = [dask.delayed(_weight_series)(block, index, self.lam)
+        parts = [dask.delayed(_weight_series)(block, index, self.lam, self.problem.method)
                  for block, index in zip(self.problem.blocks.blocks, self.problem.index)]
         return dd.from_delayed(parts, meta=pd.Series(dtype=float, name="weight"), divisions=self.problem.divisions,
                                verify_meta=False)
@@ -143,8 +197,9 @@ class PartitionedSolution:
         """One pass over the partitions: the base-weighted and weighted sums of the report's columns, the sums of
         d, w and w^2, the distance's value and the number of positive weights; and max w / d."""
         names = ("before", "after", "d", "w", "w2", "objective", "positive")
-        sums = dict(zip(names, self.problem.blocks.reduce(_solution_sums, lam=self.lam)))
-        sums["max_ratio"] = self.problem.blocks.reduce(_max_ratio, combine=np.maximum, lam=self.lam)
+        method = self.problem.method
+        sums = dict(zip(names, self.problem.blocks.reduce(_solution_sums, lam=self.lam, method=method)))
+        sums["max_ratio"] = self.problem.blocks.reduce(_max_ratio, combine=np.maximum, lam=self.lam, method=method)
         return sums
 
     @property
@@ -181,7 +236,7 @@ class PartitionedSolution:
         """The in-memory `Solution`: the weights and the report's rows gathered to the client."""
         import dask
 
-        pieces = dask.compute(*[dask.delayed(_gathered)(block, index, self.lam)
+        pieces = dask.compute(*[dask.delayed(_gathered)(block, index, self.lam, self.problem.method)
                                 for block, index in zip(self.problem.blocks.blocks, self.problem.index)])
         X = [p[0] for p in pieces]
         X = scipy.sparse.vstack(X, format="csr") if scipy.sparse.issparse(X[0]) else np.vstack(X)
@@ -189,29 +244,31 @@ class PartitionedSolution:
         weights = pd.concat([p[2] for p in pieces])
         return Solution(weights=weights, status=self.status, objective=self.objective, solve_time=self.solve_time,
                         backend=self.backend, solver=self.solver, duals=self.duals,
-                        violations={"targets": self.info["max_relative_misfit"]}, tolerance=self.info["epsilon"],
+                        violations={"targets": self.info["max_relative_misfit"]},
+                        tolerance=self.info.get("epsilon", 1e-6),
                         weight_scale=self.problem.weight_scale, iterations=self.iterations, message=self.message,
                         design=self.problem.report.design(X, d), info=self.info, solver_status=self.status)
 
 
-def _weight_series(block, index, lam) -> pd.Series:
-    return pd.Series(calibrated_weights(*block, lam=lam), index=index, name="weight")
+def _weight_series(block, index, lam, method) -> pd.Series:
+    return pd.Series(method.weights(*block, lam=lam), index=index, name="weight")
 
 
-def _solution_sums(rows, distance, d, lo, hi, lam):
-    w = calibrated_weights(rows, distance, d, lo, hi, lam=lam)
-    return (rows.B.T @ d, rows.B.T @ w, d.sum(), w.sum(), w @ w, float(d @ distance.G(w / d)), float(np.sum(w > 0)))
+def _solution_sums(rows, spread, base, lo, hi, lam, method):
+    w = method.weights(rows, spread, base, lo, hi, lam=lam)
+    return (rows.B.T @ base, rows.B.T @ w, base.sum(), w.sum(), w @ w, method.objective(rows, spread, base, lo, hi, w),
+            float(np.sum(w > 0)))
 
 
-def _max_ratio(rows, distance, d, lo, hi, lam):
-    """max w / d over a block (0 for an empty one)."""
-    w = calibrated_weights(rows, distance, d, lo, hi, lam=lam)
-    return float(np.max(w / d, initial=0.0))
+def _max_ratio(rows, spread, base, lo, hi, lam, method):
+    """max w / base over a block (0 for an empty one)."""
+    w = method.weights(rows, spread, base, lo, hi, lam=lam)
+    return float(np.max(w / base, initial=0.0))
 
 
-def _negative_weights(rows, distance, d, lo, hi, lam):
+def _negative_weights(rows, spread, base, lo, hi, lam, method):
     """(the number of negative weights, the smallest weight) of a block."""
-    w = calibrated_weights(rows, distance, d, lo, hi, lam=lam)
+    w = method.weights(rows, spread, base, lo, hi, lam=lam)
     return float(np.sum(w < 0)), float(np.min(w, initial=np.inf))
 
 
@@ -219,6 +276,5 @@ def _count_and_min(a, b):
     return a[0] + b[0], min(a[1], b[1])
 
 
-def _gathered(block, index, lam):
-    rows, distance, d, lo, hi = block
-    return rows.B, d, _weight_series(block, index, lam)
+def _gathered(block, index, lam, method):
+    return block[0].B, block[2], _weight_series(block, index, lam, method)

@@ -47,38 +47,119 @@ from .base import RawResult, register
 from .forms import SeparableQP, balance_duals, split
 
 
-class GroupDual:
-    """The dual of one group: its constraint rows A' = [B / r, 1] (`rows.Rows`, no copy of B) and the data."""
+class Units:
+    """One group's units in memory: the dispersion's centres c and scales s, the box [lo, hi] and the constraint
+    rows A' = [B / r, 1] (`rows.Rows`, no copy of B). `at(y)` is their view of a dual point; the dual's loop
+    (`GroupDual.solve`) reads the units only through these two classes, so that units held elsewhere (the
+    partitions of a Dask collection: `partitioned_dual.PartitionedUnits`) run the same loop."""
 
-    def __init__(self, c, s, lo, hi, rows, target, delta, total):
-        self.c, self.s, self.lo, self.hi = c, s, lo, hi
-        self.rows = rows
-        self.k = rows.p
-        self.normalized = total is not None
-        self.T = np.concatenate([target, [total]]) if self.normalized else np.asarray(target, dtype=float)
-        self.delta = np.concatenate([delta, [0.0]]) if self.normalized else np.asarray(delta, dtype=float)
+    def __init__(self, c, s, lo, hi, rows):
+        self.c, self.s, self.lo, self.hi, self.rows = c, s, lo, hi, rows
+        self.k, self.size = rows.p, len(c)
 
-    # ---- the maps between dual and primal ----
+    def at(self, y) -> "Point":
+        return Point(self, self.rows.dot(y))
 
-    def At(self, y):
-        """v = A'y, one value per unit."""
-        return self.rows.dot(y)
-
-    def A(self, w):
-        """A w: the scaled balance values and the sum."""
-        return self.rows.tdot(w)
-
-    def weights(self, v):
+    def box_weights(self, v):
+        """w(v) = clip(c + s v / 2, lo, hi), and which units are strictly inside their bounds."""
         free = self.c + self.s * v / 2
         return np.clip(free, self.lo, self.hi), (free > self.lo) & (free < self.hi)
 
-    def value(self, y, v, w):
-        """D(y) at v = A'y and w = w(v)."""
-        phi = v @ w - np.sum((w - self.c) ** 2 / self.s)
-        return phi - self.T @ y + self.delta @ np.abs(y)
+    def all_hessian(self):
+        """A diag(s / 2) A' over every unit (the metric when every unit is at a bound)."""
+        return self.rows.gram(self.s / 2)
 
-    def primal(self, w):
-        return float(np.sum((w - self.c) ** 2 / self.s))
+    def upper_bound(self, total):
+        """The largest primal objective over {lo <= w <= hi, sum w = total} (total None: no sum constraint)."""
+        lo, hi = self.lo, self.hi
+        if total is not None and np.all(np.isfinite(lo)):
+            hi = np.minimum(hi, total - (lo.sum() - lo))
+        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+            return np.inf
+        return float(np.sum(np.maximum((lo - self.c) ** 2, (hi - self.c) ** 2) / self.s))
+
+    def support(self, u, total):
+        """sigma(u) = max u'w over lo <= w <= hi (and sum w = total unless None): the lowest units at their lower
+        bounds, the remaining total given to the units of largest u up to their upper bounds."""
+        lo, hi = self.lo, self.hi
+        if total is None:
+            return float(np.sum(np.where(u > 0, hi * u, np.where(u < 0, lo * u, 0.0))))
+        if not np.all(np.isfinite(lo)):
+            return np.inf
+        remaining = total - lo.sum()
+        if np.all(np.isinf(hi)):
+            return float(lo @ u + remaining * u.max())
+        order = np.argsort(-u)
+        room = (hi - lo)[order]
+        fill = np.clip(remaining - (np.cumsum(room) - room), 0.0, room)
+        return float(lo @ u + fill @ u[order])
+
+    def subsample(self, m, seed=0):
+        """(the units of a seeded random subsample of m of them, with c, lo and hi multiplied by n / m so that
+        the subsample's weights keep the group's total, and that ratio n / m)."""
+        rows = np.sort(np.random.default_rng(seed).choice(self.size, m, replace=False))
+        ratio = self.size / m
+        return Units(self.c[rows] * ratio, self.s[rows], self.lo[rows] * ratio, self.hi[rows] * ratio,
+                     self.rows.subset(rows)), ratio
+
+
+class Point:
+    """The units' view of a dual point: v = A'y, the weights w(v), phi = v'w - sum (w - c)^2 / s (the dual's
+    smooth part less T'y) and the primal objective, with A w, the Hessian and the support function on demand."""
+
+    def __init__(self, units, v):
+        self.units, self.v = units, v
+        self.w, self.inside = units.box_weights(v)
+        self.P = float(np.sum((self.w - units.c) ** 2 / units.s))
+        self.phi = float(v @ self.w) - self.P
+        self._Aw = None
+
+    def Aw(self):
+        """A w: the scaled balance values and the sum."""
+        if self._Aw is None:
+            self._Aw = self.units.rows.tdot(self.w)
+        return self._Aw
+
+    def hessian(self):
+        """A diag(s/2 on the units inside their bounds) A' over every dual variable."""
+        return self.units.rows.gram(np.where(self.inside, self.units.s / 2, 0.0))
+
+    def support(self, shift, total):
+        """sigma(v - shift) (see `Units.support`)."""
+        return self.units.support(self.v - shift, total)
+
+    def line(self, step) -> "Line":
+        return Line(self, self.units.rows.dot(step))
+
+    def weights(self):
+        return self.w
+
+
+class Line:
+    """The points y + alpha step of a line search from a point: v + alpha A'step, A'step computed once."""
+
+    def __init__(self, point, direction):
+        self.point, self.direction = point, direction
+
+    def at(self, alpha) -> Point:
+        return Point(self.point.units, self.point.v + alpha * self.direction)
+
+
+class GroupDual:
+    """The dual of one group: its units (`Units`, or units held elsewhere with the same interface) with the
+    targets T, tolerances delta and, when normalized, the total of the sum row."""
+
+    def __init__(self, units, target, delta, total):
+        self.units = units
+        self.k = units.k
+        self.normalized = total is not None
+        self.T = np.concatenate([target, [total]]) if self.normalized else np.asarray(target, dtype=float)
+        self.delta = np.concatenate([delta, [0.0]]) if self.normalized else np.asarray(delta, dtype=float)
+        self.total = total
+
+    def value(self, y, point):
+        """D(y), given the units' point at y."""
+        return point.phi - self.T @ y + self.delta @ np.abs(y)
 
     def violation(self, Aw):
         """Largest violation of |A w - T| <= delta, given A w (scaled balance units; the sum relative to its total)."""
@@ -87,43 +168,13 @@ class GroupDual:
             excess[-1] /= max(abs(self.T[-1]), 1e-300)
         return float(max(np.max(excess, initial=0.0), 0.0))
 
-    def hessian(self, inside):
-        """A diag(s/2 on inside units) A' over every dual variable."""
-        return self.rows.gram(np.where(inside, self.s / 2, 0.0))
-
-    def upper_bound(self):
-        """The largest primal objective over {lo <= w <= hi, sum w = total}: a dual value above it certifies infeasibility."""
-        lo, hi = self.lo, self.hi
-        if self.normalized and np.all(np.isfinite(lo)):
-            hi = np.minimum(hi, self.T[-1] - (lo.sum() - lo))
-        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
-            return np.inf
-        return float(np.sum(np.maximum((lo - self.c) ** 2, (hi - self.c) ** 2) / self.s))
-
-    def support(self, u):
-        """sigma(u) = max u'w over lo <= w <= hi (and sum w = total): the lowest units at their lower bounds, the
-        remaining total given to the units of largest u up to their upper bounds."""
-        lo, hi = self.lo, self.hi
-        if not self.normalized:
-            return float(np.sum(np.where(u > 0, hi * u, np.where(u < 0, lo * u, 0.0))))
-        if not np.all(np.isfinite(lo)):
-            return np.inf
-        remaining = self.T[-1] - lo.sum()
-        if np.all(np.isinf(hi)):
-            return float(lo @ u + remaining * u.max())
-        order = np.argsort(-u)
-        room = (hi - lo)[order]
-        fill = np.clip(remaining - (np.cumsum(room) - room), 0.0, room)
-        return float(lo @ u + fill @ u[order])
-
-    def farkas(self, y, v):
+    def farkas(self, y, point):
         """(certified, delta bound): whether y's balance part is a ray certifying infeasibility (see the module),
         and the common scaled delta below which no weights exist according to it (NaN when not certified)."""
         r = y[:self.k]
-        u = v - y[-1] if self.normalized else v
         if not np.any(r):
             return False, float("nan")
-        sigma = self.support(u)
+        sigma = point.support(y[-1] if self.normalized else 0.0, self.total)
         T, delta = self.T[:self.k], self.delta[:self.k]
         margin = sigma - T @ r + delta @ np.abs(r)
         scale = abs(sigma) + abs(T @ r) + delta @ np.abs(r)
@@ -139,23 +190,22 @@ class GroupDual:
         `factor` is a generalized Hessian kept from an earlier solve of a nearby problem (a path): while the residual
         falls tenfold per step, the first steps re-use it (chord steps, O(n k) instead of O(n k^2)); from the first
         fresh Hessian on, every step is a full Newton step. The stopping test is exact either way. The Hessian last
-        used is returned for the next solve.
+        used is returned for the next solve. w is the units' weights (an array in memory).
         """
-        v = self.At(y)
-        w, inside = self.weights(v)
-        D = self.value(y, v, w)
-        bound = self.upper_bound()
+        point = self.units.at(y)
+        D = self.value(y, point)
+        bound = self.units.upper_bound(self.total)
         self.infeasible_below = float("nan")
         status, residual, chord, reuse = "inaccurate", np.inf, False, factor is not None
         for it in range(1, max_iter + 1):
-            grad = self.A(w) - self.T
-            P = self.primal(w)
+            grad = point.Aw() - self.T
+            P = point.P
             gap = (P + D) / max(abs(P), abs(D), 1e-300)
             violation = self.violation(grad + self.T)
             if violation <= tol and gap <= tol:
                 status = "optimal"
                 break
-            certified, below = self.farkas(y, v)
+            certified, below = self.farkas(y, point)
             if certified or -D > bound * (1 + 1e-9) + 1e-300:
                 status, self.infeasible_below = "infeasible", below
                 break
@@ -164,30 +214,30 @@ class GroupDual:
                 factor = None
             chord = factor is not None and reuse
             if not chord:
-                factor, reuse = self._hessian(inside), False
+                factor, reuse = self._hessian(point), False
             # the proximal Newton point: the quadratic model of the smooth part at y, with the l1 term kept exact
             step = l1_qp.minimize(factor, grad, self.delta, y)
             decrease = grad @ step + l1_qp.l1_change(self.delta, y, step)
-            moved = self._line_search(y, v, D, step, decrease, residual)
+            moved = self._line_search(y, point, D, step, decrease, residual)
             if moved is None:
                 if chord:                     # the old Hessian led nowhere: retry with a fresh one
                     factor, chord, residual = None, False, np.inf
                     continue
                 break
-            y, v, w, inside, D = moved
-        violation = self.violation(self.A(w))
-        P = self.primal(w)
+            y, point, D = moved
+        violation = self.violation(point.Aw())
+        P = point.P
         gap = (P + D) / max(abs(P), abs(D), 1e-300)
         if status == "inaccurate" and violation <= tol and gap <= tol:
             status = "optimal"
-        return w, y, status, it, gap, violation, factor
+        return point.weights(), y, status, it, gap, violation, factor
 
-    def _hessian(self, inside):
+    def _hessian(self, point):
         """The generalized Hessian A_I diag(s/2) A_I' over the units inside their bounds, plus a 1e-12 relative
         ridge; when every unit is at a bound (a cold start far away), the all-units metric instead."""
-        H = self.hessian(inside)
+        H = point.hessian()
         if not np.any(np.diag(H) > 0):
-            H = self.hessian(np.ones(len(self.c), bool))
+            H = self.units.all_hessian()
         ridge = 1e-12 * max(float(np.max(np.diag(H), initial=0.0)), 1e-300)
         return H + ridge * np.eye(len(H))
 
@@ -197,22 +247,21 @@ class GroupDual:
         return np.where(at_zero, np.sign(grad) * np.maximum(np.abs(grad) - self.delta, 0.0),
                         grad + self.delta * np.sign(y))
 
-    def _line_search(self, y, v, D, step, decrease, residual):
+    def _line_search(self, y, point, D, step, decrease, residual):
         """Backtrack from the proximal Newton point: accept on Armijo decrease of D (against the model's predicted
         `decrease` < 0), or, where D's change is lost to rounding near the optimum, on a decrease of the subgradient
         residual. D is convex along the segment, |y| included, so no projection is needed."""
-        direction = self.At(step)
+        line = point.line(step)
         alpha = 1.0
         for _ in range(60):
-            trial = y + alpha * step
-            v_trial = v + alpha * direction
-            w, inside = self.weights(v_trial)
-            D_new = self.value(trial, v_trial, w)
+            trial_y = y + alpha * step
+            trial = line.at(alpha)
+            D_new = self.value(trial_y, trial)
             if D_new <= D + 1e-4 * alpha * decrease:
-                return trial, v_trial, w, inside, D_new
-            new_residual = np.linalg.norm(self._pseudo_gradient(trial, self.A(w) - self.T))
+                return trial_y, trial, D_new
+            new_residual = np.linalg.norm(self._pseudo_gradient(trial_y, trial.Aw() - self.T))
             if new_residual <= (1 - 1e-4 * alpha) * residual and D_new <= D + 1e-12 * abs(D):
-                return trial, v_trial, w, inside, D_new
+                return trial_y, trial, D_new
             alpha /= 2
         return None
 
@@ -244,13 +293,14 @@ class DualBackend:
         subsample_steps = 0
         for index, group in enumerate(self.qp.groups):
             target, delta = group.targets()
-            dual = GroupDual(group.select(center), group.select(scale), group.select(lo), group.select(hi),
-                             self.rows[index], target, delta, group.total)
+            units = Units(group.select(center), group.select(scale), group.select(lo), group.select(hi),
+                          self.rows[index])
+            dual = GroupDual(units, target, delta, group.total)
             cold = np.zeros(len(dual.T))
             params = np.concatenate([dual.T, dual.delta])
             history = self.history.get(index, []) if warm_start else []
             y0 = _predict(history, params, len(cold))
-            if y0 is None and dual.normalized and len(dual.c) >= SUBSAMPLE_FROM:
+            if y0 is None and dual.normalized and units.size >= SUBSAMPLE_FROM:
                 y0, steps = _subsample_start(dual, tol, max_iter)
                 subsample_steps += steps
             factor = self.factors.get(index) if warm_start else None
@@ -296,11 +346,8 @@ def _subsample_start(dual, tol, max_iter):
     c, lo and hi multiplied by n / m (so that the subsample's weights keep the group's total), the subsample's
     weights are n / m times those of the full group at y = (m / n) y_sub. (That point or None when the solve fails,
     and its Newton steps.)"""
-    n = len(dual.c)
-    rows = np.sort(np.random.default_rng(0).choice(n, SUBSAMPLE, replace=False))
-    ratio = n / SUBSAMPLE
-    small = GroupDual(dual.c[rows] * ratio, dual.s[rows], dual.lo[rows] * ratio, dual.hi[rows] * ratio,
-                      dual.rows.subset(rows), dual.T[:-1], dual.delta[:-1], dual.T[-1])
+    units, ratio = dual.units.subsample(SUBSAMPLE)
+    small = GroupDual(units, dual.T[:-1], dual.delta[:-1], dual.T[-1])
     _, y, status, steps, *_ = small.solve(np.zeros(len(dual.T)), tol, max_iter)
     return (y / ratio if status == "optimal" else None), steps
 

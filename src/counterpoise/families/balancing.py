@@ -26,7 +26,7 @@ from ..problem import WeightingProblem
 from ..terms import Balance, Bounds, ChiSquare, Entropy, Normalize
 from ..validation import as_frame, base_weights as check_base_weights, columns_list, drop_constant, finite, integer
 from ..validation import is_dask_frame, numeric_matrix, one_of, treatment_indicator, validated
-from .on_dask import entropy_balance as entropy_balance_partitions
+from .on_dask import entropy_balance as entropy_balance_partitions, sbw as sbw_partitions
 
 ESTIMANDS = ("ATT", "ATC", "ATE", "target")
 DELTA_SCALES = ("sd", "raw")
@@ -69,8 +69,16 @@ def sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02, delta
     array) are sample weights: they weight the target means and are the weights' starting point.
     delta="auto" chooses delta at the first solve by Wang & Zubizarreta's bootstrap over R sbw's grid (as sbw's
     bal_alg), delta="tightest" takes the smallest feasible delta; `counterpoise.tuning.BootstrapDelta(grid,
-    samples, seed)` sets the grid and resamples. The choice is kept as `solution.tuning`.
+    samples, seed)` sets the grid and resamples. The choice is kept as `solution.tuning`. `data` may be a dask
+    DataFrame (estimand "ATT" or "ATC", the covariates' means, a number delta in SD units, base weights a
+    column): the problem is then built and solved on its partitions by the dual Newton (`families.on_dask`).
     """
+    if is_dask_frame(data):
+        _means_only(moments, interactions, basis, target, "SBW")
+        if isinstance(delta, str) or delta_scale != "sd":
+            raise InputError("SBW on a dask DataFrame takes a number delta in SD units (delta='auto' and "
+                             "'tightest' resample or re-solve in memory)")
+        return sbw_partitions(data, treatment, covariates, estimand, delta, std, base_weights)
     frame = as_frame(data)
     delta, tuner = tuning.resolve(delta)
     block = _moment_block(frame, covariates, moments, interactions, basis, delta)
@@ -143,14 +151,18 @@ def entropy_balance(data, treatment=None, covariates=None, estimand="ATT", delta
     then built and solved on its partitions (`families.on_dask`).
     """
     if is_dask_frame(data):
-        if moments != 1 or interactions or basis is not None or target is not None:
-            raise InputError("entropy balancing on a dask DataFrame balances the covariates' means (moments=1, no "
-                             "interactions, basis or target)")
+        _means_only(moments, interactions, basis, target, "entropy balancing")
         return entropy_balance_partitions(data, treatment, covariates, estimand, delta, std, base_weights)
     frame = as_frame(data)
     block = _moment_block(frame, covariates, moments, interactions, basis, delta)
     return _balancing_problem(frame, treatment, estimand, [block], block, "entropy", "entropy_balance",
                               delta_scale=delta_scale, std=std, target=target, base_weights=base_weights)
+
+
+def _means_only(moments, interactions, basis, target, method):
+    if moments != 1 or interactions or basis is not None or target is not None:
+        raise InputError(f"{method} on a dask DataFrame balances the covariates' means (moments=1, no interactions, "
+                         "basis or target)")
 
 
 def _moment_block(frame, covariates, moments, interactions, basis, delta) -> Block:

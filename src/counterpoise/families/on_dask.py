@@ -23,17 +23,19 @@ back as a lazy dask Series aligned with the input's partitions (`partitioned.Par
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pandas as pd
 import scipy.sparse
 
 from ..backends.blocks import DaskBlocks
-from ..backends.forms import CalibrationForm
-from ..errors import InputError
+from ..backends.forms import CalibrationForm, SeparableQP
 from ..columns import max_abs
 from ..diagnostics import sds_from_sums
-from ..partitioned import PartitionedProblem, Report
-from ..terms import Balance, Entropy, Normalize
+from ..errors import InputError
+from ..partitioned import CalibrationNewton, DualNewton, PartitionedProblem, Report
+from ..terms import Balance, Bounds, ChiSquare, Entropy, Normalize
 from ..validation import (base_weights as check_base_weights, columns_list, finite, numeric_matrix, require_both_arms,
                           treatment_indicator)
 from .totals import (calibration_bounds, calibration_terms, check_reachable, check_target_names,
@@ -91,7 +93,8 @@ def calibrate(ddf, base_weights, margins, totals, constraints, distance, bounds,
     index = dask.persist(*[dask.delayed(_index)(piece) for piece in coded])
     scale = target_scales(T)[keep]
     report = Report(names, "sample", "total", T, base_weighted_sds(data), size=N)
-    return PartitionedProblem(DaskBlocks(blocks, sizes), index, ddf.divisions, T[keep] / scale, scale,
+    return PartitionedProblem(DaskBlocks(blocks, sizes), index, ddf.divisions, CalibrationNewton(), T[keep] / scale,
+                              scale,
                               [f"totals:{names[j]}" for j in keep], report, family=f"calibrate/{distance}",
                               weight_scale="population totals (w = g d)",
                               note=negative_weights_note if negatives else None)
@@ -163,13 +166,28 @@ def entropy_balance(ddf, treatment, covariates, estimand, delta, std, base_weigh
     """`cpz.entropy_balance` on a dask DataFrame (see there), as a `PartitionedProblem`: one weighted arm (ATT:
     the controls weighted to the treated means; ATC the reverse), exact balance of the covariates' means, the
     SMDs' fixed SDs as in memory (`std`: "target", "treated", "control" or "pooled")."""
+    if delta is not None:
+        raise InputError("entropy balancing on a dask DataFrame balances exactly (delta=None)")
+    return _one_arm(ddf, treatment, covariates, estimand, None, std, base_weights, "entropy_balance")
+
+
+def sbw(ddf, treatment, covariates, estimand, delta, std, base_weights):
+    """`cpz.sbw` on a dask DataFrame (see there), as a `PartitionedProblem` solved by the dual Newton on the
+    partitions: one weighted arm (ATT or ATC), the covariates' means within delta target SDs (`std`)."""
+    delta = float(delta)
+    if not delta >= 0:
+        raise InputError(f"delta must be a nonnegative number, got {delta}")
+    return _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, "sbw")
+
+
+def _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, family):
+    """The balancing problem of one weighted arm on a dask DataFrame: the arms' means and SDs from sums over
+    the partitions, then per partition the weighted arm's block of the method's Newton (entropy balancing: the
+    calibration Newton; SBW: the dual Newton)."""
     import dask
 
     if estimand not in ("ATT", "ATC"):
-        raise InputError(f"entropy balancing on a dask DataFrame weights one arm (estimand 'ATT' or 'ATC'), not "
-                         f"{estimand!r}")
-    if delta is not None:
-        raise InputError("entropy balancing on a dask DataFrame balances exactly (delta=None)")
+        raise InputError(f"{family} on a dask DataFrame weights one arm (estimand 'ATT' or 'ATC'), not {estimand!r}")
     if not isinstance(base_weights, (str, type(None))):
         raise InputError("base_weights on a dask DataFrame must be a column name (or None for ones)")
     covariates = columns_list(covariates, "covariates")
@@ -197,15 +215,21 @@ def entropy_balance(ddf, treatment, covariates, estimand, delta, std, base_weigh
     if zero:
         raise InputError(f"balance columns {zero} have zero {std} SD, so their balance and SMDs are undefined")
     goal = means[target_arm]
-    blocks = dask.persist(*[dask.delayed(_balancing_block)(piece[0], weighted_arm, goal, sds[std], totals[weighted_arm])
-                            for piece in arms])
+    arm = dict(arm=weighted_arm, goal=goal, scale=sds[std], total=totals[weighted_arm],
+               mean=totals[weighted_arm] / counts[weighted_arm])
+    block = _entropy_block if family == "entropy_balance" else partial(_sbw_block, delta=delta)
+    blocks = dask.persist(*[dask.delayed(block)(piece[0], **arm) for piece in arms])
     sizes = dask.compute(*[dask.delayed(len)(block[2]) for block in blocks])
     index = dask.persist(*[dask.delayed(_arm_index)(piece[0], weighted_arm) for piece in arms])
     group = "control" if weighted_arm == 0 else "treated"
     report = Report(covariates, group, "mean", goal, sds[std], offset=goal, std=std)
-    return PartitionedProblem(DaskBlocks(blocks, sizes), index, (None,) * (len(blocks) + 1),
-                              np.append(np.zeros(len(covariates)), 1.0), np.append(sds[std], 1.0),
-                              [f"balance:{c}" for c in covariates] + ["sum"], report, family="entropy_balance",
+    k = len(covariates)
+    if family == "entropy_balance":
+        method, t, scale = CalibrationNewton(), np.append(np.zeros(k), 1.0), np.append(sds[std], 1.0)
+    else:
+        method, t, scale = DualNewton(), np.append(np.zeros(k), 1.0), np.append(np.full(k, delta), 0.0)
+    return PartitionedProblem(DaskBlocks(blocks, sizes), index, (None,) * (len(blocks) + 1), method, t, scale,
+                              [f"balance:{c}" for c in covariates] + ["sum"], report, family=family,
                               weight_scale="sums to 1", estimand=estimand, sample_weights=base_weights)
 
 
@@ -236,17 +260,32 @@ def _max_abs_of_covariates(piece):
     return max_abs(piece["X"])
 
 
-def _balancing_block(piece, arm, goal, scale, arm_total):
-    """The calibration Newton's block of one partition's weighted arm: its covariates centred at the target
-    means, under Entropy(q) with q = d / (the arm's total d), sum w = 1 and exact balance, from the same terms and
-    form as in memory."""
+def _arm_terms(piece, arm, goal, scale, total, delta=None):
+    """The weighted arm's rows of one partition, centred at the target means, with their base weights' shares q
+    = d / (the arm's total d) and its balance and normalization terms, as the in-memory builder makes them."""
     rows = piece["a"] == arm
-    share = piece["d"][rows] / arm_total
-    terms = [Entropy(share, name="dispersion"), Normalize(1.0, name="sum"),
-             Balance(piece["X"][rows] - goal, goal, scale=scale, offset=goal, name="balance")]
-    form = CalibrationForm.of(terms, len(share), "calibration")
+    share = piece["d"][rows] / total
+    return share, [Normalize(1.0, name="sum"),
+                   Balance(piece["X"][rows] - goal, goal, delta=delta, scale=scale, offset=goal, name="balance")]
+
+
+def _entropy_block(piece, arm, goal, scale, total, mean):
+    """The calibration Newton's block of one partition's weighted arm: Entropy(q), sum w = 1, exact balance."""
+    share, terms = _arm_terms(piece, arm, goal, scale, total)
+    form = CalibrationForm.of([Entropy(share, name="dispersion"), *terms], len(share), "calibration")
     lo, hi = form.ratio_box()
     return form.rows(form.groups[0]), form.distance, form.base, lo, hi
+
+
+def _sbw_block(piece, arm, goal, scale, total, mean, delta):
+    """The dual Newton's block (rows, s, c, lo, hi) of one partition's weighted arm: the dispersion
+    sum (w - q)^2 / (d / mean d), sum w = 1, balance within delta, w >= 0."""
+    share, terms = _arm_terms(piece, arm, goal, scale, total, delta)
+    d = piece["d"][piece["a"] == arm]
+    qp = SeparableQP.of([ChiSquare(share, d / mean, name="dispersion"), *terms, Bounds(lower=0.0, name="nonnegative")],
+                        len(share), "dual")
+    lo, hi = qp.box()
+    return qp.groups[0].constraint_rows(len(share)), qp.dispersion.scale, qp.dispersion.center, lo, hi
 
 
 def _arm_index(piece, arm) -> pd.Index:

@@ -1,0 +1,186 @@
+"""The dual Newton of `dual.py` on units held on a Dask collection's partitions (SBW on a dask DataFrame).
+
+`dual.GroupDual` reads its units through `Units` / `Point` / `Line`; here they are partitions, each a block
+(rows, s, c, lo, hi) persisted on a worker (`blocks.DaskBlocks`). A point y is one pass over the partitions that
+returns what the loop reads: phi = v'w - sum (w - c)^2 / s and the primal objective, A w (k + 1 numbers), the
+support-function sums of the Farkas test and, when asked, the Hessian A_I diag(s/2) A_I' (k + 1 squared). A line
+search evaluates its trial points y + alpha step in batches, one pass each: the full step alone first (with the
+Hessian there, for the next step), then `batch` halvings at a time. A cold start solves the same dual on a seeded
+subsample of the units gathered to the client (`dual.SUBSAMPLE` of them), as in memory. The weights stay on the
+workers: w = clip(c + s A'y / 2, lo, hi) per partition (`dual_weights`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .rows import Rows
+
+
+def dual_weights(rows, s, c, lo, hi, lam=None) -> np.ndarray:
+    """w = clip(c + s A'y / 2, lo, hi): one block's weights at the dual point y = `lam`."""
+    return np.clip(c + s * rows.dot(lam) / 2, lo, hi)
+
+
+def dual_objective(rows, s, c, lo, hi, w) -> float:
+    """sum (w - c)^2 / s over one block."""
+    return float(np.sum((w - c) ** 2 / s))
+
+
+def _point_sums(rows, s, c, lo, hi, y, step, alphas, hessian, normalized):
+    """One block's sums at the points y + alpha step: per point (phi, primal, A w, sum lo u, max u, sum of the
+    unnormalized support), u = A'(y + alpha step) less the sum row's multiplier; the Hessian at the first point
+    when `hessian`."""
+    v0 = rows.dot(y)
+    dv = rows.dot(step) if step is not None else np.zeros_like(v0)
+    m = len(alphas)
+    phi, primal, Aw = np.zeros(m), np.zeros(m), np.zeros((m, rows.k))
+    lo_u, max_u, free_support = np.zeros(m), np.full(m, -np.inf), np.zeros(m)
+    H = np.zeros((rows.k, rows.k))
+    for j, alpha in enumerate(alphas):
+        v = v0 + alpha * dv
+        free = c + s * v / 2
+        w = np.clip(free, lo, hi)
+        primal[j] = np.sum((w - c) ** 2 / s)
+        phi[j] = v @ w - primal[j]
+        Aw[j] = rows.tdot(w)
+        u = v - ((y[-1] + alpha * (0.0 if step is None else step[-1])) if normalized else 0.0)
+        with np.errstate(invalid="ignore"):
+            lo_u[j] = lo @ u
+            free_support[j] = np.sum(np.where(u > 0, hi * u, np.where(u < 0, lo * u, 0.0)))
+        max_u[j] = np.max(u, initial=-np.inf)
+        if hessian and j == 0:
+            H = rows.gram(np.where((free > lo) & (free < hi), s / 2, 0.0))
+    return phi, primal, Aw, lo_u, max_u, free_support, H
+
+
+def _combine_points(a, b):
+    """Two blocks' `_point_sums` combined: sums, and the largest u."""
+    return tuple(np.maximum(x, y) if j == 4 else x + y for j, (x, y) in enumerate(zip(a, b)))
+
+
+def _box_sums(rows, s, c, lo, hi):
+    """(sum lo, units with an infinite lower bound, units with a finite upper bound) of one block."""
+    return float(np.sum(lo[np.isfinite(lo)])), float(np.sum(~np.isfinite(lo))), float(np.sum(np.isfinite(hi)))
+
+
+def _bound_sum(rows, s, c, lo, hi, total, lo_total):
+    """sum max((lo - c)^2, (hi' - c)^2) / s of one block, hi' = min(hi, total - (sum lo - lo)) when normalized."""
+    if total is not None:
+        hi = np.minimum(hi, total - (lo_total - lo))
+    return float(np.sum(np.maximum((lo - c) ** 2, (hi - c) ** 2) / s))
+
+
+def _all_gram(rows, s, c, lo, hi):
+    return rows.gram(s / 2)
+
+
+def _sample(rows, s, c, lo, hi, count, seed):
+    """`count` of a block's units drawn without replacement (default_rng(seed)): (B rows, s, c, lo, hi)."""
+    chosen = np.sort(np.random.default_rng(seed).choice(len(c), count, replace=False))
+    return rows.subset(chosen), s[chosen], c[chosen], lo[chosen], hi[chosen]
+
+
+class PartitionedUnits:
+    """One group's units on the partitions of a Dask collection: `blocks` (`blocks.DaskBlocks`) of
+    (rows, s, c, lo, hi), `k` balance columns, `normalized` when the group has a sum row."""
+
+    def __init__(self, blocks, k, normalized):
+        self.blocks, self.k, self.normalized = blocks, k, normalized
+        self.size = sum(blocks.sizes)
+        self.lo_total, infinite_lo, finite_hi = blocks.reduce(_box_sums)
+        self.lo_finite, self.hi_infinite = infinite_lo == 0, finite_hi == 0
+
+    def evaluate(self, y, step=None, alphas=(0.0,), hessian=False):
+        """The points y + alpha step, one pass: a `PartitionedPoint` per alpha (the first with its Hessian when
+        `hessian`)."""
+        sums = self.blocks.reduce(_point_sums, combine=_combine_points, y=y, step=step, alphas=tuple(alphas),
+                                  hessian=hessian, normalized=self.normalized)
+        phi, primal, Aw, lo_u, max_u, free_support, H = sums
+        points = []
+        for j, alpha in enumerate(alphas):
+            at = y if step is None else y + alpha * step
+            points.append(PartitionedPoint(self, at, phi[j], primal[j], Aw[j], lo_u[j], max_u[j], free_support[j],
+                                           H if hessian and j == 0 else None))
+        return points
+
+    def at(self, y) -> "PartitionedPoint":
+        return self.evaluate(y, hessian=True)[0]
+
+    def all_hessian(self):
+        return self.blocks.reduce(_all_gram)
+
+    def upper_bound(self, total):
+        if not self.lo_finite:
+            return np.inf
+        bound = self.blocks.reduce(_bound_sum, total=total, lo_total=self.lo_total)
+        return bound if np.isfinite(bound) else np.inf
+
+    def subsample(self, m, seed=0):
+        """(`dual.Units` in memory of m units drawn across the partitions, in proportion to their sizes, with c, lo
+        and hi multiplied by n / m, and that ratio)."""
+        import dask
+
+        from .dual import Units
+
+        sizes = np.asarray(self.blocks.sizes)
+        counts = np.random.default_rng(seed).multivariate_hypergeometric(sizes, m)
+        drawn = dask.compute(*[dask.delayed(_apply_sample)(block, int(count), (seed, p))
+                               for p, (block, count) in enumerate(zip(self.blocks.blocks, counts)) if count])
+        rows = drawn[0][0]
+        B = np.vstack([piece[0].B for piece in drawn])
+        s, c, lo, hi = (np.concatenate([piece[j] for piece in drawn]) for j in range(1, 5))
+        ratio = self.size / m
+        joined = Rows(B, column_scale=rows.column_scale, constant=rows.constant, columns=rows.columns)
+        return Units(c * ratio, s, lo * ratio, hi * ratio, joined), ratio
+
+
+def _apply_sample(block, count, seed):
+    return _sample(*block, count=count, seed=seed)
+
+
+class PartitionedPoint:
+    """A dual point's sums over the partitions (see `dual.Point` for what the loop reads)."""
+
+    def __init__(self, units, y, phi, primal, Aw, lo_u, max_u, free_support, H):
+        self.units, self.y, self.phi, self.P, self._Aw = units, y, float(phi), float(primal), Aw
+        self.lo_u, self.max_u, self.free_support, self._H = lo_u, max_u, free_support, H
+
+    def Aw(self):
+        return self._Aw
+
+    def hessian(self):
+        if self._H is None:
+            self._H = self.units.evaluate(self.y, hessian=True)[0]._H
+        return self._H
+
+    def support(self, shift, total):
+        """sigma(u) (see `dual.Units.support`) from the partitions' sums; +inf (no certificate) where it needs the
+        units sorted (finite upper bounds with a sum row)."""
+        if total is None:
+            return float(self.free_support)
+        if not self.units.lo_finite or not self.units.hi_infinite:
+            return np.inf
+        return float(self.lo_u + (total - self.units.lo_total) * self.max_u)
+
+    def line(self, step) -> "PartitionedLine":
+        return PartitionedLine(self, step)
+
+    def weights(self):
+        return None          # on the workers: `dual_weights` at the final y
+
+
+class PartitionedLine:
+    """The trial points y + alpha step of a line search, evaluated in batches: the full step alone (with its
+    Hessian), then `blocks.batch` halvings per pass."""
+
+    def __init__(self, point, step):
+        self.point, self.step, self.cache = point, step, {}
+
+    def at(self, alpha) -> PartitionedPoint:
+        if alpha not in self.cache:
+            units = self.point.units
+            alphas = [1.0] if alpha == 1.0 else list(alpha * 0.5 ** np.arange(units.blocks.batch))
+            points = units.evaluate(self.point.y, self.step, alphas, hessian=True)
+            self.cache.update(zip(alphas, points))
+        return self.cache[alpha]
