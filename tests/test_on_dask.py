@@ -205,3 +205,38 @@ def test_partitioned_sbw_infeasibility_is_certified(client):
         cpz.sbw(partitioned(frame), treatment="A", covariates=["X1", "X4"], delta=0.01).solve()
     with pytest.raises(InputError, match="a number delta in SD units"):
         cpz.sbw(partitioned(frame), treatment="A", covariates=["X1"], delta="auto")
+
+
+@pytest.mark.parametrize("construction", ["rank_restricted", "landmark_eigenvectors"])
+def test_the_nystrom_basis_of_a_dask_array_is_the_in_memory_one(client, construction):
+    import dask.array as da
+
+    X = cpz.datasets.kim2023(3000, seed=9)[["X1", "X2", "X3", "X4", "X5", "X6"]].to_numpy()
+    memory = cpz.basis.nystrom(X, m=120, l=80, s=40 if construction == "rank_restricted" else None,
+                               construction=construction, seed=2)
+    chunks = da.from_array(X, chunks=((700, 0, 1600, 700), (6,)))        # unequal chunks, one empty
+    ours = cpz.basis.nystrom(chunks, m=120, l=80, s=40 if construction == "rank_restricted" else None,
+                             construction=construction, seed=2)
+    assert isinstance(ours.D, da.Array) and ours.D.chunks[0] == chunks.chunks[0]
+    np.testing.assert_array_equal(ours.landmarks, memory.landmarks)
+    np.testing.assert_allclose(ours.D.compute(), memory.D, atol=1e-10 * np.abs(memory.D).max())
+    np.testing.assert_allclose(ours.eigenvalues, memory.eigenvalues, rtol=1e-10)
+
+
+@pytest.mark.parametrize("options", [dict(delta=0.02),
+                                     dict(delta=0.0005, delta_scale="raw", mean_delta=0.05, base_weights="q"),
+                                     dict(delta=0.3, mean_delta=0.2, estimand="ATC",
+                                          construction="landmark_eigenvectors")])
+def test_partitioned_kernel_sbw_equals_the_in_memory_one(client, options):
+    frame = cpz.datasets.kim2023(4000, seed=10)
+    frame["q"] = np.random.default_rng(10).uniform(0.5, 2.0, len(frame))
+    arguments = dict(treatment="A", covariates=["X1", "X2", "X3", "X4", "X5", "X6"], m=150, l=100, **options)
+    if options.get("construction") != "landmark_eigenvectors":
+        arguments["s"] = 50
+    memory = cpz.kernel_sbw(frame, **arguments).solve(backend="dual")
+    solution = cpz.kernel_sbw(partitioned(frame), **arguments).solve()
+    weights = solution.weights.compute()
+    assert solution.status == "optimal" and weights.index.equals(memory.weights.index)
+    assert np.max(np.abs(weights - memory.weights)) <= 1e-8 * memory.weights.max()
+    pd.testing.assert_frame_equal(solution.balance, memory.balance, rtol=1e-8, atol=1e-10)
+    assert solution.ess == pytest.approx(memory.ess, rel=1e-8)

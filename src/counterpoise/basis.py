@@ -16,7 +16,7 @@ import pandas as pd
 from counterpoise.diagnostics import weighted_sds
 from counterpoise.errors import InputError
 from counterpoise.threads import blas_threads, one_blas_thread
-from counterpoise.validation import POSITIVE, check, integer, matrix, one_of
+from counterpoise.validation import POSITIVE, check, integer, is_dask_array, matrix, one_of
 
 
 def _check_names(names, p):
@@ -84,11 +84,39 @@ def _landmarks(n, m, seed, keys):
     keys = pd.Index(keys)
     if len(keys) != n or not keys.is_unique:
         raise InputError(f"keys must hold {n} distinct labels, one per row of X")
-    labels = pd.util.hash_pandas_object(keys.to_series(index=None), index=False).to_numpy()   # numbers: no key
-    z = labels ^ np.uint64(np.random.default_rng(seed).integers(0, 2 ** 63))   # then a seeded splitmix64 mix
+    return np.argsort(_label_hashes(keys, seed), kind="stable")[:m]
+
+
+def _label_hashes(keys, seed) -> np.ndarray:
+    """A seeded 64-bit hash of each label (pandas' hash of the label, then a seeded splitmix64 mix)."""
+    labels = pd.util.hash_pandas_object(pd.Index(keys).to_series(index=None), index=False).to_numpy()
+    z = labels ^ np.uint64(np.random.default_rng(seed).integers(0, 2 ** 63))
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return np.argsort(z ^ (z >> np.uint64(31)), kind="stable")[:m]
+    return z ^ (z >> np.uint64(31))
+
+
+def _partitioned_landmarks(keys, sizes, m, seed):
+    """The landmarks of `_landmarks` with keys, for labels held in partitions (`keys`: one Delayed Index per row
+    chunk, of `sizes` rows): each partition's m smallest hashes with their global positions, then the m smallest
+    of those (ties broken by position, as the stable sort does in memory)."""
+    import dask
+
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    found = dask.compute(*[dask.delayed(_smallest_hashes)(index, m, seed, int(start))
+                           for index, start in zip(keys, starts)])
+    hashes = np.concatenate([h for h, _ in found])
+    positions = np.concatenate([q for _, q in found])
+    order = np.lexsort((positions, hashes))[:m]
+    if len(np.unique(hashes)) < len(hashes):
+        raise InputError("keys must hold distinct labels, one per row of X")
+    return positions[order]
+
+
+def _smallest_hashes(index, m, seed, start):
+    hashes = _label_hashes(index, seed)
+    chosen = np.argsort(hashes, kind="stable")[:m]
+    return hashes[chosen], chosen + start
 
 
 def _check_bandwidth(bandwidth):
@@ -156,7 +184,7 @@ def _over_chunks(n, chunk_size, work, threads):
         return list(pool.map(work, chunks))
 
 
-def _kernel_times(X, standardization, centres, bandwidth, Q, chunk_size, threads, into=None):
+def _kernel_times(X, standardization, centres, bandwidth, Q, chunk_size, threads=1, into=None):
     """K(Z, centres) Q chunk by chunk, Z = (X - shift) / scale standardized chunk by chunk (in centres' dtype):
     written into `into`, or (None) the sum of the chunks' Gram matrices (K Q)'(K Q). Each thread keeps its own
     kernel and product buffers: fresh memory costs as much as the products."""
@@ -175,6 +203,57 @@ def _kernel_times(X, standardization, centres, bandwidth, Q, chunk_size, threads
             return product.T @ product
         into[rows] = product
     return _over_chunks(len(X), chunk_size, work, threads)
+
+
+def _block_gram(X, **arguments):
+    """(C Q)'(C Q) of one row block of X (one thread: the partitions run in parallel)."""
+    q = arguments["Q"].shape[1]
+    return np.sum(_kernel_times(X, **arguments), axis=0, dtype=np.float64) if len(X) else np.zeros((q, q))
+
+
+def _block_product(X, **arguments):
+    """C Q of one row block of X."""
+    into = np.empty((len(X), arguments["Q"].shape[1]), dtype=arguments["centres"].dtype)
+    _kernel_times(X, into=into, **arguments)
+    return into
+
+
+def _partition_sum(X, fn, **arguments):
+    """sum over the row chunks of a dask array X of fn(chunk, **arguments), on the cluster."""
+    import dask
+
+    parts = [dask.delayed(fn)(block, **arguments) for block in X.to_delayed().ravel()]
+    return np.sum(dask.compute(*parts), axis=0)
+
+
+def _partitioned_moments(X):
+    """Column means and population SDs of a dask array (two passes over its row chunks), after checking that no
+    column is constant."""
+    _check_partitions_not_constant(X)
+    mean = _partition_sum(X, _column_sums) / X.shape[0]
+    return mean, np.sqrt(_partition_sum(X, _squared_deviations, mean=mean) / X.shape[0])
+
+
+def _column_sums(X):
+    return X.sum(axis=0)
+
+
+def _squared_deviations(X, mean):
+    return ((X - mean) ** 2).sum(axis=0)
+
+
+def _column_range(X):
+    return X.min(axis=0, initial=np.inf), X.max(axis=0, initial=-np.inf)
+
+
+def _check_partitions_not_constant(X):
+    import dask
+
+    ranges = dask.compute(*[dask.delayed(_column_range)(block) for block in X.to_delayed().ravel()])
+    low, high = np.min([r[0] for r in ranges], axis=0), np.max([r[1] for r in ranges], axis=0)
+    constant = np.flatnonzero(high - low == 0)
+    if constant.size:
+        raise InputError(f"X column {constant[0]} is constant; drop it before standardizing or kernel balancing")
 
 
 def _output(out, shape, dtype):
@@ -257,24 +336,37 @@ def nystrom(X, m=None, l=None, s=None, kernel="gaussian", bandwidth="2p", constr
     a caller's larger matrix, so that D is not copied there afterwards.
     Raises InputError unless s < l < m <= n (l < m <= n for landmark_eigenvectors), X is finite without constant
     columns, and the top l eigenvalues of W exceed 1e-12 times the largest (lower l otherwise).
+    X may be a dask array: the standardization and the Gram sum G are reductions over its row chunks, the landmark
+    rows (the same positions as in memory) are gathered to the client, and D comes back as a lazy dask array of
+    X's row chunks (each chunk's D computed where the chunk lives); `keys` is then a list of one Index (Delayed)
+    per row chunk, e.g. the index of each partition of the dask DataFrame X comes from.
     """
     if kernel != "gaussian":
         raise InputError(f"kernel must be 'gaussian', got {kernel!r}")
     construction = check("construction", construction, one_of(NYSTROM_CONSTRUCTIONS))
-    X = matrix(X)
+    partitioned = is_dask_array(X)
+    if partitioned and out is not None:
+        raise InputError("out= needs X in memory; a dask array's basis is a dask array of its row chunks")
+    X = X.rechunk({1: -1}) if partitioned else matrix(X)
     n, p = X.shape
     m, l, s = nystrom_sizes(construction, n, m, l, s)
     chunk_size = check("chunk_size", chunk_size, integer(1))
-    shift, scale = _moments(X) if standardize else (np.zeros(p), np.ones(p))   # applied chunk by chunk
+    moments_of = _partitioned_moments if partitioned else _moments
+    shift, scale = moments_of(X) if standardize else (np.zeros(p), np.ones(p))   # applied chunk by chunk
     if not standardize:
-        _check_not_constant(X)
+        (_check_partitions_not_constant if partitioned else _check_not_constant)(X)
     bandwidth = _bandwidth(bandwidth, p)
 
-    landmarks = _landmarks(n, m, seed, keys)
-    D = _output(out, (n, l if s is None else s), dtype)
+    if partitioned and keys is not None:       # keys: one Index per row chunk (a dask DataFrame's partitions)
+        landmarks = _partitioned_landmarks(keys, X.chunks[0], m, seed)
+    else:
+        landmarks = _landmarks(n, m, seed, keys)
+    width = l if s is None else s
+    D = None if partitioned else _output(out, (n, width), dtype)
     threads = blas_threads()
     with one_blas_thread():       # see the docstring: the same bits on any thread count
-        centres = (X[landmarks] - shift) / scale
+        rows = X[landmarks].compute() if partitioned else X[landmarks]
+        centres = (rows - shift) / scale
         evals, evecs = np.linalg.eigh(_gaussian(centres, centres, bandwidth))
         lam = np.ascontiguousarray(evals[::-1][:l])
         if lam[-1] <= 1e-12 * lam[0]:
@@ -282,19 +374,31 @@ def nystrom(X, m=None, l=None, s=None, kernel="gaussian", bandwidth="2p", constr
                              f"{lam[-1]:.3g}, at most 1e-12 times the largest ({lam[0]:.3g}); lower l")
         U = np.ascontiguousarray(evecs[:, ::-1][:, :l])
 
-        def kernel_times(Q, into=None):
-            return _kernel_times(X, (shift, scale), centres.astype(dtype), bandwidth, Q.astype(dtype), chunk_size,
-                                 threads, into)
+        arguments = dict(standardization=(shift, scale), centres=centres.astype(dtype), bandwidth=bandwidth,
+                         chunk_size=chunk_size)
+
+        def gram_of(Q):          # (C Q)'(C Q), summed over chunks (and partitions)
+            if partitioned:
+                return _partition_sum(X, _block_gram, Q=Q.astype(dtype), **arguments)
+            return np.sum(_kernel_times(X, Q=Q.astype(dtype), threads=threads, **arguments), axis=0,
+                          dtype=np.float64)
+
+        def write(Q):            # D = C Q: into D, or as a dask array of X's row chunks
+            if partitioned:
+                return X.map_blocks(_block_product, Q=Q.astype(dtype), **arguments, dtype=dtype,
+                                    chunks=(X.chunks[0], (Q.shape[1],)))
+            _kernel_times(X, Q=Q.astype(dtype), threads=threads, into=D, **arguments)
+            return D
 
         if construction == "landmark_eigenvectors":
-            kernel_times(U, into=D)
+            D = write(U)
             eigenvalues = lam
         else:
             P = U / np.sqrt(lam)
-            G = np.sum(kernel_times(P), axis=0, dtype=np.float64)        # R'R with R = C P, R never stored
+            G = gram_of(P)                                                 # R'R with R = C P, R never stored
             g_evals, g_evecs = np.linalg.eigh(G)
             eigenvalues = np.ascontiguousarray(g_evals[::-1][:s])
-            kernel_times(P @ g_evecs[:, ::-1][:, :s], into=D)             # D = R V_s = C (P V_s): a second pass
+            D = write(P @ g_evecs[:, ::-1][:, :s])                         # D = R V_s = C (P V_s): a second pass
     return NystromBasis(D=D, names=[f"K{j + 1}" for j in range(D.shape[1])], landmarks=landmarks,
                         eigenvalues=eigenvalues, bandwidth=bandwidth, m=m, l=l, s=s, seed=seed,
                         construction=construction)

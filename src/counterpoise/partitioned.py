@@ -33,7 +33,7 @@ class Report:
     """What the balance table of a problem on partitions compares: the columns `names` of the blocks' rows (rows.B)
     in group `group`, as weighted totals (kind "total", SMDs over N sd with N = `size`, or the sum of the weights)
     or means (kind "mean", plus `offset` when the rows are centred), against `target`, with the fixed SDs `sd`
-    (those `std` names: "target", "pooled", ...)."""
+    (those `std` names: "target", "pooled", ...); `columns` selects the shown columns among the rows'."""
 
     names: list
     group: str
@@ -43,16 +43,18 @@ class Report:
     offset: np.ndarray | None = None
     size: float | None = None
     std: str = "target"
+    columns: slice = field(default_factory=lambda: slice(None))
 
     def table(self, before, base_total, after, total) -> pd.DataFrame:
         """The table from sum_i d_i b_i (`before`), sum d, sum_i w_i b_i (`after`) and sum w."""
+        before, after = before[self.columns], after[self.columns]
         return diagnostics.group_balance_table(self.names, self.group, self.kind, self.target, (before, base_total),
                                                (after, total), self.sd, self.offset, self.size, self.std)
 
     def design(self, X, d) -> diagnostics.BalanceDesign:
         """The in-memory balance design, given the gathered rows X and base weights d."""
         return diagnostics.BalanceDesign(
-            names=tuple(self.names), X=X, groups=np.full(len(d), self.group, dtype=object), base_weights=d,
+            names=tuple(self.names), X=X[:, self.columns], groups=np.full(len(d), self.group, dtype=object), base_weights=d,
             targets={self.group: self.target}, denominators={self.std: self.sd}, std=self.std, kind=self.kind,
             population_size=None if self.size is None else {self.group: self.size}, offset=self.offset,
             checked=True)

@@ -38,6 +38,11 @@ def is_dask_frame(data, series=False) -> bool:
     return partitioned and getattr(data, "ndim", None) == (1 if series else 2)
 
 
+def is_dask_array(data) -> bool:
+    """Whether `data` is a dask array (checked without importing dask)."""
+    return type(data).__module__.startswith("dask.array")
+
+
 def as_frame(data) -> pd.DataFrame:
     """A DataFrame from a DataFrame or a 2-D array (columns named X1..Xp); rejects duplicate column names."""
     if isinstance(data, pd.DataFrame):

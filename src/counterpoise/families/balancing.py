@@ -26,7 +26,8 @@ from ..problem import WeightingProblem
 from ..terms import Balance, Bounds, ChiSquare, Entropy, Normalize
 from ..validation import as_frame, base_weights as check_base_weights, columns_list, drop_constant, finite, integer
 from ..validation import is_dask_frame, numeric_matrix, one_of, treatment_indicator, validated
-from .on_dask import entropy_balance as entropy_balance_partitions, sbw as sbw_partitions
+from .on_dask import entropy_balance as entropy_balance_partitions, kernel_sbw as kernel_sbw_partitions
+from .on_dask import sbw as sbw_partitions
 
 ESTIMANDS = ("ATT", "ATC", "ATE", "target")
 DELTA_SCALES = ("sd", "raw")
@@ -111,7 +112,16 @@ def kernel_sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02
     `means=True` also balances the covariate means, within `mean_delta` in SD units whatever `delta_scale` is
     (default: `delta` when delta_scale="sd" and delta is a number, else 0.02 SD), its own Parameter "mean_delta": a raw basis tolerance is
     never applied to the covariates, and a path over "delta" moves the basis's tolerance alone. The paper's setting balances the raw basis alone: `delta=0.0005, delta_scale="raw", means=False`.
+    `data` may be a dask DataFrame (estimand "ATT" or "ATC", a number delta, means=True, base weights a column): the
+    basis and the problem are then built, and solved by the dual Newton, on its partitions (`families.on_dask`).
     """
+    if is_dask_frame(data):
+        if isinstance(delta, str) or not means:
+            raise InputError("kernel SBW on a dask DataFrame takes a number delta and means=True")
+        mean_delta = (delta if delta_scale == "sd" else DEFAULT_MEAN_DELTA) if mean_delta is None else mean_delta
+        return kernel_sbw_partitions(data, treatment, covariates, estimand, delta, delta_scale, std, mean_delta,
+                                     base_weights, dict(m=m, l=l, s=s, bandwidth=bandwidth,
+                                                        construction=construction, seed=seed))
     original = as_frame(data)
     delta, tuner = tuning.resolve(delta)
     # One matrix [D, X] holds the basis and the covariates, its rows the weighted arm's first (when one arm is

@@ -180,10 +180,38 @@ def sbw(ddf, treatment, covariates, estimand, delta, std, base_weights):
     return _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, "sbw")
 
 
-def _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, family):
+def kernel_sbw(ddf, treatment, covariates, estimand, delta, delta_scale, std, mean_delta, base_weights,
+               nystrom_options):
+    """`cpz.kernel_sbw` on a dask DataFrame (see there), as a `PartitionedProblem`: the Nystrom basis of the
+    covariates computed on the partitions (`basis.nystrom` on a dask array, landmarks by the index labels' seeded
+    hash as in memory), then SBW of one weighted arm on [basis, covariates]: delta (in `delta_scale` units) on the
+    basis, mean_delta SDs on the covariate means."""
+    import dask
+
+    from .. import basis as bases
+
+    covariates = columns_list(covariates, "covariates")
+    missing = [c for c in covariates if c not in ddf.columns]
+    if missing:
+        raise InputError(f"columns {missing} are not in the data (it has {list(ddf.columns)[:20]})")
+    X = ddf[covariates].to_dask_array(lengths=True)
+    keys = [dask.delayed(_partition_index)(part) for part in ddf.to_delayed()]
+    kernel = bases.nystrom(X, keys=keys, **nystrom_options)
+    return _one_arm(ddf, treatment, covariates, estimand, float(delta), std, base_weights, "kernel_sbw",
+                    basis=(kernel.D.to_delayed().ravel(), list(kernel.names), delta_scale == "raw"),
+                    mean_delta=mean_delta)
+
+
+def _partition_index(frame) -> pd.Index:
+    return frame.index
+
+
+def _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, family, basis=None, mean_delta=None):
     """The balancing problem of one weighted arm on a dask DataFrame: the arms' means and SDs from sums over
     the partitions, then per partition the weighted arm's block of the method's Newton (entropy balancing: the
-    calibration Newton; SBW: the dual Newton)."""
+    calibration Newton; SBW and kernel SBW: the dual Newton). `basis`: (one block per partition, its column
+    names, whether its tolerance is raw rather than in SDs), balanced within delta before the covariates, which
+    then get mean_delta; the balance table shows the covariates."""
     import dask
 
     if estimand not in ("ATT", "ATC"):
@@ -195,7 +223,12 @@ def _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, fam
     if missing:
         raise InputError(f"columns {missing} are not in the data (it has {list(ddf.columns)[:20]})")
     weighted_arm, target_arm = (0, 1) if estimand == "ATT" else (1, 0)
-    arms = dask.persist(*[dask.delayed(_arms)(part, treatment, covariates, base_weights) for part in ddf.to_delayed()])
+    parts = ddf.to_delayed()
+    extra, basis_names, raw = (None, [], False) if basis is None else basis
+    extra = [None] * len(parts) if extra is None else list(extra)
+    arms = dask.persist(*[dask.delayed(_arms)(part, treatment, covariates, base_weights, more)
+                          for part, more in zip(parts, extra)])
+    names = basis_names + covariates
     data = DaskBlocks(arms)
     counts, totals, linear = data.reduce(_arm_sums)
     require_both_arms(counts[1], counts[0], treatment)
@@ -211,32 +244,42 @@ def _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, fam
     std = std or "target"
     if std not in sds:
         raise InputError(f"std={std!r} is not available here; choose from {sorted(sds)}")
-    zero = [name for name, value in zip(covariates, sds[std]) if not value > 0]
+    scale = sds[std].copy()
+    if raw:
+        scale[:len(basis_names)] = 1.0
+    zero = [name for name, value in zip(names, scale) if not value > 0]
     if zero:
         raise InputError(f"balance columns {zero} have zero {std} SD, so their balance and SMDs are undefined")
     goal = means[target_arm]
-    arm = dict(arm=weighted_arm, goal=goal, scale=sds[std], total=totals[weighted_arm],
+    deltas = None if delta is None else np.concatenate([np.full(len(basis_names), delta),
+                                                         np.full(len(covariates), delta if basis is None
+                                                                 else mean_delta)])
+    arm = dict(arm=weighted_arm, goal=goal, scale=scale, total=totals[weighted_arm],
                mean=totals[weighted_arm] / counts[weighted_arm])
-    block = _entropy_block if family == "entropy_balance" else partial(_sbw_block, delta=delta)
+    block = _entropy_block if family == "entropy_balance" else partial(_sbw_block, delta=deltas)
     blocks = dask.persist(*[dask.delayed(block)(piece[0], **arm) for piece in arms])
     sizes = dask.compute(*[dask.delayed(len)(block[2]) for block in blocks])
     index = dask.persist(*[dask.delayed(_arm_index)(piece[0], weighted_arm) for piece in arms])
     group = "control" if weighted_arm == 0 else "treated"
-    report = Report(covariates, group, "mean", goal, sds[std], offset=goal, std=std)
-    k = len(covariates)
+    shown = slice(len(basis_names), None)
+    report = Report(covariates, group, "mean", goal[shown], sds[std][shown], offset=goal[shown], std=std,
+                    columns=shown)
     if family == "entropy_balance":
-        method, t, scale = CalibrationNewton(), np.append(np.zeros(k), 1.0), np.append(sds[std], 1.0)
+        method, tolerances = CalibrationNewton(), np.append(scale, 1.0)
     else:
-        method, t, scale = DualNewton(), np.append(np.zeros(k), 1.0), np.append(np.full(k, delta), 0.0)
-    return PartitionedProblem(DaskBlocks(blocks, sizes), index, (None,) * (len(blocks) + 1), method, t, scale,
-                              [f"balance:{c}" for c in covariates] + ["sum"], report, family=family,
+        method, tolerances = DualNewton(), np.append(deltas, 0.0)
+    return PartitionedProblem(DaskBlocks(blocks, sizes), index, (None,) * (len(blocks) + 1), method,
+                              np.append(np.zeros(len(names)), 1.0), tolerances,
+                              [f"balance:{c}" for c in names] + ["sum"], report, family=family,
                               weight_scale="sums to 1", estimand=estimand, sample_weights=base_weights)
 
 
-def _arms(frame, treatment, covariates, base_weights) -> tuple:
-    """One partition read once, as a block of one argument: {treatment (0/1), covariates, base weights, index}."""
+def _arms(frame, treatment, covariates, base_weights, basis=None) -> tuple:
+    """One partition read once, as a block of one argument: {treatment (0/1), balance columns (its rows of the
+    `basis`, if any, then the covariates), base weights, index}."""
+    X = numeric_matrix(frame, covariates, "covariates")
     return ({"a": treatment_indicator(frame, treatment, both_arms=False),
-             "X": numeric_matrix(frame, covariates, "covariates"), "d": check_base_weights(frame, base_weights),
+             "X": X if basis is None else np.hstack([basis, X]), "d": check_base_weights(frame, base_weights),
              "index": frame.index},)
 
 
