@@ -240,3 +240,18 @@ def test_partitioned_kernel_sbw_equals_the_in_memory_one(client, options):
     assert np.max(np.abs(weights - memory.weights)) <= 1e-8 * memory.weights.max()
     pd.testing.assert_frame_equal(solution.balance, memory.balance, rtol=1e-8, atol=1e-10)
     assert solution.ess == pytest.approx(memory.ess, rel=1e-8)
+
+
+def test_partitioned_sbw_with_a_dask_array_basis(client):
+    frame = cpz.datasets.kim2023(3000, seed=12)
+    squares = (frame[["X1", "X2"]] ** 2).to_numpy()
+    memory = cpz.sbw(frame, treatment="A", covariates=["X1", "X2", "X3"], basis=squares, delta=0.03).solve(
+        backend="dual")
+    data = partitioned(frame)
+    basis = (data[["X1", "X2"]] ** 2).to_dask_array(lengths=True)
+    solution = cpz.sbw(data, treatment="A", covariates=["X1", "X2", "X3"], basis=basis, delta=0.03).solve()
+    assert solution.status == "optimal"
+    np.testing.assert_allclose(solution.weights.compute(), memory.weights, atol=1e-10)
+    pd.testing.assert_frame_equal(solution.balance, memory.balance, rtol=1e-9, atol=1e-12)
+    with pytest.raises(InputError, match="must be the DataFrame's partitions"):
+        cpz.sbw(data, treatment="A", covariates=["X1"], basis=basis.rechunk(1000), delta=0.03)

@@ -72,14 +72,15 @@ def sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02, delta
     bal_alg), delta="tightest" takes the smallest feasible delta; `counterpoise.tuning.BootstrapDelta(grid,
     samples, seed)` sets the grid and resamples. The choice is kept as `solution.tuning`. `data` may be a dask
     DataFrame (estimand "ATT" or "ATC", the covariates' means, a number delta in SD units, base weights a
-    column): the problem is then built and solved on its partitions by the dual Newton (`families.on_dask`).
+    column, optionally a dask array `basis` chunked like the partitions): the problem is then built and solved on
+    its partitions by the dual Newton (`families.on_dask`).
     """
     if is_dask_frame(data):
-        _means_only(moments, interactions, basis, target, "SBW")
+        _means_only(moments, interactions, None, target, "SBW")
         if isinstance(delta, str) or delta_scale != "sd":
             raise InputError("SBW on a dask DataFrame takes a number delta in SD units (delta='auto' and "
                              "'tightest' resample or re-solve in memory)")
-        return sbw_partitions(data, treatment, covariates, estimand, delta, std, base_weights)
+        return sbw_partitions(data, treatment, covariates, estimand, delta, std, base_weights, basis)
     frame = as_frame(data)
     delta, tuner = tuning.resolve(delta)
     block = _moment_block(frame, covariates, moments, interactions, basis, delta)
@@ -171,8 +172,8 @@ def entropy_balance(data, treatment=None, covariates=None, estimand="ATT", delta
 
 def _means_only(moments, interactions, basis, target, method):
     if moments != 1 or interactions or basis is not None or target is not None:
-        raise InputError(f"{method} on a dask DataFrame balances the covariates' means (moments=1, no interactions, "
-                         "basis or target)")
+        raise InputError(f"{method} on a dask DataFrame balances the covariates' means (moments=1, no interactions "
+                         "or target; SBW also takes a dask array basis)")
 
 
 def _moment_block(frame, covariates, moments, interactions, basis, delta) -> Block:

@@ -171,13 +171,16 @@ def entropy_balance(ddf, treatment, covariates, estimand, delta, std, base_weigh
     return _one_arm(ddf, treatment, covariates, estimand, None, std, base_weights, "entropy_balance")
 
 
-def sbw(ddf, treatment, covariates, estimand, delta, std, base_weights):
+def sbw(ddf, treatment, covariates, estimand, delta, std, base_weights, basis=None):
     """`cpz.sbw` on a dask DataFrame (see there), as a `PartitionedProblem` solved by the dual Newton on the
-    partitions: one weighted arm (ATT or ATC), the covariates' means within delta target SDs (`std`)."""
+    partitions: one weighted arm (ATT or ATC), the covariates' means (and a dask array `basis`'s columns) within
+    delta target SDs (`std`)."""
     delta = float(delta)
     if not delta >= 0:
         raise InputError(f"delta must be a nonnegative number, got {delta}")
-    return _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, "sbw")
+    extra = None if basis is None else user_basis(ddf, basis)
+    return _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, "sbw", basis=extra,
+                    mean_delta=delta)
 
 
 def kernel_sbw(ddf, treatment, covariates, estimand, delta, delta_scale, std, mean_delta, base_weights,
@@ -202,6 +205,19 @@ def kernel_sbw(ddf, treatment, covariates, estimand, delta, delta_scale, std, me
                     mean_delta=mean_delta)
 
 
+def user_basis(ddf, basis) -> tuple:
+    """A dask array basis (one row per row of the DataFrame, chunked like its partitions) as `_one_arm`'s
+    (blocks, names, raw=False)."""
+    if not type(basis).__module__.startswith("dask.array") or basis.ndim not in (1, 2):
+        raise InputError("basis on a dask DataFrame must be a dask array with one row per row of the data")
+    basis = basis.reshape(-1, 1) if basis.ndim == 1 else basis.rechunk({1: -1})
+    lengths = tuple(ddf.map_partitions(len).compute())
+    if basis.chunks[0] != lengths:
+        raise InputError(f"the basis's row chunks {basis.chunks[0][:5]}... must be the DataFrame's partitions "
+                         f"{lengths[:5]}... (e.g. build it from the DataFrame with to_dask_array(lengths=True))")
+    return basis.to_delayed().ravel(), [f"basis{j + 1}" for j in range(basis.shape[1])], False
+
+
 def _partition_index(frame) -> pd.Index:
     return frame.index
 
@@ -210,8 +226,9 @@ def _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, fam
     """The balancing problem of one weighted arm on a dask DataFrame: the arms' means and SDs from sums over
     the partitions, then per partition the weighted arm's block of the method's Newton (entropy balancing: the
     calibration Newton; SBW and kernel SBW: the dual Newton). `basis`: (one block per partition, its column
-    names, whether its tolerance is raw rather than in SDs), balanced within delta before the covariates, which
-    then get mean_delta; the balance table shows the covariates."""
+    names, whether its tolerance is raw rather than in SDs), balanced within delta after the covariates, which
+    then get mean_delta; the balance table shows the covariates (and, for SBW, the basis: its own balance
+    functions)."""
     import dask
 
     if estimand not in ("ATT", "ATC"):
@@ -228,7 +245,7 @@ def _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, fam
     extra = [None] * len(parts) if extra is None else list(extra)
     arms = dask.persist(*[dask.delayed(_arms)(part, treatment, covariates, base_weights, more)
                           for part, more in zip(parts, extra)])
-    names = basis_names + covariates
+    names = covariates + basis_names
     data = DaskBlocks(arms)
     counts, totals, linear = data.reduce(_arm_sums)
     require_both_arms(counts[1], counts[0], treatment)
@@ -246,14 +263,13 @@ def _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, fam
         raise InputError(f"std={std!r} is not available here; choose from {sorted(sds)}")
     scale = sds[std].copy()
     if raw:
-        scale[:len(basis_names)] = 1.0
+        scale[len(covariates):] = 1.0
     zero = [name for name, value in zip(names, scale) if not value > 0]
     if zero:
         raise InputError(f"balance columns {zero} have zero {std} SD, so their balance and SMDs are undefined")
     goal = means[target_arm]
-    deltas = None if delta is None else np.concatenate([np.full(len(basis_names), delta),
-                                                         np.full(len(covariates), delta if basis is None
-                                                                 else mean_delta)])
+    deltas = None if delta is None else np.concatenate([np.full(len(covariates), mean_delta or delta),
+                                                         np.full(len(basis_names), delta)])
     arm = dict(arm=weighted_arm, goal=goal, scale=scale, total=totals[weighted_arm],
                mean=totals[weighted_arm] / counts[weighted_arm])
     block = _entropy_block if family == "entropy_balance" else partial(_sbw_block, delta=deltas)
@@ -261,8 +277,8 @@ def _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, fam
     sizes = dask.compute(*[dask.delayed(len)(block[2]) for block in blocks])
     index = dask.persist(*[dask.delayed(_arm_index)(piece[0], weighted_arm) for piece in arms])
     group = "control" if weighted_arm == 0 else "treated"
-    shown = slice(len(basis_names), None)
-    report = Report(covariates, group, "mean", goal[shown], sds[std][shown], offset=goal[shown], std=std,
+    shown = slice(0, len(covariates)) if family == "kernel_sbw" else slice(None)
+    report = Report(names[shown], group, "mean", goal[shown], sds[std][shown], offset=goal[shown], std=std,
                     columns=shown)
     if family == "entropy_balance":
         method, tolerances = CalibrationNewton(), np.append(scale, 1.0)
@@ -275,11 +291,11 @@ def _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, fam
 
 
 def _arms(frame, treatment, covariates, base_weights, basis=None) -> tuple:
-    """One partition read once, as a block of one argument: {treatment (0/1), balance columns (its rows of the
-    `basis`, if any, then the covariates), base weights, index}."""
+    """One partition read once, as a block of one argument: {treatment (0/1), balance columns (the covariates,
+    then its rows of the `basis`, if any), base weights, index}."""
     X = numeric_matrix(frame, covariates, "covariates")
     return ({"a": treatment_indicator(frame, treatment, both_arms=False),
-             "X": X if basis is None else np.hstack([basis, X]), "d": check_base_weights(frame, base_weights),
+             "X": X if basis is None else np.hstack([X, basis]), "d": check_base_weights(frame, base_weights),
              "index": frame.index},)
 
 
