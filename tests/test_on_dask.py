@@ -255,3 +255,21 @@ def test_partitioned_sbw_with_a_dask_array_basis(client):
     pd.testing.assert_frame_equal(solution.balance, memory.balance, rtol=1e-9, atol=1e-12)
     with pytest.raises(InputError, match="must be the DataFrame's partitions"):
         cpz.sbw(data, treatment="A", covariates=["X1"], basis=basis.rechunk(1000), delta=0.03)
+
+
+def test_partitioned_moments_and_interactions_are_the_in_memory_balance_functions(client):
+    frame = cpz.datasets.kim2023(3000, seed=13)
+    frame["Z"] = 1.0                                     # constant: dropped with a warning, as in memory
+    arguments = dict(treatment="A", covariates=["X1", "X4", "X6", "Z"], moments=3, interactions=True)
+    with pytest.warns(cpz.CounterpoiseWarning, match=r"dropped constant columns \['Z'"):
+        memory = cpz.sbw(frame, delta=0.05, **arguments).solve(backend="dual")
+    with pytest.warns(cpz.CounterpoiseWarning, match=r"dropped constant columns \['Z'"):
+        solution = cpz.sbw(partitioned(frame), delta=0.05, **arguments).solve()
+    assert list(solution.balance.index.get_level_values("term")) == list(memory.balance.index.get_level_values("term"))
+    np.testing.assert_allclose(solution.weights.compute(), memory.weights, atol=1e-10)
+    pd.testing.assert_frame_equal(solution.balance, memory.balance, rtol=1e-9, atol=1e-12)
+    with pytest.warns(cpz.CounterpoiseWarning):
+        entropy = cpz.entropy_balance(partitioned(frame), **arguments).solve()
+    with pytest.warns(cpz.CounterpoiseWarning):
+        expected = cpz.entropy_balance(frame, **arguments).solve()
+    np.testing.assert_allclose(entropy.weights.compute(), expected.weights, atol=1e-10)

@@ -32,16 +32,17 @@ def _check_not_constant(X):
         raise InputError(f"X column {constant[0]} is constant; drop it before standardizing or kernel balancing")
 
 
-def moments(X, names, degree=2):
+def moments(X, names, degree=2, binary=None):
     """Columns of X followed by X_j^k, k = 2..degree, for every non-binary column j.
 
-    Binary (0/1) columns get no powers since x^k = x. Returns (M, names), the powers named "X1^2".
-    Columns are ordered by power: X, then all squares, then all cubes, ...
+    Binary (0/1) columns get no powers since x^k = x (`binary`: which columns are, when X is one piece of larger
+    data; by default read off X). Returns (M, names), the powers named "X1^2". Columns are ordered by power: X,
+    then all squares, then all cubes, ...
     """
     X = matrix(X)
     names = _check_names(names, X.shape[1])
     degree = check("degree", degree, integer(1))
-    binary = np.all((X == 0) | (X == 1), axis=0)
+    binary = np.all((X == 0) | (X == 1), axis=0) if binary is None else np.asarray(binary, dtype=bool)
     cols = np.flatnonzero(~binary)
     powers = range(2, degree + 1)
     M = np.hstack([X] + [X[:, cols] ** k for k in powers])

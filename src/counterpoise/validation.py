@@ -189,14 +189,20 @@ def base_weights(frame: pd.DataFrame, spec, what="base_weights") -> np.ndarray:
 def drop_constant(B: np.ndarray, names: list) -> tuple[np.ndarray, list]:
     """Drop columns that take one value in every row, with a warning: any normalized weights balance them."""
     constant = np.ptp(B, axis=0) == 0 if len(B) else np.zeros(B.shape[1], bool)
-    if constant.any():
-        dropped = [n for n, c in zip(names, constant) if c]
-        warn(f"dropped constant columns {dropped}: they take one value in every row, so balance on them is automatic")
-        if constant.all():
-            raise InputError("every balance column is constant; there is nothing to balance")
-        B = B[:, ~constant]
-        names = [n for n, c in zip(names, constant) if not c]
-    return B, names
+    keep = constant_columns_dropped(constant, names)
+    return (B, names) if keep is None else (B[:, keep], [names[j] for j in keep])
+
+
+def constant_columns_dropped(constant, names):
+    """The columns to keep (None: all) when `constant` marks those that take one value in every row, said with a
+    warning; all of them constant is an error."""
+    if not np.any(constant):
+        return None
+    dropped = [n for n, c in zip(names, constant) if c]
+    warn(f"dropped constant columns {dropped}: they take one value in every row, so balance on them is automatic")
+    if np.all(constant):
+        raise InputError("every balance column is constant; there is nothing to balance")
+    return np.flatnonzero(~np.asarray(constant))
 
 
 # ---- options, declared -------------------------------------------------------------------------------------------

@@ -71,16 +71,17 @@ def sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02, delta
     delta="auto" chooses delta at the first solve by Wang & Zubizarreta's bootstrap over R sbw's grid (as sbw's
     bal_alg), delta="tightest" takes the smallest feasible delta; `counterpoise.tuning.BootstrapDelta(grid,
     samples, seed)` sets the grid and resamples. The choice is kept as `solution.tuning`. `data` may be a dask
-    DataFrame (estimand "ATT" or "ATC", the covariates' means, a number delta in SD units, base weights a
-    column, optionally a dask array `basis` chunked like the partitions): the problem is then built and solved on
-    its partitions by the dual Newton (`families.on_dask`).
+    DataFrame (estimand "ATT" or "ATC", the covariates with their moments and interactions, a number delta in SD
+    units, base weights a column, optionally a dask array `basis` chunked like the partitions): the problem is
+    then built and solved on its partitions by the dual Newton (`families.on_dask`).
     """
     if is_dask_frame(data):
-        _means_only(moments, interactions, None, target, "SBW")
+        _no_target(target, "SBW")
         if isinstance(delta, str) or delta_scale != "sd":
             raise InputError("SBW on a dask DataFrame takes a number delta in SD units (delta='auto' and "
                              "'tightest' resample or re-solve in memory)")
-        return sbw_partitions(data, treatment, covariates, estimand, delta, std, base_weights, basis)
+        return sbw_partitions(data, treatment, covariates, estimand, delta, std, base_weights, basis, moments,
+                              interactions)
     frame = as_frame(data)
     delta, tuner = tuning.resolve(delta)
     block = _moment_block(frame, covariates, moments, interactions, basis, delta)
@@ -158,22 +159,23 @@ def entropy_balance(data, treatment=None, covariates=None, estimand="ATT", delta
     """Entropy balancing (Hainmueller 2012): minimize sum_i w_i log(w_i / q_i), q = base weights
     normalized within each arm, subject to exact balance B'w = target (or |B'w - target| <= delta s
     when `delta` is given) and sum w = 1 within each arm. Arguments as in `sbw`. `data` may be a dask DataFrame
-    (estimand "ATT" or "ATC", exact balance of the covariates' means, base weights a column): the problem is
-    then built and solved on its partitions (`families.on_dask`).
+    (estimand "ATT" or "ATC", exact balance of the covariates with their moments and interactions, base weights
+    a column): the problem is then built and solved on its partitions (`families.on_dask`).
     """
     if is_dask_frame(data):
-        _means_only(moments, interactions, basis, target, "entropy balancing")
-        return entropy_balance_partitions(data, treatment, covariates, estimand, delta, std, base_weights)
+        _no_target(target, "entropy balancing", basis)
+        return entropy_balance_partitions(data, treatment, covariates, estimand, delta, std, base_weights, moments,
+                                          interactions)
     frame = as_frame(data)
     block = _moment_block(frame, covariates, moments, interactions, basis, delta)
     return _balancing_problem(frame, treatment, estimand, [block], block, "entropy", "entropy_balance",
                               delta_scale=delta_scale, std=std, target=target, base_weights=base_weights)
 
 
-def _means_only(moments, interactions, basis, target, method):
-    if moments != 1 or interactions or basis is not None or target is not None:
-        raise InputError(f"{method} on a dask DataFrame balances the covariates' means (moments=1, no interactions "
-                         "or target; SBW also takes a dask array basis)")
+def _no_target(target, method, basis=None):
+    if target is not None or basis is not None:
+        raise InputError(f"{method} on a dask DataFrame weights one arm to the other (no target=) on the covariates, "
+                         "their moments and interactions (SBW also takes a dask array basis)")
 
 
 def _moment_block(frame, covariates, moments, interactions, basis, delta) -> Block:

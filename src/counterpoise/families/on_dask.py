@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse
 
+from .. import basis as bases
 from ..backends.blocks import DaskBlocks
 from ..backends.forms import CalibrationForm, SeparableQP
 from ..columns import max_abs
@@ -36,8 +37,8 @@ from ..diagnostics import sds_from_sums
 from ..errors import InputError
 from ..partitioned import CalibrationNewton, DualNewton, PartitionedProblem, Report
 from ..terms import Balance, Bounds, ChiSquare, Entropy, Normalize
-from ..validation import (base_weights as check_base_weights, columns_list, finite, numeric_matrix, require_both_arms,
-                          treatment_indicator)
+from ..validation import (base_weights as check_base_weights, columns_list, constant_columns_dropped, finite,
+                          numeric_matrix, require_both_arms, treatment_indicator)
 from .totals import (calibration_bounds, calibration_terms, check_reachable, check_target_names,
                      independent_targets_of, margin_targets, negative_weights_note, system_matrix,
                      target_scales,
@@ -162,16 +163,17 @@ def _index(piece) -> pd.Index:
     return piece["index"]
 
 
-def entropy_balance(ddf, treatment, covariates, estimand, delta, std, base_weights):
+def entropy_balance(ddf, treatment, covariates, estimand, delta, std, base_weights, moments=1, interactions=False):
     """`cpz.entropy_balance` on a dask DataFrame (see there), as a `PartitionedProblem`: one weighted arm (ATT:
     the controls weighted to the treated means; ATC the reverse), exact balance of the covariates' means, the
     SMDs' fixed SDs as in memory (`std`: "target", "treated", "control" or "pooled")."""
     if delta is not None:
         raise InputError("entropy balancing on a dask DataFrame balances exactly (delta=None)")
-    return _one_arm(ddf, treatment, covariates, estimand, None, std, base_weights, "entropy_balance")
+    return _one_arm(ddf, treatment, covariates, estimand, None, std, base_weights, "entropy_balance",
+                    moments=moments, interactions=interactions)
 
 
-def sbw(ddf, treatment, covariates, estimand, delta, std, base_weights, basis=None):
+def sbw(ddf, treatment, covariates, estimand, delta, std, base_weights, basis=None, moments=1, interactions=False):
     """`cpz.sbw` on a dask DataFrame (see there), as a `PartitionedProblem` solved by the dual Newton on the
     partitions: one weighted arm (ATT or ATC), the covariates' means (and a dask array `basis`'s columns) within
     delta target SDs (`std`)."""
@@ -180,7 +182,7 @@ def sbw(ddf, treatment, covariates, estimand, delta, std, base_weights, basis=No
         raise InputError(f"delta must be a nonnegative number, got {delta}")
     extra = None if basis is None else user_basis(ddf, basis)
     return _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, "sbw", basis=extra,
-                    mean_delta=delta)
+                    mean_delta=delta, moments=moments, interactions=interactions)
 
 
 def kernel_sbw(ddf, treatment, covariates, estimand, delta, delta_scale, std, mean_delta, base_weights,
@@ -190,8 +192,6 @@ def kernel_sbw(ddf, treatment, covariates, estimand, delta, delta_scale, std, me
     hash as in memory), then SBW of one weighted arm on [basis, covariates]: delta (in `delta_scale` units) on the
     basis, mean_delta SDs on the covariate means."""
     import dask
-
-    from .. import basis as bases
 
     covariates = columns_list(covariates, "covariates")
     missing = [c for c in covariates if c not in ddf.columns]
@@ -222,13 +222,15 @@ def _partition_index(frame) -> pd.Index:
     return frame.index
 
 
-def _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, family, basis=None, mean_delta=None):
+def _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, family, basis=None, mean_delta=None,
+             moments=1, interactions=False):
     """The balancing problem of one weighted arm on a dask DataFrame: the arms' means and SDs from sums over
     the partitions, then per partition the weighted arm's block of the method's Newton (entropy balancing: the
     calibration Newton; SBW and kernel SBW: the dual Newton). `basis`: (one block per partition, its column
     names, whether its tolerance is raw rather than in SDs), balanced within delta after the covariates, which
     then get mean_delta; the balance table shows the covariates (and, for SBW, the basis: its own balance
-    functions)."""
+    functions). `moments`, `interactions`: the covariates' powers (binary columns, read over all partitions, get
+    none) and pairwise products, as in memory; columns constant over all partitions are dropped with a warning."""
     import dask
 
     if estimand not in ("ATT", "ATC"):
@@ -243,9 +245,21 @@ def _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, fam
     parts = ddf.to_delayed()
     extra, basis_names, raw = (None, [], False) if basis is None else basis
     extra = [None] * len(parts) if extra is None else list(extra)
-    arms = dask.persist(*[dask.delayed(_arms)(part, treatment, covariates, base_weights, more)
+    binary = None
+    if moments > 1:
+        found = dask.compute(*[dask.delayed(_binary_columns)(part, covariates) for part in parts])
+        binary = np.all(found, axis=0)
+    expansion = dict(moments=moments, interactions=interactions, binary=binary)
+    arms = dask.persist(*[dask.delayed(_arms)(part, treatment, covariates, base_weights, more, expansion)
                           for part, more in zip(parts, extra)])
-    names = covariates + basis_names
+    names = _expanded(np.zeros((1, len(covariates))), covariates, **expansion)[1] + basis_names
+    low, high = DaskBlocks(arms).reduce(_column_range, combine=_widest)
+    keep = constant_columns_dropped(high - low == 0, names)
+    if keep is not None:
+        arms = dask.persist(*[dask.delayed(_selected)(piece[0], keep) for piece in arms])
+        basis_names = [name for j, name in enumerate(names) if j in set(keep) and name in basis_names]
+        names = [names[j] for j in keep]
+    covariates = [name for name in names if name not in basis_names]
     data = DaskBlocks(arms)
     counts, totals, linear = data.reduce(_arm_sums)
     require_both_arms(counts[1], counts[0], treatment)
@@ -290,13 +304,41 @@ def _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, fam
                               weight_scale="sums to 1", estimand=estimand, sample_weights=base_weights)
 
 
-def _arms(frame, treatment, covariates, base_weights, basis=None) -> tuple:
-    """One partition read once, as a block of one argument: {treatment (0/1), balance columns (the covariates,
-    then its rows of the `basis`, if any), base weights, index}."""
-    X = numeric_matrix(frame, covariates, "covariates")
+def _arms(frame, treatment, covariates, base_weights, basis=None, expansion=None) -> tuple:
+    """One partition read once, as a block of one argument: {treatment (0/1), balance columns (the covariates
+    with their `expansion`, then its rows of the `basis`, if any), base weights, index}."""
+    X = _expanded(numeric_matrix(frame, covariates, "covariates"), covariates, **(expansion or {}))[0]
     return ({"a": treatment_indicator(frame, treatment, both_arms=False),
              "X": X if basis is None else np.hstack([X, basis]), "d": check_base_weights(frame, base_weights),
              "index": frame.index},)
+
+
+def _expanded(X, names, moments=1, interactions=False, binary=None):
+    """The covariates' balance functions and their names: X, its powers up to `moments` (not of the `binary`
+    columns), pairwise products when `interactions` (`basis.moments`, `basis.interactions`, in memory's order)."""
+    B, columns = bases.moments(X, names, degree=moments, binary=binary) if moments > 1 else (X, list(names))
+    if interactions:
+        M, products = bases.interactions(X, names)
+        B, columns = np.hstack([B, M]), columns + products
+    return B, columns
+
+
+def _binary_columns(frame, covariates):
+    X = numeric_matrix(frame, covariates, "covariates")
+    return np.all((X == 0) | (X == 1), axis=0)
+
+
+def _column_range(piece):
+    X = piece["X"]
+    return X.min(axis=0, initial=np.inf), X.max(axis=0, initial=-np.inf)
+
+
+def _widest(a, b):
+    return np.minimum(a[0], b[0]), np.maximum(a[1], b[1])
+
+
+def _selected(piece, keep):
+    return ({**piece, "X": piece["X"][:, keep]},)
 
 
 def _arm_sums(piece):
