@@ -123,8 +123,8 @@ def test_a_large_cold_solve_starts_from_a_subsample_and_ends_at_the_same_optimum
     monkeypatch.setattr(dual_module, "SUBSAMPLE_FROM", 1000)        # pretend the 2900 controls are many
     monkeypatch.setattr(dual_module, "SUBSAMPLE", 600)
     starts = []
-    original = dual_module._subsample_start
-    monkeypatch.setattr(dual_module, "_subsample_start", lambda *a: starts.append(original(*a)) or starts[-1])
+    original = dual_module.subsample_start
+    monkeypatch.setattr(dual_module, "subsample_start", lambda *a: starts.append(original(*a)) or starts[-1])
     prob = build()
     started = prob.solve(backend="dual")
     assert len(starts) == 1 and starts[0][0] is not None    # the start came from the subsample's optimum

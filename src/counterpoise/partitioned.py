@@ -21,7 +21,7 @@ import scipy.sparse
 
 from . import diagnostics
 from .backends.calibration import calibrated_weights, newton, newton_message
-from .backends.dual import SUBSAMPLE_FROM, GroupDual, _subsample_start
+from .backends.dual import SUBSAMPLE_FROM, GroupDual, subsample_start
 from .backends.dual_partitions import PartitionedUnits, dual_objective, dual_weights
 from .errors import CalibrationError, InfeasibleError, InputError, SolverError
 from .solution import Solution
@@ -96,7 +96,7 @@ class DualNewton:
         dual = GroupDual(units, problem.t[:-1], problem.scale[:-1], problem.t[-1])
         start_steps = 0
         if not np.any(y) and units.size >= SUBSAMPLE_FROM:
-            start, start_steps = _subsample_start(dual, tol, max_iter)
+            start, start_steps = subsample_start(dual, tol, max_iter)
             y = y if start is None else start
         _, y, status, steps, gap, violation, _ = dual.solve(y, tol, max_iter)
         message = f"dual Newton on partitions: relative duality gap {gap:.1e}, max violation {violation:.1e}"

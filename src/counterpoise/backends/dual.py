@@ -301,7 +301,7 @@ class DualBackend:
             history = self.history.get(index, []) if warm_start else []
             y0 = _predict(history, params, len(cold))
             if y0 is None and dual.normalized and units.size >= SUBSAMPLE_FROM:
-                y0, steps = _subsample_start(dual, tol, max_iter)
+                y0, steps = subsample_start(dual, tol, max_iter)
                 subsample_steps += steps
             factor = self.factors.get(index) if warm_start else None
             w, y, status, its, gap, violation, factor = dual.solve(cold if y0 is None else y0, tol, max_iter, factor)
@@ -341,7 +341,7 @@ SUBSAMPLE_FROM = 100_000
 SUBSAMPLE = 50_000
 
 
-def _subsample_start(dual, tol, max_iter):
+def subsample_start(dual, tol, max_iter):
     """The dual point of the group on a fixed random subsample of m units, rescaled to the full group: with every
     c, lo and hi multiplied by n / m (so that the subsample's weights keep the group's total), the subsample's
     weights are n / m times those of the full group at y = (m / n) y_sub. (That point or None when the solve fails,

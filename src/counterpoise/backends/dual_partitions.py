@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .dual import Units
 from .rows import Rows
 
 
@@ -120,8 +121,6 @@ class PartitionedUnits:
         """(`dual.Units` in memory of m units drawn across the partitions, in proportion to their sizes, with c, lo
         and hi multiplied by n / m, and that ratio)."""
         import dask
-
-        from .dual import Units
 
         sizes = np.asarray(self.blocks.sizes)
         counts = np.random.default_rng(seed).multivariate_hypergeometric(sizes, m)
