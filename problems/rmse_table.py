@@ -2,13 +2,16 @@
 share without weights (infeasible at that delta), and over the draws with weights the ATT's bias, SD and RMSE (the
 true ATT is 0) and the mean ESS of the weights.
 
-    python problems/rmse_table.py results/kernel-sbw-rmse.csv
+    python problems/rmse_table.py results/kernel-sbw-rmse.csv            # one row per setting and run
+    python problems/rmse_table.py results/kernel-sbw-rmse.csv --compact  # RMSE (infeasible share), runs as columns
+    python problems/rmse_table.py results/kernel-sbw-rmse.cells          # a study's cell files, e.g. while it runs
 
 Prints a markdown table. The paper's Table 3 (weak overlap) and Web Table 7 (strong) report the RMSE of kernel SBW
 with OSQP.
 """
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -29,11 +32,41 @@ def table(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: The compact table's column names for the study's runs.
+SHORT = {"Algorithm 1, bandwidth p, delta 0.0005 raw": "A1 p raw", "Algorithm 1, bandwidth 2p, delta 0.0005 raw":
+         "A1 2p raw", "public code's C U_W, bandwidth 2p, delta 0.0005 raw": "CU 2p raw",
+         "Algorithm 1, bandwidth 2p, delta auto": "A1 2p auto", "public code's C U_W, bandwidth 2p, delta auto":
+         "CU 2p auto"}
+
+
+def compact(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per setting: each run's RMSE with its infeasible share in brackets (draws in the last column)."""
+    rows = rows.assign(cell=[("–" if np.isnan(r) else f"{r:.3f}") + f" ({i})" for r, i in zip(rows["RMSE"],
+                                                                                            rows["infeasible"])],
+                       run=rows["run"].map(lambda run: SHORT.get(run, run)))
+    keys = ["n", "overlap", "covariates", "noise"]
+    wide = rows.pivot_table(index=keys, columns="run", values="cell", aggfunc="first")
+    known = [name for name in SHORT.values() if name in wide.columns]
+    wide = wide[known + [name for name in wide.columns if name not in known]]
+    wide["draws"] = rows.groupby(keys)["draws"].max()
+    return wide.reset_index()
+
+
+def read(path) -> pd.DataFrame:
+    """The study's rows: its CSV, or every cell file of a .cells folder."""
+    path = Path(path)
+    files = sorted(path.glob("*.csv")) if path.is_dir() else [path]
+    return pd.concat([pd.read_csv(f, low_memory=False) for f in files], ignore_index=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("csv", help="the study's CSV (counterpoise bench ... --out-dir DIR writes DIR/kernel-sbw-rmse.csv)")
+    parser.add_argument("path", help="the study's CSV (counterpoise bench ... --out-dir DIR writes "
+                                     "DIR/kernel-sbw-rmse.csv) or its DIR/kernel-sbw-rmse.cells folder")
+    parser.add_argument("--compact", action="store_true", help="RMSE (infeasible share), one column per run")
     args = parser.parse_args()
-    print(markdown(table(pd.read_csv(args.csv))))
+    rows = table(read(args.path))
+    print(markdown(compact(rows) if args.compact else rows))
 
 
 def markdown(frame: pd.DataFrame) -> str:

@@ -70,3 +70,7 @@ def test_the_rmse_table_of_kernel_sbw_rmse():
     assert out["bias"] == pytest.approx(0.1) and out["SD"] == pytest.approx(0.4)
     assert out["RMSE"] == pytest.approx(np.sqrt((0.01 + 0.09 + 0.25) / 3)) and out["ESS"] == pytest.approx(200.0)
     assert module.markdown(module.table(rows)).splitlines()[0].startswith("| n | overlap | covariates")
+    both = pd.concat([rows, rows.assign(run="Algorithm 1, bandwidth 2p, delta auto", status="optimal",
+                                        estimate=[0.2, 0.2, -0.2, -0.2])])
+    wide = module.compact(module.table(both)).iloc[0]
+    assert wide["A1 2p auto"] == "0.200 (0%)" and wide["A"] == f"{np.sqrt(0.35 / 3):.3f} (25%)" and wide["draws"] == 4
