@@ -54,9 +54,9 @@ class Report:
     def design(self, X, d) -> diagnostics.BalanceDesign:
         """The in-memory balance design, given the gathered rows X and base weights d."""
         return diagnostics.BalanceDesign(
-            names=tuple(self.names), X=X[:, self.columns], groups=np.full(len(d), self.group, dtype=object), base_weights=d,
-            targets={self.group: self.target}, denominators={self.std: self.sd}, std=self.std, kind=self.kind,
-            population_size=None if self.size is None else {self.group: self.size}, offset=self.offset,
+            names=tuple(self.names), X=X[:, self.columns], groups=np.full(len(d), self.group, dtype=object),
+            base_weights=d, targets={self.group: self.target}, denominators={self.std: self.sd}, std=self.std,
+            kind=self.kind, population_size=None if self.size is None else {self.group: self.size}, offset=self.offset,
             checked=True)
 
 

@@ -1,5 +1,5 @@
-"""Calibration and entropy balancing of a dask DataFrame, on its partitions: `cpz.calibrate`, `cpz.rake` and
-`cpz.entropy_balance` given a dask DataFrame.
+"""Weighting a dask DataFrame on its partitions: `cpz.calibrate`, `cpz.rake`, `cpz.entropy_balance`, `cpz.sbw`
+and `cpz.kernel_sbw` given a dask DataFrame.
 
 The weights of calibration come from a dual in k variables whose value, gradient and Hessian are sums over the
 units, so nothing n-sized needs to reach the client (the pattern of dask-glm's Newton). The build:
@@ -15,7 +15,9 @@ units, so nothing n-sized needs to reach the client (the pattern of dask-glm's N
    weights and bounds, persisted.
 
 Entropy balancing is the same Newton (the weighted arm's covariates centred at the target means, the raking
-distance to its base weights, sum w = 1), after passes for the arms' means and SDs.
+distance to its base weights, sum w = 1), after passes for the arms' means and SDs; SBW is the dual Newton of the
+separable QP on the partitions (`backends.dual_partitions`), and kernel SBW adds the Nystrom basis computed on
+them (`basis.nystrom` on a dask array).
 
 Each Newton step is then one tree reduction on the cluster (`backends.blocks.DaskBlocks`), and the weights come
 back as a lazy dask Series aligned with the input's partitions (`partitioned.PartitionedSolution`).
@@ -40,8 +42,7 @@ from ..terms import Balance, Bounds, ChiSquare, Entropy, Normalize
 from ..validation import (base_weights as check_base_weights, columns_list, constant_columns_dropped, finite,
                           numeric_matrix, require_both_arms, treatment_indicator)
 from .totals import (calibration_bounds, calibration_terms, check_reachable, check_target_names,
-                     independent_targets_of, margin_targets, negative_weights_note, system_matrix,
-                     target_scales,
+                     independent_targets_of, margin_targets, negative_weights_note, system_matrix, target_scales,
                      warn_unless_nonnegative_reach)
 
 
@@ -95,8 +96,7 @@ def calibrate(ddf, base_weights, margins, totals, constraints, distance, bounds,
     scale = target_scales(T)[keep]
     report = Report(names, "sample", "total", T, base_weighted_sds(data), size=N)
     return PartitionedProblem(DaskBlocks(blocks, sizes), index, ddf.divisions, CalibrationNewton(), T[keep] / scale,
-                              scale,
-                              [f"totals:{names[j]}" for j in keep], report, family=f"calibrate/{distance}",
+                              scale, [f"totals:{names[j]}" for j in keep], report, family=f"calibrate/{distance}",
                               weight_scale="population totals (w = g d)",
                               note=negative_weights_note if negatives else None)
 
@@ -139,10 +139,6 @@ def _level_counts(piece) -> dict:
 def _partition_system(piece, levels, k):
     """(X, d) of one partition: its rows of the calibration matrix (each level in its global column) and its base
     weights."""
-    for var, (_, present) in piece["codes"].items():
-        unknown = [level for level in present if level not in levels[var]]
-        if unknown:      # cannot happen for data read once; said rather than mis-assigned
-            raise InputError(f"margin {var!r}: levels {unknown} were not in the data when its levels were counted")
     numeric = piece["numeric"]
     if not piece["codes"] and not len(piece["d"]):
         numeric = [np.zeros(0)] * len(numeric)
@@ -189,8 +185,8 @@ def kernel_sbw(ddf, treatment, covariates, estimand, delta, delta_scale, std, me
                nystrom_options):
     """`cpz.kernel_sbw` on a dask DataFrame (see there), as a `PartitionedProblem`: the Nystrom basis of the
     covariates computed on the partitions (`basis.nystrom` on a dask array, landmarks by the index labels' seeded
-    hash as in memory), then SBW of one weighted arm on [basis, covariates]: delta (in `delta_scale` units) on the
-    basis, mean_delta SDs on the covariate means."""
+    hash as in memory), then SBW of one weighted arm on the covariates and the basis: delta (in `delta_scale`
+    units) on the basis, mean_delta SDs on the covariate means."""
     import dask
 
     covariates = columns_list(covariates, "covariates")
