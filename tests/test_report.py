@@ -74,3 +74,4 @@ def test_the_rmse_table_of_kernel_sbw_rmse():
                                         estimate=[0.2, 0.2, -0.2, -0.2])])
     wide = module.compact(module.table(both)).iloc[0]
     assert wide["A1 2p auto"] == "0.200 (0%)" and wide["A"] == f"{np.sqrt(0.35 / 3):.3f} (25%)" and wide["draws"] == 4
+    assert wide["paper"] == "0.19"                       # Table 3: weak overlap, X, n = 2000
