@@ -6,6 +6,7 @@ D D' ~ K, the n x n kernel matrix, without ever forming K: Algorithm 1, steps 2-
 Zubizarreta (kernel-based stable balancing weights), after Wang et al. (2019).
 """
 
+import functools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from counterpoise.columns import value_range, widest
 from counterpoise.diagnostics import weighted_sds
 from counterpoise.errors import InputError
 from counterpoise.threads import blas_threads, one_blas_thread
@@ -243,15 +245,11 @@ def _squared_deviations(X, mean):
     return ((X - mean) ** 2).sum(axis=0)
 
 
-def _column_range(X):
-    return X.min(axis=0, initial=np.inf), X.max(axis=0, initial=-np.inf)
-
-
 def _check_partitions_not_constant(X):
     import dask
 
-    ranges = dask.compute(*[dask.delayed(_column_range)(block) for block in X.to_delayed().ravel()])
-    low, high = np.min([r[0] for r in ranges], axis=0), np.max([r[1] for r in ranges], axis=0)
+    ranges = dask.compute(*[dask.delayed(value_range)(block) for block in X.to_delayed().ravel()])
+    low, high = functools.reduce(widest, ranges)
     constant = np.flatnonzero(high - low == 0)
     if constant.size:
         raise InputError(f"X column {constant[0]} is constant; drop it before standardizing or kernel balancing")

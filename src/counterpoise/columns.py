@@ -1,6 +1,6 @@
 """Column-wise reads of a units x columns matrix that work alike on a dense array and a scipy sparse matrix (the
 calibration matrix is sparse when margins make it mostly zeros): one column as a dense vector, the largest |x|
-and the presence of negative values per column, and the weighted sums sum_i w_i x_ij and sum_i w_i x_ij^2."""
+and the presence of negative values per column, the range of a dense X, and the weighted sums sum_i w_i x_ij and sum_i w_i x_ij^2."""
 
 from __future__ import annotations
 
@@ -18,6 +18,16 @@ def max_abs(X) -> np.ndarray:
     if scipy.sparse.issparse(X):
         return abs(X).max(axis=0).toarray().ravel() if X.shape[0] else np.zeros(X.shape[1])
     return np.maximum(X.max(axis=0, initial=0.0), -X.min(axis=0, initial=0.0))
+
+
+def value_range(X) -> tuple[np.ndarray, np.ndarray]:
+    """(min, max) per column of a dense X (+inf, -inf for no rows: the identities of a reduction over blocks)."""
+    return X.min(axis=0, initial=np.inf), X.max(axis=0, initial=-np.inf)
+
+
+def widest(a, b) -> tuple[np.ndarray, np.ndarray]:
+    """Two blocks' `value_range` combined."""
+    return np.minimum(a[0], b[0]), np.maximum(a[1], b[1])
 
 
 def has_negative(X) -> np.ndarray:

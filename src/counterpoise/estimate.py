@@ -265,12 +265,8 @@ def _one_arm_on_partitions(estimand, data, treatment, outcome, weights, sample_w
         raise InputError("se='bootstrap' re-solves the weights on resamples of the rows in memory; on a dask "
                          "DataFrame use se='linearization'")
     _check_options(se, level, 2)
-    problem = getattr(weights, "problem", None)
-    if sample_weights is None:
-        sample_weights = getattr(problem, "sample_weights", None)
-    if getattr(problem, "estimand", estimand) != estimand:
-        raise InputError(f"these weights solve a {problem.estimand} problem; use estimate."
-                         f"{problem.estimand.lower()}()")
+    recorded = _solution_estimand(weights, estimand)
+    sample_weights = recorded if sample_weights is None else sample_weights
     series = getattr(weights, "weights", weights)
     if not is_dask_frame(series, series=True):
         raise InputError("on a dask DataFrame, weights must be a dask Series with the data's partitions, or the "

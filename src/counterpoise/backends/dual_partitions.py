@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dual import Units
+from .dual import Point, Units
 from .rows import Rows
 
 
 def dual_weights(rows, s, c, lo, hi, lam=None) -> np.ndarray:
     """w = clip(c + s A'y / 2, lo, hi): one block's weights at the dual point y = `lam`."""
-    return np.clip(c + s * rows.dot(lam) / 2, lo, hi)
+    return Units(c, s, lo, hi, rows).at(lam).weights()
 
 
 def dual_objective(rows, s, c, lo, hi, w) -> float:
@@ -29,9 +29,10 @@ def dual_objective(rows, s, c, lo, hi, w) -> float:
 
 
 def _point_sums(rows, s, c, lo, hi, y, step, alphas, hessian, normalized):
-    """One block's sums at the points y + alpha step: per point (phi, primal, A w, sum lo u, max u, sum of the
-    unnormalized support), u = A'(y + alpha step) less the sum row's multiplier; the Hessian at the first point
-    when `hessian`."""
+    """One block's sums at the points y + alpha step: per point (phi, primal, A w, sum lo u, max u, the support
+    without a sum row), u = A'(y + alpha step) less the sum row's multiplier; the Hessian at the first point when
+    `hessian`. Each is the block's `dual.Point` at that v."""
+    units = Units(c, s, lo, hi, rows)
     v0 = rows.dot(y)
     dv = rows.dot(step) if step is not None else np.zeros_like(v0)
     m = len(alphas)
@@ -39,19 +40,15 @@ def _point_sums(rows, s, c, lo, hi, y, step, alphas, hessian, normalized):
     lo_u, max_u, free_support = np.zeros(m), np.full(m, -np.inf), np.zeros(m)
     H = np.zeros((rows.k, rows.k))
     for j, alpha in enumerate(alphas):
-        v = v0 + alpha * dv
-        free = c + s * v / 2
-        w = np.clip(free, lo, hi)
-        primal[j] = np.sum((w - c) ** 2 / s)
-        phi[j] = v @ w - primal[j]
-        Aw[j] = rows.tdot(w)
-        u = v - ((y[-1] + alpha * (0.0 if step is None else step[-1])) if normalized else 0.0)
+        point = Point(units, v0 + alpha * dv)
+        primal[j], phi[j], Aw[j] = point.P, point.phi, point.Aw()
+        u = point.v - ((y[-1] + alpha * (0.0 if step is None else step[-1])) if normalized else 0.0)
         with np.errstate(invalid="ignore"):
             lo_u[j] = lo @ u
-            free_support[j] = np.sum(np.where(u > 0, hi * u, np.where(u < 0, lo * u, 0.0)))
+            free_support[j] = units.support(u, None)
         max_u[j] = np.max(u, initial=-np.inf)
         if hessian and j == 0:
-            H = rows.gram(np.where((free > lo) & (free < hi), s / 2, 0.0))
+            H = point.hessian()
     return phi, primal, Aw, lo_u, max_u, free_support, H
 
 
@@ -73,7 +70,7 @@ def _bound_sum(rows, s, c, lo, hi, total, lo_total):
 
 
 def _all_gram(rows, s, c, lo, hi):
-    return rows.gram(s / 2)
+    return Units(c, s, lo, hi, rows).all_hessian()
 
 
 def _sample(rows, s, c, lo, hi, count, seed):

@@ -29,12 +29,11 @@ from functools import partial
 
 import numpy as np
 import pandas as pd
-import scipy.sparse
 
 from .. import basis as bases
 from ..backends.blocks import DaskBlocks
 from ..backends.forms import CalibrationForm, SeparableQP
-from ..columns import max_abs
+from ..columns import max_abs, value_range, weighted_sums, widest
 from ..diagnostics import sds_from_sums
 from ..errors import InputError
 from ..partitioned import CalibrationNewton, DualNewton, PartitionedProblem, Report
@@ -111,8 +110,8 @@ def base_weighted_sds(data) -> np.ndarray:
 
 
 def _moment_sums(X, d):
-    squares = X.power(2) if scipy.sparse.issparse(X) else X * X
-    return X.T @ d, squares.T @ d, d.sum(), d @ d
+    W = d[:, None]
+    return weighted_sums(W, X)[0], weighted_sums(W, X, squares=True)[0], d.sum(), d @ d
 
 
 def _max_abs(X, d):
@@ -249,9 +248,11 @@ def _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, fam
     arms = dask.persist(*[dask.delayed(_arms)(part, treatment, covariates, base_weights, more, expansion)
                           for part, more in zip(parts, extra)])
     names = _expanded(np.zeros((1, len(covariates))), covariates, **expansion)[1] + basis_names
-    low, high = DaskBlocks(arms).reduce(_column_range, combine=_widest)
+    low, high = DaskBlocks(arms).reduce(_column_range, combine=widest)
+    largest = np.maximum(-low, high)                   # max |x| per column
     keep = constant_columns_dropped(high - low == 0, names)
     if keep is not None:
+        largest = largest[keep]
         arms = dask.persist(*[dask.delayed(_selected)(piece[0], keep) for piece in arms])
         basis_names = [name for j, name in enumerate(names) if j in set(keep) and name in basis_names]
         names = [names[j] for j in keep]
@@ -261,7 +262,6 @@ def _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, fam
     require_both_arms(counts[1], counts[0], treatment)
     means = linear / totals[:, None]
     squares, total_squares = data.reduce(_arm_squares, means=means)
-    largest = data.reduce(_max_abs_of_covariates, combine=np.maximum)
     sds = {}
     for arm, key in ((1, "treated"), (0, "control")):
         sd = sds_from_sums(squares[arm], totals[arm], total_squares[arm])
@@ -325,12 +325,7 @@ def _binary_columns(frame, covariates):
 
 
 def _column_range(piece):
-    X = piece["X"]
-    return X.min(axis=0, initial=np.inf), X.max(axis=0, initial=-np.inf)
-
-
-def _widest(a, b):
-    return np.minimum(a[0], b[0]), np.maximum(a[1], b[1])
+    return value_range(piece["X"])
 
 
 def _selected(piece, keep):
@@ -351,10 +346,6 @@ def _arm_squares(piece, means):
     arms = [a == 0, a == 1]
     return (np.array([d[arm] @ (X[arm] - means[j]) ** 2 for j, arm in enumerate(arms)]),
             np.array([d[arm] @ d[arm] for arm in arms]))
-
-
-def _max_abs_of_covariates(piece):
-    return max_abs(piece["X"])
 
 
 def _arm_terms(piece, arm, goal, scale, total, delta=None):
