@@ -214,7 +214,9 @@ def run(study, out_dir="results", quiet=False, sizes=None, replications=None, wo
         if store is not None:
             store.write(cell["id"], rows)
         failures += sum(row["status"] not in ("optimal", *NOT_RUN) for row in rows)
-        progress.set_postfix_str(f"{failures} runs not optimal", refresh=False)
+        # refreshed at once: a cell is far slower than drawing the bar, and unrefreshed the count only showed when
+        # tqdm's own clock next redrew, never when every cell finished within its 0.1 s interval
+        progress.set_postfix_str(f"{failures} runs not optimal", refresh=True)
     df = frame([row for cell in todo for row in found[cell["id"]]])
     df.attrs["time_limit"] = study["time_limit"]
     if store is not None:
