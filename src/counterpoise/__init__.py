@@ -11,13 +11,15 @@ from .families import calibrate, entropy_balance, kernel_sbw, rake, refit, sbw, 
 from .problem import WeightingProblem
 from .propensity import BalnetCV, BalnetFit, balnet, boot_balnet, cv_balnet
 from .solution import Check, Path, Solution
+from .survey import ReplicateDesign, SurveyDesign, SurveyEstimate
 from .validation import CounterpoiseWarning
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BalnetCV", "BalnetFit", "CalibrationError", "Check", "CounterpoiseError", "CounterpoiseWarning", "InfeasibleError",
-    "InputError", "Path", "Solution", "SolverError", "WeightingProblem", "balnet", "basis", "boot_balnet", "calibrate",
+    "InputError", "Path", "ReplicateDesign", "Solution", "SolverError", "SurveyDesign", "SurveyEstimate",
+    "WeightingProblem", "balnet", "basis", "boot_balnet", "calibrate",
     "cv_balnet",
     "datasets", "diagnostics", "entropy_balance", "estimate", "kernel_sbw", "plots", "rake", "refit", "sbw",
     "sparse_calibrate", "terms", "trim_weights", "tuning",

@@ -91,7 +91,7 @@ class BalanceDesign:
         if missing:
             raise InputError(f"targets has no entry for groups {missing}")
         targets = {g: vector(v, f"targets[{g!r}]", p) for g, v in self.targets.items()}
-        denominators = {k: vector(v, f"denominators[{k!r}]", p) for k, v in self.denominators.items()}
+        denominators = {k: _denominator(v, f"denominators[{k!r}]", p) for k, v in self.denominators.items()}
         if self.std not in denominators:
             raise InputError(f"std={self.std!r} is not among the denominators {list(denominators)}")
         _check_positive(denominators[self.std], self.std, names)
@@ -114,8 +114,17 @@ class BalanceDesign:
             object.__setattr__(self, field, value)
 
 
+def _denominator(sd, what, p):
+    """SMD denominators: a vector of shape (p,), finite except NaN where a column has no SMD by design."""
+    sd = np.asarray(sd, dtype=float)
+    vector(np.where(np.isnan(sd), 1.0, sd), what, p)
+    return sd
+
+
 def _check_positive(sd, key, names):
-    zero = [names[j] for j in np.flatnonzero(~(sd > 0))]
+    """Every denominator positive; NaN marks a column with no SMD by design (a calibration total of a constant
+    column, judged by its relative error)."""
+    zero = [names[j] for j in np.flatnonzero(~(sd > 0) & ~np.isnan(sd))]
     if zero:
         raise InputError(f"{zero} have zero {key!r} standard deviation (constant among those rows), so SMDs on that "
                          "scale are undefined; choose another std (e.g. std='pooled')")
@@ -325,13 +334,15 @@ def _smd_column(table: pd.DataFrame, column: str) -> np.ndarray:
 
 
 def max_abs_smd(table: pd.DataFrame, column: str = "smd_after") -> float:
-    """max over rows of |table[column]|: the worst standardized imbalance."""
-    return float(np.max(_smd_column(table, column)))
+    """max over rows of |table[column]|: the worst standardized imbalance (rows without an SMD, NaN, skipped)."""
+    values = _smd_column(table, column)
+    return float(np.nanmax(values)) if not np.isnan(values).all() else np.nan
 
 
 def mean_abs_smd(table: pd.DataFrame, column: str = "smd_after") -> float:
-    """Mean over rows of |table[column]| (each term and group counts once)."""
-    return float(np.mean(_smd_column(table, column)))
+    """Mean over rows of |table[column]| (each term and group counts once; rows without an SMD, NaN, skipped)."""
+    values = _smd_column(table, column)
+    return float(np.nanmean(values)) if not np.isnan(values).all() else np.nan
 
 
 def effective_sample_size(w) -> float:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse
 
+from ..errors import UnsupportedProblem
 from .base import RawResult, register
 from .blocks import Blocks
 from .forms import CalibrationForm, balance_duals
@@ -79,6 +80,21 @@ class CalibrationBackend:
                          solve_time=time.perf_counter() - start, duals=duals, iterations=iterations, message=message,
                          info={"max_relative_misfit": largest, "worst_targets": worst, "step_halvings": halvings,
                                "epsilon": epsilon})
+
+
+    def recalibrate(self, d, epsilon=1e-9, max_iter=100):
+        """The same calibration (one group: rows, totals, distance, ratio bounds) from other base weights d (n,;
+        zeros allowed: those units keep weight 0), warm-started at the last solve's dual point: the weights and
+        the NewtonRun. A replicate design's recalibration of every replicate (`survey.replicates`)."""
+        if len(self.form.groups) != 1:
+            raise UnsupportedProblem("recalibrate needs a calibration of one group of units")
+        group, rows = self.form.groups[0], self._rows()[0]
+        t, scale, _ = self.form.system(group)
+        lo, hi = self.form.ratio_box()
+        blocks = Blocks([(rows, self.form.distance, np.asarray(d, dtype=float), lo, hi)])
+        start = self.lam.get(0)
+        run = newton(blocks, t, scale, np.zeros(len(t)) if start is None else start, epsilon, max_iter)
+        return blocks.map(calibrated_weights, lam=run.lam), run
 
 
 def newton_message(kind, iterations, largest, epsilon, converged, worst) -> str:

@@ -321,6 +321,9 @@ def _gram(X, d):
 
 
 def total_design(X, names, T, N, d):
+    """The balance design of a calibration: totals compared with their targets, SMDs on the base-weighted SDs (none,
+    NaN, for a constant column such as a population count of ones: its relative error judges it)."""
+    denominators = {key: np.where(sd > 0, sd, np.nan) for key, sd in smd_denominators(X, base_weights=d).items()}
     return BalanceDesign(names=tuple(names), X=X, groups=np.full(len(d), "sample", dtype=object), base_weights=d,
-                         targets={"sample": T}, denominators=smd_denominators(X, base_weights=d), std="target",
+                         targets={"sample": T}, denominators=denominators, std="target",
                          kind="total", population_size=None if N is None else {"sample": N}, checked=True)
