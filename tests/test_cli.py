@@ -133,3 +133,60 @@ def test_help_and_balance_header_read_as_words(small_csv, tmp_path, capsys):
                  str(tmp_path / "w.csv")]) == 0
     assert "SMD = (weighted mean - target) / the target population's SD, fixed before weighting" in \
         capsys.readouterr().out
+
+
+@pytest.fixture
+def api_csv(tmp_path):
+    path = tmp_path / "apiclus1.csv"
+    cpz.datasets.api("apiclus1").to_csv(path, index=False)
+    return path
+
+
+TARGETS_TOML = '[margins.stype]\nE = 4421\nH = 755\nM = 1018\n\n[totals]\napi99 = 3914069\n'
+TARGETS_JSON = '{"stype": {"E": 4421, "H": 755, "M": 1018}, "api99": 3914069}'
+TARGETS_CSV = "variable,level,total\nstype,E,4421\nstype,H,755\nstype,M,1018\napi99,,3914069\n"
+
+
+@pytest.mark.parametrize("suffix, text", [(".toml", TARGETS_TOML), (".json", TARGETS_JSON), (".csv", TARGETS_CSV)])
+def test_calibrate_a_csv_from_each_targets_format(api_csv, tmp_path, capsys, suffix, text):
+    targets = tmp_path / f"targets{suffix}"
+    targets.write_text(text)
+    out = tmp_path / "w.csv"
+    code = main(["calibrate", str(api_csv), "--margins", str(targets), "--base-weights", "pw", "--ids", "dnum",
+                 "--fpc", "fpc", "--estimate", "api00", "-o", str(out)])
+    assert code == 0
+    weights = pd.read_csv(out, index_col=0)["weight"]
+    data = pd.read_csv(api_csv)
+    design = cpz.SurveyDesign(data, weights="pw", ids="dnum", fpc="fpc").calibrate(
+        margins={"stype": {"E": 4421, "H": 755, "M": 1018}}, totals={"api99": 3914069})
+    assert weights.to_numpy() == pytest.approx(design.weights, rel=1e-10)
+    printed = capsys.readouterr().out
+    assert "max relative error" in printed and "api99" in printed
+    assert "665.31" in printed and "3.4418" in printed            # the calibrated mean and its SE
+
+
+def test_rake_and_sparse_commands(api_csv, tmp_path, capsys):
+    targets = tmp_path / "margins.csv"
+    targets.write_text("variable,level,total\nstype,E,4421\nstype,H,755\nstype,M,1018\nsch.wide,No,1072\n"
+                       "sch.wide,Yes,5122\n")
+    out = tmp_path / "r.csv"
+    assert main(["rake", str(api_csv), "--margins", str(targets), "--base-weights", "pw", "-o", str(out)]) == 0
+    raked = pd.read_csv(out, index_col=0)["weight"].to_numpy()
+    data = pd.read_csv(api_csv)
+    assert (data["stype"] == "H").to_numpy() @ raked == pytest.approx(755, rel=1e-8)
+    assert main(["sparse", str(api_csv), "--margins", str(targets), "--base-weights", "pw", "--target-records", "5",
+                 "-o", str(out)]) == 0
+    sparse = pd.read_csv(out, index_col=0)["weight"].to_numpy()
+    assert len(sparse) == len(data) and (sparse > 0).sum() <= 6
+    assert main(["sparse", str(api_csv), "--margins", str(targets), "--estimate", "api00", "-o", str(out)]) == 2
+    assert "--estimate applies to calibrate and rake" in capsys.readouterr().err
+
+
+def test_calibrate_bad_targets_file(api_csv, tmp_path, capsys):
+    targets = tmp_path / "t.json"
+    targets.write_text('{"stype": {"E": "many"}}')
+    assert main(["calibrate", str(api_csv), "--margins", str(targets), "-o", str(tmp_path / "w.csv")]) == 2
+    assert "margin 'stype' must be a table of level = count" in capsys.readouterr().err
+    targets.write_text('{"stype": {"E": 4421, "H": 755}}')
+    assert main(["calibrate", str(api_csv), "--margins", str(targets), "-o", str(tmp_path / "w.csv")]) == 2
+    assert "M" in capsys.readouterr().err                        # the level in the data without a total

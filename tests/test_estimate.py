@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+import counterpoise as cpz
 from counterpoise.errors import InputError, SolverError
 from counterpoise.estimate import Estimate, ate, att, weighted_mean
 
@@ -37,7 +38,7 @@ def test_att_uniform_weights_is_difference_in_means_with_welch_se():
     assert (result.ci_lower, result.ci_upper) == pytest.approx((result.estimate - z * welch, result.estimate + z * welch))
     assert (result.n_treated, result.n_control) == (30, 50)
     assert (result.ess_treated, result.ess_control) == pytest.approx((30, 50))
-    assert result.method == "linearization" and result.estimand == "ATT"
+    assert result.method == "fixed" and result.estimand == "ATT"
     assert str(result).startswith(f"ATT = {result.estimate:.4g} (SE ")
     assert "95% CI" in str(result) and "weights held fixed" in repr(result)
     frame = result.to_frame()
@@ -152,3 +153,65 @@ def test_estimate_is_a_frozen_record():
     assert isinstance(result, Estimate)
     with pytest.raises(AttributeError):
         result.estimate = 0.0
+
+
+def _wls(F, y, v):
+    """The v-weighted least squares of y on [1, F] by its normal equations (written out here)."""
+    D = np.column_stack([np.ones(len(y)), F])
+    beta = np.linalg.solve(D.T @ (v[:, None] * D), D.T @ (v * y))
+    return beta, y - D @ beta
+
+
+def test_balancing_se_is_the_residualized_variance_written_out():
+    """ATT and ATE: the balancing SE by its formula, with the balance functions (the covariates) regressed by hand."""
+    data = cpz.datasets.kim2023(n=1500, overlap="weak", seed=4)
+    covariates = ["X1", "X2", "X3", "X4", "X5", "X6"]
+    t = data["A"].to_numpy() == 1
+    X, y = data[covariates].to_numpy(), data["Y"].to_numpy()
+    sol = cpz.sbw(data, treatment="A", covariates=covariates, estimand="ATT", delta=0.02).solve()
+    result = att(data, "A", "Y", sol)
+    assert result.method == "balancing"
+    v_c = sol.weights.reindex(data.index[~t]).to_numpy()
+    v_t = np.full(t.sum(), 1 / t.sum())
+    beta, e = _wls(X[~t], y[~t], v_c)
+    r = y[t] - np.column_stack([np.ones(t.sum()), X[t]]) @ beta
+    expected = np.sum(v_t ** 2 * (r - r.mean()) ** 2) + np.sum(v_c ** 2 * e ** 2)
+    assert result.std_error ** 2 == pytest.approx(expected, rel=1e-9)
+    assert att(data, "A", "Y", sol.weights, covariates=covariates).std_error == pytest.approx(result.std_error,
+                                                                                             rel=1e-9)
+    both = cpz.sbw(data, treatment="A", covariates=covariates, estimand="ATE", delta=0.02).solve()
+    w = both.weights.reindex(data.index).to_numpy()
+    v1, v0 = w[t] / w[t].sum(), w[~t] / w[~t].sum()
+    b1, e1 = _wls(X[t], y[t], v1)
+    b0, e0 = _wls(X[~t], y[~t], v0)
+    tau = np.column_stack([np.ones(len(y)), X]) @ (b1 - b0)
+    expected = np.sum((tau - tau.mean()) ** 2) / len(y) ** 2 + np.sum(v1 ** 2 * e1 ** 2) + np.sum(v0 ** 2 * e0 ** 2)
+    assert cpz.estimate.ate(data, "A", "Y", both).std_error ** 2 == pytest.approx(expected, rel=1e-9)
+
+
+def test_balancing_se_vanishes_for_an_outcome_the_balanced_functions_explain():
+    """Exact balance (entropy balancing) and Y linear in the covariates with no noise: nothing is left to vary
+    but the treated's residual, which is zero; the fixed-weight SE is not."""
+    data = cpz.datasets.kim2023(n=1200, overlap="strong", seed=2)
+    data["Z"] = 1.0 + 2.0 * data["X1"] - data["X3"] + 0.5 * data["X6"]
+    sol = cpz.entropy_balance(data, treatment="A", covariates=["X1", "X2", "X3", "X4", "X5", "X6"]).solve()
+    assert att(data, "A", "Z", sol).std_error < 1e-8
+    assert att(data, "A", "Z", sol, se="fixed").std_error > 0.05
+
+
+def test_balancing_se_for_kernel_sbw_reads_the_treated_rows_of_its_basis():
+    """Kernel SBW's functions for the balancing SE are its Nystrom basis at every row (recomputed here with
+    cpz.basis.nystrom, the builder's defaults, landmarks chosen by row key), centred at the treated mean."""
+    data = cpz.datasets.kim2023(n=1000, overlap="strong", seed=3)
+    covariates = ["X1", "X2", "X3", "X4", "X5", "X6"]
+    sol = cpz.kernel_sbw(data, treatment="A", covariates=covariates, estimand="ATT", delta=0.1, means=False).solve()
+    t = data["A"].to_numpy() == 1
+    D = cpz.basis.nystrom(data[covariates].to_numpy(), keys=data.index).D
+    centre = D[t].mean(axis=0)
+    functions = sol.problem.balance_functions
+    assert functions.rows("treated", data.index[t]) == pytest.approx(D[t] - centre, abs=1e-9)
+    assert functions.rows("control", data.index[~t]) == pytest.approx(D[~t] - centre, abs=1e-9)
+    with pytest.raises(InputError, match="needs the rows the problem was built on"):
+        att(data.rename(index=lambda i: i + 10_000 if data.loc[i, "A"] == 1 else i), "A", "Y", sol)
+    with pytest.raises(InputError, match="se must be one of"):
+        att(data, "A", "Y", sol, se="linearization")

@@ -156,13 +156,14 @@ def test_effect_estimates_on_partitions_equal_the_in_memory_ones(client):
     frame["q"] = np.random.default_rng(5).uniform(0.5, 2.0, len(frame))
     arguments = dict(treatment="A", covariates=["X1", "X2", "X3", "X4", "X5", "X6"], base_weights="q")
     for estimand, estimate in (("ATT", cpz.estimate.att), ("ATC", cpz.estimate.atc)):
-        memory = estimate(frame, "A", "Y", cpz.entropy_balance(frame, estimand=estimand, **arguments).solve())
+        in_memory = cpz.entropy_balance(frame, estimand=estimand, **arguments).solve()
+        memory = estimate(frame, "A", "Y", in_memory, se="fixed")
         data = partitioned(frame)
         ours = estimate(data, "A", "Y", cpz.entropy_balance(data, estimand=estimand, **arguments).solve())
         for field in ("estimate", "std_error", "ci_lower", "ci_upper", "ess_treated", "ess_control"):
             assert getattr(ours, field) == pytest.approx(getattr(memory, field), rel=1e-9), field
         assert (ours.n_treated, ours.n_control) == (memory.n_treated, memory.n_control)
-    with pytest.raises(InputError, match="use se='linearization'"):
+    with pytest.raises(InputError, match="use se='fixed'"):
         cpz.estimate.att(data, "A", "Y", cpz.entropy_balance(data, **arguments).solve(), se="bootstrap")
 
 

@@ -1,7 +1,9 @@
-"""The `counterpoise` command: a demo, weights for a data file, and benchmark studies.
+"""The `counterpoise` command: a demo, weights for a data file, survey calibration, and benchmark studies.
 
     counterpoise demo [--n 5000] [--seed 1] [--out love_plot.png]
     counterpoise weights DATA.csv --treatment A --covariates X1,X2 --method sbw --delta 0.05 -o weights.csv
+    counterpoise calibrate DATA.csv --margins targets.toml --base-weights pw --ids dnum --estimate api00 -o w.csv
+    counterpoise rake ... | counterpoise sparse DATA.csv --margins targets.json --target-records 500 -o w.csv
     counterpoise bench problems/sbw-solvers.toml --out-dir results      (or the name of a shipped study: sbw-solvers)
 
 Errors that counterpoise raises about its input (`CounterpoiseError`) are printed as one line "error: ..." and give
@@ -164,6 +166,65 @@ def _weights(args) -> int:
     return 0
 
 
+# ---- calibrate, rake, sparse ------------------------------------------------------------------------
+
+
+def _pair_of_floats(text):
+    try:
+        lower, upper = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two numbers L,U, got {text!r}") from None
+    return lower, upper
+
+
+def _calibrate(args) -> int:
+    """calibrate / rake / sparse: read the data and the targets, solve, write the weights, print the report."""
+    import counterpoise as cpz
+    from .targets_file import matched_levels, read_targets
+
+    out = Path(args.output)
+    if out.suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise _Failure(f"{str(out)!r}: unknown output type {out.suffix or '(none)'}; use .csv or .parquet")
+    data = _read(Path(args.data))
+    if args.id is not None:
+        if args.id not in data.columns:
+            raise _Failure(f"--id {args.id!r} is not a column of {args.data}")
+        data = data.set_index(args.id)
+    margins, totals = read_targets(args.margins)
+    margins = matched_levels(data, margins)
+    start = time.perf_counter()
+    if args.command == "sparse":
+        if args.estimate:
+            raise _Failure("--estimate applies to calibrate and rake (calibration estimators with design SEs); "
+                           "sparse calibration keeps few records and has no such variance")
+        options = dict(exact=args.exact) | ({"target_records": args.target_records} if args.target_records else
+                                            {"lam": args.lam})
+        solution = cpz.sparse_calibrate(data, base_weights=args.base_weights, margins=margins or None,
+                                        totals=totals or None, **options).solve()
+        design = None
+    else:
+        distance = "raking" if args.command == "rake" else args.distance
+        design = cpz.SurveyDesign(data, weights=args.base_weights, ids=args.ids, strata=args.strata, fpc=args.fpc,
+                                  nest=args.nest, lonely_psu=args.lonely_psu)
+        design = design.calibrate(margins=margins or None, totals=totals or None, distance=distance,
+                                  bounds=args.bounds)
+        solution = design.solution
+    elapsed = time.perf_counter() - start
+    _write(solution.weights, out)
+    report = solution.validate()
+    print(solution.summary())
+    print("\ntargets (actual, target, relative error):")
+    print(report["targets"].to_string(float_format=lambda v: f"{v:.6g}"))
+    print(f"\nmax relative error {report['max_relative_error']:.2e}; records {report['records']}; ESS "
+          f"{report['ess']:.1f}; design effect {report['design_effect']:.3f}; max w / d "
+          f"{report['max_weight_ratio']:.3g}")
+    for column in args.estimate or []:
+        for estimate in (design.mean(column), design.total(column)):
+            print(f"\n{estimate!r}")
+    print(f"\n{solution.weights.size} weights written to {out} ({elapsed:.2f} s to build and solve)")
+    return 0
+
+
 # ---- bench ------------------------------------------------------------------------------------------
 
 
@@ -264,6 +325,46 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "ECOS, SCS, OSQP")
     weights.add_argument("-o", "--output", required=True, help="output file, .csv or .parquet")
     weights.set_defaults(func=_weights)
+
+    for name, what in (("calibrate", "calibrate a survey sample to population margins and totals"),
+                       ("rake", "rake a survey sample to population margins (calibrate with the raking distance)"),
+                       ("sparse", "sparse calibration: few records with positive weight meeting the totals")):
+        command = sub.add_parser(
+            name, help=what,
+            description=f"{what[0].upper()}{what[1:]}. Reads DATA (.csv or .parquet) and the targets (--margins: a "
+                        ".json, .toml or .csv file of margins {variable: {level: count}} and totals {column: "
+                        "total}; a CSV has the columns variable, level, total, an empty level for a total), writes "
+                        "one weight per row to OUT and prints the calibration report (validate()).",
+        )
+        command.add_argument("data", metavar="DATA", help="the sample, .csv or .parquet")
+        command.add_argument("--margins", required=True, metavar="FILE",
+                             help="the population targets: .json, .toml or .csv (see above)")
+        command.add_argument("--base-weights", default=None, metavar="COL",
+                             help="the design weights column (default: every weight 1)")
+        command.add_argument("--id", default=None, help="a column of unique row ids for the output (default: the "
+                                                        "row number)")
+        command.add_argument("-o", "--output", required=True, help="output file, .csv or .parquet")
+        if name == "sparse":
+            command.add_argument("--lam", type=float, default=1e-3, help="the lasso penalty (default 1e-3)")
+            command.add_argument("--target-records", type=_positive, default=None, metavar="K",
+                                 help="tune the penalty to keep about K records (instead of --lam)")
+            command.add_argument("--exact", action="store_true", help="meet the totals exactly")
+        else:
+            if name == "calibrate":
+                command.add_argument("--distance", choices=("linear", "raking", "logit"), default="linear",
+                                     help="the calibration distance (default linear, GREG)")
+            command.add_argument("--bounds", type=_pair_of_floats, default=None, metavar="L,U",
+                                 help="bounds on g = w / d, e.g. 0.5,2 (needed by --distance logit)")
+            command.add_argument("--ids", default=None, metavar="COL", help="the PSU (cluster) column, for the SEs")
+            command.add_argument("--strata", default=None, metavar="COL", help="the strata column, for the SEs")
+            command.add_argument("--fpc", default=None, metavar="COL",
+                                 help="the population PSU count (or sampling fraction) per stratum, for the SEs")
+            command.add_argument("--nest", action="store_true", help="PSU ids are numbered within strata")
+            command.add_argument("--lonely-psu", choices=("fail", "remove", "adjust", "average", "certainty"),
+                                 default="fail", help="strata with one PSU (default fail, as R survey)")
+        command.add_argument("--estimate", action="append", metavar="COL",
+                             help="print the calibrated mean and total of COL with design SEs (repeatable)")
+        command.set_defaults(func=_calibrate)
 
     bench = sub.add_parser(
         "bench", help="run a benchmark study described by a TOML file",

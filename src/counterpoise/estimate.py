@@ -1,12 +1,13 @@
 """Weighted (Hajek) means and treatment-effect estimates with standard errors.
 
 Both contrasts are differences of two Hajek means, mu_arm = sum_arm v_i Y_i with weights v_i normalized to sum to 1
-within the arm. The linearization variance holds the weights fixed:
+within the arm. Three standard errors:
 
-    Var = sum_treated v_i^2 (Y_i - mu_t)^2 + sum_control v_i^2 (Y_i - mu_c)^2,
-
-the sandwich variance of a Hajek estimator with known weights. It ignores the uncertainty from estimating the
-weights; `se="bootstrap"` re-estimates them on every replicate instead.
+    se="balancing"  (the default for a balancing solution) the outcome residualized on the functions the weights
+                    balance, so the SE knows they are balanced (`balancing_se`; R sbw's estimate() does the same)
+    se="fixed"      the weights held fixed, Var = sum_treated v_i^2 (Y_i - mu_t)^2 + sum_control v_i^2 (Y_i - mu_c)^2,
+                    the sandwich of a Hajek estimator with known weights (the default for a plain weights Series)
+    se="bootstrap"  the weights re-estimated on every stratified resample, percentile interval
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .balancing_se import BalanceFunctions, ate_variance, one_arm_variance
 from .diagnostics import effective_sample_size
 from .errors import CounterpoiseError, InputError, SolverError
 from .progress import bar
-from .validation import is_dask_frame, treatment_indicator
+from .validation import columns_list, is_dask_frame, numeric_matrix, treatment_indicator
 
 _MAX_FAILED_SHARE = 0.1
 
@@ -29,9 +31,9 @@ _MAX_FAILED_SHARE = 0.1
 class Estimate:
     """A point estimate with its standard error and confidence interval.
 
-    `method` is "linearization" (weights held fixed, normal interval) or "bootstrap" (weights re-estimated on
-    each replicate, percentile interval); `n_failed_replicates` counts bootstrap replicates whose solve failed and
-    were dropped.
+    `method` is "balancing" (the outcome residualized on the balance functions, normal interval), "fixed"
+    (weights held fixed, normal interval) or "bootstrap" (weights re-estimated on each replicate, percentile
+    interval); `n_failed_replicates` counts bootstrap replicates whose solve failed and were dropped.
     """
 
     estimand: str
@@ -48,7 +50,9 @@ class Estimate:
     n_failed_replicates: int = 0
 
     def __str__(self) -> str:
-        if self.method == "linearization":
+        if self.method == "balancing":
+            how = "outcome residualized on the balance functions"
+        elif self.method == "fixed":
             how = "linearization, weights held fixed"
         else:
             how = "bootstrap percentile, weights re-estimated"
@@ -157,9 +161,21 @@ def _contrast(y_t, v_t, y_c, v_c) -> tuple[float, float]:
     return float(est), float(var)
 
 
+SE_METHODS = ("balancing", "fixed", "bootstrap")
+
+
+def _se_method(se, weights, covariates):
+    """The SE method: `se`, or by default "balancing" where the balance functions are known (a balancing
+    solution's, or `covariates`), else "fixed"."""
+    if se is None:
+        known = covariates is not None or getattr(getattr(weights, "problem", None), "balance_functions", None)
+        return "balancing" if known is not None else "fixed"
+    if se not in SE_METHODS:
+        raise InputError(f"se must be one of {SE_METHODS}, got {se!r}")
+    return se
+
+
 def _check_options(se: str, level: float, n_boot: int) -> None:
-    if se not in ("linearization", "bootstrap"):
-        raise InputError(f"se must be 'linearization' or 'bootstrap', got {se!r}")
     if not 0 < level < 1:
         raise InputError(f"level must be in (0, 1), got {level}")
     if se == "bootstrap" and (int(n_boot) != n_boot or n_boot < 2):
@@ -167,9 +183,10 @@ def _check_options(se: str, level: float, n_boot: int) -> None:
 
 
 def _estimate(estimand, data, treatment, outcome, weights, arm_weights, se, level, n_boot, seed,
-              progress) -> Estimate:
-    """Shared body of att / ate. `arm_weights(series, index, t, rows)` returns (w_treated, w_control) for the rows at
-    positions `rows` of data, labelled `index` in the weights Series `series`, with treatment indicator `t`."""
+              progress, covariates=None, sample_weights=None) -> Estimate:
+    """Shared body of att / atc / ate. `arm_weights(series, index, t, rows)` returns (w_treated, w_control) for the
+    rows at positions `rows` of data, labelled `index` in the weights Series `series`, with treatment indicator
+    `t`; `sample_weights` (n,) the ATE's weights of the population averaged over."""
     _check_options(se, level, n_boot)
     if not data.index.is_unique:
         raise InputError("data has duplicated index labels; weights are matched to rows by index")
@@ -179,7 +196,9 @@ def _estimate(estimand, data, treatment, outcome, weights, arm_weights, se, leve
     w_t, w_c = arm_weights(_weight_series(weights), data.index, t, all_rows)
     estimate, var = _contrast(y[t], w_t, y[~t], w_c)
     failed = 0
-    if se == "linearization":
+    if se == "balancing":
+        var = _balancing_variance(estimand, data, t, y, w_t, w_c, weights, covariates, sample_weights)
+    if se != "bootstrap":
         std_error = np.sqrt(var)
         z = stats.norm.ppf(0.5 + level / 2)
         lower, upper = estimate - z * std_error, estimate + z * std_error
@@ -191,6 +210,26 @@ def _estimate(estimand, data, treatment, outcome, weights, arm_weights, se, leve
                     ci_upper=float(upper), level=level, method=se, n_treated=int(t.sum()),
                     n_control=int((~t).sum()), ess_treated=effective_sample_size(w_t), ess_control=effective_sample_size(w_c),
                     n_failed_replicates=failed)
+
+
+def _balancing_variance(estimand, data, t, y, w_t, w_c, weights, covariates, sample_weights) -> float:
+    """The balancing variance (`balancing_se`) on the solution's balance functions, or on `covariates`."""
+    if covariates is not None:
+        X = numeric_matrix(data, columns_list(covariates, "covariates"))
+        functions = BalanceFunctions({"treated": (data.index[t], X[t]), "control": (data.index[~t], X[~t])})
+    else:
+        functions = getattr(getattr(weights, "problem", None), "balance_functions", None)
+        if functions is None:
+            raise InputError("se='balancing' needs the functions the weights balance: pass the Solution of a "
+                             "balancing problem (sbw, kernel_sbw, entropy_balance, balnet), or covariates=[...]")
+    F_t, F_c = functions.rows("treated", data.index[t]), functions.rows("control", data.index[~t])
+    v_t, v_c = w_t / w_t.sum(), w_c / w_c.sum()
+    if estimand == "ATT":
+        return one_arm_variance(y[t], v_t, F_t, y[~t], v_c, F_c)
+    if estimand == "ATC":
+        return one_arm_variance(y[~t], v_c, F_c, y[t], v_t, F_t)
+    s = np.ones(len(data)) if sample_weights is None else sample_weights
+    return ate_variance(y[t], v_t, F_t, y[~t], v_c, F_c, s[t] / s.sum(), s[~t] / s.sum())
 
 
 def _bootstrap(data, t, y, weights, arm_weights, n_boot, seed, progress) -> tuple[np.ndarray, int]:
@@ -232,9 +271,10 @@ def _solution_estimand(weights, wanted):
 
 
 def _one_arm(estimand, data, treatment, outcome, weights, sample_weights, se, level, n_boot, seed,
-             progress) -> Estimate:
+             progress, covariates) -> Estimate:
     """ATT (controls weighted to the treated) or ATC (treated weighted to the controls)."""
     if is_dask_frame(data):
+        se = "fixed" if se is None else se
         return _one_arm_on_partitions(estimand, data, treatment, outcome, weights, sample_weights, se, level)
     if sample_weights is None:
         sample_weights = _solution_estimand(weights, estimand)
@@ -252,7 +292,8 @@ def _one_arm(estimand, data, treatment, outcome, weights, sample_weights, se, le
         weighted = _aligned(series, index[~in_target], other)
         return (fixed, weighted) if estimand == "ATT" else (weighted, fixed)
 
-    return _estimate(estimand, data, treatment, outcome, weights, arm_weights, se, level, n_boot, seed, progress)
+    return _estimate(estimand, data, treatment, outcome, weights, arm_weights, _se_method(se, weights, covariates),
+                     level, n_boot, seed, progress, covariates)
 
 
 def _one_arm_on_partitions(estimand, data, treatment, outcome, weights, sample_weights, se, level) -> Estimate:
@@ -261,9 +302,9 @@ def _one_arm_on_partitions(estimand, data, treatment, outcome, weights, sample_w
     squared deviations), and the fixed-weight linearization."""
     import dask
 
-    if se != "linearization":
-        raise InputError("se='bootstrap' re-solves the weights on resamples of the rows in memory; on a dask "
-                         "DataFrame use se='linearization'")
+    if se != "fixed":
+        raise InputError(f"se={se!r} needs the rows in memory (the bootstrap re-solves on resamples, the balancing "
+                         "SE regresses on the balance functions); on a dask DataFrame use se='fixed'")
     _check_options(se, level, 2)
     recorded = _solution_estimand(weights, estimand)
     sample_weights = recorded if sample_weights is None else sample_weights
@@ -313,8 +354,8 @@ def _arm_sums(part, weights, treatment, outcome, sample_weights, estimand, means
             np.array([v[arm] @ y[arm] for arm in arms]), np.array([v[arm] @ v[arm] for arm in arms]))
 
 
-def att(data, treatment, outcome, weights, sample_weights=None, se="linearization", level=0.95, n_boot=200,
-        seed=0, progress=None) -> Estimate:
+def att(data, treatment, outcome, weights, sample_weights=None, se=None, level=0.95, n_boot=200, seed=0,
+        progress=None, covariates=None) -> Estimate:
     """Average treatment effect on the treated, Hajek form.
 
         ATT = sum_treated s_i Y_i / sum_treated s_i  -  sum_control w_i Y_i / sum_control w_i
@@ -327,35 +368,44 @@ def att(data, treatment, outcome, weights, sample_weights=None, se="linearizatio
     data.index labels covering every control row (entries for treated rows are ignored), or a Solution whose
     `.weights` is such a Series (a Solution of a non-ATT problem is refused).
 
-    se="linearization": the fixed-weight sandwich (module docstring) and a normal interval at `level`; it ignores the
-    uncertainty from estimating the weights. se="bootstrap": `n_boot` stratified resamples of the rows with
-    `numpy.random.default_rng(seed)`, the weights re-estimated on each through `weights.problem.rebuild(data_b)`;
-    SE = SD of the replicate estimates (ddof=1), percentile interval. Replicates whose solve raises a counterpoise
-    error are dropped and counted; more than 10% failing raises SolverError. `progress`: a progress bar over the
-    replicates (None: when stderr is a terminal).
+    se="balancing" (the default for a balancing Solution, or with `covariates`, columns of data to residualize
+    on): the outcome residualized on the balance functions (`balancing_se`), a normal interval at `level`.
+    se="fixed" (the default for a plain Series): the weights held fixed (module docstring). Neither counts the
+    uncertainty of estimating the weights beyond the balance they impose. se="bootstrap": `n_boot` stratified
+    resamples of the rows with `numpy.random.default_rng(seed)`, the weights re-estimated on each through
+    `weights.problem.rebuild(data_b)`; SE = SD of the replicate estimates (ddof=1), percentile interval.
+    Replicates whose solve raises a counterpoise error are dropped and counted; more than 10% failing raises
+    SolverError. `progress`: a progress bar over the replicates (None: when stderr is a terminal). On a dask
+    DataFrame only se="fixed" (the default there).
     """
-    return _one_arm("ATT", data, treatment, outcome, weights, sample_weights, se, level, n_boot, seed, progress)
+    return _one_arm("ATT", data, treatment, outcome, weights, sample_weights, se, level, n_boot, seed, progress,
+                    covariates)
 
 
-def atc(data, treatment, outcome, weights, sample_weights=None, se="linearization", level=0.95, n_boot=200,
-        seed=0, progress=None) -> Estimate:
+def atc(data, treatment, outcome, weights, sample_weights=None, se=None, level=0.95, n_boot=200, seed=0,
+        progress=None, covariates=None) -> Estimate:
     """Average treatment effect on the controls, Hajek form: the weighted treated mean minus the (sample-weighted)
     control mean. Arguments and standard errors as in `att`, with the arms' roles swapped."""
-    return _one_arm("ATC", data, treatment, outcome, weights, sample_weights, se, level, n_boot, seed, progress)
+    return _one_arm("ATC", data, treatment, outcome, weights, sample_weights, se, level, n_boot, seed, progress,
+                    covariates)
 
 
-def ate(data, treatment, outcome, weights, se="linearization", level=0.95, n_boot=200, seed=0,
-        progress=None) -> Estimate:
+def ate(data, treatment, outcome, weights, se=None, level=0.95, n_boot=200, seed=0, progress=None,
+        covariates=None) -> Estimate:
     """Average treatment effect, Hajek form: each arm weighted to the full sample, weights normalized within arm.
 
         ATE = sum_treated w_i Y_i / sum_treated w_i  -  sum_control w_i Y_i / sum_control w_i
 
     `weights` (a Series on data.index, or a Solution with `.weights`) must cover every row. Standard errors as in
-    `att`: fixed-weight linearization, or the stratified bootstrap that re-estimates the weights.
+    `att`: balancing (the default for a balancing Solution), fixed weights, or the stratified bootstrap that
+    re-estimates the weights; the balancing SE averages the effect over the sample weights the problem was built
+    with (uniform by default).
     """
-    _solution_estimand(weights, "ATE")
+    recorded = _solution_estimand(weights, "ATE")
 
     def arm_weights(series, index, t, rows):
         return _aligned(series, index[t], "treated"), _aligned(series, index[~t], "control")
 
-    return _estimate("ATE", data, treatment, outcome, weights, arm_weights, se, level, n_boot, seed, progress)
+    s = None if recorded is None else _sample_weights(data, recorded)
+    return _estimate("ATE", data, treatment, outcome, weights, arm_weights, _se_method(se, weights, covariates),
+                     level, n_boot, seed, progress, covariates, s)

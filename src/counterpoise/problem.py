@@ -50,6 +50,7 @@ class WeightingProblem:
         self.notes = []                           # note(w) -> str or None, said as a warning after an optimal solve
         self.tuner = None                         # chooses "delta" at the first solve (`tuning`: delta="auto", ...)
         self.tuning = None                        # what the tuner chose (a tuning.DeltaTuning), kept on solutions
+        self.balance_functions = None             # a balancing_se.BalanceFunctions: what se="balancing" residualizes on
         self._backends = {}
         self._dual_index = None                   # (term names, the (term, column) MultiIndex of their duals)
         for term in terms:

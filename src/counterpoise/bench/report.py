@@ -14,7 +14,8 @@ data setting and run
   relative gap above the best optimal objective on the same data are both at most 1e-3, 1e-6 or 1e-9
   (counterpoise's check is the 1e-6 tier of the violation);
 - means of the objective gap and the largest violation over every solve, and of ESS, max |SMD| and the effect's
-  error (its bias) with its RMSE over the successful solves.
+  error (its bias) with its RMSE over the successful solves, the mean SE over the SD of the estimates, and the
+  share of confidence intervals that cover the truth.
 
 `write_results` writes the frame as <out_dir>/<name>.csv, a performance profile <out_dir>/<name>-profile.png (see
 `profile`) and <out_dir>/<name>.md (a header with the machine, versions, git commit and the CSV's checksum, then
@@ -84,6 +85,8 @@ def summarize(df, time_limit=100.0) -> pd.DataFrame:
             max_abs_smd=solved["max_abs_smd"].astype(float).mean(),
             error=error.mean(),
             rmse=float(np.sqrt(np.mean(error[error.notna()] ** 2))) if error.notna().any() else float("nan"),
+            se_ratio=_se_ratio(solved),
+            coverage=solved["covered"].dropna().astype(float).mean() if "covered" in solved else float("nan"),
             min_weight=done["min_weight"].astype(float).min(),
             note=_note(done),
         )
@@ -93,6 +96,14 @@ def summarize(df, time_limit=100.0) -> pd.DataFrame:
         best = summary.groupby(["part", "setting"], sort=False)["sgm"].transform("min")
         summary["sgm_ratio"] = summary["sgm"] / best
     return summary
+
+
+def _se_ratio(solved) -> float:
+    """The mean reported SE over the SD of the estimates across replications (1: the SE is right on average)."""
+    estimates = solved["estimate"].astype(float).dropna()
+    if len(estimates) < 2:
+        return float("nan")
+    return float(solved["std_error"].astype(float).mean() / estimates.std(ddof=1))
 
 
 def _note(done):
@@ -119,7 +130,7 @@ def markdown_table(df, time_limit=100.0) -> str:
               "ok @1e-3", "ok @1e-6", "ok @1e-9", "objective gap", "max violation", "min weight", "ESS",
               "max abs SMD"]
     if has_effect:
-        header += [f"{estimand} error", f"{estimand} RMSE"]
+        header += [f"{estimand} error", f"{estimand} RMSE", "SE / SD", "CI coverage"]
     header.append("note")
     align = ["---", "---"] + ["---:"] * (len(header) - 3) + ["---"]  # numbers right-aligned
     sections = []
@@ -139,7 +150,8 @@ def markdown_table(df, time_limit=100.0) -> str:
                          fmt(row["max_violation"], ".1e"), fmt(row["min_weight"], ".1e"), fmt(row["ess"], ".1f"),
                          fmt(row["max_abs_smd"], ".4f")]
                 if has_effect:
-                    cells += [fmt(row["error"], ".3f"), fmt(row["rmse"], ".3f")]
+                    cells += [fmt(row["error"], ".3f"), fmt(row["rmse"], ".3f"), fmt(row["se_ratio"], ".2f"),
+                              fmt(row["coverage"], ".1%")]
                 cells.append(row["note"])
             lines.append("| " + " | ".join(str(c) for c in cells) + " |")
         if unsupported:
@@ -195,8 +207,9 @@ def write_results(df, out_dir, name, description="", time_limit=100.0, resumed=0
         "(negative when the weights violate the constraints). max violation: the largest scaled constraint "
         "violation. min weight: the smallest weight over replications. ESS: Kish effective sample size (the "
         "smallest arm's), max abs SMD: largest absolute standardized mean difference after weighting, effect error: "
-        "estimate - truth (its mean is the bias), RMSE: their root mean square, each over the successful solves "
-        "only. Means skip the solves where a value could not be computed (see the note); unsupported and skipped "
+        "estimate - truth (its mean is the bias), RMSE: their root mean square, SE / SD: the mean reported SE over "
+        "the SD of the estimates (the run's se method), CI coverage: the share of confidence intervals (95% by "
+        "default) that hold the truth, each over the successful solves only. Means skip the solves where a value could not be computed (see the note); unsupported and skipped "
         "runs are not solves.")
     sections = [markdown_table(df, time_limit), legend]
     if figure is not None:

@@ -42,7 +42,7 @@ COLUMNS = [
     "study", "part", "setting", "replication", "seed", "run", "variant", "backend", "solver", "n_rows", "n_weights",
     "solver_status", "status", "build_time", "solve_time", "compile_time", "solver_time", "iterations", "objective",
     "objective_gap", "max_violation", "ess", "max_abs_smd", "min_weight", "estimand", "estimate", "std_error",
-    "error", "diagnostics_failed", "message",
+    "error", "covered", "diagnostics_failed", "message",
 ]
 
 #: Columns that measure time: they differ between two runs of the same study; every other column does not.
@@ -138,6 +138,9 @@ def _one_run(cell, run, data, built):
     row["estimand"] = target if truth is not None else ""
     if run["max_n"] is not None and len(data) > run["max_n"]:
         return {**row, "status": "skipped", "message": f"skipped: {len(data)} rows > max_n = {run['max_n']}"}
+    if run["max_replications"] is not None and cell["replication"] >= run["max_replications"]:
+        return {**row, "status": "skipped",
+                "message": f"skipped: replication {cell['replication']} >= max_replications = {run['max_replications']}"}
     if variant not in built:
         start = time.perf_counter()
         built[variant] = (FAMILIES[part["family"]](data, **{**part["problem"], **run["problem"]}),
@@ -175,11 +178,14 @@ def _one_run(cell, run, data, built):
         problems.append(f"no {target} estimate: status {sol.status!r}")
     elif truth is not None:
         effect = _safe(lambda: EFFECTS[target](data, treatment=part["problem"].get("treatment"),
-                                               outcome=truth["outcome"], weights=sol), problems, target)
+                                               outcome=truth["outcome"], weights=sol, se=run["se"],
+                                               n_boot=run["n_boot"], seed=cell["seed"], progress=False),
+                       problems, target)
         if not (isinstance(effect, float) and math.isnan(effect)):
             true_value = truth.get(target.lower())
             row.update(estimate=effect.estimate, std_error=effect.std_error,
-                       error=effect.estimate - true_value if true_value is not None else float("nan"))
+                       error=effect.estimate - true_value if true_value is not None else float("nan"),
+                       covered=effect.ci_lower <= true_value <= effect.ci_upper if true_value is not None else None)
     row["message"] = "; ".join([sol.message] + problems)
     row["diagnostics_failed"] = bool(problems)
     return row

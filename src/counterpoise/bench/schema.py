@@ -25,6 +25,9 @@ A study file (see problems/README.md at the repository root, and the shipped pro
     problem = { distance = "linear" }   # optional: builder arguments that override [problem] for this run
     label = "clarabel"           # optional (backend/solver otherwise)
     max_n = 100000               # optional: skip data with more rows than this
+    se = "balancing"             # optional, with [truth]: the effect's SE ("balancing", "fixed", "bootstrap"; see
+    n_boot = 200                 #   cpz.estimate), bootstrap resamples, and the replications the run is made on
+    max_replications = 100       #   (the first ones: a costly SE on part of the draws)
     [run.options]                # optional: keyword arguments for solve()
     max_iter = 200
 
@@ -77,7 +80,8 @@ DEFAULT_TIME_LIMIT = 100.0
 
 #: cvxpy solvers that `backend = "every"` leaves out: they add integer variables to a solver already listed.
 MIXED_INTEGER_ONLY = {"ECOS_BB", "GLPK_MI"}
-_RUN_KEYS = {"backend", "solver", "options", "max_n", "label", "problem", "peer", "python", "script"}
+_RUN_KEYS = {"backend", "solver", "options", "max_n", "label", "problem", "peer", "python", "script", "se", "n_boot",
+             "max_replications"}
 _DATA_RESERVED = {"generator", "seed", "replications"}
 
 
@@ -309,9 +313,11 @@ def _check_run(run, i, where, folder):
     options = run.get("options", {})
     if not isinstance(options, dict):
         raise InputError(f"{here}: 'options' must be a table of solver settings, got {options!r}")
-    max_n = run.get("max_n")
-    if max_n is not None and (isinstance(max_n, bool) or not isinstance(max_n, int) or max_n < 1):
-        raise InputError(f"{here}: 'max_n' must be a positive integer, got {max_n!r}")
+    max_n, n_boot, max_replications = (_positive_integer(run, key, here, least)
+                                       for key, least in (("max_n", 1), ("n_boot", 2), ("max_replications", 1)))
+    se = run.get("se")
+    if se is not None and se not in estimate.SE_METHODS:
+        raise InputError(f"{here}: 'se' must be one of {estimate.SE_METHODS}, got {se!r}")
     label = run.get("label") or (f"{backend}/{solver}" if solver else backend)
     if not isinstance(label, str):
         raise InputError(f"{here}: 'label' must be a string, got {label!r}")
@@ -319,7 +325,14 @@ def _check_run(run, i, where, folder):
     if not isinstance(overrides, dict):
         raise InputError(f"{here}: 'problem' must be a table of builder arguments that override [problem]")
     return dict(backend=backend, solver=solver, options=dict(options), max_n=max_n, label=label, peer=None,
-                problem=dict(overrides))
+                problem=dict(overrides), se=se, n_boot=n_boot or 200, max_replications=max_replications)
+
+
+def _positive_integer(run, key, here, least):
+    value = run.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+        raise InputError(f"{here}: {key!r} must be an integer >= {least}, got {value!r}")
+    return value
 
 
 def _check_peer_run(run, here, folder):
@@ -334,4 +347,5 @@ def _check_peer_run(run, here, folder):
         _need(run, key, here, str)
     max_n = run.get("max_n")
     return dict(backend="peer", solver=run["peer"], options={}, max_n=max_n, label=run.get("label") or run["peer"],
-                peer=run["peer"], python=run["python"], script=folder / run["script"], problem={})
+                peer=run["peer"], python=run["python"], script=folder / run["script"], problem={}, se=None,
+                n_boot=200, max_replications=None)

@@ -20,6 +20,7 @@ from .. import basis as bases
 from .. import memory
 from .. import tuning
 from ..arguments import recorded
+from ..balancing_se import BalanceFunctions
 from ..diagnostics import BalanceDesign, smd_denominators
 from ..errors import InputError
 from ..problem import WeightingProblem
@@ -311,9 +312,24 @@ def _balancing_problem(frame, treatment, estimand, blocks, report, dispersion, f
                            checked=True)
     scale_text = "sums to 1 within each arm" if len(labels) > 1 else "sums to 1"
     sample_weights = None if base_weights is None else pd.Series(d_all, index=frame.index)
-    return WeightingProblem(frame.index[weighted], terms, family=family, weight_scale=scale_text,
-                            weight_unit=float(np.mean(share)), design=design, design_targets=design_targets,
-                            estimand=estimand, sample_weights=sample_weights)
+    problem = WeightingProblem(frame.index[weighted], terms, family=family, weight_scale=scale_text,
+                               weight_unit=float(np.mean(share)), design=design, design_targets=design_targets,
+                               estimand=estimand, sample_weights=sample_weights)
+    if estimand != "target":
+        problem.balance_functions = _functions(frame, blocks, offsets, matrices, arm_rows, target_rows, estimand)
+    return problem
+
+
+def _functions(frame, blocks, offsets, matrices, arm_rows, target_rows, estimand) -> BalanceFunctions:
+    """Each arm's balance functions for the balancing SE (`balancing_se`): the weighted arms' matrices the terms
+    hold, and for an ATT / ATC the target arm's rows, gathered when first asked for."""
+    arms = {g: (frame.index[arm_rows[g]], matrices[g]) for g in matrices}
+    if estimand in ("ATT", "ATC"):
+        target = np.flatnonzero(target_rows)
+        sources = [block.B for block in blocks]
+        arms["treated" if estimand == "ATT" else "control"] = (
+            frame.index[target], lambda: _side_by_side(sources, offsets, target))
+    return BalanceFunctions(arms)
 
 
 def _centred_rows(B, rows, center):

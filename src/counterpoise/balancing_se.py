@@ -1,0 +1,74 @@
+"""The balancing standard error of a weighted contrast: the outcome residualized on the functions the weights
+balance, so the variance reflects that the weights balance them (R sbw's estimate() residualizes the same way).
+
+Write the outcome in each weighted arm as Y = m(x) + e, m(x) = a + f(x)'beta, with f the balance functions and
+beta the weighted least-squares fit of Y on f in that arm (the balancing weights as regression weights, as sbw).
+Weights that balance f move the weighted mean of m exactly to its target, so only e and the target's own
+sampling enter. With v the weights normalized within their arm:
+
+    ATT  Var = sum_treated v_i^2 (r_i - rbar)^2 + sum_control v_i^2 e_i^2,   r = Y - m0(x), rbar = sum v r
+    ATC  the arms' roles swapped (r = Y - m1(x) on the controls)
+    ATE  Var = sum_all u_i^2 (tau_i - taubar)^2 + sum_treated v_i^2 e1_i^2 + sum_control v_i^2 e0_i^2,
+         tau = m1(x) - m0(x), u the sample weights over all units normalized
+
+The first term is the sampling of the population the effect is averaged over (the treated for the ATT), the others
+the outcome noise left after the balanced functions; with f empty it is the fixed-weight variance. R sbw's
+estimate() differs: its treated term is the variance of Y itself and its control term averages the fitted m0 over
+the treated, which leaves out the controls' residuals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+
+
+@dataclass(frozen=True)
+class BalanceFunctions:
+    """The balance functions of a balancing problem, per arm: label -> (row labels, matrix rows x p); "target"
+    holds the target arm's rows of an ATT / ATC (their functions, with the same centring)."""
+
+    arms: dict
+
+    def rows(self, arm, index: pd.Index) -> np.ndarray:
+        """The functions at the data rows `index` of `arm`, matched by label."""
+        labels, matrix = self.arms[arm]
+        matrix = matrix() if callable(matrix) else matrix
+        positions = pd.Index(labels).get_indexer(index)
+        if np.any(positions < 0):
+            raise InputError(f"se='balancing' needs the rows the problem was built on: {int(np.sum(positions < 0))} "
+                             f"of the {arm} rows are not among them; pass the data the weights were solved on, or "
+                             "se='fixed'")
+        return matrix[positions]
+
+
+def _fit(F, y, v):
+    """(coefficients on [1, F], residuals) of the v-weighted least squares of y on [1, F] (minimum norm when
+    F is collinear)."""
+    design = np.column_stack([np.ones(len(y)), F])
+    root = np.sqrt(np.maximum(v, 0.0))
+    beta = np.linalg.lstsq(root[:, None] * design, root * y, rcond=None)[0]
+    return beta, y - design @ beta
+
+
+def one_arm_variance(y_target, v_target, F_target, y_weighted, v_weighted, F_weighted) -> float:
+    """The ATT's (or ATC's) balancing variance: module docstring; v's normalized within their arm."""
+    beta, e = _fit(F_weighted, y_weighted, v_weighted)
+    r = y_target - np.column_stack([np.ones(len(y_target)), F_target]) @ beta
+    return float(np.sum(v_target ** 2 * (r - v_target @ r) ** 2) + np.sum(v_weighted ** 2 * e ** 2))
+
+
+def ate_variance(y_t, v_t, F_t, y_c, v_c, F_c, u_t, u_c) -> float:
+    """The ATE's balancing variance (module docstring): u the sample weights of the treated and the controls,
+    normalized over all units together."""
+    beta_1, e_1 = _fit(F_t, y_t, v_t)
+    beta_0, e_0 = _fit(F_c, y_c, v_c)
+    difference = beta_1 - beta_0
+    tau = np.concatenate([np.column_stack([np.ones(len(y_t)), F_t]) @ difference,
+                          np.column_stack([np.ones(len(y_c)), F_c]) @ difference])
+    u = np.concatenate([u_t, u_c])
+    return float(np.sum(u ** 2 * (tau - u @ tau) ** 2) + np.sum(v_t ** 2 * e_1 ** 2) + np.sum(v_c ** 2 * e_0 ** 2))
