@@ -47,6 +47,8 @@ def test_every_readme_block_runs(tmp_path, monkeypatch, capsys):
             else:
                 pytest.fail(f"the README runs a command the test does not know: {command}")
     assert (tmp_path / "love_plot.png").is_file() and (tmp_path / "weights.csv").is_file()
+    assert (tmp_path / "cal.csv").is_file()
+    assert round(namespace["calibrated"].mean("api00").se, 4) == 3.4418
     assert "status optimal" in capsys.readouterr().out
     table = namespace["small"].path(share=[0.03, 0.025, 0.022]).table
     assert list(table["status"]) == ["optimal"] * 3
@@ -60,5 +62,7 @@ def test_the_tours_effects_are_the_ones_it_prints():
     covariates = ["X1", "X2", "X3", "X4", "X5", "X6"]
     sbw = cpz.sbw(data, treatment="A", covariates=covariates, estimand="ATT", delta=0.02).solve()
     kernel = cpz.kernel_sbw(data, treatment="A", covariates=covariates, estimand="ATT", delta=0.01).solve()
-    assert round(cpz.estimate.att(data, treatment="A", outcome="Y", weights=sbw).estimate, 2) == 4.38
-    assert round(cpz.estimate.att(data, treatment="A", outcome="Y", weights=kernel).estimate, 2) == 0.24
+    for weights, estimate, se in ((sbw, 4.38, 0.185), (kernel, 0.24, 0.042)):
+        effect = cpz.estimate.att(data, treatment="A", outcome="Y", weights=weights)
+        assert (round(effect.estimate, 2), round(effect.std_error, 3)) == (estimate, se)
+    assert round(cpz.estimate.att(data, treatment="A", outcome="Y", weights=kernel, se="fixed").std_error, 2) == 0.50
