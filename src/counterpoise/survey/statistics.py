@@ -230,14 +230,14 @@ class Estimators:
         return SurveyEstimate(statistic.kind, pd.concat(tables), vcov, level, self.method)
 
     def _check_domain(self, statistic, key, by):
+        """The domain (or sample) has units of nonzero weight, and a mean's or ratio's denominator is not zero."""
         w = self.weights if statistic.domain is None else self.weights * statistic.domain
         where = "the sample" if key is None else f"the domain {_by_name(by)}={key!r}"
         if not np.any(w != 0):
             raise InputError(f"{where} has no units of nonzero weight; its estimate is undefined")
-        if statistic.kind != "total":
-            denominator = statistic.value(w) if statistic.kind == "mean" else w @ statistic.X
-            if statistic.kind == "mean" and w.sum() == 0 or statistic.kind == "ratio" and np.any(denominator == 0):
-                raise InputError(f"the weighted denominator is zero in {where}")
+        denominator = {"total": np.ones(1), "mean": np.array([w.sum()])}.get(statistic.kind)
+        if np.any((w @ statistic.X if denominator is None else denominator) == 0):
+            raise InputError(f"the weighted denominator of the {statistic.kind} is zero in {where}")
 
 
 def _by_name(by):
