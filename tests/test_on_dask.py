@@ -157,13 +157,21 @@ def test_effect_estimates_on_partitions_equal_the_in_memory_ones(client):
     arguments = dict(treatment="A", covariates=["X1", "X2", "X3", "X4", "X5", "X6"], base_weights="q")
     for estimand, estimate in (("ATT", cpz.estimate.att), ("ATC", cpz.estimate.atc)):
         in_memory = cpz.entropy_balance(frame, estimand=estimand, **arguments).solve()
-        memory = estimate(frame, "A", "Y", in_memory, se="fixed")
         data = partitioned(frame)
-        ours = estimate(data, "A", "Y", cpz.entropy_balance(data, estimand=estimand, **arguments).solve())
-        for field in ("estimate", "std_error", "ci_lower", "ci_upper", "ess_treated", "ess_control"):
-            assert getattr(ours, field) == pytest.approx(getattr(memory, field), rel=1e-9), field
-        assert (ours.n_treated, ours.n_control) == (memory.n_treated, memory.n_control)
-    with pytest.raises(InputError, match="use se='fixed'"):
+        on_partitions = cpz.entropy_balance(data, estimand=estimand, **arguments).solve()
+        for se in ("fixed", "balancing"):
+            memory = estimate(frame, "A", "Y", in_memory, se=se)
+            ours = estimate(data, "A", "Y", on_partitions, se=se)
+            assert ours.method == se
+            for field in ("estimate", "std_error", "ci_lower", "ci_upper", "ess_treated", "ess_control"):
+                assert getattr(ours, field) == pytest.approx(getattr(memory, field), rel=1e-8), (se, field)
+            assert (ours.n_treated, ours.n_control) == (memory.n_treated, memory.n_control)
+        assert estimate(data, "A", "Y", on_partitions).method == "balancing"           # the default, as in memory
+    sbw = dict(treatment="A", covariates=["X1", "X2", "X3", "X4", "X5", "X6"], delta=0.05, moments=2)
+    memory = cpz.estimate.att(frame, "A", "Y", cpz.sbw(frame, **sbw).solve())
+    ours = cpz.estimate.att(partitioned(frame), "A", "Y", cpz.sbw(partitioned(frame), **sbw).solve())
+    assert ours.std_error == pytest.approx(memory.std_error, rel=1e-6)
+    with pytest.raises(InputError, match="use se='balancing' or 'fixed'"):
         cpz.estimate.att(data, "A", "Y", cpz.entropy_balance(data, **arguments).solve(), se="bootstrap")
 
 

@@ -46,6 +46,17 @@ class BalanceFunctions:
         return matrix[positions]
 
 
+@dataclass(frozen=True)
+class PartitionedFunctions:
+    """The balance functions of a problem on dask partitions: per partition a persisted block {"a": treatment,
+    "X": every row's balance functions, ...} aligned with the partition's rows, the target means `goal` they
+    are centred at, and the weighted arm (0 for the ATT)."""
+
+    pieces: list
+    goal: np.ndarray
+    weighted: int
+
+
 def _fit(F, y, v):
     """(coefficients on [1, F], residuals) of the v-weighted least squares of y on [1, F] (minimum norm when
     F is collinear)."""

@@ -274,8 +274,11 @@ def _one_arm(estimand, data, treatment, outcome, weights, sample_weights, se, le
              progress, covariates) -> Estimate:
     """ATT (controls weighted to the treated) or ATC (treated weighted to the controls)."""
     if is_dask_frame(data):
-        se = "fixed" if se is None else se
-        return _one_arm_on_partitions(estimand, data, treatment, outcome, weights, sample_weights, se, level)
+        if covariates is not None:
+            raise InputError("covariates= reads columns in memory; on a dask DataFrame the balancing SE uses the "
+                             "functions the solution balanced")
+        return _one_arm_on_partitions(estimand, data, treatment, outcome, weights, sample_weights,
+                                      _se_method(se, weights, None), level)
     if sample_weights is None:
         sample_weights = _solution_estimand(weights, estimand)
     else:
@@ -299,12 +302,14 @@ def _one_arm(estimand, data, treatment, outcome, weights, sample_weights, se, le
 def _one_arm_on_partitions(estimand, data, treatment, outcome, weights, sample_weights, se, level) -> Estimate:
     """att / atc on a dask DataFrame, with weights from a problem built on it (a PartitionedSolution, or a dask
     Series with the same partitions): the arms' sums over the partitions in two passes (the Hajek means, then the
-    squared deviations), and the fixed-weight linearization."""
+    squared deviations), and the fixed-weight linearization; for the balancing SE the first pass also sums the
+    weighted arm's regression of the outcome on the balance functions (its normal equations) and the second the
+    residuals' squares."""
     import dask
 
-    if se != "fixed":
-        raise InputError(f"se={se!r} needs the rows in memory (the bootstrap re-solves on resamples, the balancing "
-                         "SE regresses on the balance functions); on a dask DataFrame use se='fixed'")
+    if se == "bootstrap":
+        raise InputError("se='bootstrap' re-solves the weights on resamples of the rows in memory; on a dask "
+                         "DataFrame use se='balancing' or 'fixed'")
     _check_options(se, level, 2)
     recorded = _solution_estimand(weights, estimand)
     sample_weights = recorded if sample_weights is None else sample_weights
@@ -317,14 +322,30 @@ def _one_arm_on_partitions(estimand, data, treatment, outcome, weights, sample_w
         raise InputError(f"the weights have {len(pieces)} partitions and the data {len(parts)}; pass the DataFrame "
                          "the problem was built on")
     options = dict(treatment=treatment, outcome=outcome, sample_weights=sample_weights, estimand=estimand)
-    sums = dask.compute(*[dask.delayed(_arm_sums)(part, piece, **options) for part, piece in zip(parts, pieces)])
+    functions = getattr(getattr(weights, "problem", None), "balance_functions", None)
+    if se == "balancing" and functions is None:
+        raise InputError("se='balancing' needs the solution of a balancing problem built on this DataFrame")
+    blocks = functions.pieces if se == "balancing" else [None] * len(parts)
+    if len(blocks) != len(parts):
+        raise InputError(f"the solution's problem has {len(blocks)} partitions and the data {len(parts)}; pass the "
+                         "DataFrame the problem was built on")
+    goal = None if functions is None else functions.goal
+    sums = dask.compute(*[dask.delayed(_arm_sums)(part, piece, block, goal=goal, **options)
+                          for part, piece, block in zip(parts, pieces, blocks)])
     counts, mass, totals, squares = (np.sum([s[j] for s in sums], axis=0) for j in range(4))
     for arm, label in ((1, "treated"), (0, "control")):
         if not mass[arm] > 0:
             raise InputError(f"the weights of the {label} rows sum to zero (or there are none)")
     means = totals / mass
-    deviations = np.sum(dask.compute(*[dask.delayed(_arm_sums)(part, piece, means=means, **options)
-                                       for part, piece in zip(parts, pieces)]), axis=0)
+    fit = None
+    if se == "balancing":
+        gram, products, target_offsets = (np.sum([s[j] for s in sums], axis=0) for j in range(4, 7))
+        beta = np.linalg.lstsq(gram, products, rcond=None)[0]
+        target = 1 if estimand == "ATT" else 0
+        fit = (beta, (totals[target] - beta[0] * mass[target] - beta[1:] @ target_offsets) / mass[target])
+    deviations = np.sum(dask.compute(*[dask.delayed(_arm_sums)(part, piece, block, goal=goal, means=means, fit=fit,
+                                                               **options)
+                                       for part, piece, block in zip(parts, pieces, blocks)]), axis=0)
     estimate, std_error = float(means[1] - means[0]), float(np.sqrt(np.sum(deviations / mass ** 2)))
     z = stats.norm.ppf(0.5 + level / 2)
     return Estimate(estimand=estimand, estimate=estimate, std_error=std_error, ci_lower=estimate - z * std_error,
@@ -333,9 +354,13 @@ def _one_arm_on_partitions(estimand, data, treatment, outcome, weights, sample_w
                     ess_control=float(mass[0] ** 2 / squares[0]))
 
 
-def _arm_sums(part, weights, treatment, outcome, sample_weights, estimand, means=None):
+def _arm_sums(part, weights, block, treatment, outcome, sample_weights, estimand, goal=None, means=None, fit=None):
     """One partition's (control, treated) sums: units, sum v, sum v y, sum v^2; with the arms' `means`, sum
-    v^2 (y - mean)^2 instead. v: the sample weights in the target arm, the balancing weights in the other."""
+    v^2 (y - mean)^2 instead. v: the sample weights in the target arm, the balancing weights in the other.
+
+    With the partition's balance functions (`block`, centred at `goal`; D = [1, X - goal]): also the weighted arm's
+    D'VD and D'V y and the target arm's sum s (X - goal); and with `fit` = (beta, rbar) the squared residuals
+    instead: sum v^2 e^2 in the weighted arm (e = y - D beta) and sum s^2 (r - rbar)^2 in the target arm."""
     t = treatment_indicator(part, treatment, both_arms=False) == 1
     y = _outcome(part, outcome)
     s = np.ones(len(part)) if sample_weights is None else _sample_weights(part, sample_weights)
@@ -348,10 +373,20 @@ def _arm_sums(part, weights, treatment, outcome, sample_weights, estimand, means
     v = s.copy()
     v[weighted] = _check_finite(weights.reindex(labels).to_numpy(dtype=float), "weights")
     arms = (~t, t)
+    D = None if block is None else np.column_stack([np.ones(len(part)), block[0]["X"] - goal])
+    if fit is not None:
+        residual = y - D @ fit[0]
+        centred = np.where(weighted, residual, residual - fit[1])
+        return np.array([v[arm] ** 2 @ centred[arm] ** 2 for arm in arms])
     if means is not None:
         return np.array([v[arm] ** 2 @ (y[arm] - mean) ** 2 for arm, mean in zip(arms, means)])
-    return (np.array([float(arm.sum()) for arm in arms]), np.array([v[arm].sum() for arm in arms]),
+    sums = (np.array([float(arm.sum()) for arm in arms]), np.array([v[arm].sum() for arm in arms]),
             np.array([v[arm] @ y[arm] for arm in arms]), np.array([v[arm] @ v[arm] for arm in arms]))
+    if D is None:
+        return sums
+    Dw = D[weighted]
+    return sums + (Dw.T @ (v[weighted][:, None] * Dw), Dw.T @ (v[weighted] * y[weighted]),
+                   s[~weighted] @ D[~weighted, 1:])
 
 
 def att(data, treatment, outcome, weights, sample_weights=None, se=None, level=0.95, n_boot=200, seed=0,
@@ -376,7 +411,8 @@ def att(data, treatment, outcome, weights, sample_weights=None, se=None, level=0
     `weights.problem.rebuild(data_b)`; SE = SD of the replicate estimates (ddof=1), percentile interval.
     Replicates whose solve raises a counterpoise error are dropped and counted; more than 10% failing raises
     SolverError. `progress`: a progress bar over the replicates (None: when stderr is a terminal). On a dask
-    DataFrame only se="fixed" (the default there).
+    DataFrame (with the solution of a problem built on it): se="balancing" (the default) or "fixed", in two
+    passes over the partitions.
     """
     return _one_arm("ATT", data, treatment, outcome, weights, sample_weights, se, level, n_boot, seed, progress,
                     covariates)

@@ -127,6 +127,7 @@ class PartitionedProblem:
         self.report, self.family, self.weight_scale, self.note = report, family, weight_scale, note
         self.estimand, self.sample_weights = estimand, sample_weights
         self.lam = None                 # the last optimal dual point: a warm start
+        self.balance_functions = None   # a balancing_se.PartitionedFunctions, for se="balancing"
 
     @property
     def n(self) -> int:

@@ -32,6 +32,7 @@ import pandas as pd
 
 from .. import basis as bases
 from ..backends.blocks import DaskBlocks
+from ..balancing_se import PartitionedFunctions
 from ..backends.forms import CalibrationForm, SeparableQP
 from ..columns import max_abs, value_range, weighted_sums, widest
 from ..diagnostics import sds_from_sums
@@ -294,10 +295,12 @@ def _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, fam
         method, tolerances = CalibrationNewton(), np.append(scale, 1.0)
     else:
         method, tolerances = DualNewton(), np.append(deltas, 0.0)
-    return PartitionedProblem(DaskBlocks(blocks, sizes), index, (None,) * (len(blocks) + 1), method,
-                              np.append(np.zeros(len(names)), 1.0), tolerances,
-                              [f"balance:{c}" for c in names] + ["sum"], report, family=family,
-                              weight_scale="sums to 1", estimand=estimand, sample_weights=base_weights)
+    problem = PartitionedProblem(DaskBlocks(blocks, sizes), index, (None,) * (len(blocks) + 1), method,
+                                 np.append(np.zeros(len(names)), 1.0), tolerances,
+                                 [f"balance:{c}" for c in names] + ["sum"], report, family=family,
+                                 weight_scale="sums to 1", estimand=estimand, sample_weights=base_weights)
+    problem.balance_functions = PartitionedFunctions(list(arms), goal, weighted_arm)
+    return problem
 
 
 def _arms(frame, treatment, covariates, base_weights, basis=None, expansion=None) -> tuple:
