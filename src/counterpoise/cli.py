@@ -127,17 +127,23 @@ def _write(weights, path: Path):
         raise _Failure(f"writing {path.name} needs an optional package: {_one_line(exc)}") from None
 
 
-def _weights(args) -> int:
-    import counterpoise as cpz
-
+def _output_and_data(args):
+    """(the output path, checked before any solve; the data, indexed by --id if given)."""
     out = Path(args.output)
-    if out.suffix.lower() not in (".csv", ".parquet", ".pq"):  # before the solve, not after
+    if out.suffix.lower() not in (".csv", ".parquet", ".pq"):
         raise _Failure(f"{str(out)!r}: unknown output type {out.suffix or '(none)'}; use .csv or .parquet")
     data = _read(Path(args.data))
     if args.id is not None:
         if args.id not in data.columns:
             raise _Failure(f"--id {args.id!r} is not a column of {args.data}")
         data = data.set_index(args.id)
+    return out, data
+
+
+def _weights(args) -> int:
+    import counterpoise as cpz
+
+    out, data = _output_and_data(args)
     covariates = [c.strip() for c in args.covariates.split(",") if c.strip()]
     options = dict(treatment=args.treatment, covariates=covariates, estimand=args.estimand,
                    delta_scale=args.delta_scale)
@@ -182,14 +188,7 @@ def _calibrate(args) -> int:
     import counterpoise as cpz
     from .targets_file import matched_levels, read_targets
 
-    out = Path(args.output)
-    if out.suffix.lower() not in (".csv", ".parquet", ".pq"):
-        raise _Failure(f"{str(out)!r}: unknown output type {out.suffix or '(none)'}; use .csv or .parquet")
-    data = _read(Path(args.data))
-    if args.id is not None:
-        if args.id not in data.columns:
-            raise _Failure(f"--id {args.id!r} is not a column of {args.data}")
-        data = data.set_index(args.id)
+    out, data = _output_and_data(args)
     margins, totals = read_targets(args.margins)
     margins = matched_levels(data, margins)
     start = time.perf_counter()
