@@ -92,6 +92,15 @@ def _fractions(frame, fpc, stratum_code, counts, labels) -> np.ndarray:
     return value
 
 
+def solved_calibration(frame, d, margins, totals, distance, bounds, epsilon, max_iter):
+    """(the calibration problem of base weights d to the targets, its solve by the Deville-Sarndal Newton, the
+    calibration matrix X as a dense array) for a design's calibrate()."""
+    frame, d, X, names, T, N = calibration_inputs(frame, d, margins, totals, None, sparse=False)
+    problem = calibration_problem(frame.index, X, names, T, N, d, distance, bounds)
+    solution = problem.solve(backend="calibration", epsilon=epsilon, max_iter=max_iter)
+    return problem, solution, np.asarray(X, dtype=float)
+
+
 class SurveyDesign(Estimators):
     """A sample with its design (module docstring): weights, PSUs (`ids`), `strata`, `fpc` (a column: the
     population number of PSUs per stratum, or the sampling fraction), `nest`, and the rule for strata with one
@@ -108,7 +117,6 @@ class SurveyDesign(Estimators):
             raise InputError("data has duplicated index labels; the weights are matched to rows by index")
         self.frame = frame
         self.strata = strata_of(frame, ids, strata, fpc, nest, lonely_psu)
-        self.design = dict(weights=weights, ids=ids, strata=strata, fpc=fpc, nest=nest, lonely_psu=lonely_psu)
         self.weights = self._design_weights(weights, fpc)
         self.calibrations = ()
         self.solution = None
@@ -155,11 +163,10 @@ class SurveyDesign(Estimators):
         `margins={"var": {"level": N_level}}` and `totals={"col": T}` exactly, solved by `cpz.calibrate`'s
         problem with the Deville-Sarndal Newton. The calibrated design's `solution` is that solve (its balance,
         validate()); its variances use the calibration residuals."""
-        frame, d, X, names, T, N = calibration_inputs(self.frame, self.weights, margins, totals, None, sparse=False)
-        problem = calibration_problem(frame.index, X, names, T, N, d, distance, bounds)
-        solution = problem.solve(backend="calibration", epsilon=epsilon, max_iter=max_iter)
+        problem, solution, X = solved_calibration(self.frame, self.weights, margins, totals, distance, bounds,
+                                                  epsilon, max_iter)
         w = solution.weights.to_numpy()
-        return self.with_weights(w, Calibration(X=np.asarray(X, dtype=float), d=d, w=w), solution)
+        return self.with_weights(w, Calibration(X=X, d=self.weights, w=w), solution)
 
     def replicates(self, kind="auto", replicates=50, seed=0, fay_rho=0.0, mse=False):
         """A replicate-weight design from this one (survey's as.svrepdesign): "jk1" (delete one PSU,

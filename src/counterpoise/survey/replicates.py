@@ -34,9 +34,10 @@ import pandas as pd
 import scipy.linalg
 
 from ..errors import CalibrationError, InputError
-from ..families.calibration import DISTANCES, calibration_inputs, calibration_problem
+from ..families.calibration import DISTANCES
 from ..progress import bar
 from ..validation import one_of, validated, warn
+from .design import solved_calibration
 from .statistics import Estimators
 
 KINDS = ("auto", "jk1", "jkn", "bootstrap", "brr")
@@ -78,9 +79,8 @@ class ReplicateDesign(Estimators):
                   raise_on_failure=True, progress=None) -> "ReplicateDesign":
         """The full sample and every replicate calibrated to the same totals (module docstring); arguments as
         `SurveyDesign.calibrate`."""
-        frame, d, X, names, T, N = calibration_inputs(self.frame, self.weights, margins, totals, None, sparse=False)
-        problem = calibration_problem(frame.index, X, names, T, N, d, distance, bounds)
-        solution = problem.solve(backend="calibration", epsilon=epsilon, max_iter=max_iter)
+        problem, solution, _ = solved_calibration(self.frame, self.weights, margins, totals, distance, bounds,
+                                                  epsilon, max_iter)
         backend = problem.backend("calibration")
         calibrated = np.empty_like(self.replicate_weights)
         status = []
