@@ -40,6 +40,7 @@ def test_r_survey_printed_values(strat, clus):
     assert dstrat.total("enroll").se == pytest.approx(114642, abs=1)
     dclus1 = cpz.SurveyDesign(clus, weights="pw", ids="dnum", fpc="fpc")
     assert dclus1.mean("api00").se == pytest.approx(23.542, abs=5e-4)
+    assert dclus1.mean("api00").deff == pytest.approx(9.3459, abs=5e-5)        # svymean(..., deff=TRUE)
     assert dclus1.total("enroll").se == pytest.approx(932235, abs=1)
     ratio = dclus1.ratio("api.stu", "enroll")
     assert (ratio.estimate, ratio.se) == (pytest.approx(0.8497, abs=5e-5), pytest.approx(0.008386, abs=5e-7))
