@@ -168,8 +168,8 @@ def _se_method(se, weights, covariates):
     """The SE method: `se`, or by default "balancing" where the balance functions are known (a balancing
     solution's, or `covariates`), else "fixed"."""
     if se is None:
-        known = covariates is not None or getattr(getattr(weights, "problem", None), "balance_functions", None)
-        return "balancing" if known is not None else "fixed"
+        functions = getattr(getattr(weights, "problem", None), "balance_functions", None)
+        return "balancing" if covariates is not None or functions is not None else "fixed"
     if se not in SE_METHODS:
         raise InputError(f"se must be one of {SE_METHODS}, got {se!r}")
     return se
@@ -221,7 +221,7 @@ def _balancing_variance(estimand, data, t, y, w_t, w_c, weights, covariates, sam
         functions = getattr(getattr(weights, "problem", None), "balance_functions", None)
         if functions is None:
             raise InputError("se='balancing' needs the functions the weights balance: pass the Solution of a "
-                             "balancing problem (sbw, kernel_sbw, entropy_balance, balnet), or covariates=[...]")
+                             "balancing problem (sbw, kernel_sbw, entropy_balance), or covariates=[...]")
     F_t, F_c = functions.rows("treated", data.index[t]), functions.rows("control", data.index[~t])
     v_t, v_c = w_t / w_t.sum(), w_c / w_c.sum()
     if estimand == "ATT":
