@@ -121,7 +121,7 @@ class SurveyEstimate:
         return f"{shown.to_string(float_format=lambda v: f'{v:.5g}')}\n({self.method})"
 
 
-def estimate_table(statistic: Statistic, value, covariance, srs, level, index) -> pd.DataFrame:
+def estimate_table(value, covariance, srs, level, index) -> pd.DataFrame:
     """The rows of a SurveyEstimate: estimate, se, normal interval at `level`, design effect."""
     se = np.sqrt(np.maximum(np.diag(covariance), 0.0))
     z = stats.norm.ppf(0.5 + level / 2)
@@ -147,8 +147,11 @@ def columns_of(frame: pd.DataFrame, columns, na_rm: bool, what: str):
                              "those rows out (a domain of the observed rows, as survey's na.rm=TRUE)")
         observed &= ~missing
         if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+            value = series.to_numpy(dtype=float)
+            if np.isinf(value).any():
+                raise InputError(f"{what} {column!r} has {int(np.isinf(value).sum())} infinite values")
             names.append(str(column))
-            values.append(series.to_numpy(dtype=float))
+            values.append(value)
             continue
         codes, levels = pd.factorize(series, sort=True)
         for j, level in enumerate(levels):
@@ -223,7 +226,7 @@ class Estimators:
             covariance = self.covariance(piece)
             index = pd.Index(statistic.names) if key is None else pd.MultiIndex.from_tuples(
                 [(key, name) for name in statistic.names], names=[_by_name(by), "variable"])
-            tables.append(estimate_table(piece, piece.value(self.weights), covariance, piece.srs_variance(self.weights),
+            tables.append(estimate_table(piece.value(self.weights), covariance, piece.srs_variance(self.weights),
                                          level, index))
             blocks.append(pd.DataFrame(covariance, index=index, columns=index))
         vcov = blocks[0] if len(blocks) == 1 else _block_diagonal(blocks)
