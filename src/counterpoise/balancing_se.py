@@ -15,7 +15,7 @@ The first term is the sampling of the population the effect is averaged over (th
 the outcome noise left after the balanced functions; with f empty it is the fixed-weight variance. It takes the
 balance as exact: under a tolerance delta the residual imbalance (weighted mean of f - target)' beta is a bias
 and a variance it does not count, which dominate when delta is large against the SE (problems/README.md,
-effect-coverage: SBW on kim2023's quadratic outcome covers 92% at delta 0 and about 20% at delta 0.02 SD). R sbw's
+effect-coverage: SBW on kim2023's quadratic outcome covers 92.2% at delta 0 and 21.6% at delta 0.02 SD). R sbw's
 estimate() differs: its treated term is the variance of Y itself and its control term averages the fitted m0 over
 the treated, which leaves out the controls' residuals.
 """
