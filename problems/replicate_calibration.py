@@ -28,7 +28,8 @@ def main():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", cpz.CounterpoiseWarning)      # the bootstrap does not use the fpc
         replicates = design.replicates("bootstrap", replicates=args.replicates, seed=1)
-    print("| distance | replicates | Newton, warm (s) | mean iterations | cvxpy cold (s, scaled) | ratio | SE of mean api00 |")
+    print("| distance | replicates | Newton, warm (s) | mean iterations | cvxpy cold (s, scaled) | ratio | "
+          "SE of mean api00 |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for distance in ("linear", "raking"):
         start = time.perf_counter()
@@ -40,8 +41,9 @@ def main():
             keep = d > 0
             cpz.calibrate(strat[keep], base_weights=d[keep], distance=distance, **TARGETS).solve(backend="cvxpy")
         cold = (time.perf_counter() - start) / args.timed * args.replicates
-        print(f"| {distance} | {args.replicates} | {newton:.2f} | {calibrated.replicate_status.iterations.mean():.1f} | "
-              f"{cold:.1f} | {cold / newton:.0f}x | {calibrated.mean('api00').se:.4f} |")
+        iterations = calibrated.replicate_status.iterations.mean()
+        print(f"| {distance} | {args.replicates} | {newton:.2f} | {iterations:.1f} | {cold:.1f} | "
+              f"{cold / newton:.0f}x | {calibrated.mean('api00').se:.4f} |")
 
 
 if __name__ == "__main__":

@@ -209,8 +209,8 @@ def write_results(df, out_dir, name, description="", time_limit=100.0, resumed=0
         "smallest arm's), max abs SMD: largest absolute standardized mean difference after weighting, effect error: "
         "estimate - truth (its mean is the bias), RMSE: their root mean square, SE / SD: the mean reported SE over "
         "the SD of the estimates (the run's se method), CI coverage: the share of confidence intervals (95% by "
-        "default) that hold the truth, each over the successful solves only. Means skip the solves where a value could not be computed (see the note); unsupported and skipped "
-        "runs are not solves.")
+        "default) that hold the truth, each over the successful solves only. Means skip the solves where a value "
+        "could not be computed (see the note); unsupported and skipped runs are not solves.")
     sections = [markdown_table(df, time_limit), legend]
     if figure is not None:
         sections.append(f"![performance profile]({figure.name})\n\nPerformance profile (Dolan and More): the share "

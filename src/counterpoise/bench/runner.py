@@ -139,8 +139,8 @@ def _one_run(cell, run, data, built):
     if run["max_n"] is not None and len(data) > run["max_n"]:
         return {**row, "status": "skipped", "message": f"skipped: {len(data)} rows > max_n = {run['max_n']}"}
     if run["max_replications"] is not None and cell["replication"] >= run["max_replications"]:
-        return {**row, "status": "skipped",
-                "message": f"skipped: replication {cell['replication']} >= max_replications = {run['max_replications']}"}
+        return {**row, "status": "skipped", "message": f"skipped: replication {cell['replication']} >= "
+                                                       f"max_replications = {run['max_replications']}"}
     if variant not in built:
         start = time.perf_counter()
         built[variant] = (FAMILIES[part["family"]](data, **{**part["problem"], **run["problem"]}),

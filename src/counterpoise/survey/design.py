@@ -31,8 +31,8 @@ def strata_of(frame: pd.DataFrame, ids=None, strata=None, fpc=None, nest=False, 
     every row its own PSU) and strata without missing values, PSUs nested in strata (or `nest=True`, which makes PSU
     ids repeated across strata distinct), and an fpc constant within strata that is either every stratum's PSU
     count N_h (all values >= 1) or its sampling fraction (all values <= 1), never below the PSUs sampled."""
-    stratum = _codes(frame, strata, "strata") if strata is not None else (np.zeros(len(frame), int), [None])
-    stratum_code, labels = stratum
+    unstratified = (np.zeros(len(frame), int), [None])
+    stratum_code, labels = _codes(frame, strata, "strata") if strata is not None else unstratified
     if ids is None:
         psu_key = pd.Series(np.arange(len(frame)))
     else:
