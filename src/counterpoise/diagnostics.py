@@ -161,6 +161,11 @@ def sds_from_sums(squares, total, total_squares):
     return np.sqrt(squares / np.where(single, 1.0, effective)) * ~single
 
 
+def rounding_to_zero(sd, largest):
+    """The SDs with those at most 1e-12 x the column's largest |x| set to 0: a column constant up to rounding."""
+    return np.where(sd <= 1e-12 * largest, 0.0, sd)
+
+
 def _squared_deviations(X, W, means, chunk):
     """sum_i w_i (x_ij - xbar_j)^2 per weight vector and column, in row chunks of a dense X."""
     squares = np.zeros_like(means)
@@ -242,9 +247,7 @@ def smd_denominators(X, treatment=None, target_rows=None, base_weights=None) -> 
     scale = max_abs(X)
     sds = {}
     for key in keys:
-        sd = values[distinct[subsets[key].tobytes()]].copy()
-        sd[sd <= 1e-12 * scale] = 0.0
-        sds[key] = sd
+        sds[key] = rounding_to_zero(values[distinct[subsets[key].tobytes()]], scale)
     if treatment is not None:
         sds["pooled"] = np.sqrt((sds["treated"] ** 2 + sds["control"] ** 2) / 2)
     return sds

@@ -11,6 +11,7 @@ reads it too (with two, whose rows interleave, the table keeps its covariates in
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -322,13 +323,13 @@ def _balancing_problem(frame, treatment, estimand, blocks, report, dispersion, f
 
 def _functions(frame, blocks, offsets, matrices, arm_rows, target_rows, estimand) -> BalanceFunctions:
     """Each arm's balance functions for the balancing SE (`balancing_se`): the weighted arms' matrices the terms
-    hold, and for an ATT / ATC the target arm's rows, gathered when first asked for."""
+    hold, and for an ATT / ATC the target arm's rows, gathered when first asked for and kept."""
     arms = {g: (frame.index[arm_rows[g]], matrices[g]) for g in matrices}
     if estimand in ("ATT", "ATC"):
         target = np.flatnonzero(target_rows)
         sources = [block.B for block in blocks]
         arms["treated" if estimand == "ATT" else "control"] = (
-            frame.index[target], lambda: _side_by_side(sources, offsets, target))
+            frame.index[target], functools.cache(lambda: _side_by_side(sources, offsets, target)))
     return BalanceFunctions(arms)
 
 

@@ -35,7 +35,7 @@ from ..backends.blocks import DaskBlocks
 from ..balancing_se import PartitionedFunctions
 from ..backends.forms import CalibrationForm, SeparableQP
 from ..columns import max_abs, value_range, weighted_sums, widest
-from ..diagnostics import sds_from_sums
+from ..diagnostics import rounding_to_zero, sds_from_sums
 from ..errors import InputError
 from ..partitioned import CalibrationNewton, DualNewton, PartitionedProblem, Report
 from ..terms import Balance, Bounds, ChiSquare, Entropy, Normalize
@@ -107,7 +107,7 @@ def base_weighted_sds(data) -> np.ndarray:
     linear, squares, total, total_squares = data.reduce(_moment_sums)
     largest = data.reduce(_max_abs, combine=np.maximum)
     sd = sds_from_sums(np.maximum(squares - linear ** 2 / total, 0.0), total, total_squares)
-    return np.where(sd <= 1e-12 * largest, 0.0, sd)
+    return rounding_to_zero(sd, largest)
 
 
 def _moment_sums(X, d):
@@ -266,7 +266,7 @@ def _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, fam
     sds = {}
     for arm, key in ((1, "treated"), (0, "control")):
         sd = sds_from_sums(squares[arm], totals[arm], total_squares[arm])
-        sds[key] = np.where(sd <= 1e-12 * largest, 0.0, sd)
+        sds[key] = rounding_to_zero(sd, largest)
     sds["target"] = sds["treated" if target_arm == 1 else "control"]
     sds["pooled"] = np.sqrt((sds["treated"] ** 2 + sds["control"] ** 2) / 2)
     std = std or "target"
