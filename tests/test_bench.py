@@ -197,6 +197,8 @@ def test_shipped_study_by_name():
     (lambda t: t.replace('solver = "OSQP"', 'solver = "NOSUCH"'), "not installed"),
     (lambda t: t.replace('backend = "cvxpy"\nsolver = "OSQP"', 'backend = "gurobi-ish"'), "unknown backend"),
     (lambda t: t.replace("max_n = 250", "maxn = 250"), "unknown keys ['maxn']"),
+    (lambda t: t.replace("max_n = 250", "max_n = 250\naugmented = 1"), "'augmented' must be true or false"),
+    (lambda t: t.replace("max_n = 250", 'max_n = 250\naugmented = true\nse = "fixed"'), "'augmented' needs se"),
     (lambda t: t.replace("overlap = [\"weak\"]", "overlap = [\"weak\"]\nrho = 2"), "no arguments ['rho']"),
     (lambda t: t.replace("delta = 0.05", "delta = 0.05\nlambda = 3"), "no arguments ['lambda']"),
     (lambda t: t.replace("n = [300]", ""), "needs the arguments ['n']"),

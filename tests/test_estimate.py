@@ -189,6 +189,58 @@ def test_balancing_se_is_the_residualized_variance_written_out():
     assert cpz.estimate.ate(data, "A", "Y", both).std_error ** 2 == pytest.approx(expected, rel=1e-9)
 
 
+def test_augmented_estimates_are_the_regression_corrected_contrasts_written_out():
+    """ATT, ATC and ATE at delta 0.05 SD: the augmented estimate by hand (the weighted regression on the covariates,
+    then the target population's mean of the fitted contrast), the plain one corrected by the residual imbalance
+    times the coefficients; its SE is the balancing SE."""
+    data = cpz.datasets.kim2023(n=1500, overlap="weak", seed=4)
+    covariates = ["X1", "X2", "X3", "X4", "X5", "X6"]
+    t = data["A"].to_numpy() == 1
+    X, y = data[covariates].to_numpy(), data["Y"].to_numpy()
+    D = np.column_stack([np.ones(len(y)), X])
+    for estimand, target, weighted in (("ATT", t, ~t), ("ATC", ~t, t)):
+        sol = cpz.sbw(data, treatment="A", covariates=covariates, estimand=estimand, delta=0.05).solve()
+        estimate = att if estimand == "ATT" else cpz.estimate.atc
+        plain, result = estimate(data, "A", "Y", sol), estimate(data, "A", "Y", sol, augmented=True)
+        v = sol.weights.reindex(data.index[weighted]).to_numpy()
+        v = v / v.sum()
+        beta, _ = _wls(X[weighted], y[weighted], v)
+        sign = 1.0 if estimand == "ATT" else -1.0
+        expected = sign * np.mean(y[target] - D[target] @ beta)
+        imbalance = v @ X[weighted] - X[target].mean(axis=0)
+        assert result.augmented and result.estimate == pytest.approx(expected, rel=1e-9)
+        assert result.estimate == pytest.approx(plain.estimate + sign * imbalance @ beta[1:], rel=1e-9)
+        assert abs(result.estimate - plain.estimate) > 1e-3 and result.std_error == plain.std_error
+        assert "augmented" in str(result)
+    both = cpz.sbw(data, treatment="A", covariates=covariates, estimand="ATE", delta=0.05).solve()
+    w = both.weights.reindex(data.index).to_numpy()
+    b1, _ = _wls(X[t], y[t], w[t] / w[t].sum())
+    b0, _ = _wls(X[~t], y[~t], w[~t] / w[~t].sum())
+    result = ate(data, "A", "Y", both, augmented=True)
+    assert result.estimate == pytest.approx(np.mean(D @ (b1 - b0)), rel=1e-9)
+    assert result.std_error == ate(data, "A", "Y", both).std_error
+    with pytest.raises(InputError, match="its SE is se='balancing'"):
+        att(data, "A", "Y", cpz.sbw(data, treatment="A", covariates=covariates, delta=0.05).solve(), se="fixed",
+            augmented=True)
+
+
+def test_augmented_equals_the_plain_estimate_at_exact_balance_and_is_bootstrapped_as_itself():
+    """Entropy balancing holds the means exactly, so the correction is zero; on resamples of an SBW at delta
+    0.05 SD the bootstrap recomputes the augmented estimate, whose spread the balancing SE describes."""
+    data = cpz.datasets.kim2023(n=1200, overlap="strong", seed=2)
+    covariates = ["X1", "X2", "X3", "X4", "X5", "X6"]
+    exact = cpz.entropy_balance(data, treatment="A", covariates=covariates).solve()
+    assert att(data, "A", "Y", exact, augmented=True).estimate == pytest.approx(att(data, "A", "Y", exact).estimate,
+                                                                               abs=1e-8)
+    sol = cpz.sbw(data, treatment="A", covariates=covariates, delta=0.05).solve()
+    boot = att(data, "A", "Y", sol, se="bootstrap", n_boot=60, seed=3, augmented=True)
+    plain_boot = att(data, "A", "Y", sol, se="bootstrap", n_boot=60, seed=3)
+    corrected = att(data, "A", "Y", sol, augmented=True)
+    assert boot.estimate == corrected.estimate and boot.method == "bootstrap" and boot.augmented
+    assert boot.std_error != plain_boot.std_error
+    assert 0.5 < boot.std_error / corrected.std_error < 2.0
+
+
 def test_balancing_se_vanishes_for_an_outcome_the_balanced_functions_explain():
     """Exact balance (entropy balancing) and Y linear in the covariates with no noise: nothing is left to vary
     but the treated's residual, which is zero; the fixed-weight SE is not."""

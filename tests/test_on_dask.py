@@ -168,9 +168,15 @@ def test_effect_estimates_on_partitions_equal_the_in_memory_ones(client):
             assert (ours.n_treated, ours.n_control) == (memory.n_treated, memory.n_control)
         assert estimate(data, "A", "Y", on_partitions).method == "balancing"           # the default, as in memory
     sbw = dict(treatment="A", covariates=["X1", "X2", "X3", "X4", "X5", "X6"], delta=0.05, moments=2)
-    memory = cpz.estimate.att(frame, "A", "Y", cpz.sbw(frame, **sbw).solve())
-    ours = cpz.estimate.att(partitioned(frame), "A", "Y", cpz.sbw(partitioned(frame), **sbw).solve())
+    in_memory, on_partitions = cpz.sbw(frame, **sbw).solve(), cpz.sbw(partitioned(frame), **sbw).solve()
+    memory = cpz.estimate.att(frame, "A", "Y", in_memory)
+    ours = cpz.estimate.att(partitioned(frame), "A", "Y", on_partitions)
     assert ours.std_error == pytest.approx(memory.std_error, rel=1e-6)
+    corrected = cpz.estimate.att(frame, "A", "Y", in_memory, augmented=True)      # delta 0.05: not the plain ATT
+    assert abs(corrected.estimate - memory.estimate) > 1e-3
+    ours = cpz.estimate.att(partitioned(frame), "A", "Y", on_partitions, augmented=True)
+    assert ours.augmented and ours.estimate == pytest.approx(corrected.estimate, rel=1e-6)
+    assert ours.std_error == pytest.approx(corrected.std_error, rel=1e-6)
     with pytest.raises(InputError, match="use se='balancing' or 'fixed'"):
         cpz.estimate.att(data, "A", "Y", cpz.entropy_balance(data, **arguments).solve(), se="bootstrap")
 

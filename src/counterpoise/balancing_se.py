@@ -18,6 +18,16 @@ and a variance it does not count, which dominate when delta is large against the
 effect-coverage: SBW on kim2023's quadratic outcome covers 92.2% at delta 0 and 21.6% at delta 0.02 SD). R sbw's
 estimate() differs: its treated term is the variance of Y itself and its control term averages the fitted m0 over
 the treated, which leaves out the controls' residuals.
+
+The augmented (bias-corrected) estimate removes that residual imbalance: the contrast with each weighted arm's
+mean replaced by its regression's mean over the population averaged over,
+
+    ATT_aug = sum_treated v_i (Y_i - m0(x_i)) = ATT + (sum_control v_i f_i - sum_treated v_i f_i)' beta0
+    ATE_aug = sum_all u_i (m1(x_i) - m0(x_i))
+
+(the weighted residuals sum to zero in each arm, the fit having an intercept), the same as the plain contrast when
+the balance is exact. The variances above are its variances, whatever the residual imbalance: it is the estimator
+the balancing SE describes (effect-coverage in problems/README.md shows both).
 """
 
 from __future__ import annotations
@@ -69,20 +79,25 @@ def _fit(F, y, v):
     return beta, y - design @ beta
 
 
-def one_arm_variance(y_target, v_target, F_target, y_weighted, v_weighted, F_weighted) -> float:
-    """The ATT's (or ATC's) balancing variance: module docstring; v's normalized within their arm."""
+def one_arm_balancing(y_target, v_target, F_target, y_weighted, v_weighted, F_weighted) -> tuple[float, float]:
+    """(rbar, Var) of an ATT (or ATC): the target arm's mean residual rbar = sum v r, r = Y - m(x), off the weighted
+    arm's regression m (the augmented ATT; minus the augmented ATC), and the balancing variance (module docstring);
+    v's normalized within their arm."""
     beta, e = _fit(F_weighted, y_weighted, v_weighted)
     r = y_target - np.column_stack([np.ones(len(y_target)), F_target]) @ beta
-    return float(np.sum(v_target ** 2 * (r - v_target @ r) ** 2) + np.sum(v_weighted ** 2 * e ** 2))
+    rbar = float(v_target @ r)
+    return rbar, float(np.sum(v_target ** 2 * (r - rbar) ** 2) + np.sum(v_weighted ** 2 * e ** 2))
 
 
-def ate_variance(y_t, v_t, F_t, y_c, v_c, F_c, u_t, u_c) -> float:
-    """The ATE's balancing variance (module docstring): u the sample weights of the treated and the controls,
-    normalized over all units together."""
+def ate_balancing(y_t, v_t, F_t, y_c, v_c, F_c, u_t, u_c) -> tuple[float, float]:
+    """(ATE_aug, Var): the augmented ATE sum u (m1 - m0) and the ATE's balancing variance (module docstring); u the
+    sample weights of the treated and the controls, normalized over all units together."""
     beta_1, e_1 = _fit(F_t, y_t, v_t)
     beta_0, e_0 = _fit(F_c, y_c, v_c)
     difference = beta_1 - beta_0
     tau = np.concatenate([np.column_stack([np.ones(len(y_t)), F_t]) @ difference,
                           np.column_stack([np.ones(len(y_c)), F_c]) @ difference])
     u = np.concatenate([u_t, u_c])
-    return float(np.sum(u ** 2 * (tau - u @ tau) ** 2) + np.sum(v_t ** 2 * e_1 ** 2) + np.sum(v_c ** 2 * e_0 ** 2))
+    taubar = float(u @ tau)
+    return taubar, float(np.sum(u ** 2 * (tau - taubar) ** 2) + np.sum(v_t ** 2 * e_1 ** 2)
+                         + np.sum(v_c ** 2 * e_0 ** 2))

@@ -8,6 +8,10 @@ within the arm. Three standard errors:
     se="fixed"      the weights held fixed, Var = sum_treated v_i^2 (Y_i - mu_t)^2 + sum_control v_i^2 (Y_i - mu_c)^2,
                     the sandwich of a Hajek estimator with known weights (the default for a plain weights Series)
     se="bootstrap"  the weights re-estimated on every stratified resample, percentile interval
+
+`augmented=True` takes the bias-corrected contrast instead: each weighted arm's mean corrected by the outcome
+regression on the balance functions for the imbalance the weights leave (`balancing_se`), the estimator whose
+variance the balancing SE is; equal to the plain contrast at exact balance.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .balancing_se import BalanceFunctions, ate_variance, one_arm_variance
+from .balancing_se import BalanceFunctions, ate_balancing, one_arm_balancing
 from .diagnostics import effective_sample_size
 from .errors import CounterpoiseError, InputError, SolverError
 from .progress import bar
@@ -33,7 +37,8 @@ class Estimate:
 
     `method` is "balancing" (the outcome residualized on the balance functions, normal interval), "fixed"
     (weights held fixed, normal interval) or "bootstrap" (weights re-estimated on each replicate, percentile
-    interval); `n_failed_replicates` counts bootstrap replicates whose solve failed and were dropped.
+    interval); `n_failed_replicates` counts bootstrap replicates whose solve failed and were dropped; `augmented`:
+    the bias-corrected contrast (`balancing_se`), not the plain weighted one.
     """
 
     estimand: str
@@ -48,6 +53,7 @@ class Estimate:
     ess_treated: float
     ess_control: float
     n_failed_replicates: int = 0
+    augmented: bool = False
 
     def __str__(self) -> str:
         if self.method == "balancing":
@@ -58,6 +64,8 @@ class Estimate:
             how = "bootstrap percentile, weights re-estimated"
             if self.n_failed_replicates:
                 how += f", {self.n_failed_replicates} failed replicates dropped"
+        if self.augmented:
+            how = "augmented by the outcome regression; " + how
         return (f"{self.estimand} = {self.estimate:.4g} (SE {self.std_error:.3g}, {100 * self.level:g}% CI "
                 f"{self.ci_lower:.3g} to {self.ci_upper:.3g}; {how})")
 
@@ -175,7 +183,10 @@ def _se_method(se, weights, covariates):
     return se
 
 
-def _check_options(se: str, level: float, n_boot: int) -> None:
+def _check_options(se: str, level: float, n_boot: int, augmented: bool = False) -> None:
+    if augmented and se == "fixed":
+        raise InputError("augmented=True corrects the estimate by the outcome regression on the balance functions; "
+                         "its SE is se='balancing' (or 'bootstrap'), not the fixed-weight one")
     if not 0 < level < 1:
         raise InputError(f"level must be in (0, 1), got {level}")
     if se == "bootstrap" and (int(n_boot) != n_boot or n_boot < 2):
@@ -183,11 +194,11 @@ def _check_options(se: str, level: float, n_boot: int) -> None:
 
 
 def _estimate(estimand, data, treatment, outcome, weights, arm_weights, se, level, n_boot, seed,
-              progress, covariates=None, sample_weights=None) -> Estimate:
+              progress, covariates=None, sample_weights=None, augmented=False) -> Estimate:
     """Shared body of att / atc / ate. `arm_weights(series, index, t, rows)` returns (w_treated, w_control) for the
     rows at positions `rows` of data, labelled `index` in the weights Series `series`, with treatment indicator
     `t`; `sample_weights` (n,) the ATE's weights of the population averaged over."""
-    _check_options(se, level, n_boot)
+    _check_options(se, level, n_boot, augmented)
     if not data.index.is_unique:
         raise InputError("data has duplicated index labels; weights are matched to rows by index")
     t = _treatment(data, treatment)
@@ -196,24 +207,28 @@ def _estimate(estimand, data, treatment, outcome, weights, arm_weights, se, leve
     w_t, w_c = arm_weights(_weight_series(weights), data.index, t, all_rows)
     estimate, var = _contrast(y[t], w_t, y[~t], w_c)
     failed = 0
-    if se == "balancing":
-        var = _balancing_variance(estimand, data, t, y, w_t, w_c, weights, covariates, sample_weights)
+    if se == "balancing" or augmented:
+        corrected, balancing_var = _balancing(estimand, data, t, y, w_t, w_c, weights, covariates, sample_weights)
+        estimate = corrected if augmented else estimate
+        var = balancing_var if se == "balancing" else var
     if se != "bootstrap":
         std_error = np.sqrt(var)
         z = stats.norm.ppf(0.5 + level / 2)
         lower, upper = estimate - z * std_error, estimate + z * std_error
     else:
-        replicates, failed = _bootstrap(data, t, y, weights, arm_weights, n_boot, seed, progress)
+        point = _augmented_point(estimand, covariates, sample_weights) if augmented else None
+        replicates, failed = _bootstrap(data, t, y, weights, arm_weights, n_boot, seed, progress, point)
         std_error = float(np.std(replicates, ddof=1))
         lower, upper = np.quantile(replicates, [(1 - level) / 2, (1 + level) / 2])
     return Estimate(estimand=estimand, estimate=estimate, std_error=float(std_error), ci_lower=float(lower),
                     ci_upper=float(upper), level=level, method=se, n_treated=int(t.sum()),
                     n_control=int((~t).sum()), ess_treated=effective_sample_size(w_t), ess_control=effective_sample_size(w_c),
-                    n_failed_replicates=failed)
+                    n_failed_replicates=failed, augmented=bool(augmented))
 
 
-def _balancing_variance(estimand, data, t, y, w_t, w_c, weights, covariates, sample_weights) -> float:
-    """The balancing variance (`balancing_se`) on the solution's balance functions, or on `covariates`."""
+def _balancing(estimand, data, t, y, w_t, w_c, weights, covariates, sample_weights) -> tuple[float, float]:
+    """(the augmented estimate, the balancing variance) (`balancing_se`) on the solution's balance functions, or
+    on `covariates`."""
     if covariates is not None:
         X = numeric_matrix(data, columns_list(covariates, "covariates"))
         functions = BalanceFunctions({"treated": (data.index[t], X[t]), "control": (data.index[~t], X[~t])})
@@ -225,16 +240,27 @@ def _balancing_variance(estimand, data, t, y, w_t, w_c, weights, covariates, sam
     F_t, F_c = functions.rows("treated", data.index[t]), functions.rows("control", data.index[~t])
     v_t, v_c = w_t / w_t.sum(), w_c / w_c.sum()
     if estimand == "ATT":
-        return one_arm_variance(y[t], v_t, F_t, y[~t], v_c, F_c)
+        return one_arm_balancing(y[t], v_t, F_t, y[~t], v_c, F_c)
     if estimand == "ATC":
-        return one_arm_variance(y[~t], v_c, F_c, y[t], v_t, F_t)
+        rbar, var = one_arm_balancing(y[~t], v_c, F_c, y[t], v_t, F_t)
+        return -rbar, var
     s = np.ones(len(data)) if sample_weights is None else sample_weights
-    return ate_variance(y[t], v_t, F_t, y[~t], v_c, F_c, s[t] / s.sum(), s[~t] / s.sum())
+    return ate_balancing(y[t], v_t, F_t, y[~t], v_c, F_c, s[t] / s.sum(), s[~t] / s.sum())
 
 
-def _bootstrap(data, t, y, weights, arm_weights, n_boot, seed, progress) -> tuple[np.ndarray, int]:
+def _augmented_point(estimand, covariates, sample_weights):
+    """The augmented estimate on a bootstrap resample, as a function of the resample (data_b: the rows `rows` of
+    data) and the weights re-solved on it (`solution`)."""
+    def point(data_b, t_b, y_b, w_t, w_c, solution, rows):
+        s_b = None if sample_weights is None else sample_weights[rows]
+        return _balancing(estimand, data_b, t_b, y_b, w_t, w_c, solution, covariates, s_b)[0]
+    return point
+
+
+def _bootstrap(data, t, y, weights, arm_weights, n_boot, seed, progress, point=None) -> tuple[np.ndarray, int]:
     """Stratified bootstrap: resample rows with replacement within each arm, re-solve the weighting problem on the
-    resample (`weights.problem.rebuild(data_b).solve()`), recompute the contrast. Returns (estimates, n_failed)."""
+    resample (`weights.problem.rebuild(data_b).solve()`), recompute the contrast (or `point`, the augmented
+    estimate, on the resample). Returns (estimates, n_failed)."""
     problem = getattr(weights, "problem", None)
     if not callable(getattr(problem, "rebuild", None)):
         raise InputError("se='bootstrap' needs weights from a counterpoise Solution (with .problem.rebuild) so that "
@@ -253,7 +279,8 @@ def _bootstrap(data, t, y, weights, arm_weights, n_boot, seed, progress) -> tupl
             continue
         y_b, t_b = y[rows], t[rows]
         w_t, w_c = arm_weights(_weight_series(solution), data_b.index, t_b, rows)
-        estimates.append(_contrast(y_b[t_b], w_t, y_b[~t_b], w_c)[0])
+        estimates.append(_contrast(y_b[t_b], w_t, y_b[~t_b], w_c)[0] if point is None
+                         else point(data_b, t_b, y_b, w_t, w_c, solution, rows))
     if len(failures) > _MAX_FAILED_SHARE * n_boot or len(estimates) < 2:
         raise SolverError(f"{len(failures)} of {n_boot} bootstrap replicates failed to solve (more than "
                           f"{_MAX_FAILED_SHARE:.0%}); last error: {failures[-1]}")
@@ -271,14 +298,14 @@ def _solution_estimand(weights, wanted):
 
 
 def _one_arm(estimand, data, treatment, outcome, weights, sample_weights, se, level, n_boot, seed,
-             progress, covariates) -> Estimate:
+             progress, covariates, augmented) -> Estimate:
     """ATT (controls weighted to the treated) or ATC (treated weighted to the controls)."""
     if is_dask_frame(data):
         if covariates is not None:
             raise InputError("covariates= reads columns in memory; on a dask DataFrame the balancing SE uses the "
                              "functions the solution balanced")
         return _one_arm_on_partitions(estimand, data, treatment, outcome, weights, sample_weights,
-                                      _se_method(se, weights, None), level)
+                                      _se_method(se, weights, None), level, augmented)
     if sample_weights is None:
         sample_weights = _solution_estimand(weights, estimand)
     else:
@@ -296,21 +323,22 @@ def _one_arm(estimand, data, treatment, outcome, weights, sample_weights, se, le
         return (fixed, weighted) if estimand == "ATT" else (weighted, fixed)
 
     return _estimate(estimand, data, treatment, outcome, weights, arm_weights, _se_method(se, weights, covariates),
-                     level, n_boot, seed, progress, covariates)
+                     level, n_boot, seed, progress, covariates, augmented=augmented)
 
 
-def _one_arm_on_partitions(estimand, data, treatment, outcome, weights, sample_weights, se, level) -> Estimate:
+def _one_arm_on_partitions(estimand, data, treatment, outcome, weights, sample_weights, se, level,
+                           augmented) -> Estimate:
     """att / atc on a dask DataFrame, with weights from a problem built on it (a PartitionedSolution, or a dask
     Series with the same partitions): the arms' sums over the partitions in two passes (the Hajek means, then the
     squared deviations), and the fixed-weight linearization; for the balancing SE the first pass also sums the
     weighted arm's regression of the outcome on the balance functions (its normal equations) and the second the
-    residuals' squares."""
+    residuals' squares; the augmented estimate is the target arm's mean residual off that regression."""
     import dask
 
     if se == "bootstrap":
         raise InputError("se='bootstrap' re-solves the weights on resamples of the rows in memory; on a dask "
                          "DataFrame use se='balancing' or 'fixed'")
-    _check_options(se, level, 2)
+    _check_options(se, level, 2, augmented)
     recorded = _solution_estimand(weights, estimand)
     sample_weights = recorded if sample_weights is None else sample_weights
     series = getattr(weights, "weights", weights)
@@ -347,11 +375,13 @@ def _one_arm_on_partitions(estimand, data, treatment, outcome, weights, sample_w
                                                                **options)
                                        for part, piece, block in zip(parts, pieces, blocks)]), axis=0)
     estimate, std_error = float(means[1] - means[0]), float(np.sqrt(np.sum(deviations / mass ** 2)))
+    if augmented:
+        estimate = fit[1] if estimand == "ATT" else -fit[1]
     z = stats.norm.ppf(0.5 + level / 2)
     return Estimate(estimand=estimand, estimate=estimate, std_error=std_error, ci_lower=estimate - z * std_error,
                     ci_upper=estimate + z * std_error, level=level, method=se, n_treated=int(counts[1]),
                     n_control=int(counts[0]), ess_treated=float(mass[1] ** 2 / squares[1]),
-                    ess_control=float(mass[0] ** 2 / squares[0]))
+                    ess_control=float(mass[0] ** 2 / squares[0]), augmented=bool(augmented))
 
 
 def _arm_sums(part, weights, block, treatment, outcome, sample_weights, estimand, goal=None, means=None, fit=None):
@@ -390,7 +420,7 @@ def _arm_sums(part, weights, block, treatment, outcome, sample_weights, estimand
 
 
 def att(data, treatment, outcome, weights, sample_weights=None, se=None, level=0.95, n_boot=200, seed=0,
-        progress=None, covariates=None) -> Estimate:
+        progress=None, covariates=None, augmented=False) -> Estimate:
     """Average treatment effect on the treated, Hajek form.
 
         ATT = sum_treated s_i Y_i / sum_treated s_i  -  sum_control w_i Y_i / sum_control w_i
@@ -413,21 +443,26 @@ def att(data, treatment, outcome, weights, sample_weights=None, se=None, level=0
     SolverError. `progress`: a progress bar over the replicates (None: when stderr is a terminal). On a dask
     DataFrame (with the solution of a problem built on it): se="balancing" (the default) or "fixed", in two
     passes over the partitions.
+
+    augmented=True: the bias-corrected ATT, the treated's mean residual off the controls' weighted regression of
+    the outcome on the balance functions, ATT + (sum_control v_i f_i - sum_treated s_i f_i)' beta0: the residual
+    imbalance a tolerance leaves is no longer a bias, and the balancing SE (or the bootstrap, which recomputes it
+    on every resample) is its SE; se="fixed" is refused with it. Equal to the plain ATT at exact balance.
     """
     return _one_arm("ATT", data, treatment, outcome, weights, sample_weights, se, level, n_boot, seed, progress,
-                    covariates)
+                    covariates, augmented)
 
 
 def atc(data, treatment, outcome, weights, sample_weights=None, se=None, level=0.95, n_boot=200, seed=0,
-        progress=None, covariates=None) -> Estimate:
+        progress=None, covariates=None, augmented=False) -> Estimate:
     """Average treatment effect on the controls, Hajek form: the weighted treated mean minus the (sample-weighted)
-    control mean. Arguments and standard errors as in `att`, with the arms' roles swapped."""
+    control mean. Arguments, standard errors and `augmented` as in `att`, with the arms' roles swapped."""
     return _one_arm("ATC", data, treatment, outcome, weights, sample_weights, se, level, n_boot, seed, progress,
-                    covariates)
+                    covariates, augmented)
 
 
 def ate(data, treatment, outcome, weights, se=None, level=0.95, n_boot=200, seed=0, progress=None,
-        covariates=None) -> Estimate:
+        covariates=None, augmented=False) -> Estimate:
     """Average treatment effect, Hajek form: each arm weighted to the full sample, weights normalized within arm.
 
         ATE = sum_treated w_i Y_i / sum_treated w_i  -  sum_control w_i Y_i / sum_control w_i
@@ -435,7 +470,8 @@ def ate(data, treatment, outcome, weights, se=None, level=0.95, n_boot=200, seed
     `weights` (a Series on data.index, or a Solution with `.weights`) must cover every row. Standard errors as in
     `att`: balancing (the default for a balancing Solution), fixed weights, or the stratified bootstrap that
     re-estimates the weights; the balancing SE averages the effect over the sample weights the problem was built
-    with (uniform by default).
+    with (uniform by default). augmented=True: the bias-corrected ATE, sum_i u_i (m1(x_i) - m0(x_i)) with m1, m0
+    the arms' weighted regressions of the outcome on the balance functions and u those sample weights (in memory).
     """
     recorded = _solution_estimand(weights, "ATE")
 
@@ -444,4 +480,4 @@ def ate(data, treatment, outcome, weights, se=None, level=0.95, n_boot=200, seed
 
     s = None if recorded is None else _sample_weights(data, recorded)
     return _estimate("ATE", data, treatment, outcome, weights, arm_weights, _se_method(se, weights, covariates),
-                     level, n_boot, seed, progress, covariates, s)
+                     level, n_boot, seed, progress, covariates, s, augmented)

@@ -179,7 +179,8 @@ def _one_run(cell, run, data, built):
     elif truth is not None:
         effect = _safe(lambda: EFFECTS[target](data, treatment=part["problem"].get("treatment"),
                                                outcome=truth["outcome"], weights=sol, se=run["se"],
-                                               n_boot=run["n_boot"], seed=cell["seed"], progress=False),
+                                               n_boot=run["n_boot"], seed=cell["seed"], progress=False,
+                                               augmented=run["augmented"]),
                        problems, target)
         if not (isinstance(effect, float) and math.isnan(effect)):
             true_value = truth.get(target.lower())

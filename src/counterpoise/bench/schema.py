@@ -28,6 +28,7 @@ A study file (see problems/README.md at the repository root, and the shipped pro
     se = "balancing"             # optional, with [truth]: the effect's SE ("balancing", "fixed", "bootstrap"; see
     n_boot = 200                 #   cpz.estimate), bootstrap resamples, and the replications the run is made on
     max_replications = 100       #   (the first ones: a costly SE on part of the draws)
+    augmented = true             # optional: the bias-corrected estimate (cpz.estimate.att's augmented=True)
     [run.options]                # optional: keyword arguments for solve()
     max_iter = 200
 
@@ -81,7 +82,7 @@ DEFAULT_TIME_LIMIT = 100.0
 #: cvxpy solvers that `backend = "every"` leaves out: they add integer variables to a solver already listed.
 MIXED_INTEGER_ONLY = {"ECOS_BB", "GLPK_MI"}
 _RUN_KEYS = {"backend", "solver", "options", "max_n", "label", "problem", "peer", "python", "script", "se", "n_boot",
-             "max_replications"}
+             "max_replications", "augmented"}
 _DATA_RESERVED = {"generator", "seed", "replications"}
 
 
@@ -318,6 +319,11 @@ def _check_run(run, i, where, folder):
     se = run.get("se")
     if se is not None and se not in estimate.SE_METHODS:
         raise InputError(f"{here}: 'se' must be one of {estimate.SE_METHODS}, got {se!r}")
+    augmented = run.get("augmented", False)
+    if not isinstance(augmented, bool):
+        raise InputError(f"{here}: 'augmented' must be true or false, got {augmented!r}")
+    if augmented and se == "fixed":
+        raise InputError(f"{here}: 'augmented' needs se = \"balancing\" or \"bootstrap\" (the augmented estimate's SE)")
     label = run.get("label") or (f"{backend}/{solver}" if solver else backend)
     if not isinstance(label, str):
         raise InputError(f"{here}: 'label' must be a string, got {label!r}")
@@ -325,7 +331,8 @@ def _check_run(run, i, where, folder):
     if not isinstance(overrides, dict):
         raise InputError(f"{here}: 'problem' must be a table of builder arguments that override [problem]")
     return dict(backend=backend, solver=solver, options=dict(options), max_n=max_n, label=label, peer=None,
-                problem=dict(overrides), se=se, n_boot=n_boot or 200, max_replications=max_replications)
+                problem=dict(overrides), se=se, n_boot=n_boot or 200, max_replications=max_replications,
+                augmented=augmented)
 
 
 def _positive_integer(run, key, here, least):
@@ -348,4 +355,4 @@ def _check_peer_run(run, here, folder):
     max_n = run.get("max_n")
     return dict(backend="peer", solver=run["peer"], options={}, max_n=max_n, label=run.get("label") or run["peer"],
                 peer=run["peer"], python=run["python"], script=folder / run["script"], problem={}, se=None,
-                n_boot=200, max_replications=None)
+                n_boot=200, max_replications=None, augmented=False)
