@@ -57,7 +57,8 @@ def test_every_readme_block_runs(tmp_path, monkeypatch, capsys):
 
 
 def test_the_tours_effects_are_the_ones_it_prints():
-    """The tour's comments quote the SBW ATT (4.38) and the kernel SBW ATT (0.24) on its data."""
+    """The tour's comments quote the SBW ATT (4.38), the kernel SBW ATT (0.24) and the augmented quadratic SBW
+    ATT (0.002; plain -0.11, as its paragraph says) on its data."""
     data = cpz.datasets.kim2023(n=20_000, overlap="weak", seed=1)
     covariates = ["X1", "X2", "X3", "X4", "X5", "X6"]
     sbw = cpz.sbw(data, treatment="A", covariates=covariates, estimand="ATT", delta=0.02).solve()
@@ -66,3 +67,9 @@ def test_the_tours_effects_are_the_ones_it_prints():
         effect = cpz.estimate.att(data, treatment="A", outcome="Y", weights=weights)
         assert (round(effect.estimate, 2), round(effect.std_error, 3)) == (estimate, se)
     assert round(cpz.estimate.att(data, treatment="A", outcome="Y", weights=kernel, se="fixed").std_error, 2) == 0.50
+    quadratic = cpz.sbw(data, treatment="A", covariates=covariates, estimand="ATT", delta=0.02, moments=2,
+                        interactions=True).solve()
+    plain = cpz.estimate.att(data, treatment="A", outcome="Y", weights=quadratic)
+    augmented = cpz.estimate.att(data, treatment="A", outcome="Y", weights=quadratic, augmented=True)
+    assert (round(plain.estimate, 2), round(augmented.estimate, 3), round(augmented.std_error, 3)) == (-0.11, 0.002,
+                                                                                                      0.023)
