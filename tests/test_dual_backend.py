@@ -38,6 +38,17 @@ def test_kernel_sbw_raw_delta(overlap, transformed):
     assert_matches_reference(prob)
 
 
+def test_a_multiplier_left_near_zero_by_rounding_does_not_stall_the_newton_step():
+    """A replication draw (kernel-sbw-rmse, 2k weak, the public code's basis at a raw delta) whose dual left one
+    multiplier at 6e-36: every feature-sign move stopped there at once, and the dual ran to its iteration limit
+    ("inaccurate", duality gap 2.5e-2); the step's dual by projected Newton gets past it."""
+    data = cpz.datasets.kim2023(2000, overlap="weak", noise="sd", seed=1136)
+    prob = cpz.kernel_sbw(data, treatment="A", covariates=COVARIATES, delta=0.0005, delta_scale="raw", means=False,
+                          bandwidth="2p", construction="landmark_eigenvectors")
+    report = assert_matches_reference(prob)
+    assert report.solution.iterations <= 20
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("overlap,transformed", SETTINGS)
 def test_kernel_sbw_paper_size(overlap, transformed):

@@ -142,8 +142,9 @@ def _minimize(H, g, delta, y, tol, max_moves):
 
     Each move first activates every zero that violates optimality at once; when that does not lower q (a
     variable's guessed sign was wrong), it activates only the worst one, as Lee et al. do, and then none. Where
-    many multipliers sit near zero the moves can crawl (each stops where one of them changes sign): when the moves
-    run out, the dual's projected Newton point (`_dual_box_newton`) is taken instead if it lowers q more. Either
+    many multipliers sit near zero the moves can crawl (each stops where one of them changes sign), or stall where
+    a multiplier left at 1e-36 by rounding stops a move at once: when the moves run out or none lowers q any more,
+    the dual's projected Newton point (`_dual_box_newton`) is taken instead if it lowers q more. Either
     way q(d) < 0 unless d = 0 is optimal, so d is a descent direction for the proximal Newton step; near the
     optimum the signs settle and the moves end at the exact minimizer."""
     k = len(g)
@@ -166,6 +167,6 @@ def _minimize(H, g, delta, y, tol, max_moves):
                 d, value = moved
                 break
         else:
-            return d
+            break                     # no move lowers q short of its minimum: the moves are stuck
     dual = _dual_box_newton(H, g, delta, y)
     return dual if objective(H, g, delta, y, dual)[0] < value else d
