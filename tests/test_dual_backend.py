@@ -124,6 +124,23 @@ def test_the_farkas_ray_certifies_infeasibility_within_a_few_steps(monkeypatch):
         prob.solve(backend="dual")
 
 
+def test_a_solve_stopped_short_is_settled_by_the_relaxed_problem():
+    """A replication draw whose smallest feasible delta is 0.2% above the raw 0.0005 asked for: the dual's ray is
+    not yet sharp at its iteration limit (here cut to 20), and the relaxed problem certifies what cvxpy finds,
+    infeasibility; a feasible problem stopped short stays "inaccurate"."""
+    data = cpz.datasets.kim2023(2000, overlap="weak", noise="variance", seed=1067)
+    prob = cpz.kernel_sbw(data, treatment="A", covariates=COVARIATES, delta=0.0005, delta_scale="raw", means=False)
+    sol = prob.solve(backend="dual", max_iter=20, raise_on_failure=False)
+    assert sol.status == "infeasible" and sol.solver_status == "inaccurate" and sol.iterations == 20
+    assert "relaxed problem certifies" in sol.message
+    assert prob.solve(backend="cvxpy", raise_on_failure=False).status == "infeasible"
+    error = prob.explain_infeasible(sol)                 # the relaxed problem's, kept: what solve() raises
+    assert "smallest total loosening" in str(error) and len(error.binding) >= 1
+    assert (error.binding["needed"] > 0.0005).all()
+    feasible = cpz.kernel_sbw(data, treatment="A", covariates=COVARIATES, delta=0.01, delta_scale="raw", means=False)
+    assert feasible.solve(backend="dual", max_iter=1, raise_on_failure=False).status == "inaccurate"
+
+
 def test_a_large_cold_solve_starts_from_a_subsample_and_ends_at_the_same_optimum(monkeypatch):
     from counterpoise.backends import dual as dual_module
 

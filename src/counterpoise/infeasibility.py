@@ -7,9 +7,16 @@ Two ways, by size. Up to RELAXED_SOLVE_LIMIT units, the relaxed problem
 is solved by cvxpy + CLARABEL: column j's tolerance plus its slack z_j is feasible jointly. Above it, where that
 solve would be slow, a backend's certificate of infeasibility (the dual's diverging direction, `info
 ["infeasibility_ray"]`) names the columns instead, with their shares of the certificate.
+
+The same relaxed problem settles a solve that stopped short with its balance constraints violated (`certify`):
+a problem whose smallest feasible tolerance lies a fraction of a percent above the one asked for can keep a
+dual iterating to its limit before its ray is sharp enough to certify; the relaxed problem says at once whether
+weights exist.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pandas as pd
@@ -22,9 +29,24 @@ from .terms import Balance
 RELAXED_SOLVE_LIMIT = 50_000
 
 
+def certify(problem, solution):
+    """A solve that ended "inaccurate" with its balance constraints violated, on at most RELAXED_SOLVE_LIMIT
+    units: the solution relabelled "infeasible" (its explanation kept for `explain`) when the relaxed problem
+    needs slack, else the solution as it was."""
+    if problem.n > RELAXED_SOLVE_LIMIT or not any(isinstance(t, Balance) for t in problem.terms):
+        return solution
+    error = _relaxed(problem)
+    if error.binding is not None and error.binding.empty:
+        return solution
+    return dataclasses.replace(solution, status="infeasible", info={**solution.info, "relaxed": error},
+                               message=f"{solution.message}; the relaxed problem certifies that no weights exist")
+
+
 def explain(problem, solution=None) -> InfeasibleError:
     """The InfeasibleError for `problem` (a WeightingProblem), naming the balance columns that bind; `solution`
     supplies a backend's certificate where it has one."""
+    if solution is not None and "relaxed" in solution.info:
+        return solution.info["relaxed"]
     ray = None if solution is None else solution.info.get("infeasibility_ray")
     if ray and problem.n > RELAXED_SOLVE_LIMIT:
         terms = {t.name: t for t in problem.terms}
@@ -41,6 +63,12 @@ def explain(problem, solution=None) -> InfeasibleError:
             + "\nloosen their tolerances (or drop units outside the target's support; delta='tightest' finds the "
             "smallest feasible delta)",
             binding=top.rename_axis("column").reset_index(name="share"))
+    return _relaxed(problem)
+
+
+def _relaxed(problem) -> InfeasibleError:
+    """The relaxed problem's InfeasibleError: the balance columns that need slack, and how much (none: the
+    problem is feasible, and the error says the solver failed)."""
     balance = [t for t in problem.terms if isinstance(t, Balance)]
     relaxed, _, _, slacks = build(problem.terms, problem.n, slack_terms={t.name for t in balance},
                                   unit=problem.weight_unit)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from .backends import AUTO_ORDER, BACKENDS
 from .errors import CalibrationError, InfeasibleError, InputError, SolverError, UnsupportedProblem
-from .infeasibility import explain
+from .infeasibility import certify, explain
 from .progress import bar
 from .solution import Check, Path, Solution
 from .terms import Term
@@ -164,7 +164,9 @@ class WeightingProblem:
         return solution
 
     def _solve(self, backend, solver, tolerance, options) -> Solution:
-        """The solve itself, by the first backend that returns an optimal (or an infeasible) solution."""
+        """The solve itself, by the first backend that returns an optimal (or an infeasible) solution; one that
+        stops short with constraints violated has its infeasibility settled by the relaxed problem
+        (`infeasibility.certify`)."""
         for term in self.terms:
             term.check()
         for name in self._candidates(backend, solver, options):
@@ -177,6 +179,8 @@ class WeightingProblem:
             solution = self.checked(engine.solve(solver=solver, **options), name, tolerance)
             if solution.status in ("optimal", "infeasible"):
                 break
+        if solution.status == "inaccurate" and max(solution.violations.values(), default=0.0) > tolerance:
+            solution = certify(self, solution)
         return solution
 
     @staticmethod
