@@ -39,14 +39,19 @@ def test_kernel_sbw_raw_delta(overlap, transformed):
 
 
 def test_a_multiplier_left_near_zero_by_rounding_does_not_stall_the_newton_step():
-    """A replication draw (kernel-sbw-rmse, 2k weak, the public code's basis at a raw delta) whose dual left one
-    multiplier at 6e-36: every feature-sign move stopped there at once, and the dual ran to its iteration limit
-    ("inaccurate", duality gap 2.5e-2); the step's dual by projected Newton gets past it."""
+    """Replication draws (kernel-sbw-rmse, 2k weak) whose dual ran to its iteration limit ("inaccurate"): the public
+    code's basis at a raw delta left one multiplier at 6e-36, and every feature-sign move stopped there at once;
+    the step's dual by projected Newton gets past it."""
     data = cpz.datasets.kim2023(2000, overlap="weak", noise="sd", seed=1136)
     prob = cpz.kernel_sbw(data, treatment="A", covariates=COVARIATES, delta=0.0005, delta_scale="raw", means=False,
                           bandwidth="2p", construction="landmark_eigenvectors")
     report = assert_matches_reference(prob)
     assert report.solution.iterations <= 20
+    # the delta="auto" choice on another draw (0.05 SD on the basis, the means at 0.02 SD): the feature-sign moves
+    # stall, and the step's dual needs about 150 projected Newton iterations, more than the 100 it once had
+    data = cpz.datasets.kim2023(2000, overlap="weak", transformed=True, noise="variance", seed=1151)
+    prob = cpz.kernel_sbw(data, treatment="A", covariates=TRANSFORMED, delta=0.05, mean_delta=0.02)
+    assert assert_matches_reference(prob).solution.iterations <= 20
 
 
 @pytest.mark.slow
