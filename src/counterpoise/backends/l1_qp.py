@@ -94,8 +94,9 @@ def _dual_box_newton(H, g, delta, y, iterations=500):
     by Bertsekas' (1982) projected Newton method: the variables at a bound that the gradient pushes outwards stay
     there, Newton on the others, an Armijo search along the projection arc. Ill-conditioned H, where the primal
     moves crawl, is no harder here, though where many of u's bounds switch one by one it can take 150 iterations
-    (a kernel SBW draw at n = 2,000 with two tolerances, 106 variables). Returns the primal step d = z(u) - y with z set to exactly 0 wherever u is
-    strictly inside its box (complementarity), the rest solved again with those signs."""
+    (a kernel SBW draw at n = 2,000 with two tolerances, 106 variables). Returns the primal step d = z(u) - y
+    with z set to exactly 0 wherever u is strictly inside its box (complementarity), the rest solved again with
+    those signs."""
     k = len(g)
     M = _solve(H, np.eye(k))
     M = (M + M.T) / 2
