@@ -185,8 +185,9 @@ def _se_method(se, weights, covariates):
 
 def _check_options(se: str, level: float, n_boot: int, augmented: bool = False) -> None:
     if augmented and se == "fixed":
-        raise InputError("augmented=True corrects the estimate by the outcome regression on the balance functions; "
-                         "its SE is se='balancing' (or 'bootstrap'), not the fixed-weight one")
+        raise InputError("augmented=True corrects the estimate by the outcome regression on the balance functions "
+                         "(a balancing Solution's, or covariates=[...]); its SE is se='balancing' (or 'bootstrap'), "
+                         "not the fixed-weight one")
     if not 0 < level < 1:
         raise InputError(f"level must be in (0, 1), got {level}")
     if se == "bootstrap" and (int(n_boot) != n_boot or n_boot < 2):
