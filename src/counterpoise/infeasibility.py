@@ -32,13 +32,13 @@ RELAXED_SOLVE_LIMIT = 50_000
 def certify(problem, solution):
     """A solve that ended "inaccurate" with its balance constraints violated, on at most RELAXED_SOLVE_LIMIT
     units: the solution relabelled "infeasible" (its explanation kept for `explain`) when the relaxed problem
-    needs slack, else the solution as it was. A calibration Newton's failure keeps its own report (the targets it
+    needs slack on some balance column, else the solution as it was. A calibration Newton's failure keeps its own report (the targets it
     could not reach, raised as CalibrationError)."""
     if problem.n > RELAXED_SOLVE_LIMIT or solution.info.get("worst_targets") or \
             not any(isinstance(t, Balance) for t in problem.terms):
         return solution
     error = _relaxed(problem)
-    if error.binding is not None and error.binding.empty:
+    if error.binding is None or error.binding.empty:      # weights exist, or the relaxed solve did not settle it
         return solution
     return dataclasses.replace(solution, status="infeasible", info={**solution.info, "relaxed": error},
                                message=f"{solution.message}; the relaxed problem certifies that no weights exist")
