@@ -144,6 +144,12 @@ def test_a_solve_stopped_short_is_settled_by_the_relaxed_problem():
     assert (error.binding["needed"] > 0.0005).all()
     feasible = cpz.kernel_sbw(data, treatment="A", covariates=COVARIATES, delta=0.01, delta_scale="raw", means=False)
     assert feasible.solve(backend="dual", max_iter=1, raise_on_failure=False).status == "inaccurate"
+    # another such draw stalls far out along the ray (steps that lower neither D nor the residual): the dual stops
+    # after STALLED_STEPS of them instead of running to max_iter (200), and the relaxed problem settles it
+    data = cpz.datasets.kim2023(2000, overlap="weak", noise="variance", seed=1165)
+    prob = cpz.kernel_sbw(data, treatment="A", covariates=COVARIATES, delta=0.0005, delta_scale="raw", means=False)
+    raw = prob.backend("dual").solve()
+    assert raw.status == "inaccurate" and raw.iterations < 50
 
 
 def test_a_large_cold_solve_starts_from_a_subsample_and_ends_at_the_same_optimum(monkeypatch):

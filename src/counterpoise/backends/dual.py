@@ -197,6 +197,7 @@ class GroupDual:
         bound = self.units.upper_bound(self.total)
         self.infeasible_below = float("nan")
         status, residual, chord, reuse = "inaccurate", np.inf, False, factor is not None
+        stalled, drop = 0, np.inf
         for it in range(1, max_iter + 1):
             grad = point.Aw() - self.T
             P = point.P
@@ -210,6 +211,10 @@ class GroupDual:
                 status, self.infeasible_below = "infeasible", below
                 break
             previous, residual = residual, float(np.linalg.norm(self._pseudo_gradient(y, grad)))
+            # steps that lower neither D nor the residual: the model's steps are lost to rounding, further ones too
+            stalled = stalled + 1 if residual > 0.999 * previous and drop <= 1e-12 * abs(D) else 0
+            if stalled >= STALLED_STEPS:
+                break
             if chord and residual > 0.1 * previous:
                 factor = None
             chord = factor is not None and reuse
@@ -224,6 +229,7 @@ class GroupDual:
                     factor, chord, residual = None, False, np.inf
                     continue
                 break
+            drop = D - moved[2]
             y, point, D = moved
         violation = self.violation(point.Aw())
         P = point.P
@@ -334,6 +340,11 @@ class DualBackend:
                   "infeasible_below": max(below, default=float("nan")), "subsample_iterations": subsample_steps},
         )
 
+
+#: A Newton loop stops ("inaccurate") after this many steps in a row that lower neither D nor the residual: on a nearly
+#: infeasible problem the iterates can stall far out along the ray before it certifies, and the problem's solve
+#: then settles feasibility with the relaxed problem (`infeasibility.certify`) instead of running to max_iter.
+STALLED_STEPS = 5
 
 #: A cold solve of a normalized group of at least this many units starts from the dual of a SUBSAMPLE-unit
 #: subsample (seeded), whose point is close to the full one: most Newton steps then cost SUBSAMPLE rows, not n.
