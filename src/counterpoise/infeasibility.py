@@ -32,8 +32,8 @@ RELAXED_SOLVE_LIMIT = 50_000
 def certify(problem, solution):
     """A solve that ended "inaccurate" with its balance constraints violated, on at most RELAXED_SOLVE_LIMIT
     units: the solution relabelled "infeasible" (its explanation kept for `explain`) when the relaxed problem
-    needs slack on some balance column, else the solution as it was. A calibration Newton's failure keeps its own report (the targets it
-    could not reach, raised as CalibrationError)."""
+    needs slack on some balance column, else the solution as it was. A calibration Newton's failure keeps its own
+    report (the targets it could not reach, raised as CalibrationError)."""
     if problem.n > RELAXED_SOLVE_LIMIT or solution.info.get("worst_targets") or \
             not any(isinstance(t, Balance) for t in problem.terms):
         return solution
