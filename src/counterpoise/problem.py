@@ -124,6 +124,17 @@ class WeightingProblem:
         return [name for name in AUTO_ORDER
                 if BACKENDS[name].form is None or BACKENDS[name].form.accepts(self.terms, self.n)]
 
+    def auto_refusals(self) -> dict:
+        """The backends "auto" skips for this problem, each with its reason (the term that keeps it off them)."""
+        refusals = {}
+        for name in AUTO_ORDER:
+            form = BACKENDS[name].form
+            try:
+                form is None or form.of(self.terms, self.n, name)
+            except UnsupportedProblem as refusal:
+                refusals[name] = str(refusal)
+        return refusals
+
     def to_cvxpy(self):
         """The cvxpy problem the reference backend solves, built once. Its variable is u = w / weight_unit;
         `cvxpy_weights` is w as a cvxpy expression, for writing your own constraints on a copy:

@@ -42,32 +42,84 @@ import time
 
 import numpy as np
 
+from ..terms import ChiSquare
 from . import l1_qp
 from .base import RawResult, register
-from .forms import SeparableQP, balance_duals, split
+from .forms import DualForm, balance_duals, split
+
+
+class Quadratic:
+    """The chi-square distance sum_i (w_i - c_i)^2 / s_i of a block of units: its free maximizer of v w - (w - c)^2 / s,
+    w = c + s v / 2, its value, and dw/dv = s / 2 (the Hessian's weight of a unit inside its bounds)."""
+
+    def __init__(self, c, s):
+        self.c, self.s = c, s
+
+    def weights(self, v):
+        return self.c + self.s * v / 2
+
+    def values(self, w):
+        return (w - self.c) ** 2 / self.s
+
+    def value(self, w) -> float:
+        return float(np.sum(self.values(w)))
+
+    def curvature(self, v, w):
+        return self.s / 2
+
+    def take(self, rows, ratio=1.0) -> tuple["Quadratic", float]:
+        """The units `rows`, with their centres multiplied by `ratio` (a subsample standing for the group), and the
+        factor that takes the subsample's dual point to the group's (1 / ratio: w = ratio (c + s (v / ratio) / 2))."""
+        return Quadratic(self.c[rows] * ratio, self.s[rows]), 1.0 / ratio
+
+
+class Ratio:
+    """A distance sum_i d_i G(w_i / d_i) on the ratio to base weights d (raking, logit, linear: `terms.distances`)
+    of a block of units: w = d F(v), its value and dw/dv = d F'(v)."""
+
+    def __init__(self, distance, d):
+        self.distance, self.d = distance, d
+
+    def weights(self, v):
+        return self.d * self.distance.F(v)
+
+    def values(self, w):
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self.d * self.distance.G(w / self.d)
+
+    def value(self, w) -> float:
+        return float(np.sum(self.values(w)))
+
+    def curvature(self, v, w):
+        return self.d * self.distance.dF(v, w / self.d)
+
+    def take(self, rows, ratio=1.0) -> tuple["Ratio", float]:
+        """The units `rows` with base weights times `ratio` (the same ratios g at the same dual point)."""
+        return Ratio(self.distance, self.d[rows] * ratio), 1.0
 
 
 class Units:
-    """One group's units in memory: the dispersion's centres c and scales s, the box [lo, hi] and the constraint
-    rows A' = [B / r, 1] (`rows.Rows`, no copy of B). `at(y)` is their view of a dual point; the dual's loop
-    (`GroupDual.solve`) reads the units only through these two classes, so that units held elsewhere (the
-    partitions of a Dask collection: `partitioned_dual.PartitionedUnits`) run the same loop."""
+    """One group's units in memory: their distance (`Quadratic` or `Ratio`), the box [lo, hi] on w and the
+    constraint rows A' (`rows.Rows`, no copy of B; or `rows.Stacked` with a user's rows). `at(y)` is their view of
+    a dual point; the dual's loop (`GroupDual.solve`) reads the units only through these two classes, so that units
+    held elsewhere (the partitions of a Dask collection: `dual_partitions.PartitionedUnits`) run the same loop."""
 
-    def __init__(self, c, s, lo, hi, rows):
-        self.c, self.s, self.lo, self.hi, self.rows = c, s, lo, hi, rows
-        self.k, self.size = rows.p, len(c)
+    def __init__(self, distance, lo, hi, rows):
+        self.distance, self.lo, self.hi, self.rows = distance, lo, hi, rows
+        self.k, self.size = rows.p, len(lo)
 
     def at(self, y) -> "Point":
         return Point(self, self.rows.dot(y))
 
     def box_weights(self, v):
-        """w(v) = clip(c + s v / 2, lo, hi), and which units are strictly inside their bounds."""
-        free = self.c + self.s * v / 2
+        """w(v), the free maximizer clipped to [lo, hi], and which units are strictly inside their bounds."""
+        free = self.distance.weights(v)
         return np.clip(free, self.lo, self.hi), (free > self.lo) & (free < self.hi)
 
     def all_hessian(self):
-        """A diag(s / 2) A' over every unit (the metric when every unit is at a bound)."""
-        return self.rows.gram(self.s / 2)
+        """A diag(dw/dv at v = 0) A' over every unit (the metric when every unit is at a bound)."""
+        v = np.zeros(self.size)
+        return self.rows.gram(self.distance.curvature(v, self.distance.weights(v)) * np.ones(self.size))
 
     def upper_bound(self, total):
         """The largest primal objective over {lo <= w <= hi, sum w = total} (total None: no sum constraint)."""
@@ -76,7 +128,7 @@ class Units:
             hi = np.minimum(hi, total - (lo.sum() - lo))
         if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
             return np.inf
-        return float(np.sum(np.maximum((lo - self.c) ** 2, (hi - self.c) ** 2) / self.s))
+        return float(np.sum(np.maximum(self.distance.values(lo), self.distance.values(hi))))
 
     def support(self, u, total):
         """sigma(u) = max u'w over lo <= w <= hi (and sum w = total unless None): the lowest units at their lower
@@ -95,34 +147,35 @@ class Units:
         return float(lo @ u + fill @ u[order])
 
     def subsample(self, m, seed=0):
-        """(the units of a seeded random subsample of m of them, with c, lo and hi multiplied by n / m so that
-        the subsample's weights keep the group's total, and that ratio n / m)."""
+        """(the units of a seeded random subsample of m of them, with the distance and the box scaled by n / m so
+        that the subsample's weights keep the group's total, and the factor from its dual point to the group's)."""
         rows = np.sort(np.random.default_rng(seed).choice(self.size, m, replace=False))
         ratio = self.size / m
-        return Units(self.c[rows] * ratio, self.s[rows], self.lo[rows] * ratio, self.hi[rows] * ratio,
-                     self.rows.subset(rows)), ratio
+        distance, factor = self.distance.take(rows, ratio)
+        return Units(distance, self.lo[rows] * ratio, self.hi[rows] * ratio, self.rows.subset(rows)), factor
 
 
 class Point:
-    """The units' view of a dual point: v = A'y, the weights w(v), phi = v'w - sum (w - c)^2 / s (the dual's
+    """The units' view of a dual point: v = A'y, the weights w(v), phi = v'w - (the distance at w) (the dual's
     smooth part less T'y) and the primal objective, with A w, the Hessian and the support function on demand."""
 
     def __init__(self, units, v):
         self.units, self.v = units, v
         self.w, self.inside = units.box_weights(v)
-        self.P = float(np.sum((self.w - units.c) ** 2 / units.s))
+        self.P = units.distance.value(self.w)
         self.phi = float(v @ self.w) - self.P
         self._Aw = None
 
     def Aw(self):
-        """A w: the scaled balance values and the sum."""
+        """A w: the scaled balance values, the sum and any user's rows."""
         if self._Aw is None:
             self._Aw = self.units.rows.tdot(self.w)
         return self._Aw
 
     def hessian(self):
-        """A diag(s/2 on the units inside their bounds) A' over every dual variable."""
-        return self.units.rows.gram(np.where(self.inside, self.units.s / 2, 0.0))
+        """A diag(dw/dv on the units inside their bounds) A' over every dual variable."""
+        curvature = self.units.distance.curvature(self.v, self.w)
+        return self.units.rows.gram(np.where(self.inside, curvature, 0.0))
 
     def support(self, shift, total):
         """sigma(v - shift) (see `Units.support`)."""
@@ -146,41 +199,69 @@ class Line:
 
 
 class GroupDual:
-    """The dual of one group: its units (`Units`, or units held elsewhere with the same interface) with the
-    targets T, tolerances delta and, when normalized, the total of the sum row."""
+    """The dual of one group: its units (`Units`, or units held elsewhere with the same interface) with the row
+    targets T and tolerances delta of the rows other than the sum (in the order of the units' rows: the balance
+    columns, then any user's rows), or instead of delta a pair (a, b) of one-sided slopes (`l1_qp`: a row that binds
+    on one side only), and, when normalized, the total of the sum row, which sits right after the balance columns."""
 
     def __init__(self, units, target, delta, total):
         self.units = units
         self.k = units.k
         self.normalized = total is not None
-        self.T = np.concatenate([target, [total]]) if self.normalized else np.asarray(target, dtype=float)
-        self.delta = np.concatenate([delta, [0.0]]) if self.normalized else np.asarray(delta, dtype=float)
         self.total = total
+        self.given = (np.asarray(target, dtype=float), delta)
+        T = np.asarray(target, dtype=float)
+        self.T = np.insert(T, self.k, total) if self.normalized else T
+        if isinstance(delta, tuple):
+            self.delta = tuple(np.insert(side, self.k, 0.0) if self.normalized else np.asarray(side, dtype=float)
+                               for side in delta)
+        else:
+            self.delta = np.insert(delta, self.k, 0.0) if self.normalized else np.asarray(delta, dtype=float)
+        self.free = np.ones(len(self.T), bool)           # every row but the sum row
+        if self.normalized:
+            self.free[self.k] = False
+
+    def on(self, units) -> "GroupDual":
+        """The same rows and targets on other units (a subsample)."""
+        return GroupDual(units, *self.given, self.total)
+
+    def psi(self, y) -> float:
+        """The tolerances' term of D at y: sum delta_j |y_j| (one-sided rows: their slopes)."""
+        if not isinstance(self.delta, tuple):
+            return float(self.delta @ np.abs(y))
+        return float(np.sum(l1_qp.psi(*self.delta, y)))
 
     def value(self, y, point):
         """D(y), given the units' point at y."""
-        return point.phi - self.T @ y + self.delta @ np.abs(y)
+        return point.phi - self.T @ y + self.psi(y)
 
     def violation(self, Aw):
         """Largest violation of |A w - T| <= delta, given A w (scaled balance units; the sum relative to its total)."""
-        excess = np.abs(Aw - self.T) - self.delta
+        if isinstance(self.delta, tuple):
+            a, b = self.delta                  # the row's range is [T - a, T + b]
+            excess = np.maximum(Aw - self.T - b, self.T - Aw - a)
+        else:
+            excess = np.abs(Aw - self.T) - self.delta
         if self.normalized:
-            excess[-1] /= max(abs(self.T[-1]), 1e-300)
+            excess[self.k] /= max(abs(self.T[self.k]), 1e-300)
         return float(max(np.max(excess, initial=0.0), 0.0))
 
     def farkas(self, y, point):
-        """(certified, delta bound): whether y's balance part is a ray certifying infeasibility (see the module),
-        and the common scaled delta below which no weights exist according to it (NaN when not certified)."""
-        r = y[:self.k]
+        """(certified, delta bound): whether y less its sum multiplier is a ray certifying infeasibility (see the
+        module), and the common scaled delta below which no weights exist according to it (NaN when not certified,
+        or when the rows are not all two-sided)."""
+        r = np.where(self.free, y, 0.0)
         if not np.any(r):
             return False, float("nan")
-        sigma = point.support(y[-1] if self.normalized else 0.0, self.total)
-        T, delta = self.T[:self.k], self.delta[:self.k]
-        margin = sigma - T @ r + delta @ np.abs(r)
-        scale = abs(sigma) + abs(T @ r) + delta @ np.abs(r)
+        sigma = point.support(y[self.k] if self.normalized else 0.0, self.total)
+        penalty = self.psi(r)
+        margin = sigma - self.T @ r + penalty
+        scale = abs(sigma) + abs(self.T @ r) + penalty
         if not margin < -1e-9 * max(scale, 1e-300):
             return False, float("nan")
-        return True, float((T @ r - sigma) / np.abs(r).sum())
+        if isinstance(self.delta, tuple):
+            return True, float("nan")
+        return True, float((self.T @ r - sigma) / np.abs(r).sum())
 
     # ---- Newton ----
 
@@ -249,6 +330,10 @@ class GroupDual:
 
     def _pseudo_gradient(self, y, grad):
         """The minimum-norm subgradient of D at y (smooth gradient `grad`): zero exactly at the optimum."""
+        if isinstance(self.delta, tuple):
+            a, b = self.delta
+            with np.errstate(invalid="ignore"):
+                return np.where(y == 0, grad - np.clip(grad, -a, b), grad + l1_qp.slope_at(a, b, np.sign(y)))
         at_zero = (self.delta > 0) & (y == 0)
         return np.where(at_zero, np.sign(grad) * np.maximum(np.abs(grad) - self.delta, 0.0),
                         grad + self.delta * np.sign(y))
@@ -274,36 +359,45 @@ class GroupDual:
 
 @register
 class DualBackend:
-    """Backend "dual": Newton on the (k+1)-variable dual of each group; see the module docstring."""
+    """Backend "dual": Newton on the low-dimensional dual of each group; see the module docstring."""
 
     name = "dual"
-    form = SeparableQP
+    form = DualForm
     auto = 1
-    solves = "SBW, kernel SBW, linear calibration, exact-target sparse calibration"
-    how = ("proximal semismooth Newton on the dual in k + 1 variables (k balance columns), O(n k^2) per step; "
-           "warm-started along paths")
+    solves = ("SBW, kernel SBW, linear calibration, exact-target sparse calibration; raking and logit calibration "
+              "with tolerances; any of them with a user's terms that are affine in w")
+    how = ("proximal semismooth Newton on the dual in one variable per row (k balance columns, the sum, a user's "
+           "rows), O(n k^2) per step; warm-started along paths")
 
     def __init__(self, problem):
-        self.qp = SeparableQP.of(problem.terms, problem.n, self.name)
+        self.weighting = DualForm.of(problem.terms, problem.n, self.name)
         self.n = problem.n
-        self.rows = [g.constraint_rows(problem.n if g.rows is None else len(g.rows)) for g in self.qp.groups]
+        self.rows = [g.constraint_rows(problem.n if g.rows is None else len(g.rows)) for g in self.weighting.groups]
         self.history = {}         # group index -> the last two (parameters, dual point) pairs, for warm starts
         self.factors = {}         # group index -> the last Newton factorization, re-used by chord steps on a path
 
+    def _units(self, group, rows, lo, hi):
+        """The group's units: the chi-square distance by its centres and scales, any other by its base weights."""
+        distance = self.weighting.distance
+        if type(distance) is ChiSquare:
+            block = Quadratic(group.select(distance.center), group.select(distance.scale))
+        else:
+            block = Ratio(distance, group.select(distance.base))
+        return Units(block, group.select(lo), group.select(hi), rows)
+
     def solve(self, solver=None, tol=1e-10, max_iter=200, warm_start=True):
         start = time.perf_counter()
-        lo, hi = self.qp.box()
-        center, scale = self.qp.dispersion.center, self.qp.dispersion.scale
+        lo, hi = self.weighting.box()
         weights = np.empty(self.n)
         duals, statuses, iterations, gaps, violations, ray, below = {}, [], 0, [], [], {}, []
         subsample_steps = 0
-        for index, group in enumerate(self.qp.groups):
+        for index, group in enumerate(self.weighting.groups):
+            rows, lower, upper = self.weighting.user_rows(group, self.rows[index])
+            units = self._units(group, rows, lo, hi)
             target, delta = group.targets()
-            units = Units(group.select(center), group.select(scale), group.select(lo), group.select(hi),
-                          self.rows[index])
-            dual = GroupDual(units, target, delta, group.total)
+            dual = GroupDual(units, *row_bounds(target, delta, lower, upper), group.total)
             cold = np.zeros(len(dual.T))
-            params = np.concatenate([dual.T, dual.delta])
+            params = _warm_parameters(dual)
             history = self.history.get(index, []) if warm_start else []
             y0 = _predict(history, params, len(cold))
             if y0 is None and dual.normalized and units.size >= SUBSAMPLE_FROM:
@@ -320,12 +414,12 @@ class DualBackend:
                 weights[:] = w
             else:
                 weights[group.rows] = w
-            # y is the multiplier of A w in [T - delta, T + delta] with w = c + s A'y / 2: the objective's
+            # y is the multiplier of A w in [T - delta, T + delta] with w = w(A'y): the objective's
             # sensitivity to the scaled balance values.
             duals.update(balance_duals(group.balance, y))
             if status == "infeasible":       # y grows without bound along a certificate of infeasibility
                 ray.update(split(group.balance, y / max(np.linalg.norm(y), 1e-300)))
-                if len(set(np.round(dual.delta[:dual.k], 12))) == 1:     # one tolerance: its certified floor
+                if len(set(np.round(delta, 12))) == 1:     # one tolerance: its certified floor
                     below.append(dual.infeasible_below)
             statuses.append(status)
             iterations += its
@@ -339,6 +433,30 @@ class DualBackend:
             info={"duality_gap": max(gaps), "max_violation": max(violations), "infeasibility_ray": ray,
                   "infeasible_below": max(below, default=float("nan")), "subsample_iterations": subsample_steps},
         )
+
+
+def _warm_parameters(dual) -> np.ndarray:
+    """What a warm start extrapolates along: the targets and tolerances (one-sided rows: their finite slopes)."""
+    sides = dual.delta if isinstance(dual.delta, tuple) else (dual.delta,)
+    return np.concatenate([dual.T, *[np.where(np.isfinite(side), side, 0.0) for side in sides]])
+
+
+def row_bounds(target, delta, lower, upper):
+    """(T, delta or (a, b)) of `GroupDual` for balance rows |row - target| <= delta followed by a user's rows
+    lower <= row <= upper: a two-sided row is its midpoint and half-width; a one-sided row is its finite side with
+    an infinite slope on the other (`l1_qp`); a row free on both sides has its multiplier held at 0."""
+    if not len(lower):
+        return target, delta
+    two_sided = np.isfinite(lower) & np.isfinite(upper)
+    T = np.where(two_sided, (lower + upper) / 2, np.where(np.isfinite(upper), upper, np.where(np.isfinite(lower),
+                                                                                                lower, 0.0)))
+    with np.errstate(invalid="ignore"):
+        half = (upper - lower) / 2
+    a = np.where(two_sided, half, np.where(np.isfinite(upper), np.inf, np.where(np.isfinite(lower), 0.0, np.inf)))
+    b = np.where(two_sided, half, np.where(np.isfinite(upper), 0.0, np.inf))
+    if np.all(two_sided):
+        return np.concatenate([target, T]), np.concatenate([delta, a])
+    return np.concatenate([target, T]), (np.concatenate([delta, a]), np.concatenate([delta, b]))
 
 
 #: A Newton loop stops ("inaccurate") after this many steps in a row that lower neither D nor the residual: on a nearly
@@ -357,10 +475,9 @@ def subsample_start(dual, tol, max_iter):
     c, lo and hi multiplied by n / m (so that the subsample's weights keep the group's total), the subsample's
     weights are n / m times those of the full group at y = (m / n) y_sub. (That point or None when the solve fails,
     and its Newton steps.)"""
-    units, ratio = dual.units.subsample(SUBSAMPLE)
-    small = GroupDual(units, dual.T[:-1], dual.delta[:-1], dual.T[-1])
-    _, y, status, steps, *_ = small.solve(np.zeros(len(dual.T)), tol, max_iter)
-    return (y / ratio if status == "optimal" else None), steps
+    units, factor = dual.units.subsample(SUBSAMPLE)
+    _, y, status, steps, *_ = dual.on(units).solve(np.zeros(len(dual.T)), tol, max_iter)
+    return (y * factor if status == "optimal" else None), steps
 
 
 def _predict(history, params, size):

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dual import Point, Units
+from .dual import Point, Quadratic, Units
 from .rows import Rows
 
 
 def dual_weights(rows, s, c, lo, hi, lam=None) -> np.ndarray:
     """w = clip(c + s A'y / 2, lo, hi): one block's weights at the dual point y = `lam`."""
-    return Units(c, s, lo, hi, rows).at(lam).weights()
+    return Units(Quadratic(c, s), lo, hi, rows).at(lam).weights()
 
 
 def dual_objective(rows, s, c, lo, hi, w) -> float:
@@ -32,7 +32,7 @@ def _point_sums(rows, s, c, lo, hi, y, step, alphas, hessian, normalized):
     """One block's sums at the points y + alpha step: per point (phi, primal, A w, sum lo u, max u, the support
     without a sum row), u = A'(y + alpha step) less the sum row's multiplier; the Hessian at the first point when
     `hessian`. Each is the block's `dual.Point` at that v."""
-    units = Units(c, s, lo, hi, rows)
+    units = Units(Quadratic(c, s), lo, hi, rows)
     v0 = rows.dot(y)
     dv = rows.dot(step) if step is not None else np.zeros_like(v0)
     m = len(alphas)
@@ -70,7 +70,7 @@ def _bound_sum(rows, s, c, lo, hi, total, lo_total):
 
 
 def _all_gram(rows, s, c, lo, hi):
-    return Units(c, s, lo, hi, rows).all_hessian()
+    return Units(Quadratic(c, s), lo, hi, rows).all_hessian()
 
 
 def _sample(rows, s, c, lo, hi, count, seed):
@@ -116,7 +116,7 @@ class PartitionedUnits:
 
     def subsample(self, m, seed=0):
         """(`dual.Units` in memory of m units drawn across the partitions, in proportion to their sizes, with c, lo
-        and hi multiplied by n / m, and that ratio)."""
+        and hi multiplied by n / m, and the factor m / n from their dual point to the group's)."""
         import dask
 
         sizes = np.asarray(self.blocks.sizes)
@@ -128,7 +128,7 @@ class PartitionedUnits:
         s, c, lo, hi = (np.concatenate([piece[j] for piece in drawn]) for j in range(1, 5))
         ratio = self.size / m
         joined = Rows(B, column_scale=rows.column_scale, constant=rows.constant, columns=rows.columns)
-        return Units(c * ratio, s, lo * ratio, hi * ratio, joined), ratio
+        return Units(Quadratic(c * ratio, s), lo * ratio, hi * ratio, joined), 1.0 / ratio
 
 
 def _apply_sample(block, count, seed):

@@ -4,8 +4,10 @@ Each form's `of(terms, n, backend)` returns the form or raises `UnsupportedProbl
 fit; `accepts(terms, n)` says whether it would. Parameter values (targets, tolerances, bounds) are read when a
 solve starts, so a form is built once per backend and serves a whole path.
 
-  SeparableQP      min sum_i (w_i - c_i)^2 / s_i  s.t. per group g: sum w_g = T_g, |(B_g'w_g - t)/r| <= delta,
-                   lo <= w <= hi                                       (backends dual and osqp)
+  WeightingForm    min sum_i d_i G(w_i / d_i) (a chi-square sum (w_i - c_i)^2 / s_i, raking, logit, linear)
+                   s.t. lo <= w <= hi, per group g: sum w_g = N_g, |(B_g'w_g - t)/r| <= delta (exact: delta = 0)
+                   and l <= C_g'w_g <= u, the rows of a user's terms that are affine in w      (backend dual)
+  SeparableQP      the WeightingForm with the chi-square distance and no user's rows            (backend osqp)
   CalibrationForm  min sum_i d_i G(w_i / d_i)  s.t. X'w = T (and sum w = N), ratio / weight bounds, per group
                    of units with a normalization each (raking / logit)  (backend calibration)
   SparseLassoForm  min SparseLoss(w)  s.t. 0 <= w / w0 <= cap          (backend prox)
@@ -24,7 +26,8 @@ import scipy.sparse
 
 from ..errors import UnsupportedProblem
 from ..terms import Balance, Bounds, ChiSquare, Entropy, Logit, Normalize, SparseLoss
-from .rows import Rows
+from .affine import AffineTerm
+from .rows import Rows, Stacked
 
 
 def split(terms, stacked) -> dict:
@@ -108,6 +111,7 @@ class Group:
     total: float | None = None
     balance: list = field(default_factory=list)
     name: str = ""
+    affine: list = field(default_factory=list)       # `affine.AffineTerm`s whose rows fall on these units
 
     def select(self, x):
         return x if self.rows is None else x[self.rows]
@@ -139,9 +143,6 @@ def _roles(terms, role, solves, alternative="") -> dict:
                                      f"{alternative}")
         roles[name].append(term)
     return roles
-
-
-_SEPARABLE_ROLES = {ChiSquare: "dispersion", Bounds: "bounds", Normalize: "normalize", Balance: "balance"}
 
 
 def _calibration_role(term):
@@ -183,24 +184,115 @@ def _same_rows(a, b):
 
 
 @dataclass
-class SeparableQP(Form):
-    dispersion: ChiSquare
+class WeightingForm(Form):
+    """The weighting form (module docstring): the distance term, the bounds, the groups of units (each with its
+    normalization, balance terms and user's affine terms) over n units. A term that is none of these and not affine
+    in w is refused (UnsupportedProblem naming it: the problem goes to cvxpy)."""
+
+    distance: object
     bounds: list
     groups: list
     n: int
 
+    @classmethod
+    def of(cls, terms, n, backend):
+        distances, bounds, normalize, balance, affine = [], [], [], [], []
+        for term in terms:
+            kind = type(term)
+            if kind in (ChiSquare, Logit) or kind is Entropy and term.offset is None:
+                distances.append(term)
+            elif kind in (Balance, Normalize, Bounds):
+                {Balance: balance, Normalize: normalize, Bounds: bounds}[kind].append(term)
+            elif kind in (SparseLoss, Entropy):
+                raise UnsupportedProblem(f"backend {backend!r} solves a separable distance with linear rows; term "
+                                         f"{term.name!r} ({kind.__name__}) needs backend='prox' or backend='cvxpy'")
+            else:
+                affine.append(AffineTerm(term, n))
+        if len(distances) != 1:
+            raise UnsupportedProblem(f"backend {backend!r} needs exactly one distance term (chi-square, raking, "
+                                     f"logit), found {len(distances)}")
+        found = groups(normalize, balance, n, backend)
+        for term in affine:
+            _attach(term, found, backend)
+        return cls(distance=distances[0], bounds=bounds, groups=found, n=n)
+
     def box(self):
-        return box(self.bounds, self.n)
+        """The tightest current bounds on w: the Bounds terms and the distance's own domain (w >= 0 for raking,
+        L d <= w <= U d for logit)."""
+        lo, hi = box(self.bounds, self.n)
+        if type(self.distance) is Logit:
+            return np.maximum(lo, self.distance.lower * self.distance.base), \
+                np.minimum(hi, self.distance.upper * self.distance.base)
+        if type(self.distance) is Entropy:
+            return np.maximum(lo, 0.0), hi
+        return lo, hi
+
+    def user_rows(self, group, rows):
+        """The group's rows [B / r, 1, C / c] from its balance-and-sum rows `rows` (`Group.constraint_rows`, built once
+        by the backend) and its user's rows at the current parameter values (each scaled by its largest coefficient
+        times the group's base total, so that its values are of order one), with (lower, upper) of the user's rows in
+        those units."""
+        if not group.affine:
+            return rows, np.zeros(0), np.zeros(0)
+        pieces = [term.rows() for term in group.affine]
+        C = scipy.sparse.hstack([piece[0] for piece in pieces], format="csr")
+        C = C if group.rows is None else C[group.rows]
+        lower, upper = (np.concatenate([piece[j] for piece in pieces]) for j in (1, 2))
+        base = np.abs(group.select(self.distance.base)).sum()
+        scale = np.maximum(abs(C).max(axis=0).toarray().ravel() * base, 1e-300)
+        return Stacked(rows, C @ scipy.sparse.diags(1.0 / scale)), lower / scale, upper / scale
+
+
+def _attach(term, found, backend):
+    """Put a user's affine term in the group whose units its coefficients fall on."""
+    units = np.unique(term.rows()[0].indices)
+    for group in found:
+        inside = np.ones(len(units), bool) if group.rows is None else np.isin(units, group.rows)
+        if inside.all():
+            group.affine.append(term)
+            return
+    raise UnsupportedProblem(f"backend {backend!r}: term {term.term.name!r} ({type(term.term).__name__}) has rows on "
+                             "the units of more than one normalized group; the engine solves groups one at a time")
+
+
+@dataclass
+class DualForm(WeightingForm):
+    """The weighting form that backend "dual" takes: the chi-square distance with any rows; raking, logit and the
+    linear ratio distance where some row is not an exact total (a tolerance, a user's row). Exact calibration to
+    totals is backend "calibration"'s: survey's Newton, with its generalized inverse for collinear totals and its
+    convergence rule, which the survey module's numbers follow."""
 
     @classmethod
     def of(cls, terms, n, backend):
-        roles = _roles(terms, lambda term: _SEPARABLE_ROLES.get(type(term)),
-                       f"backend {backend!r} solves chi-square dispersion with balance, normalization and bounds")
-        if len(roles["dispersion"]) != 1:
-            raise UnsupportedProblem(f"backend {backend!r} needs exactly one chi-square dispersion term, found "
-                                     f"{len(roles['dispersion'])}")
-        return cls(dispersion=roles["dispersion"][0], bounds=roles["bounds"],
-                   groups=groups(roles["normalize"], roles["balance"], n, backend), n=n)
+        form = super().of(terms, n, backend)
+        exact = all(term.exact for group in form.groups for term in group.balance)
+        if type(form.distance) is not ChiSquare and exact and not any(group.affine for group in form.groups):
+            raise UnsupportedProblem(f"backend {backend!r}: the {type(form.distance).__name__} distance with exact "
+                                     "totals is solved by backend 'calibration' (survey's Newton), and otherwise "
+                                     "needs backend='cvxpy'")
+        return form
+
+
+@dataclass
+class SeparableQP(WeightingForm):
+    """The weighting form with the chi-square distance sum (w_i - c_i)^2 / s_i (the `dispersion`) and no user's
+    rows: what the OSQP backend builds its QP from."""
+
+    @property
+    def dispersion(self):
+        return self.distance
+
+    @classmethod
+    def of(cls, terms, n, backend):
+        form = super().of(terms, n, backend)
+        if type(form.distance) is not ChiSquare:
+            raise UnsupportedProblem(f"backend {backend!r} solves the chi-square distance; {form.distance.name!r} "
+                                     f"({type(form.distance).__name__}) needs backend='dual' or backend='cvxpy'")
+        for group in form.groups:
+            if group.affine:
+                raise UnsupportedProblem(f"backend {backend!r}: term {group.affine[0].term.name!r} "
+                                         f"({type(group.affine[0].term).__name__}) needs backend 'dual' or 'cvxpy'")
+        return form
 
 
 @dataclass

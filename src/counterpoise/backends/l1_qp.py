@@ -3,6 +3,11 @@
     minimize over d   q(d) = 1/2 d'Hd + g'd + sum_j delta_j |y_j + d_j|,
                       H symmetric positive definite (k x k, k small), delta_j >= 0 (0: an unpenalized variable)
 
+`delta` may also be a pair (a, b) of one-sided slopes, the term psi_j(z) = a_j max(z, 0) + b_j max(-z, 0) (a = b =
+delta above): the multiplier of a one-sided row l <= a'w (or a'w <= u) may not take one sign, which is a slope of
++inf on that side (a_j = inf: z_j <= 0; b_j = inf: z_j >= 0). Every rule below reads "sign(z) delta" as the slope
+on z's side and "|grad| <= delta" as -a <= grad <= b; the symmetric case is the l1 term exactly.
+
 by feature-sign search (Lee, Battle, Raina & Ng 2007, "Efficient sparse coding algorithms") on z = y + d: guess the
 sign of every variable that is nonzero or whose zero violates optimality (|grad_j| > delta_j), solve the linear
 system of q on those variables with the signs fixed, and move from the current point towards that solution,
@@ -28,12 +33,35 @@ import scipy.linalg
 from ..threads import one_blas_thread
 
 
+def slopes(delta):
+    """(a, b): the slopes of the l1 term to the right and to the left of zero (`delta` itself, or a pair)."""
+    return delta if isinstance(delta, tuple) else (delta, delta)
+
+
+def psi(a, b, z):
+    """a max(z, 0) + b max(-z, 0), elementwise; +inf where z is on a side of infinite slope, 0 at z = 0."""
+    with np.errstate(invalid="ignore"):
+        return np.where(z > 0, a * z, np.where(z < 0, -b * z, 0.0))
+
+
+def slope_at(a, b, sign):
+    """The slope on the side `sign` (+1: a, -1: -b, 0: 0)."""
+    return np.where(sign > 0, a, np.where(sign < 0, -b, 0.0))
+
+
 def l1_change(delta, y, D):
-    """sum_j delta_j (|y_j + d_j| - |y_j|) for each row d of D, exact where the sign is kept (sign(y_j) d_j), so
-    that a small step's change is not lost to rounding against |y|."""
-    Z = y + D
+    """psi(y + d) - psi(y) (psi the l1 term) for each row d of D, exact where the sign is kept (the slope on y's
+    side times d), so that a small step's change is not lost to rounding against |y|."""
+    a, b = slopes(delta)
+    if a is b:
+        Z = y + D
+        kept = (np.sign(Z) == np.sign(y)) & (y != 0)
+        return np.where(kept, np.sign(y) * D, np.abs(Z) - np.abs(y)) @ delta
+    Z = y + np.atleast_2d(D)
     kept = (np.sign(Z) == np.sign(y)) & (y != 0)
-    return np.where(kept, np.sign(y) * D, np.abs(Z) - np.abs(y)) @ delta
+    with np.errstate(invalid="ignore"):
+        change = np.where(kept, slope_at(a, b, np.sign(y)) * D, psi(a, b, Z) - psi(a, b, y))
+    return change.sum(axis=1) if change.ndim == 2 else change.sum()
 
 
 def objective(H, g, delta, y, D):
@@ -42,11 +70,18 @@ def objective(H, g, delta, y, D):
     return 0.5 * np.einsum("ij,ij->i", D @ H, D) + D @ g + l1_change(delta, y, D)
 
 
+def _excess(a, b, grad):
+    """How far grad leaves [-a, b], the condition for z = 0 to be optimal (0 inside)."""
+    return np.maximum(np.maximum(grad - b, -a - grad), 0.0)
+
+
 def optimality(H, g, delta, y, d):
     """The largest violation of q's optimality conditions at d (0 at the minimizer)."""
+    a, b = slopes(delta)
     grad, z = H @ d + g, y + d
-    return float(np.max(np.where(z != 0, np.abs(grad + delta * np.sign(z)), np.maximum(np.abs(grad) - delta, 0.0)),
-                        initial=0.0))
+    with np.errstate(invalid="ignore"):
+        on_side = np.abs(grad + slope_at(a, b, np.sign(z)))
+    return float(np.max(np.where(z != 0, on_side, _excess(a, b, grad)), initial=0.0))
 
 
 def _solve(H, r):
@@ -59,12 +94,13 @@ def _solve(H, r):
 def _sign_fixed(H, g, delta, y, active, sign):
     """The minimizer of q with z = y + d held at 0 off `active` and sign(z_j) = sign_j on it: the linear system
     H_AA d_A = -(g_A + delta_A sign_A + H_AR d_R), d_R = -y_R."""
+    a, b = slopes(delta)
     d = -y.copy()
     off = np.ones(len(g), bool)
     off[active] = False
     rest = np.flatnonzero(off)
     d[active] = _solve(H[np.ix_(active, active)],
-                       -(g[active] + delta[active] * sign + H[np.ix_(active, rest)] @ d[rest]))
+                       -(g[active] + slope_at(a[active], b[active], sign) + H[np.ix_(active, rest)] @ d[rest]))
     return d
 
 
@@ -77,7 +113,8 @@ def _move(H, g, delta, y, d, value, active, grad):
     target = _sign_fixed(H, g, delta, y, active, np.where(zero, -np.sign(grad), np.sign(z))[active])
     change = target - d
     goal = y + target
-    crossing = np.flatnonzero(~zero & (np.sign(goal) != np.sign(z)) & (delta > 0))
+    a, b = slopes(delta)
+    crossing = np.flatnonzero(~zero & (np.sign(goal) != np.sign(z)) & ((a > 0) | (b > 0)))
     steps = np.append(z[crossing] / -change[crossing], 1.0)
     candidates = d + steps[:, None] * change
     candidates[np.arange(len(crossing)), crossing] = -y[crossing]
@@ -89,14 +126,15 @@ def _move(H, g, delta, y, d, value, active, grad):
 def _dual_box_newton(H, g, delta, y, iterations=500):
     """q's dual, a box-constrained QP: with M = H^-1 and z(u) = y - M (g + u),
 
-        minimize  phi(u) = 1/2 (g + u)'M(g + u) - y'u   over  -delta <= u <= delta,      grad phi = -z(u),
+        minimize  phi(u) = 1/2 (g + u)'M(g + u) - y'u   over  -b <= u <= a (-delta <= u <= delta),  grad phi = -z(u),
 
     by Bertsekas' (1982) projected Newton method: the variables at a bound that the gradient pushes outwards stay
     there, Newton on the others, an Armijo search along the projection arc. Ill-conditioned H, where the primal
     moves crawl, is no harder here, though where many of u's bounds switch one by one it can take 150 iterations
     (a kernel SBW draw at n = 2,000 with two tolerances, 106 variables). Returns the primal step d = z(u) - y
     with z set to exactly 0 wherever u is strictly inside its box (complementarity), the rest solved again with
-    those signs."""
+    those signs (+ where u is at a, - where at -b)."""
+    a, b = slopes(delta)
     k = len(g)
     M = _solve(H, np.eye(k))
     M = (M + M.T) / 2
@@ -105,8 +143,8 @@ def _dual_box_newton(H, g, delta, y, iterations=500):
     value = phi(u)
     for _ in range(iterations):
         grad = M @ (g + u) - y
-        bound = 1e-12 * np.maximum(delta, 1e-300)
-        binding = ((u <= -delta + bound) & (grad > 0)) | ((u >= delta - bound) & (grad < 0)) | (delta == 0)
+        at_lower, at_upper = _at_bounds(a, b, u, 1e-12)
+        binding = (at_lower & (grad > 0)) | (at_upper & (grad < 0)) | ((a == 0) & (b == 0))
         free = np.flatnonzero(~binding)
         projected = np.where(binding, 0.0, grad)
         if not len(free) or np.max(np.abs(projected)) <= 1e-14 * max(np.max(np.abs(y), initial=0.0), 1e-300):
@@ -115,7 +153,7 @@ def _dual_box_newton(H, g, delta, y, iterations=500):
         step[free] = -_solve(M[np.ix_(free, free)], grad[free])
         alpha = 1.0
         for _ in range(60):
-            trial = np.clip(u + alpha * step, -delta, delta)
+            trial = np.clip(u + alpha * step, -b, a)
             trial_value = phi(trial)
             if trial_value <= value + 1e-4 * grad @ (trial - u):
                 break
@@ -126,9 +164,17 @@ def _dual_box_newton(H, g, delta, y, iterations=500):
             break
         u, value = trial, trial_value
     z = y - M @ (g + u)
-    inside = (np.abs(u) < delta * (1 - 1e-9)) & (delta > 0)
-    active = np.flatnonzero(~inside)
-    return _sign_fixed(H, g, delta, y, active, np.where(delta == 0, np.sign(z), np.sign(u))[active])
+    at_lower, at_upper = _at_bounds(a, b, u, 1e-9)
+    kinked = (a > 0) | (b > 0)
+    active = np.flatnonzero(at_lower | at_upper | ~kinked)
+    sign = np.where(~kinked, np.sign(z), np.where(at_upper, 1.0, -1.0))
+    return _sign_fixed(H, g, delta, y, active, sign[active])
+
+
+def _at_bounds(a, b, u, relative):
+    """Where u sits at its lower bound -b and at its upper bound a, within `relative` of the bound."""
+    with np.errstate(invalid="ignore"):
+        return u <= -b + relative * np.maximum(b, 1e-300), u >= a - relative * np.maximum(a, 1e-300)
 
 
 def minimize(H, g, delta, y, tol=1e-13, max_moves=None):
@@ -153,11 +199,12 @@ def _minimize(H, g, delta, y, tol, max_moves):
     d, value = np.zeros(k), 0.0
     for _ in range(max_moves or 20):
         grad = H @ d + g
-        scale = max(np.max(np.abs(g), initial=0.0), np.max(np.abs(H @ d), initial=0.0), np.max(delta, initial=0.0))
+        finite = np.concatenate([v[np.isfinite(v)] for v in slopes(delta)])
+        scale = max(np.max(np.abs(g), initial=0.0), np.max(np.abs(H @ d), initial=0.0), np.max(finite, initial=0.0))
         if optimality(H, g, delta, y, d) <= tol * max(scale, 1e-300):
             return d
         z = y + d
-        excess = np.where(z == 0, np.abs(grad) - delta, -np.inf)
+        excess = np.where(z == 0, _excess(*slopes(delta), grad), -np.inf)
         nonzero = z != 0
         violators = excess > 0
         worst = np.zeros(k, bool)

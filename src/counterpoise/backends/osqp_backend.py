@@ -271,7 +271,7 @@ class OsqpBackend:
     name = "osqp"
     form = SeparableQP
     auto = None
-    solves = "the same"
+    solves = "SBW, kernel SBW, linear calibration (the chi-square distance, no rows of your own)"
     how = "the QP handed to OSQP directly, factorization cached across a path"
 
     def __init__(self, problem):

@@ -77,6 +77,16 @@ class Rows:
             out = out + abs(self.constant) * v[self.p]
         return out if self.row_factor is None else out * np.abs(self.row_factor)
 
+    def cross(self, F) -> np.ndarray:
+        """F'M for an n x m matrix F (dense or scipy sparse): m x k."""
+        F = F if self.row_factor is None else scipy.sparse.csc_matrix(F).multiply(self.row_factor[:, None])
+        FB = F.T @ self.B
+        FB = np.asarray(FB.toarray() if scipy.sparse.issparse(FB) else FB)
+        FB = (FB if self.columns is None else FB[:, self.columns]) * self.inverse_scale
+        if self.constant is None:
+            return FB
+        return np.hstack([FB, self.constant * np.asarray(F.sum(axis=0)).reshape(-1, 1)])
+
     def subset(self, rows) -> "Rows":
         """The same M on the rows `rows` only (their B rows copied: a subsample's working matrix)."""
         factor = None if self.row_factor is None else self.row_factor[rows]
@@ -176,3 +186,34 @@ class _SparseGram:
                 H += np.bincount(index * k + self.index[b], weights=weighted * value[:, b], minlength=k * k)
         H = H.reshape(k, k)
         return H + np.triu(H, 1).T
+
+
+class Stacked:
+    """The rows [M, E] of a group: a `Rows` M (balance columns, the sum column last when normalized) beside the
+    extra columns E (n x m, scipy sparse: the rows a user's affine term adds), with the sums the dual Newton reads
+    (`dot`, `tdot`, `gram`, `subset`). E'diag(h)M is one sparse-times-dense product, O(nnz(E) k)."""
+
+    def __init__(self, rows, extra):
+        self.rows, self.extra = rows, scipy.sparse.csc_matrix(extra)
+        self.n, self.p = rows.n, rows.p
+        self.k = rows.k + self.extra.shape[1]
+
+    def dot(self, y) -> np.ndarray:
+        return self.rows.dot(y[: self.rows.k]) + self.extra @ y[self.rows.k:]
+
+    def tdot(self, w) -> np.ndarray:
+        return np.concatenate([self.rows.tdot(w), self.extra.T @ w])
+
+    def gram(self, h=None) -> np.ndarray:
+        h = np.ones(self.n) if h is None else h
+        k0 = self.rows.k
+        H = np.zeros((self.k, self.k))
+        H[:k0, :k0] = self.rows.gram(h)
+        weighted = scipy.sparse.csc_matrix(self.extra.multiply(h[:, None]))
+        H[k0:, :k0] = self.rows.cross(weighted)
+        H[:k0, k0:] = H[k0:, :k0].T
+        H[k0:, k0:] = (self.extra.T @ weighted).toarray()
+        return H
+
+    def subset(self, rows) -> "Stacked":
+        return Stacked(self.rows.subset(rows), self.extra[rows])

@@ -1,0 +1,206 @@
+"""The weighting form on the dual engine: a user's affine terms, one-sided rows and calibration with tolerances, each
+against the cvxpy reference (CLARABEL) and, for the proximal step, against cvxpy and its KKT conditions by hand."""
+
+import cvxpy as cp
+import numpy as np
+import pandas as pd
+import pytest
+
+import counterpoise as cpz
+from counterpoise.backends import l1_qp
+from counterpoise.terms import Term
+
+COVARIATES = ["X1", "X2", "X3", "X4", "X5", "X6"]
+
+
+class ShareCap(Term):
+    """The units in `mask` hold at most `share` of their share of the units: mask'w <= share mean(mask) sum(w)."""
+
+    def __init__(self, mask, share):
+        self.name, self.mask = "share_cap", np.asarray(mask, dtype=float)
+        self.share = cp.Parameter(nonneg=True, value=share)
+
+    def parameters(self):
+        return {"share": self.share}
+
+    def constraints(self, w):
+        return [self.mask @ w <= self.share * self.mask.mean() * cp.sum(w)]
+
+    def violation(self, w):
+        return max(self.mask @ w - self.share.value * self.mask.mean() * w.sum(), 0.0) / w.sum()
+
+
+class SubgroupBalance(Term):
+    """Within the subgroup `mask`, the weighted mean of each column of F is within `tol` of `target`:
+    |F_S'w_S - target sum(w_S)| <= tol sum(w_S), written as two affine inequalities per column."""
+
+    def __init__(self, mask, F, target, tol):
+        self.name, self.mask = "subgroup_balance", np.asarray(mask, dtype=float)
+        self.G = (np.asarray(F) - target) * self.mask[:, None]
+        self.tol = tol
+
+    def constraints(self, w):
+        gap, room = self.G.T @ w, self.tol * (self.mask @ w)
+        return [gap <= room, -gap <= room]
+
+    def violation(self, w):
+        return float(np.max(np.abs(self.G.T @ w) - self.tol * (self.mask @ w), initial=0.0))
+
+
+class Contrast(Term):
+    """A linear contrast of the weights held at a value: c'w == value."""
+
+    def __init__(self, c, value):
+        self.name, self.c, self.value_ = "contrast", np.asarray(c, dtype=float), value
+
+    def constraints(self, w):
+        return [self.c @ w == self.value_]
+
+    def violation(self, w):
+        return abs(self.c @ w - self.value_)
+
+
+class TopShare(Term):
+    """The k largest weights hold at most `share` of the total (not affine: sum_largest)."""
+
+    def __init__(self, k, share):
+        self.name, self.k, self.share = "top_share", k, share
+
+    def constraints(self, w):
+        return [cp.sum_largest(w, self.k) <= self.share * cp.sum(w)]
+
+
+@pytest.fixture(scope="module")
+def kim():
+    return cpz.datasets.kim2023(n=3000, overlap="weak", seed=4)
+
+
+def _sbw(kim, **options):
+    return cpz.sbw(kim, treatment="A", covariates=COVARIATES, estimand="ATT", delta=0.02, **options)
+
+
+def _controls(kim, prob):
+    return kim.loc[prob.units]
+
+
+@pytest.mark.parametrize("term", ["share_cap", "subgroup_balance", "contrast"])
+def test_a_users_affine_term_solves_on_the_dual_as_cvxpy_does(kim, term):
+    prob = _sbw(kim)
+    controls = _controls(kim, prob)
+    if term == "share_cap":
+        prob.add(ShareCap(controls["X1"] > 0.5, 0.8))
+    elif term == "subgroup_balance":
+        treated = kim[kim["A"] == 1]
+        target = (treated[["X1", "X2"]] ** 2).mean().to_numpy()
+        prob.add(SubgroupBalance(controls["X3"] > 0, controls[["X1", "X2"]].to_numpy() ** 2, target, 0.05))
+    else:
+        prob.add(Contrast(np.where(controls["X4"] > 0, 1.0, -1.0), 0.1))
+    assert prob.auto_backends() == ["dual", "cvxpy"]
+    sol = prob.solve()
+    ref = prob.solve(backend="cvxpy")
+    assert sol.backend == "dual" and sol.status == "optimal"
+    assert abs(sol.objective - ref.objective) <= 1e-7 * ref.objective
+    np.testing.assert_allclose(sol.weights, ref.weights, atol=1e-4 * ref.weights.max())
+    free = _sbw(kim).solve()
+    assert sol.objective > free.objective * (1 + 1e-6)           # the term binds: it changed the weights
+
+
+def test_a_path_over_the_users_parameter_equals_cold_solves(kim):
+    prob = _sbw(kim)
+    mask = _controls(kim, prob)["X1"] > 0.5
+    prob.add(ShareCap(mask, 0.9))
+    shares = [0.9, 0.8, 0.7, 0.6]
+    path = prob.path(share=shares)
+    for share, warm in zip(shares, path.solutions):
+        cold = _sbw(kim).add(ShareCap(mask, share)).solve(backend="cvxpy")
+        assert warm.backend == "dual" and warm.status == "optimal"
+        assert warm.objective == pytest.approx(cold.objective, rel=1e-7)
+    assert np.all(np.diff([s.objective for s in path.solutions]) > 0)
+
+
+def test_an_infeasible_users_row_is_certified_by_the_dual(kim):
+    prob = _sbw(kim)
+    controls = _controls(kim, prob)
+    prob.add(ShareCap(controls["X1"] > 0.5, 0.0))                # no weight at all on half the controls
+    prob.add(Contrast((controls["X1"] > 0.5).to_numpy(), 0.5))   # and half the weight on them
+    sol = prob.solve(backend="dual", raise_on_failure=False)
+    assert sol.status == "infeasible"
+    assert prob.solve(backend="cvxpy", raise_on_failure=False).status == "infeasible"
+
+
+def test_a_term_that_is_not_affine_goes_to_cvxpy_and_auto_names_it(kim):
+    prob = _sbw(kim).add(TopShare(10, 0.03))
+    assert prob.auto_backends() == ["cvxpy"]
+    refusals = prob.auto_refusals()
+    assert "'top_share' (TopShare)" in refusals["dual"] and "not affine" in refusals["dual"]
+
+
+def test_a_users_row_across_two_normalized_groups_goes_to_cvxpy(kim):
+    prob = cpz.sbw(kim, treatment="A", covariates=COVARIATES, estimand="ATE", delta=0.02)
+    prob.add(Contrast(np.ones(prob.n), 2.0))
+    assert prob.auto_backends() == ["cvxpy"]
+    assert "more than one normalized group" in prob.auto_refusals()["dual"]
+
+
+def _survey_frame(n, seed=0):
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"region": rng.choice([f"r{j}" for j in range(8)], n),
+                          "age": rng.choice(["a", "b", "c"], n, p=[0.3, 0.4, 0.3]), "d": rng.uniform(1, 3, n)})
+    region = {k: 1.04 * v for k, v in frame.groupby("region")["d"].sum().items()}
+    age = {k: v * (0.95 if k == "a" else 1.05) for k, v in frame.groupby("age")["d"].sum().items()}
+    age = {k: v * sum(region.values()) / sum(age.values()) for k, v in age.items()}
+    return frame, {"region": region, "age": age}
+
+
+@pytest.mark.parametrize("distance, options", [("raking", {}), ("logit", {"bounds": (0.5, 2.0)}),
+                                               ("linear", {})])
+def test_calibration_with_tolerances_solves_on_the_dual_as_cvxpy_does(distance, options):
+    frame, margins = _survey_frame(3000)
+    prob = cpz.calibrate(frame, base_weights="d", margins=margins, distance=distance, tol=0.01, **options)
+    assert prob.auto_backends()[0] == "dual"
+    sol = prob.solve()
+    ref = prob.solve(backend="cvxpy", raise_on_failure=False)
+    assert sol.backend == "dual" and sol.status == "optimal" and ref.max_violation < 1e-6
+    assert abs(sol.objective - ref.objective) <= 1e-7 * ref.objective
+    np.testing.assert_allclose(sol.duals, ref.duals, atol=1e-4 * np.abs(ref.duals).max())
+    achieved = sol.balance["after"].to_numpy()
+    target = sol.balance["target"].to_numpy()
+    assert np.max(np.abs(achieved / target - 1)) <= 0.01 + 1e-9
+    assert np.max(np.abs(achieved / target - 1)) >= 0.01 - 1e-9     # some total sits at its tolerance
+
+
+def test_exact_raking_stays_on_surveys_newton():
+    frame, margins = _survey_frame(500)
+    prob = cpz.calibrate(frame, base_weights="d", margins=margins, distance="raking")
+    assert prob.auto_backends() == ["calibration", "cvxpy"]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_proximal_step_with_one_sided_rows_matches_cvxpy(seed):
+    """q(d) = 1/2 d'Hd + g'd + sum_j psi_j(y_j + d_j), psi_j(z) = a_j max(z, 0) + b_j max(-z, 0) with some
+    a_j or b_j infinite (a one-sided row: its multiplier keeps one sign)."""
+    rng = np.random.default_rng(seed)
+    k = 12
+    A = rng.normal(size=(30, k))
+    H, g = A.T @ A, rng.normal(size=k) * 5
+    a, b = np.abs(rng.normal(size=k)), np.abs(rng.normal(size=k))
+    a[:3], b[3:6] = np.inf, np.inf                     # z <= 0 on the first three, z >= 0 on the next three
+    a[6], b[6] = 0.0, 0.0                              # an equality row
+    y = rng.normal(size=k) * (rng.random(k) < 0.5)
+    y[:3], y[3:6] = -np.abs(y[:3]), np.abs(y[3:6])     # the current point respects the signs
+    d = l1_qp.minimize(H, g, (a, b), y)
+    x = cp.Variable(k)
+    z = y + x
+    finite_a, finite_b = np.where(np.isfinite(a), a, 0.0), np.where(np.isfinite(b), b, 0.0)
+    cp.Problem(cp.Minimize(0.5 * cp.quad_form(x, cp.psd_wrap(H)) + g @ x + finite_a @ cp.pos(z) + finite_b @ cp.neg(z)),
+               [z[:3] <= 0, z[3:6] >= 0]).solve(solver="CLARABEL", tol_gap_abs=1e-12, tol_gap_rel=1e-12)
+    np.testing.assert_allclose(d, x.value, atol=1e-5)
+    grad, z = H @ d + g, y + d
+    assert np.all(z[:3] <= 0) and np.all(z[3:6] >= 0)
+    # KKT by hand: the slope on z's side cancels the gradient; at z = 0, -a <= grad <= b
+    right, left = z > 0, z < 0
+    np.testing.assert_allclose(grad[right], -a[right], atol=1e-9)
+    np.testing.assert_allclose(grad[left], b[left], atol=1e-9)
+    zero = ~(right | left)
+    assert np.all(grad[zero] <= b[zero] + 1e-9) and np.all(grad[zero] >= -a[zero] - 1e-9)
+    assert l1_qp.optimality(H, g, (a, b), y, d) <= 1e-9
