@@ -98,14 +98,16 @@ class DualNewton:
         if not np.any(y) and units.size >= SUBSAMPLE_FROM:
             start, start_steps = subsample_start(dual, tol, max_iter)
             y = y if start is None else start
-        _, y, status, steps, gap, violation, _ = dual.solve(y, tol, max_iter)
-        message = f"dual Newton on partitions: relative duality gap {gap:.1e}, max violation {violation:.1e}"
-        info = {"duality_gap": gap, "max_violation": violation, "subsample_iterations": start_steps,
-                "infeasible_below": dual.infeasible_below, "max_relative_misfit": violation}
+        run = dual.solve(y, tol, max_iter)
+        y, status, steps = run.y, run.status, run.iterations
+        message = (f"dual Newton on partitions: relative duality gap {run.gap:.1e}, max violation "
+                   f"{run.violation:.1e}")
+        info = {"duality_gap": run.gap, "max_violation": run.violation, "subsample_iterations": start_steps,
+                "infeasible_below": run.infeasible_below, "max_relative_misfit": run.violation}
         error = {"optimal": None, "infeasible": InfeasibleError}.get(status, SolverError)
         if status == "infeasible":
             message += (f"; no weights meet these tolerances: the dual's ray certifies it (no weights below a common "
-                        f"delta of {dual.infeasible_below:.4g} in the scaled units); loosen delta")
+                        f"delta of {run.infeasible_below:.4g} in the scaled units); loosen delta")
         return y, status, steps, "newton", message, info, error
 
 

@@ -169,7 +169,7 @@ class WeightingProblem:
         if raise_on_failure and solution.status != "optimal":
             if solution.status == "infeasible":
                 raise self.explain_infeasible(solution)
-            error = CalibrationError if solution.info.get("worst_targets") else SolverError
+            error = CalibrationError if solution.worst_targets else SolverError
             raise error(self._failure_message(solution), solution=solution)
         self._say_notes([solution])
         return solution
@@ -240,6 +240,8 @@ class WeightingProblem:
             design=self._current_design(),
             problem=self,
             info=raw.info,
+            certificate=raw.certificate,
+            worst_targets=raw.worst_targets,
         )
 
     def _current_design(self):

@@ -20,7 +20,9 @@ class Solution:
     feasibility check (`violations`, each term's largest violation in its scaled units, all within
     `tolerance`); otherwise "inaccurate", "infeasible", "unbounded" or "failed". `solver_status` is what the
     solver itself said (the same words), before that check. `tuning` is how delta was chosen, for a problem
-    built with delta="auto" or "tightest" (`counterpoise.tuning.DeltaTuning`). `objective` is the
+    built with delta="auto" or "tightest" (`counterpoise.tuning.DeltaTuning`). `certificate` says why no weights
+    exist when infeasible (`backends.Certificate`), `worst_targets` the targets a calibration that did not converge
+    missed, worst first (name, achieved, target, relative misfit). `objective` is the
     problem's objective evaluated at the returned weights (the same formula for every backend).
     `duals` holds one value per balance column (see `terms.Balance`).
     """
@@ -43,6 +45,8 @@ class Solution:
     info: dict = field(default_factory=dict, repr=False)
     solver_status: str = ""
     tuning: object = field(default=None, repr=False)
+    certificate: object = field(default=None, repr=False)
+    worst_targets: list = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:

@@ -61,8 +61,23 @@ def markdown_table(default) -> str:
 
 
 @dataclass
+class Certificate:
+    """Why no weights exist. From a dual backend: `ray`, the dual's Farkas direction (normalized) per balance term
+    (term name -> per-column values), and `below`, a common scaled tolerance below which no weights exist (NaN when
+    not known). From the relaxed problem (`infeasibility.certify`): `binding`, its table of the balance columns that
+    need slack (term, column, tolerance, needed)."""
+
+    ray: dict = field(default_factory=dict)
+    below: float = float("nan")
+    binding: object = None
+
+
+@dataclass
 class RawResult:
-    """A backend's answer before counterpoise checks it: weights plus the solver's own account."""
+    """A backend's answer before counterpoise checks it: weights plus the solver's own account. The typed fields
+    are what the rest of counterpoise reads (`dual_point`, `certificate` when infeasible, `worst_targets` when a
+    calibration did not converge: (name, achieved, target, relative misfit) rows, worst first); `info` is the
+    solver's own statistics, for reports."""
 
     weights: np.ndarray
     status: str                  # "optimal", "inaccurate", "infeasible", "unbounded" or "failed"
@@ -72,3 +87,6 @@ class RawResult:
     iterations: int | None = None
     message: str = ""
     info: dict = field(default_factory=dict)
+    dual_point: np.ndarray | None = None
+    certificate: Certificate | None = None
+    worst_targets: list = field(default_factory=list)

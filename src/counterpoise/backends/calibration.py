@@ -79,7 +79,7 @@ class CalibrationBackend:
         return RawResult(weights=weights, status="optimal" if converged else "inaccurate", solver=f"newton/{kind}",
                          solve_time=time.perf_counter() - start, duals=duals, iterations=iterations, message=message,
                          info={"max_relative_misfit": largest, "worst_targets": worst, "step_halvings": halvings,
-                               "epsilon": epsilon})
+                               "epsilon": epsilon}, worst_targets=[] if converged else worst)
 
 
     def recalibrate(self, d, epsilon=1e-9, max_iter=100):
@@ -117,7 +117,7 @@ def _sparse_if_mostly_zero(rows):
 
 
 #: The distance's name in the solver label and messages (survey's calfun names).
-DISTANCE_NAMES = {"ChiSquare": "linear", "Entropy": "raking", "Logit": "logit"}
+DISTANCE_NAMES = {"Linear": "linear", "Entropy": "raking", "Logit": "logit"}
 
 
 def newton_sums(rows, distance, d, lo, hi, points=(), hessian=False):

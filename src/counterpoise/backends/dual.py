@@ -39,12 +39,13 @@ full Newton then takes 5 steps instead of 11. The optimum, and so the weights, a
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..terms import ChiSquare
 from . import l1_qp
-from .base import RawResult, register
+from .base import Certificate, RawResult, register
 from .forms import DualForm, balance_duals, split
 
 
@@ -198,6 +199,23 @@ class Line:
         return Point(self.point.units, self.point.v + alpha * self.direction)
 
 
+@dataclass
+class DualRun:
+    """Where a dual Newton run ended: the weights w(y) (None for units on partitions, whose weights stay there),
+    the dual point y, the status ("optimal", "infeasible": y is a Farkas ray, or "inaccurate"), the Newton steps,
+    the relative duality gap, the largest row violation, the last Hessian (a path's chord steps re-use it) and,
+    when infeasible with one tolerance, the scaled tolerance below which no weights exist (else NaN)."""
+
+    weights: np.ndarray | None
+    y: np.ndarray
+    status: str
+    iterations: int
+    gap: float
+    violation: float
+    factor: np.ndarray | None
+    infeasible_below: float = float("nan")
+
+
 class GroupDual:
     """The dual of one group: its units (`Units`, or units held elsewhere with the same interface) with the row
     targets T and tolerances delta of the rows other than the sum (in the order of the units' rows: the balance
@@ -265,8 +283,8 @@ class GroupDual:
 
     # ---- Newton ----
 
-    def solve(self, y, tol=1e-10, max_iter=200, factor=None):
-        """Minimize D from `y`; returns (w, y, status, iterations, relative gap, violation, factor).
+    def solve(self, y, tol=1e-10, max_iter=200, factor=None) -> "DualRun":
+        """Minimize D from `y`; returns the `DualRun`.
 
         `factor` is a generalized Hessian kept from an earlier solve of a nearby problem (a path): while the residual
         falls tenfold per step, the first steps re-use it (chord steps, O(n k) instead of O(n k^2)); from the first
@@ -276,7 +294,7 @@ class GroupDual:
         point = self.units.at(y)
         D = self.value(y, point)
         bound = self.units.upper_bound(self.total)
-        self.infeasible_below = float("nan")
+        infeasible_below = float("nan")
         status, residual, chord, reuse = "inaccurate", np.inf, False, factor is not None
         stalled, drop = 0, np.inf
         for it in range(1, max_iter + 1):
@@ -289,7 +307,7 @@ class GroupDual:
                 break
             certified, below = self.farkas(y, point)
             if certified or -D > bound * (1 + 1e-9) + 1e-300:
-                status, self.infeasible_below = "infeasible", below
+                status, infeasible_below = "infeasible", below
                 break
             previous, residual = residual, float(np.linalg.norm(self._pseudo_gradient(y, grad)))
             # steps that lower neither D nor the residual: the model's steps are lost to rounding, further ones too
@@ -317,7 +335,7 @@ class GroupDual:
         gap = (P + D) / max(abs(P), abs(D), 1e-300)
         if status == "inaccurate" and violation <= tol and gap <= tol:
             status = "optimal"
-        return point.weights(), y, status, it, gap, violation, factor
+        return DualRun(point.weights(), y, status, it, gap, violation, factor, infeasible_below)
 
     def _hessian(self, point):
         """The generalized Hessian A_I diag(s/2) A_I' over the units inside their bounds, plus a 1e-12 relative
@@ -377,9 +395,10 @@ class DualBackend:
         self.factors = {}         # group index -> the last Newton factorization, re-used by chord steps on a path
 
     def _units(self, group, rows, lo, hi):
-        """The group's units: the chi-square distance by its centres and scales, any other by its base weights."""
+        """The group's units: a chi-square distance (SBW's, linear calibration's) by its centres and scales, any other
+        by its base weights."""
         distance = self.weighting.distance
-        if type(distance) is ChiSquare:
+        if isinstance(distance, ChiSquare):
             block = Quadratic(group.select(distance.center), group.select(distance.scale))
         else:
             block = Ratio(distance, group.select(distance.base))
@@ -389,7 +408,7 @@ class DualBackend:
         start = time.perf_counter()
         lo, hi = self.weighting.box()
         weights = np.empty(self.n)
-        duals, statuses, iterations, gaps, violations, ray, below = {}, [], 0, [], [], {}, []
+        duals, runs, points, ray, below = {}, [], [], {}, []
         subsample_steps = 0
         for index, group in enumerate(self.weighting.groups):
             rows, lower, upper = self.weighting.user_rows(group, self.rows[index])
@@ -404,34 +423,36 @@ class DualBackend:
                 y0, steps = subsample_start(dual, tol, max_iter)
                 subsample_steps += steps
             factor = self.factors.get(index) if warm_start else None
-            w, y, status, its, gap, violation, factor = dual.solve(cold if y0 is None else y0, tol, max_iter, factor)
-            if status != "optimal" and y0 is not None:      # a warm start from a bad point: start over
-                w, y, status, more, gap, violation, factor = dual.solve(cold, tol, max_iter)
-                its += more
-            self.history[index] = (history + [(params, y)])[-2:] if status == "optimal" else []
-            self.factors[index] = factor if status == "optimal" else None
+            run = dual.solve(cold if y0 is None else y0, tol, max_iter, factor)
+            if run.status != "optimal" and y0 is not None:      # a warm start from a bad point: start over
+                steps = run.iterations
+                run = dual.solve(cold, tol, max_iter)
+                run.iterations += steps
+            self.history[index] = (history + [(params, run.y)])[-2:] if run.status == "optimal" else []
+            self.factors[index] = run.factor if run.status == "optimal" else None
             if group.rows is None:
-                weights[:] = w
+                weights[:] = run.weights
             else:
-                weights[group.rows] = w
+                weights[group.rows] = run.weights
             # y is the multiplier of A w in [T - delta, T + delta] with w = w(A'y): the objective's
             # sensitivity to the scaled balance values.
-            duals.update(balance_duals(group.balance, y))
-            if status == "infeasible":       # y grows without bound along a certificate of infeasibility
-                ray.update(split(group.balance, y / max(np.linalg.norm(y), 1e-300)))
+            duals.update(balance_duals(group.balance, run.y))
+            points.append(run.y)
+            if run.status == "infeasible":       # y grows without bound along a certificate of infeasibility
+                ray.update(split(group.balance, run.y / max(np.linalg.norm(run.y), 1e-300)))
                 if len(set(np.round(delta, 12))) == 1:     # one tolerance: its certified floor
-                    below.append(dual.infeasible_below)
-            statuses.append(status)
-            iterations += its
-            gaps.append(gap)
-            violations.append(violation)
-        status = next((s for s in ("infeasible", "inaccurate") if s in statuses), "optimal")
+                    below.append(run.infeasible_below)
+            runs.append(run)
+        status = next((s for s in ("infeasible", "inaccurate") if s in [run.status for run in runs]), "optimal")
+        gap, violation = max(run.gap for run in runs), max(run.violation for run in runs)
+        certificate = Certificate(ray=ray, below=max(below, default=float("nan"))) if status == "infeasible" else None
         return RawResult(
             weights=weights, status=status, solver="newton", solve_time=time.perf_counter() - start, duals=duals,
-            iterations=iterations,
-            message=f"dual Newton: relative duality gap {max(gaps):.1e}, max violation {max(violations):.1e}",
-            info={"duality_gap": max(gaps), "max_violation": max(violations), "infeasibility_ray": ray,
-                  "infeasible_below": max(below, default=float("nan")), "subsample_iterations": subsample_steps},
+            iterations=sum(run.iterations for run in runs),
+            message=f"dual Newton: relative duality gap {gap:.1e}, max violation {violation:.1e}",
+            info={"duality_gap": gap, "max_violation": violation, "infeasible_below": certificate.below if
+                  certificate else float("nan"), "subsample_iterations": subsample_steps},
+            dual_point=np.concatenate(points), certificate=certificate,
         )
 
 
@@ -476,8 +497,8 @@ def subsample_start(dual, tol, max_iter):
     weights are n / m times those of the full group at y = (m / n) y_sub. (That point or None when the solve fails,
     and its Newton steps.)"""
     units, factor = dual.units.subsample(SUBSAMPLE)
-    _, y, status, steps, *_ = dual.on(units).solve(np.zeros(len(dual.T)), tol, max_iter)
-    return (y * factor if status == "optimal" else None), steps
+    run = dual.on(units).solve(np.zeros(len(dual.T)), tol, max_iter)
+    return (run.y * factor if run.status == "optimal" else None), run.iterations
 
 
 def _predict(history, params, size):

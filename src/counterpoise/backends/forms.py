@@ -25,7 +25,7 @@ import numpy as np
 import scipy.sparse
 
 from ..errors import UnsupportedProblem
-from ..terms import Balance, Bounds, ChiSquare, Entropy, Logit, Normalize, SparseLoss
+from ..terms import Balance, Bounds, ChiSquare, Entropy, Linear, Logit, Normalize, SparseLoss
 from .affine import AffineTerm
 from .rows import Rows, Stacked
 
@@ -147,8 +147,7 @@ def _roles(terms, role, solves, alternative="") -> dict:
 
 def _calibration_role(term):
     kind = type(term)
-    if kind is ChiSquare and term.tau is None and np.allclose(term.scale, 2 * term.center) \
-            or kind is Entropy and term.offset is None or kind is Logit:
+    if kind in (Linear, Logit) or kind is Entropy and term.offset is None:
         return "distance"
     if kind is Balance:
         return "balance" if term.exact else None
@@ -199,7 +198,7 @@ class WeightingForm(Form):
         distances, bounds, normalize, balance, affine = [], [], [], [], []
         for term in terms:
             kind = type(term)
-            if kind in (ChiSquare, Logit) or kind is Entropy and term.offset is None:
+            if kind in (ChiSquare, Linear, Logit) or kind is Entropy and term.offset is None:
                 distances.append(term)
             elif kind in (Balance, Normalize, Bounds):
                 {Balance: balance, Normalize: normalize, Bounds: bounds}[kind].append(term)
@@ -266,7 +265,7 @@ class DualForm(WeightingForm):
     def of(cls, terms, n, backend):
         form = super().of(terms, n, backend)
         exact = all(term.exact for group in form.groups for term in group.balance)
-        if type(form.distance) is not ChiSquare and exact and not any(group.affine for group in form.groups):
+        if not isinstance(form.distance, ChiSquare) and exact and not any(group.affine for group in form.groups):
             raise UnsupportedProblem(f"backend {backend!r}: the {type(form.distance).__name__} distance with exact "
                                      "totals is solved by backend 'calibration' (survey's Newton), and otherwise "
                                      "needs backend='cvxpy'")
@@ -285,7 +284,7 @@ class SeparableQP(WeightingForm):
     @classmethod
     def of(cls, terms, n, backend):
         form = super().of(terms, n, backend)
-        if type(form.distance) is not ChiSquare:
+        if not isinstance(form.distance, ChiSquare):
             raise UnsupportedProblem(f"backend {backend!r} solves the chi-square distance; {form.distance.name!r} "
                                      f"({type(form.distance).__name__}) needs backend='dual' or backend='cvxpy'")
         for group in form.groups:
@@ -320,7 +319,7 @@ class CalibrationForm(Form):
             raise UnsupportedProblem(f"backend {backend!r} needs one calibration distance and exact totals")
         distance, bounds = roles["distance"][0], roles["bounds"]
         found = groups(normalize, balance, n, backend)
-        if len(found) > 1 and type(distance) is ChiSquare:
+        if len(found) > 1 and type(distance) is Linear:
             raise UnsupportedProblem(f"backend {backend!r} calibrates groups of units with the raking or logit "
                                      "distance; the linear distance per group is backend 'dual'")
         return cls(distance=distance, groups=found, bounds=bounds, n=n)

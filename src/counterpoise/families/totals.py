@@ -24,7 +24,7 @@ from ..backends.rows import Rows
 from ..columns import column, has_negative
 from ..diagnostics import BalanceDesign, smd_denominators
 from ..errors import InfeasibleError, InputError
-from ..terms import Balance, Bounds, ChiSquare, Entropy, Logit
+from ..terms import Balance, Bounds, Entropy, Linear, Logit
 from ..validation import finite, numeric_matrix, warn
 
 
@@ -47,7 +47,7 @@ def calibration_terms(X, T, names, d, keep, distance, bounds=None, weight_bounds
     columns `keep` (bounds already checked by `calibration_bounds`)."""
     (lower, upper), (weight_lower, weight_upper) = calibration_bounds(distance, bounds, weight_bounds)
     if distance == "linear":
-        terms = [ChiSquare(d, 2 * d, name="distance")]
+        terms = [Linear(d, name="distance")]
     elif distance == "raking":
         terms = [Entropy(d, name="distance")]
     else:

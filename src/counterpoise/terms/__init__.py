@@ -1,4 +1,4 @@
-"""The terms a weighting problem is made of: `base` (the Term protocol), `distances` (ChiSquare, Entropy, Logit),
+"""The terms a weighting problem is made of: `base` (the Term protocol), `distances` (ChiSquare, Linear, Entropy, Logit),
 `constraints` (Balance, Normalize, Bounds, MaxShare) and `losses` (SparseLoss).
 
 A researcher adds a constraint by subclassing `Term`; see `MaxShare` for a complete example.
@@ -6,7 +6,7 @@ A researcher adds a constraint by subclassing `Term`; see `MaxShare` for a compl
 
 from .base import Term
 from .constraints import Balance, Bounds, MaxShare, Normalize
-from .distances import ChiSquare, Entropy, Logit
+from .distances import ChiSquare, Entropy, Linear, Logit
 from .losses import SparseLoss
 
-__all__ = ["Balance", "Bounds", "ChiSquare", "Entropy", "Logit", "MaxShare", "Normalize", "SparseLoss", "Term"]
+__all__ = ["Balance", "Bounds", "ChiSquare", "Entropy", "Linear", "Logit", "MaxShare", "Normalize", "SparseLoss", "Term"]

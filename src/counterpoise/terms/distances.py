@@ -5,7 +5,8 @@ G(g), F = (G')^-1 and F'(u). The cvxpy form and `value` write the distance;
 the calibration Newton (`backends/calibration.py`) reads F and F' from the same term, because the calibration
 weights are w_i = d_i F(x_i' lam) (Deville & Sarndal 1992):
 
-    ChiSquare  G(g) = a (g - 1)^2, a = d / s  (linear / GREG calibration: s = 2d, so G = (g-1)^2 / 2, F(u) = 1 + u)
+    ChiSquare  G(g) = a (g - 1)^2, a = d / s             (SBW's dispersion)
+    Linear     the ChiSquare with s = 2d: G = (g-1)^2 / 2, F(u) = 1 + u   (linear / GREG calibration)
     Entropy    G(g) = g log g - g + 1                      F(u) = exp(u)        (raking; entropy balancing)
     Logit      G(g) = [(g-L) log((g-L)/(1-L)) + (U-g) log((U-g)/(U-1))] / A,  A = (U-L) / ((1-L)(U-1)),
                F(u) = (L (U-1) + U (1-L) e^{Au}) / (U - 1 + (1-L) e^{Au})
@@ -70,6 +71,17 @@ class ChiSquare(Term):
     def dF(self, u, g):
         """F'(u), given g = F(u)."""
         return np.broadcast_to(self.scale / (2 * self.base_center), np.shape(u))
+
+
+class Linear(ChiSquare):
+    """The Deville-Sarndal linear (GREG) distance to base weights d: sum_i d_i (g_i - 1)^2 / 2, g = w / d, the
+    chi-square with centres d and scales 2 d (survey's calfun="linear"). Its own class so that a backend recognizes
+    linear calibration by what it is."""
+
+    name = "linear"
+
+    def __init__(self, base, name=None):
+        super().__init__(base, 2 * np.asarray(base, dtype=float), name=name)
 
 
 class Entropy(Term):
