@@ -1,5 +1,6 @@
-"""The README runs: every fenced Python block, in order, in one namespace, and every shell command but the
-`pip install` and `pytest` that CI itself runs (`.ci/run`), in a scratch folder."""
+"""The README and the pages of docs/ run: every fenced Python block, in order (the README first, then the pages in
+the order the README links them), in one namespace, and every shell command but the `pip install` and `pytest`
+that CI itself runs (`.ci/run`), in a scratch folder."""
 
 import re
 import shlex
@@ -13,8 +14,15 @@ import counterpoise as cpz
 from counterpoise.cli import main
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-FENCES = re.findall(r"^```(\w*)\n(.*?)^```", README.read_text(), re.S | re.M)
-BLOCKS = [(kind, block) for kind, block in FENCES if kind]       # untagged fences are diagrams, not code
+PAGES = [README] + [README.parent / link for link in
+                    dict.fromkeys(re.findall(r"\]\((docs/[\w-]+\.md)\)", README.read_text()))]
+BLOCKS = [(kind, block, page) for page in PAGES
+          for kind, block in re.findall(r"^```(\w*)\n(.*?)^```", page.read_text(), re.S | re.M)
+          if kind]                                               # untagged fences are diagrams, not code
+
+
+def test_every_page_of_docs_is_linked_from_the_readme():
+    assert sorted(PAGES[1:]) == sorted((README.parent / "docs").glob("*.md"))
 
 
 def _commands(block):
@@ -27,7 +35,7 @@ def _commands(block):
 
 
 def test_the_readme_has_python_and_shell_blocks():
-    kinds = [kind for kind, _ in BLOCKS]
+    kinds = [kind for kind, _, _ in BLOCKS]
     assert set(kinds) == {"python", "sh"}, "a fence tagged otherwise would not run here"
     assert kinds.count("python") >= 6 and kinds.count("sh") >= 2
 
@@ -35,9 +43,9 @@ def test_the_readme_has_python_and_shell_blocks():
 def test_every_readme_block_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     namespace = {}
-    for kind, block in BLOCKS:
+    for kind, block, page in BLOCKS:
         if kind == "python":
-            exec(compile(block, str(README), "exec"), namespace)
+            exec(compile(block, str(page), "exec"), namespace)
             continue
         for command in _commands(block):
             if command[0] == "counterpoise":

@@ -26,7 +26,8 @@ from .balancing_se import BalanceFunctions, ate_balancing, one_arm_balancing
 from .diagnostics import effective_sample_size
 from .errors import CounterpoiseError, InputError, SolverError
 from .progress import bar
-from .validation import columns_list, is_dask_frame, numeric_matrix, treatment_indicator
+from .validation import (columns_list, finite, integer, interval, is_dask_frame, numeric_matrix, one_of, optional,
+                         treatment_indicator, validated)
 
 _MAX_FAILED_SHARE = 0.1
 
@@ -76,17 +77,10 @@ class Estimate:
         return pd.DataFrame([asdict(self)])
 
 
-def _check_finite(w: np.ndarray, name: str) -> np.ndarray:
-    """Weights must be finite; negative ones are allowed (GREG weights can be negative; the Hajek form stays defined)."""
-    if not np.all(np.isfinite(w)):
-        raise InputError(f"{name} has {int(np.sum(~np.isfinite(w)))} non-finite values (NaN or inf)")
-    return w
-
-
 def weighted_mean(y, w) -> float:
     """Hajek mean sum w y / sum w."""
     y = np.asarray(y, dtype=float)
-    w = _check_finite(np.asarray(w, dtype=float), "w")
+    w = finite(np.asarray(w, dtype=float), "w")
     if y.ndim != 1 or y.shape != w.shape:
         raise InputError(f"y and w must be 1-D of the same length, got shapes {y.shape} and {w.shape}")
     if not np.all(np.isfinite(y)):
@@ -137,7 +131,7 @@ def _aligned(series: pd.Series, index: pd.Index, rows: str, name: str = "weights
     if missing.any():
         raise InputError(f"{name} are missing for {int(missing.sum())} of the {index.size} {rows} rows "
                          f"(e.g. index labels {index[missing][:3].tolist()})")
-    w = _check_finite(series.reindex(index).to_numpy(dtype=float), f"{name} of the {rows} rows")
+    w = finite(series.reindex(index).to_numpy(dtype=float), f"{name} of the {rows} rows")
     if w.sum() <= 0:
         raise InputError(f"{name} of the {rows} rows are all zero")
     return w
@@ -155,7 +149,7 @@ def _sample_weights(data: pd.DataFrame, sample_weights) -> np.ndarray:
         values = np.asarray(sample_weights, dtype=float)
         if values.shape != (len(data),):
             raise InputError(f"sample_weights must have shape ({len(data)},), got {values.shape}")
-    return _check_finite(values, "sample_weights")
+    return finite(values, "sample_weights")
 
 
 def _contrast(y_t, v_t, y_c, v_c) -> tuple[float, float]:
@@ -178,20 +172,15 @@ def _se_method(se, weights, covariates):
     if se is None:
         functions = getattr(getattr(weights, "problem", None), "balance_functions", None)
         return "balancing" if covariates is not None or functions is not None else "fixed"
-    if se not in SE_METHODS:
-        raise InputError(f"se must be one of {SE_METHODS}, got {se!r}")
     return se
 
 
-def _check_options(se: str, level: float, n_boot: int, augmented: bool = False) -> None:
+def _check_augmented(se: str, augmented: bool) -> None:
+    """augmented=True has the balancing (or bootstrap) SE, never the fixed-weight one."""
     if augmented and se == "fixed":
         raise InputError("augmented=True corrects the estimate by the outcome regression on the balance functions "
                          "(a balancing Solution's, or covariates=[...]); its SE is se='balancing' (or 'bootstrap'), "
                          "not the fixed-weight one")
-    if not 0 < level < 1:
-        raise InputError(f"level must be in (0, 1), got {level}")
-    if se == "bootstrap" and (int(n_boot) != n_boot or n_boot < 2):
-        raise InputError(f"n_boot must be an integer >= 2, got {n_boot}")
 
 
 def _estimate(estimand, data, treatment, outcome, weights, arm_weights, se, level, n_boot, seed,
@@ -199,7 +188,7 @@ def _estimate(estimand, data, treatment, outcome, weights, arm_weights, se, leve
     """Shared body of att / atc / ate. `arm_weights(series, index, t, rows)` returns (w_treated, w_control) for the
     rows at positions `rows` of data, labelled `index` in the weights Series `series`, with treatment indicator
     `t`; `sample_weights` (n,) the ATE's weights of the population averaged over."""
-    _check_options(se, level, n_boot, augmented)
+    _check_augmented(se, augmented)
     if not data.index.is_unique:
         raise InputError("data has duplicated index labels; weights are matched to rows by index")
     t = _treatment(data, treatment)
@@ -339,7 +328,7 @@ def _one_arm_on_partitions(estimand, data, treatment, outcome, weights, sample_w
     if se == "bootstrap":
         raise InputError("se='bootstrap' re-solves the weights on resamples of the rows in memory; on a dask "
                          "DataFrame use se='balancing' or 'fixed'")
-    _check_options(se, level, 2, augmented)
+    _check_augmented(se, augmented)
     recorded = _solution_estimand(weights, estimand)
     sample_weights = recorded if sample_weights is None else sample_weights
     series = getattr(weights, "weights", weights)
@@ -402,7 +391,7 @@ def _arm_sums(part, weights, block, treatment, outcome, sample_weights, estimand
         raise InputError(f"weights are missing for {int(missing.sum())} weighted rows (e.g. index labels "
                          f"{labels[missing][:3].tolist()})")
     v = s.copy()
-    v[weighted] = _check_finite(weights.reindex(labels).to_numpy(dtype=float), "weights")
+    v[weighted] = finite(weights.reindex(labels).to_numpy(dtype=float), "weights")
     arms = (~t, t)
     D = None if block is None else np.column_stack([np.ones(len(part)), block[0]["X"] - goal])
     if fit is not None:
@@ -420,6 +409,11 @@ def _arm_sums(part, weights, block, treatment, outcome, sample_weights, estimand
                    s[~weighted] @ D[~weighted, 1:])
 
 
+#: The options every effect estimate declares (`validation.validated`).
+OPTIONS = dict(se=optional(one_of(SE_METHODS)), level=interval(0, 1, closed=False), n_boot=integer(2))
+
+
+@validated(**OPTIONS)
 def att(data, treatment, outcome, weights, sample_weights=None, se=None, level=0.95, n_boot=200, seed=0,
         progress=None, covariates=None, augmented=False) -> Estimate:
     """Average treatment effect on the treated, Hajek form.
@@ -454,6 +448,7 @@ def att(data, treatment, outcome, weights, sample_weights=None, se=None, level=0
                     covariates, augmented)
 
 
+@validated(**OPTIONS)
 def atc(data, treatment, outcome, weights, sample_weights=None, se=None, level=0.95, n_boot=200, seed=0,
         progress=None, covariates=None, augmented=False) -> Estimate:
     """Average treatment effect on the controls, Hajek form: the weighted treated mean minus the (sample-weighted)
@@ -462,6 +457,7 @@ def atc(data, treatment, outcome, weights, sample_weights=None, se=None, level=0
                     covariates, augmented)
 
 
+@validated(**OPTIONS)
 def ate(data, treatment, outcome, weights, se=None, level=0.95, n_boot=200, seed=0, progress=None,
         covariates=None, augmented=False) -> Estimate:
     """Average treatment effect, Hajek form: each arm weighted to the full sample, weights normalized within arm.

@@ -242,6 +242,7 @@ class WeightingProblem:
             info=raw.info,
             certificate=raw.certificate,
             worst_targets=raw.worst_targets,
+            dual_point=raw.dual_point,
         )
 
     def _current_design(self):

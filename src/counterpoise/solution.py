@@ -22,7 +22,8 @@ class Solution:
     solver itself said (the same words), before that check. `tuning` is how delta was chosen, for a problem
     built with delta="auto" or "tightest" (`counterpoise.tuning.DeltaTuning`). `certificate` says why no weights
     exist when infeasible (`backends.Certificate`), `worst_targets` the targets a calibration that did not converge
-    missed, worst first (name, achieved, target, relative misfit). `objective` is the
+    missed, worst first (name, achieved, target, relative misfit); `dual_point` is a Newton backend's multipliers
+    in its own scaling (a warm start for a related solve). `objective` is the
     problem's objective evaluated at the returned weights (the same formula for every backend).
     `duals` holds one value per balance column (see `terms.Balance`).
     """
@@ -47,6 +48,7 @@ class Solution:
     tuning: object = field(default=None, repr=False)
     certificate: object = field(default=None, repr=False)
     worst_targets: list = field(default_factory=list, repr=False)
+    dual_point: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:

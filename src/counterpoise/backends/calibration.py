@@ -25,7 +25,6 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse
 
-from ..errors import UnsupportedProblem
 from .base import RawResult, register
 from .blocks import Blocks
 from .forms import CalibrationForm, balance_duals
@@ -51,7 +50,7 @@ class CalibrationBackend:
         """Each group's scaled constraint rows, set up once: B kept sparse when at most a quarter of it is nonzero,
         as margins' indicators are (O(nnz) per product instead of O(n k))."""
         if self.rows is None:
-            self.rows = [_sparse_if_mostly_zero(self.form.rows(group)) for group in self.form.groups]
+            self.rows = [sparse_if_mostly_zero(self.form.rows(group)) for group in self.form.groups]
         return self.rows
 
     def solve(self, solver=None, epsilon=1e-9, max_iter=100, warm_start=True):
@@ -59,15 +58,15 @@ class CalibrationBackend:
         lo, hi = self.form.ratio_box()
         d = self.form.base
         weights = np.empty(self.form.n)
-        duals, worst, iterations, halvings, converged, largest = {}, [], 0, 0, True, 0.0
+        duals, worst, iterations, halvings, converged, largest, points = {}, [], 0, 0, True, 0.0, []
         for index, (group, rows) in enumerate(zip(self.form.groups, self._rows())):
             t, scale, names = self.form.system(group)
             here = slice(None) if group.rows is None else group.rows
-            blocks = Blocks([(rows, self.form.distance, d[here], lo[here], hi[here])])
             previous = self.lam.get(index) if warm_start else None
             lam = previous if previous is not None and len(previous) == len(t) else np.zeros(len(t))
-            run = newton(blocks, t, scale, lam, epsilon, max_iter)
-            weights[here] = blocks.map(calibrated_weights, lam=run.lam)
+            weights[here], run = grake(rows, self.form.distance, d[here], lo[here], hi[here], t, scale, lam, epsilon,
+                                       max_iter)
+            points.append(run.lam)
             self.lam[index] = run.lam if run.converged else None
             duals.update(balance_duals(group.balance, run.lam))
             worst += run.worst(names)
@@ -79,22 +78,17 @@ class CalibrationBackend:
         return RawResult(weights=weights, status="optimal" if converged else "inaccurate", solver=f"newton/{kind}",
                          solve_time=time.perf_counter() - start, duals=duals, iterations=iterations, message=message,
                          info={"max_relative_misfit": largest, "worst_targets": worst, "step_halvings": halvings,
-                               "epsilon": epsilon}, worst_targets=[] if converged else worst)
+                               "epsilon": epsilon}, worst_targets=[] if converged else worst,
+                         dual_point=np.concatenate(points))
 
 
-    def recalibrate(self, d, epsilon=1e-9, max_iter=100):
-        """The same calibration (one group: rows, totals, distance, ratio bounds) from other base weights d (n,;
-        zeros allowed: those units keep weight 0), warm-started at the last solve's dual point: the weights and
-        the NewtonRun. A replicate design's recalibration of every replicate (`survey.replicates`)."""
-        if len(self.form.groups) != 1:
-            raise UnsupportedProblem("recalibrate needs a calibration of one group of units")
-        group, rows = self.form.groups[0], self._rows()[0]
-        t, scale, _ = self.form.system(group)
-        lo, hi = self.form.ratio_box()
-        blocks = Blocks([(rows, self.form.distance, np.asarray(d, dtype=float), lo, hi)])
-        start = self.lam.get(0)
-        run = newton(blocks, t, scale, np.zeros(len(t)) if start is None else start, epsilon, max_iter)
-        return blocks.map(calibrated_weights, lam=run.lam), run
+def grake(rows, distance, d, lo, hi, t, scale, lam, epsilon=1e-9, max_iter=100):
+    """The calibration of base weights d (survey's grake): rows X (`rows.Rows`, scaled columns), the distance, ratio
+    bounds lo <= w / d <= hi, scaled totals t (T = scale t), from the dual point lam; d may hold zeros (those units
+    keep weight 0: a replicate's deleted PSUs). Returns the weights and the `NewtonRun`."""
+    blocks = Blocks([(rows, distance, np.asarray(d, dtype=float), lo, hi)])
+    run = newton(blocks, t, scale, lam, epsilon, max_iter)
+    return blocks.map(calibrated_weights, lam=run.lam), run
 
 
 def newton_message(kind, iterations, largest, epsilon, converged, worst) -> str:
@@ -107,7 +101,7 @@ def newton_message(kind, iterations, largest, epsilon, converged, worst) -> str:
     return message
 
 
-def _sparse_if_mostly_zero(rows):
+def sparse_if_mostly_zero(rows):
     """`rows` with its own sparse copy of B's selected columns when at most a quarter of B is nonzero."""
     if scipy.sparse.issparse(rows.B) or np.count_nonzero(rows.B) > 0.25 * rows.B.size:
         return rows

@@ -19,9 +19,11 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from ..families.calibration import DISTANCES, calibration_inputs, calibration_problem
+from ..families.calibration import DISTANCES
 from ..validation import as_frame, finite, one_of, validated, warn
+from .calibration import Calibrated
 from .linearization import LONELY_PSU, Calibration, Strata, calibrated_variance
+from .replicates import replicate_design
 from .statistics import Estimators
 
 
@@ -92,15 +94,6 @@ def _fractions(frame, fpc, stratum_code, counts, labels) -> np.ndarray:
     return value
 
 
-def solved_calibration(frame, d, margins, totals, distance, bounds, epsilon, max_iter):
-    """(the calibration problem of base weights d to the targets, its solve by the Deville-Sarndal Newton, the
-    calibration matrix X as a dense array) for a design's calibrate()."""
-    frame, d, X, names, T, N = calibration_inputs(frame, d, margins, totals, None, sparse=False)
-    problem = calibration_problem(frame.index, X, names, T, N, d, distance, bounds)
-    solution = problem.solve(backend="calibration", epsilon=epsilon, max_iter=max_iter)
-    return problem, solution, np.asarray(X, dtype=float)
-
-
 class SurveyDesign(Estimators):
     """A sample with its design (module docstring): weights, PSUs (`ids`), `strata`, `fpc` (a column: the
     population number of PSUs per stratum, or the sampling fraction), `nest`, and the rule for strata with one
@@ -163,10 +156,9 @@ class SurveyDesign(Estimators):
         `margins={"var": {"level": N_level}}` and `totals={"col": T}` exactly, solved by `cpz.calibrate`'s
         problem with the Deville-Sarndal Newton. The calibrated design's `solution` is that solve (its balance,
         validate()); its variances use the calibration residuals."""
-        problem, solution, X = solved_calibration(self.frame, self.weights, margins, totals, distance, bounds,
-                                                  epsilon, max_iter)
-        w = solution.weights.to_numpy()
-        return self.with_weights(w, Calibration(X=X, d=self.weights, w=w), solution)
+        calibrated = Calibrated(self.frame, self.weights, margins, totals, distance, bounds, epsilon, max_iter)
+        w = calibrated.solution.weights.to_numpy()
+        return self.with_weights(w, Calibration(X=calibrated.X, d=self.weights, w=w), calibrated.solution)
 
     def replicates(self, kind="auto", replicates=50, seed=0, fay_rho=0.0, mse=False):
         """A replicate-weight design from this one (survey's as.svrepdesign): "jk1" (delete one PSU,
@@ -174,6 +166,4 @@ class SurveyDesign(Estimators):
         draws with `seed`), "brr" (balanced half-samples of two-PSU strata; `fay_rho` for Fay's method) or
         "auto" (jk1 without strata, else jkn). `mse=True` centres the variance at the full-sample estimate
         instead of the replicates' mean (survey's survey.replicates.mse)."""
-        from .replicates import replicate_design
-
         return replicate_design(self, kind, replicates, seed, fay_rho, mse)

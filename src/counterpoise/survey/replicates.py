@@ -37,7 +37,7 @@ from ..errors import CalibrationError, InputError
 from ..families.calibration import DISTANCES
 from ..progress import bar
 from ..validation import one_of, validated, warn
-from .design import solved_calibration
+from .calibration import Calibrated
 from .statistics import Estimators
 
 KINDS = ("auto", "jk1", "jkn", "bootstrap", "brr")
@@ -79,13 +79,12 @@ class ReplicateDesign(Estimators):
                   raise_on_failure=True, progress=None) -> "ReplicateDesign":
         """The full sample and every replicate calibrated to the same totals (module docstring); arguments as
         `SurveyDesign.calibrate`."""
-        problem, solution, _ = solved_calibration(self.frame, self.weights, margins, totals, distance, bounds,
-                                                  epsilon, max_iter)
-        backend = problem.backend("calibration")
+        full = Calibrated(self.frame, self.weights, margins, totals, distance, bounds, epsilon, max_iter)
+        solution = full.solution
         calibrated = np.empty_like(self.replicate_weights)
         status = []
         for r in bar(range(self.replicate_weights.shape[1]), "replicates", progress):
-            calibrated[:, r], run = backend.recalibrate(self.replicate_weights[:, r], epsilon, max_iter)
+            calibrated[:, r], run = full.recalibrate(self.replicate_weights[:, r], epsilon, max_iter)
             status.append((r, run.converged, run.iterations, run.largest))
         table = pd.DataFrame(status, columns=["replicate", "converged", "iterations", "max_relative_misfit"])
         failed = table[~table.converged]
