@@ -50,7 +50,8 @@ class AffineTerm:
             raise UnsupportedProblem(f"{name} has a {type(constraint).__name__} constraint, not an affine one; it "
                                      "needs backend='cvxpy'")
         if not constraint.expr.is_affine():
-            raise UnsupportedProblem(f"{name} has a constraint that is not affine in w ({constraint}); it needs "
+            atoms = ", ".join(sorted(set(_not_affine(constraint.expr))))
+            raise UnsupportedProblem(f"{name} has a constraint that is not affine in w (it uses {atoms}); it needs "
                                      "backend='cvxpy'")
         if constraint.expr.size > MAX_ROWS:
             raise UnsupportedProblem(f"{name} has a constraint of {constraint.expr.size} rows; the dual engine takes "
@@ -96,3 +97,11 @@ class AffineTerm:
         if not np.all(np.abs(mine - value) <= 1e-9 * scale):
             raise UnsupportedProblem(f"term {self.term.name!r} ({type(self.term).__name__}): its constraint's "
                                      "coefficients could not be read from cvxpy; it needs backend='cvxpy'")
+
+
+def _not_affine(expr):
+    """The names of the innermost atoms of `expr` that are not affine (those whose arguments all are)."""
+    if expr.is_affine():
+        return []
+    inner = [name for arg in expr.args for name in _not_affine(arg)]
+    return inner or [type(expr).__name__]
