@@ -69,6 +69,27 @@ def test_partitioned_calibration_equals_the_in_memory_solve(client, sample, dist
     assert solution.objective == pytest.approx(memory.objective, rel=1e-9)
 
 
+@pytest.mark.parametrize("distance, bounds", [("raking", None), ("logit", (0.5, 2.2)), ("linear", None)])
+def test_partitioned_calibration_with_tolerances_equals_the_in_memory_dual(client, sample, distance, bounds):
+    """Totals within 2% (the v1 margin's levels moved 4% up and down in turn, so some bind): the dual Newton on the
+    partitions, as in memory."""
+    frame, margins, totals = sample
+    moved = {**margins, "v1": {k: (1.04 if j % 2 else 0.96) * v for j, (k, v) in enumerate(margins["v1"].items())}}
+    arguments = dict(base_weights="d", margins=moved, totals=totals, distance=distance, bounds=bounds, tol=0.02)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        memory = cpz.calibrate(frame, **arguments).solve()
+        solution = cpz.calibrate(partitioned(frame), **arguments).solve()
+    assert memory.backend == "dual" and solution.backend == "dual" and solution.status == "optimal"
+    weights = solution.weights.compute()
+    assert np.max(np.abs(weights - memory.weights)) <= 1e-8 * memory.weights.abs().max()
+    assert solution.objective == pytest.approx(memory.objective, rel=1e-9)
+    np.testing.assert_allclose(solution.duals.to_numpy(), memory.duals.to_numpy(), rtol=0,
+                               atol=1e-7 * np.abs(memory.duals).max())
+    assert np.abs(memory.duals).max() > 0                     # some total sits at its tolerance
+    pd.testing.assert_frame_equal(solution.balance, memory.balance, rtol=1e-8, atol=1e-8 * weights.abs().max())
+
+
 def test_compute_gives_the_in_memory_solution(client, sample):
     frame, margins, totals = sample
     solution = cpz.rake(partitioned(frame), margins=margins, base_weights="d")
@@ -106,8 +127,6 @@ def test_what_a_dask_dataframe_cannot_take(client, sample):
     data = partitioned(frame)
     with pytest.raises(InputError, match="constraints= takes coefficient arrays"):
         cpz.calibrate(data, base_weights="d", margins=margins, constraints={"c": (np.ones(len(frame)), 1.0)})
-    with pytest.raises(InputError, match="tol="):
-        cpz.calibrate(data, base_weights="d", margins=margins, tol=0.01)
     with pytest.raises(InputError, match="must be a column name"):
         cpz.calibrate(data, base_weights=frame["d"].to_numpy(), margins=margins)
     with pytest.raises(InputError, match=r"\['nope'\] are not in the data"):
@@ -145,6 +164,10 @@ def test_partitioned_entropy_balancing_equals_the_in_memory_one(client, estimand
     pd.testing.assert_frame_equal(solution.balance, expected, rtol=1e-9, atol=1e-12)
     pd.testing.assert_frame_equal(solution.compute().balance, expected, rtol=1e-9, atol=1e-12)
     assert solution.ess == pytest.approx(memory.ess, rel=1e-10)
+    tolerant = cpz.entropy_balance(partitioned(frame), **arguments, delta=0.05).solve()
+    exact = cpz.entropy_balance(frame, **arguments, delta=0.05).solve()
+    assert tolerant.backend == exact.backend == "dual"
+    assert np.max(np.abs(tolerant.weights.compute() - exact.weights)) <= 1e-8 * exact.weights.max()
     with pytest.raises(InputError, match="weights one arm"):
         cpz.entropy_balance(partitioned(frame), treatment="A", covariates=["X1"], estimand="ATE")
     with pytest.raises(InputError, match="has no treated units"):
@@ -197,6 +220,30 @@ def test_partitioned_sbw_equals_the_in_memory_dual(client, estimand, delta, base
     pd.testing.assert_frame_equal(solution.balance, memory.balance, rtol=1e-9, atol=1e-12)
     assert solution.objective == pytest.approx(memory.objective, rel=1e-9)
     assert solution.ess == pytest.approx(memory.ess, rel=1e-10)
+
+
+def test_a_delta_path_on_partitions_equals_the_in_memory_path(client):
+    """set() and path() over the tolerance on partitions: warm from the last dual point, the weights and table of
+    the in-memory path (an infeasible point kept with its status), and the tolerance restored afterwards."""
+    frame = cpz.datasets.kim2023(3000, overlap="weak", seed=9)
+    arguments = dict(treatment="A", covariates=["X1", "X2", "X3", "X4", "X5", "X6"], moments=2, delta=0.1)
+    deltas = [0.1, 0.05, 0.02, 0.0]
+    memory = cpz.sbw(frame, **arguments).path(delta=deltas)
+    problem = cpz.sbw(partitioned(frame), **arguments)
+    path = problem.path(delta=deltas)
+    assert [s.status for s in path] == [s.status for s in memory]
+    for ours, theirs in zip(path, memory):
+        if theirs.status == "optimal":
+            assert np.max(np.abs(ours.weights.compute() - theirs.weights)) <= 1e-8 * theirs.weights.max()
+    pd.testing.assert_frame_equal(path.table.drop(columns="solve_time"), memory.table.drop(columns="solve_time"),
+                                  rtol=1e-8)
+    assert problem.get("delta") == pytest.approx(np.full(len(problem.t) - 1, 0.1))
+    kernel = cpz.kernel_sbw(partitioned(frame), treatment="A", covariates=["X1", "X2"], m=30, l=20, s=10, delta=0.05)
+    memory = cpz.kernel_sbw(frame, treatment="A", covariates=["X1", "X2"], m=30, l=20, s=10, delta=0.05)
+    ours, theirs = kernel.set(mean_delta=0.01).solve(), memory.set(mean_delta=0.01).solve()
+    assert np.max(np.abs(ours.weights.compute() - theirs.weights)) <= 1e-8 * theirs.weights.max()
+    with pytest.raises(InputError, match=r"no parameter named 'lam'.*\['delta', 'mean_delta'\]"):
+        kernel.set(lam=1.0)
 
 
 def test_partitioned_sbw_starts_from_a_gathered_subsample(client, monkeypatch):

@@ -24,7 +24,8 @@ from .backends.calibration import calibrated_weights, newton, newton_message
 from .backends.dual import SUBSAMPLE_FROM, GroupDual, subsample_start
 from .backends.dual_partitions import PartitionedUnits, dual_objective, dual_weights
 from .errors import CalibrationError, InfeasibleError, InputError, SolverError
-from .solution import Solution
+from .progress import bar
+from .solution import Path, Solution
 from .validation import warn
 
 
@@ -82,20 +83,25 @@ class CalibrationNewton:
 
 
 class DualNewton:
-    """The dual Newton of the separable QP on blocks (rows, s, c, lo, hi): SBW. The problem's t and scale are the
-    group's scaled targets (the sum row's last) and its tolerances."""
+    """The dual Newton on blocks (rows, distance, base, lo, hi): SBW, entropy balancing with a tolerance, calibration
+    with tolerances. The problem's t and scale are the group's scaled targets and its tolerances (when `normalized`,
+    the sum row's last)."""
 
     name = "dual"
     weights = staticmethod(dual_weights)
     objective = staticmethod(dual_objective)
 
+    def __init__(self, normalized=True):
+        self.normalized = normalized
+
     def run(self, problem, y, tol=1e-10, max_iter=200, callback=None):
         if callback is not None:
             raise InputError("callback= is the calibration Newton's; the dual Newton on partitions takes none")
-        units = PartitionedUnits(problem.blocks, len(problem.t) - 1, normalized=True)
-        dual = GroupDual(units, problem.t[:-1], problem.scale[:-1], problem.t[-1])
+        k = len(problem.t) - self.normalized
+        units = PartitionedUnits(problem.blocks, k, normalized=self.normalized)
+        dual = GroupDual(units, problem.t[:k], problem.scale[:k], problem.t[k] if self.normalized else None)
         start_steps = 0
-        if not np.any(y) and units.size >= SUBSAMPLE_FROM:
+        if not np.any(y) and self.normalized and units.size >= SUBSAMPLE_FROM:
             start, start_steps = subsample_start(dual, tol, max_iter)
             y = y if start is None else start
         run = dual.solve(y, tol, max_iter)
@@ -120,20 +126,65 @@ class PartitionedProblem:
     scaled targets and tolerances; `targets` their names; report: the balance table's `Report`; weight_scale: what
     the weights sum to, in words; note: None, or note(count, n, smallest) -> the warning said after an optimal
     solve that made `count` weights negative (linear calibration); estimand and sample_weights (the base weights'
-    column): what `cpz.estimate` reads, as for a `WeightingProblem`."""
+    column): what `cpz.estimate` reads, as for a `WeightingProblem`; tolerances: for the dual, each tolerance
+    parameter's name ("delta", "mean_delta") and the positions of its columns in `scale`, for `set` and `path`."""
 
     def __init__(self, blocks, index, divisions, method, t, scale, targets, report, family, weight_scale, note=None,
-                 estimand=None, sample_weights=None):
+                 estimand=None, sample_weights=None, tolerances=None):
         self.blocks, self.index, self.divisions, self.method = blocks, index, divisions, method
         self.t, self.scale, self.targets = np.asarray(t, dtype=float), np.asarray(scale, dtype=float), list(targets)
         self.report, self.family, self.weight_scale, self.note = report, family, weight_scale, note
         self.estimand, self.sample_weights = estimand, sample_weights
+        self.tolerances = tolerances or {}
         self.lam = None                 # the last optimal dual point: a warm start
         self.balance_functions = None   # a balancing_se.PartitionedFunctions, for se="balancing"
 
     @property
     def n(self) -> int:
         return sum(self.blocks.sizes)
+
+    def set(self, **values) -> "PartitionedProblem":
+        """Set tolerances, as `WeightingProblem.set`: `set(delta=0.01)` (a number, or one per column of that
+        parameter); the next solve starts from the last dual point."""
+        for key, value in values.items():
+            if key not in self.tolerances:
+                raise InputError(f"no parameter named {key!r}; this problem on dask partitions has "
+                                 f"{sorted(self.tolerances)} (its targets are fixed when it is built)")
+            positions = self.tolerances[key]
+            try:
+                array = np.broadcast_to(np.asarray(value, dtype=float), (len(positions),))
+            except ValueError:
+                raise InputError(f"{key}: a value of shape {np.shape(value)} does not fit its {len(positions)} "
+                                 "columns") from None
+            if not np.all(np.isfinite(array)) or np.any(array < 0):
+                raise InputError(f"{key} must be finite and nonnegative, got {value!r}")
+            self.scale = self.scale.copy()
+            self.scale[positions] = array
+        return self
+
+    def get(self, key):
+        """The current value of a tolerance parameter (per column)."""
+        if key not in self.tolerances:
+            raise InputError(f"no parameter named {key!r}; this problem on dask partitions has "
+                             f"{sorted(self.tolerances)}")
+        return self.scale[self.tolerances[key]].copy()
+
+    def path(self, progress=None, raise_on_failure=True, **sweep) -> Path:
+        """Solve once per value of one tolerance, in order, each from the last dual point (`WeightingProblem.path`):
+        an infeasible point is kept with its status, and the tolerance is back at its value afterwards."""
+        if len(sweep) != 1:
+            raise InputError(f"path() sweeps exactly one parameter, got {sorted(sweep)}")
+        (key, values), = sweep.items()
+        before, solutions = self.get(key), []
+        try:
+            for value in bar(values, f"path over {key}", progress):
+                solution = self.set(**{key: value}).solve(raise_on_failure=False)
+                if raise_on_failure and solution.status not in ("optimal", "infeasible"):
+                    raise SolverError(f"at {key} = {value}: {self.family} on dask partitions: {solution.message}")
+                solutions.append(solution)
+        finally:
+            self.set(**{key: before})
+        return Path(parameter=key, values=list(values), solutions=solutions)
 
     def solve(self, backend="auto", raise_on_failure=True, warm_start=True, callback=None,
               **options) -> "PartitionedSolution":
@@ -221,6 +272,19 @@ class PartitionedSolution:
     def ess(self) -> float:
         """Kish effective sample size (sum w)^2 / sum w^2."""
         return float(self._sums["w"] ** 2 / self._sums["w2"])
+
+    @property
+    def max_abs_smd(self) -> float:
+        return diagnostics.max_abs_smd(self.balance)
+
+    def path_row(self) -> dict:
+        """This solution as a row of a path's table (`Solution.path_row`): one more pass over the partitions, none
+        for a point without weights (an infeasible one)."""
+        row = {"status": self.status, "objective": np.nan, "solve_time": self.solve_time, "ess": np.nan,
+               "max_abs_smd": np.nan}
+        if self.status != "infeasible":
+            row.update(objective=self.objective, ess=self.ess, max_abs_smd=self.max_abs_smd)
+        return row
 
     def validate(self) -> dict:
         """As `Solution.validate()` for a calibration: per target actual, target, relative and absolute error; the

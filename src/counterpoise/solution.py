@@ -107,6 +107,17 @@ class Solution:
                 "max_weight_ratio": float(summary["max_ratio_to_base"]),
                 "top_1pct_share": float(summary["top_1pct_share"]), "status": self.status}
 
+    def path_row(self) -> dict:
+        """This solution as a row of a path's table: status, objective, solve time, the (smallest arm's) ESS and
+        max |SMD| (with a balance design); NaN where there are no weights (an infeasible point)."""
+        row = {"status": self.status, "objective": self.objective, "solve_time": self.solve_time}
+        weighted = bool(np.all(np.isfinite(self.weights.to_numpy())))
+        ess = self.ess if weighted else np.nan
+        row["ess"] = float(np.min(ess)) if isinstance(ess, pd.Series) else ess
+        if self.design is not None:
+            row["max_abs_smd"] = self.max_abs_smd if weighted else np.nan
+        return row
+
     def summary(self) -> str:
         """A few lines a person reads: status, objective, balance, ESS, time."""
         lines = [
@@ -142,16 +153,8 @@ class Path:
     def table(self) -> pd.DataFrame:
         """One row per point: the value, status, objective, solve time, the (smallest arm's) ESS and max |SMD|; NaN
         where a point has no weights (an infeasible one)."""
-        rows = []
-        for value, sol in zip(self.values, self.solutions):
-            row = {self.parameter: value, "status": sol.status, "objective": sol.objective, "solve_time": sol.solve_time}
-            weighted = bool(np.all(np.isfinite(sol.weights.to_numpy())))
-            ess = sol.ess if weighted else np.nan
-            row["ess"] = float(np.min(ess)) if isinstance(ess, pd.Series) else ess
-            if sol.design is not None:
-                row["max_abs_smd"] = sol.max_abs_smd if weighted else np.nan
-            rows.append(row)
-        return pd.DataFrame(rows)
+        return pd.DataFrame([{self.parameter: value, **sol.path_row()} for value, sol in zip(self.values,
+                                                                                           self.solutions)])
 
     @property
     def weights(self) -> pd.DataFrame:

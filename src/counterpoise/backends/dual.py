@@ -46,7 +46,7 @@ import numpy as np
 from ..terms import ChiSquare
 from . import l1_qp
 from .base import Certificate, RawResult, register
-from .forms import DualForm, balance_duals, split
+from .forms import DualForm, WeightingForm, balance_duals, split
 
 
 class Quadratic:
@@ -68,10 +68,17 @@ class Quadratic:
     def curvature(self, v, w):
         return self.s / 2
 
-    def take(self, rows, ratio=1.0) -> tuple["Quadratic", float]:
-        """The units `rows`, with their centres multiplied by `ratio` (a subsample standing for the group), and the
-        factor that takes the subsample's dual point to the group's (1 / ratio: w = ratio (c + s (v / ratio) / 2))."""
-        return Quadratic(self.c[rows] * ratio, self.s[rows]), 1.0 / ratio
+    def take(self, rows) -> "Quadratic":
+        return Quadratic(self.c[rows], self.s[rows])
+
+    def scaled(self, ratio) -> tuple["Quadratic", float]:
+        """These units standing for `ratio` times as many (a subsample for its group): centres times `ratio`, and
+        the factor that takes their dual point to the group's (1 / ratio: w = ratio (c + s (v / ratio) / 2))."""
+        return Quadratic(self.c * ratio, self.s), 1.0 / ratio
+
+    @staticmethod
+    def joined(blocks) -> "Quadratic":
+        return Quadratic(np.concatenate([b.c for b in blocks]), np.concatenate([b.s for b in blocks]))
 
 
 class Ratio:
@@ -94,9 +101,17 @@ class Ratio:
     def curvature(self, v, w):
         return self.d * self.distance.dF(v, w / self.d)
 
-    def take(self, rows, ratio=1.0) -> tuple["Ratio", float]:
-        """The units `rows` with base weights times `ratio` (the same ratios g at the same dual point)."""
-        return Ratio(self.distance, self.d[rows] * ratio), 1.0
+    def take(self, rows) -> "Ratio":
+        return Ratio(self.distance, self.d[rows])
+
+    def scaled(self, ratio) -> tuple["Ratio", float]:
+        """These units standing for `ratio` times as many: base weights times `ratio` (the same g at the same dual
+        point, so the factor to the group's dual point is 1)."""
+        return Ratio(self.distance, self.d * ratio), 1.0
+
+    @staticmethod
+    def joined(blocks) -> "Ratio":
+        return Ratio(blocks[0].distance, np.concatenate([b.d for b in blocks]))
 
 
 class Units:
@@ -152,7 +167,7 @@ class Units:
         that the subsample's weights keep the group's total, and the factor from its dual point to the group's)."""
         rows = np.sort(np.random.default_rng(seed).choice(self.size, m, replace=False))
         ratio = self.size / m
-        distance, factor = self.distance.take(rows, ratio)
+        distance, factor = self.distance.take(rows).scaled(ratio)
         return Units(distance, self.lo[rows] * ratio, self.hi[rows] * ratio, self.rows.subset(rows)), factor
 
 
@@ -395,14 +410,7 @@ class DualBackend:
         self.factors = {}         # group index -> the last Newton factorization, re-used by chord steps on a path
 
     def _units(self, group, rows, lo, hi):
-        """The group's units: a chi-square distance (SBW's, linear calibration's) by its centres and scales, any other
-        by its base weights."""
-        distance = self.weighting.distance
-        if isinstance(distance, ChiSquare):
-            block = Quadratic(group.select(distance.center), group.select(distance.scale))
-        else:
-            block = Ratio(distance, group.select(distance.base))
-        return Units(block, group.select(lo), group.select(hi), rows)
+        return Units(distance_block(self.weighting.distance, group), group.select(lo), group.select(hi), rows)
 
     def solve(self, solver=None, tol=1e-10, max_iter=200, warm_start=True):
         start = time.perf_counter()
@@ -454,6 +462,22 @@ class DualBackend:
                   certificate else float("nan"), "subsample_iterations": subsample_steps},
             dual_point=np.concatenate(points), certificate=certificate,
         )
+
+
+def distance_block(distance, group):
+    """The distance of a group's units: a chi-square (SBW's, linear calibration's) by its centres and scales, any
+    other by its base weights."""
+    if isinstance(distance, ChiSquare):
+        return Quadratic(group.select(distance.center), group.select(distance.scale))
+    return Ratio(distance, group.select(distance.base))
+
+
+def dual_block(terms, n) -> tuple:
+    """The dual Newton's row block (rows, distance, base weights, lo, hi) of a problem of one group over n units in
+    memory (a partition's piece of one: `dual_partitions`), from its terms by the weighting form."""
+    form = WeightingForm.of(terms, n, "dual")
+    group, (lo, hi) = form.groups[0], form.box()
+    return group.constraint_rows(n), distance_block(form.distance, group), form.distance.base, lo, hi
 
 
 def _warm_parameters(dual) -> np.ndarray:

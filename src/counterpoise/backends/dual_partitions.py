@@ -1,38 +1,42 @@
-"""The dual Newton of `dual.py` on units held on a Dask collection's partitions (SBW on a dask DataFrame).
+"""The dual Newton of `dual.py` on units held on a Dask collection's partitions (SBW, and calibration or entropy
+balancing with tolerances, on a dask DataFrame).
 
 `dual.GroupDual` reads its units through `Units` / `Point` / `Line`; here they are partitions, each a block
-(rows, s, c, lo, hi) persisted on a worker (`blocks.DaskBlocks`). A point y is one pass over the partitions that
-returns what the loop reads: phi = v'w - sum (w - c)^2 / s and the primal objective, A w (k + 1 numbers), the
-support-function sums of the Farkas test and, when asked, the Hessian A_I diag(s/2) A_I' (k + 1 squared). A line
+(rows, distance, base, lo, hi) persisted on a worker (`blocks.DaskBlocks`): the rows A', the distance of its units
+(`dual.Quadratic` or `dual.Ratio`), their base weights (c or d, for the balance table) and the box on w. A point y is
+one pass over the partitions that returns what the loop reads: phi = v'w - (the distance at w) and the primal
+objective, A w (k + 1 numbers), the support-function sums of the Farkas test and, when asked, the Hessian
+A_I diag(dw/dv) A_I' (k + 1 squared). A line
 search evaluates its trial points y + alpha step in batches, one pass each: the full step alone first (with the
 Hessian there, for the next step), then `batch` halvings at a time. A cold start solves the same dual on a seeded
 subsample of the units gathered to the client (`dual.SUBSAMPLE` of them), as in memory. The weights stay on the
-workers: w = clip(c + s A'y / 2, lo, hi) per partition (`dual_weights`).
+workers: w = w(A'y) clipped to [lo, hi] per partition (`dual_weights`).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse
 
-from .dual import Point, Quadratic, Units
+from .dual import Point, Units
 from .rows import Rows
 
 
-def dual_weights(rows, s, c, lo, hi, lam=None) -> np.ndarray:
-    """w = clip(c + s A'y / 2, lo, hi): one block's weights at the dual point y = `lam`."""
-    return Units(Quadratic(c, s), lo, hi, rows).at(lam).weights()
+def dual_weights(rows, distance, base, lo, hi, lam=None) -> np.ndarray:
+    """w(A'y) clipped to [lo, hi]: one block's weights at the dual point y = `lam`."""
+    return Units(distance, lo, hi, rows).at(lam).weights()
 
 
-def dual_objective(rows, s, c, lo, hi, w) -> float:
-    """sum (w - c)^2 / s over one block."""
-    return float(np.sum((w - c) ** 2 / s))
+def dual_objective(rows, distance, base, lo, hi, w) -> float:
+    """The distance at w over one block."""
+    return distance.value(w)
 
 
-def _point_sums(rows, s, c, lo, hi, y, step, alphas, hessian, normalized):
+def _point_sums(rows, distance, base, lo, hi, y, step, alphas, hessian, normalized):
     """One block's sums at the points y + alpha step: per point (phi, primal, A w, sum lo u, max u, the support
     without a sum row), u = A'(y + alpha step) less the sum row's multiplier; the Hessian at the first point when
     `hessian`. Each is the block's `dual.Point` at that v."""
-    units = Units(Quadratic(c, s), lo, hi, rows)
+    units = Units(distance, lo, hi, rows)
     v0 = rows.dot(y)
     dv = rows.dot(step) if step is not None else np.zeros_like(v0)
     m = len(alphas)
@@ -57,31 +61,32 @@ def _combine_points(a, b):
     return tuple(np.maximum(x, y) if j == 4 else x + y for j, (x, y) in enumerate(zip(a, b)))
 
 
-def _box_sums(rows, s, c, lo, hi):
+def _box_sums(rows, distance, base, lo, hi):
     """(sum lo, units with an infinite lower bound, units with a finite upper bound) of one block."""
     return float(np.sum(lo[np.isfinite(lo)])), float(np.sum(~np.isfinite(lo))), float(np.sum(np.isfinite(hi)))
 
 
-def _bound_sum(rows, s, c, lo, hi, total, lo_total):
-    """sum max((lo - c)^2, (hi' - c)^2) / s of one block, hi' = min(hi, total - (sum lo - lo)) when normalized."""
+def _bound_sum(rows, distance, base, lo, hi, total, lo_total):
+    """The largest distance over the block's box, sum max(G(lo), G(hi')), hi' = min(hi, total - (sum lo - lo)) when
+    normalized."""
     if total is not None:
         hi = np.minimum(hi, total - (lo_total - lo))
-    return float(np.sum(np.maximum((lo - c) ** 2, (hi - c) ** 2) / s))
+    return float(np.sum(np.maximum(distance.values(lo), distance.values(hi))))
 
 
-def _all_gram(rows, s, c, lo, hi):
-    return Units(Quadratic(c, s), lo, hi, rows).all_hessian()
+def _all_gram(rows, distance, base, lo, hi):
+    return Units(distance, lo, hi, rows).all_hessian()
 
 
-def _sample(rows, s, c, lo, hi, count, seed):
-    """`count` of a block's units drawn without replacement (default_rng(seed)): (B rows, s, c, lo, hi)."""
-    chosen = np.sort(np.random.default_rng(seed).choice(len(c), count, replace=False))
-    return rows.subset(chosen), s[chosen], c[chosen], lo[chosen], hi[chosen]
+def _sample(rows, distance, base, lo, hi, count, seed):
+    """`count` of a block's units drawn without replacement (default_rng(seed)): (its rows, distance, lo, hi)."""
+    chosen = np.sort(np.random.default_rng(seed).choice(len(lo), count, replace=False))
+    return rows.subset(chosen), distance.take(chosen), lo[chosen], hi[chosen]
 
 
 class PartitionedUnits:
     """One group's units on the partitions of a Dask collection: `blocks` (`blocks.DaskBlocks`) of
-    (rows, s, c, lo, hi), `k` balance columns, `normalized` when the group has a sum row."""
+    (rows, distance, base, lo, hi), `k` balance columns, `normalized` when the group has a sum row."""
 
     def __init__(self, blocks, k, normalized):
         self.blocks, self.k, self.normalized = blocks, k, normalized
@@ -115,8 +120,9 @@ class PartitionedUnits:
         return bound if np.isfinite(bound) else np.inf
 
     def subsample(self, m, seed=0):
-        """(`dual.Units` in memory of m units drawn across the partitions, in proportion to their sizes, with c, lo
-        and hi multiplied by n / m, and the factor m / n from their dual point to the group's)."""
+        """(`dual.Units` in memory of m units drawn across the partitions, in proportion to their sizes, standing for
+        the n units (`distance.scaled`, lo and hi times n / m), and the factor from their dual point to the
+        group's)."""
         import dask
 
         sizes = np.asarray(self.blocks.sizes)
@@ -124,11 +130,13 @@ class PartitionedUnits:
         drawn = dask.compute(*[dask.delayed(_apply_sample)(block, int(count), (seed, p))
                                for p, (block, count) in enumerate(zip(self.blocks.blocks, counts)) if count])
         rows = drawn[0][0]
-        B = np.vstack([piece[0].B for piece in drawn])
-        s, c, lo, hi = (np.concatenate([piece[j] for piece in drawn]) for j in range(1, 5))
+        pieces = [piece[0].B for piece in drawn]
+        B = scipy.sparse.vstack(pieces, format="csr") if scipy.sparse.issparse(pieces[0]) else np.vstack(pieces)
+        lo, hi = (np.concatenate([piece[j] for piece in drawn]) for j in (2, 3))
         ratio = self.size / m
+        distance, factor = type(drawn[0][1]).joined([piece[1] for piece in drawn]).scaled(ratio)
         joined = Rows(B, column_scale=rows.column_scale, constant=rows.constant, columns=rows.columns)
-        return Units(Quadratic(c * ratio, s), lo * ratio, hi * ratio, joined), 1.0 / ratio
+        return Units(distance, lo * ratio, hi * ratio, joined), factor
 
 
 def _apply_sample(block, count, seed):

@@ -33,7 +33,8 @@ import pandas as pd
 from .. import basis as bases
 from ..backends.blocks import DaskBlocks
 from ..balancing_se import PartitionedFunctions
-from ..backends.forms import CalibrationForm, SeparableQP
+from ..backends.dual import dual_block
+from ..backends.forms import CalibrationForm
 from ..columns import max_abs, value_range, weighted_sums, widest
 from ..diagnostics import rounding_to_zero, sds_from_sums
 from ..errors import InputError
@@ -54,9 +55,6 @@ def calibrate(ddf, base_weights, margins, totals, constraints, distance, bounds,
     if constraints:
         raise InputError("constraints= takes coefficient arrays, one per row, which a dask DataFrame's rows do not "
                          "line up with; put the coefficients in a column and pass totals={column: total}")
-    if tol is not None:
-        raise InputError("tol= (totals within a tolerance) is solved by the 'dual' backend, which does not run on "
-                         "dask partitions yet; calibrate a dask DataFrame to exact totals (tol=None)")
     if not isinstance(base_weights, (str, type(None))):
         raise InputError("base_weights on a dask DataFrame must be a column name (or None for ones)")
     margins, totals = dict(margins or {}), dict(totals or {})
@@ -85,20 +83,28 @@ def calibrate(ddf, base_weights, margins, totals, constraints, distance, bounds,
     systems = dask.persist(*[dask.delayed(_partition_system)(piece, levels, len(names)) for piece in coded])
     sizes = dask.compute(*[dask.delayed(len)(system[1]) for system in systems])
     data = DaskBlocks(systems, sizes)
-    check_reachable(data, T, names, ratio_bounds, weight_box, nonnegative=distance == "raking")
     negatives = distance == "linear" and ratio_bounds[0] < 0 and weight_box[0] < 0   # GREG weights may go below 0
-    if negatives:
-        warn_unless_nonnegative_reach(data, T, names, ratio_bounds, weight_box)
-    keep = independent_targets_of(data, T, names)
-    blocks = dask.persist(*[dask.delayed(_newton_block)(system, T, names, keep, distance, bounds, weight_bounds)
+    if tol is None:
+        check_reachable(data, T, names, ratio_bounds, weight_box, nonnegative=distance == "raking")
+        if negatives:
+            warn_unless_nonnegative_reach(data, T, names, ratio_bounds, weight_box)
+        keep = independent_targets_of(data, T, names)
+    else:
+        keep = np.arange(len(T))
+    block = _newton_block if tol is None else _dual_calibration_block
+    blocks = dask.persist(*[dask.delayed(block)(system, T, names, keep, distance, bounds, weight_bounds, tol)
                             for system in systems])
     index = dask.persist(*[dask.delayed(_index)(piece) for piece in coded])
     scale = target_scales(T)[keep]
     report = Report(names, "sample", "total", T, base_weighted_sds(data), size=N)
-    return PartitionedProblem(DaskBlocks(blocks, sizes), index, ddf.divisions, CalibrationNewton(), T[keep] / scale,
-                              scale, [f"totals:{names[j]}" for j in keep], report, family=f"calibrate/{distance}",
+    # the calibration Newton reads (t, scale) with T = scale t; the dual (t, its tolerances), no sum row
+    method, second = (CalibrationNewton(), scale) if tol is None else \
+        (DualNewton(normalized=False), np.full(len(keep), float(tol)))
+    return PartitionedProblem(DaskBlocks(blocks, sizes), index, ddf.divisions, method, T[keep] / scale, second,
+                              [f"totals:{names[j]}" for j in keep], report, family=f"calibrate/{distance}",
                               weight_scale="population totals (w = g d)",
-                              note=negative_weights_note if negatives else None)
+                              note=negative_weights_note if negatives else None,
+                              tolerances=None if tol is None else {"delta": np.arange(len(keep))})
 
 
 def base_weighted_sds(data) -> np.ndarray:
@@ -145,7 +151,7 @@ def _partition_system(piece, levels, k):
     return system_matrix(piece["codes"], levels, numeric, k), piece["d"]
 
 
-def _newton_block(system, T, names, keep, distance, bounds, weight_bounds):
+def _newton_block(system, T, names, keep, distance, bounds, weight_bounds, tol=None):
     """The calibration Newton's block of one partition: (rows, distance, d, lo, hi), from the same terms and form
     as in memory."""
     X, d = system
@@ -153,6 +159,13 @@ def _newton_block(system, T, names, keep, distance, bounds, weight_bounds):
     form = CalibrationForm.of(terms, len(d), "calibration")
     lo, hi = form.ratio_box()
     return form.rows(form.groups[0]), form.distance, form.base, lo, hi
+
+
+def _dual_calibration_block(system, T, names, keep, distance, bounds, weight_bounds, tol):
+    """The dual Newton's block of one partition for totals within a tolerance: (rows, distance, d, lo, hi), from
+    the same terms and form as in memory."""
+    X, d = system
+    return dual_block(calibration_terms(X, T, names, d, keep, distance, bounds, weight_bounds, tol), len(d))
 
 
 def _index(piece) -> pd.Index:
@@ -163,19 +176,23 @@ def entropy_balance(ddf, treatment, covariates, estimand, delta, std, base_weigh
     """`cpz.entropy_balance` on a dask DataFrame (see there), as a `PartitionedProblem`: one weighted arm (ATT:
     the controls weighted to the treated means; ATC the reverse), exact balance of the covariates' means, the
     SMDs' fixed SDs as in memory (`std`: "target", "treated", "control" or "pooled")."""
-    if delta is not None:
-        raise InputError("entropy balancing on a dask DataFrame balances exactly (delta=None)")
-    return _one_arm(ddf, treatment, covariates, estimand, None, std, base_weights, "entropy_balance",
-                    moments=moments, interactions=interactions)
+    return _one_arm(ddf, treatment, covariates, estimand, None if delta is None else _tolerance(delta), std,
+                    base_weights, "entropy_balance", moments=moments, interactions=interactions)
+
+
+def _tolerance(delta) -> float:
+    """One tolerance for every balance column (on a dask DataFrame), checked."""
+    delta = float(delta)
+    if not delta >= 0:
+        raise InputError(f"delta must be a nonnegative number, got {delta}")
+    return delta
 
 
 def sbw(ddf, treatment, covariates, estimand, delta, std, base_weights, basis=None, moments=1, interactions=False):
     """`cpz.sbw` on a dask DataFrame (see there), as a `PartitionedProblem` solved by the dual Newton on the
     partitions: one weighted arm (ATT or ATC), the covariates' means (and a dask array `basis`'s columns) within
     delta target SDs (`std`)."""
-    delta = float(delta)
-    if not delta >= 0:
-        raise InputError(f"delta must be a nonnegative number, got {delta}")
+    delta = _tolerance(delta)
     extra = None if basis is None else user_basis(ddf, basis)
     return _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, "sbw", basis=extra,
                     mean_delta=delta, moments=moments, interactions=interactions)
@@ -283,7 +300,10 @@ def _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, fam
                                                          np.full(len(basis_names), delta)])
     arm = dict(arm=weighted_arm, goal=goal, scale=scale, total=totals[weighted_arm],
                mean=totals[weighted_arm] / counts[weighted_arm])
-    block = _entropy_block if family == "entropy_balance" else partial(_sbw_block, delta=deltas)
+    exact_entropy = family == "entropy_balance" and delta is None
+    block = _entropy_block if exact_entropy else partial(_dual_arm_block, delta=deltas,
+                                                         dispersion="entropy" if family == "entropy_balance"
+                                                         else "chi_square")
     blocks = dask.persist(*[dask.delayed(block)(piece[0], **arm) for piece in arms])
     sizes = dask.compute(*[dask.delayed(len)(block[2]) for block in blocks])
     index = dask.persist(*[dask.delayed(_arm_index)(piece[0], weighted_arm) for piece in arms])
@@ -291,14 +311,19 @@ def _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, fam
     shown = slice(0, len(covariates)) if family == "kernel_sbw" else slice(None)
     report = Report(names[shown], group, "mean", goal[shown], sds[std][shown], offset=goal[shown], std=std,
                     columns=shown)
-    if family == "entropy_balance":
+    if exact_entropy:
         method, tolerances = CalibrationNewton(), np.append(scale, 1.0)
     else:
         method, tolerances = DualNewton(), np.append(deltas, 0.0)
+    parameters, columns = None, np.arange(len(names))
+    if not exact_entropy:            # the tolerances' names, as in memory: kernel SBW's covariate means have their own
+        parameters = {"mean_delta": columns[:len(covariates)], "delta": columns[len(covariates):]} \
+            if family == "kernel_sbw" else {"delta": columns}
     problem = PartitionedProblem(DaskBlocks(blocks, sizes), index, (None,) * (len(blocks) + 1), method,
                                  np.append(np.zeros(len(names)), 1.0), tolerances,
                                  [f"balance:{c}" for c in names] + ["sum"], report, family=family,
-                                 weight_scale="sums to 1", estimand=estimand, sample_weights=base_weights)
+                                 weight_scale="sums to 1", estimand=estimand, sample_weights=base_weights,
+                                 tolerances=parameters)
     problem.balance_functions = PartitionedFunctions(list(arms), goal, weighted_arm)
     return problem
 
@@ -368,15 +393,16 @@ def _entropy_block(piece, arm, goal, scale, total, mean):
     return form.rows(form.groups[0]), form.distance, form.base, lo, hi
 
 
-def _sbw_block(piece, arm, goal, scale, total, mean, delta):
-    """The dual Newton's block (rows, s, c, lo, hi) of one partition's weighted arm: the dispersion
-    sum (w - q)^2 / (d / mean d), sum w = 1, balance within delta, w >= 0."""
+def _dual_arm_block(piece, arm, goal, scale, total, mean, delta, dispersion):
+    """The dual Newton's block (rows, distance, q, lo, hi) of one partition's weighted arm, as the in-memory
+    builder makes it: SBW's dispersion sum (w - q)^2 / (d / mean d) with w >= 0, or entropy balancing's KL(w || q);
+    sum w = 1, balance within delta."""
     share, terms = _arm_terms(piece, arm, goal, scale, total, delta)
+    if dispersion == "entropy":
+        return dual_block([Entropy(share, name="dispersion"), *terms], len(share))
     d = piece["d"][piece["a"] == arm]
-    qp = SeparableQP.of([ChiSquare(share, d / mean, name="dispersion"), *terms, Bounds(lower=0.0, name="nonnegative")],
-                        len(share), "dual")
-    lo, hi = qp.box()
-    return qp.groups[0].constraint_rows(len(share)), qp.dispersion.scale, qp.dispersion.center, lo, hi
+    return dual_block([ChiSquare(share, d / mean, name="dispersion"), *terms, Bounds(lower=0.0, name="nonnegative")],
+                      len(share))
 
 
 def _arm_index(piece, arm) -> pd.Index:
