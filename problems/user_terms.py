@@ -4,8 +4,9 @@
 
 SBW on kim2023 (weak overlap, X1..X6, ATT, delta 0.02 SD), solved by backend="auto", with and without the term of
 the issue that asked for it: "controls with X4 > 1 hold at most 80% of their current share", written as a user
-writes it (a `Term` whose constraint is `mask @ w <= share * cp.sum(w)`), "current share" being what the
-unconstrained SBW weights give them (so the cap binds). Times are build + solve (the builder, `add`, the first
+writes it (`counterpoise.terms.ShareCap`, a plain `Term` whose constraint is `mask @ w <= share * cp.sum(w)` and
+which no backend knows by name), "current share" being what the unconstrained SBW weights give them (so the cap
+binds). Times are build + solve (the builder, `add`, the first
 `solve()`), best of `--repeats`, data drawn beforehand; cvxpy is the same problem with backend="cvxpy" (CLARABEL).
 Prints a markdown table; the objective gap is the fast solve's against cvxpy's, relative.
 """
@@ -13,30 +14,10 @@ Prints a markdown table; the objective gap is the fast solve's against cvxpy's, 
 import argparse
 import time
 
-import cvxpy as cp
-import numpy as np
-
 import counterpoise as cpz
-from counterpoise.terms import Term
+from counterpoise.terms import ShareCap
 
 COVARIATES = ["X1", "X2", "X3", "X4", "X5", "X6"]
-
-
-class ShareCap(Term):
-    """The units in `mask` hold at most `share` of the total weight: mask'w <= share sum(w)."""
-
-    def __init__(self, mask, share):
-        self.name, self.mask = "share_cap", np.asarray(mask, dtype=float)
-        self.share = cp.Parameter(nonneg=True, value=share)
-
-    def parameters(self):
-        return {"share": self.share}
-
-    def constraints(self, w):
-        return [self.mask @ w <= self.share * cp.sum(w)]
-
-    def violation(self, w):
-        return max(self.mask @ w - self.share.value * w.sum(), 0.0) / w.sum()
 
 
 def solve(data, backend="auto", cap=None):

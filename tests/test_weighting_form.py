@@ -8,26 +8,9 @@ import pytest
 
 import counterpoise as cpz
 from counterpoise.backends import l1_qp
-from counterpoise.terms import Term
+from counterpoise.terms import ShareCap, Term
 
 COVARIATES = ["X1", "X2", "X3", "X4", "X5", "X6"]
-
-
-class ShareCap(Term):
-    """The units in `mask` hold at most `share` of their share of the units: mask'w <= share mean(mask) sum(w)."""
-
-    def __init__(self, mask, share):
-        self.name, self.mask = "share_cap", np.asarray(mask, dtype=float)
-        self.share = cp.Parameter(nonneg=True, value=share)
-
-    def parameters(self):
-        return {"share": self.share}
-
-    def constraints(self, w):
-        return [self.mask @ w <= self.share * self.mask.mean() * cp.sum(w)]
-
-    def violation(self, w):
-        return max(self.mask @ w - self.share.value * self.mask.mean() * w.sum(), 0.0) / w.sum()
 
 
 class SubgroupBalance(Term):
@@ -88,7 +71,8 @@ def test_a_users_affine_term_solves_on_the_dual_as_cvxpy_does(kim, term):
     prob = _sbw(kim)
     controls = _controls(kim, prob)
     if term == "share_cap":
-        prob.add(ShareCap(controls["X1"] > 0.5, 0.8))
+        mask = controls["X1"] > 0.5
+        prob.add(ShareCap(mask, 0.8 * mask.mean()))
     elif term == "subgroup_balance":
         treated = kim[kim["A"] == 1]
         target = (treated[["X1", "X2"]] ** 2).mean().to_numpy()
@@ -108,8 +92,8 @@ def test_a_users_affine_term_solves_on_the_dual_as_cvxpy_does(kim, term):
 def test_a_path_over_the_users_parameter_equals_cold_solves(kim):
     prob = _sbw(kim)
     mask = _controls(kim, prob)["X1"] > 0.5
-    prob.add(ShareCap(mask, 0.9))
-    shares = [0.9, 0.8, 0.7, 0.6]
+    shares = [fraction * mask.mean() for fraction in (0.9, 0.8, 0.7, 0.6)]
+    prob.add(ShareCap(mask, shares[0]))
     path = prob.path(share=shares)
     for share, warm in zip(shares, path.solutions):
         cold = _sbw(kim).add(ShareCap(mask, share)).solve(backend="cvxpy")
@@ -121,7 +105,7 @@ def test_a_path_over_the_users_parameter_equals_cold_solves(kim):
 def test_an_infeasible_users_row_is_certified_by_the_dual(kim):
     prob = _sbw(kim)
     controls = _controls(kim, prob)
-    prob.add(ShareCap(controls["X1"] > 0.5, 0.0))                # no weight at all on half the controls
+    prob.add(ShareCap(controls["X1"] > 0.5, 0.0))                # no weight at all on about half the controls
     prob.add(Contrast((controls["X1"] > 0.5).to_numpy(), 0.5))   # and half the weight on them
     sol = prob.solve(backend="dual", raise_on_failure=False)
     assert sol.status == "infeasible"

@@ -1,4 +1,5 @@
-"""Constraints on the weights: balance to targets, normalization, bounds, and a cap on any unit's share."""
+"""Constraints on the weights: balance to targets, normalization, bounds, a cap on any unit's share and on a
+subset's share."""
 
 from __future__ import annotations
 
@@ -181,3 +182,28 @@ class MaxShare(Term):
 
     def violation(self, w):
         return max(float(np.max(w) - self.share.value * np.sum(w)), 0.0) / max(float(np.mean(np.abs(w))), 1e-300)
+
+
+class ShareCap(Term):
+    """The units in `mask` hold at most `share` of the total weight: mask'w <= share * sum(w) (Parameter "share").
+
+    Written as a user writes a term: no backend knows it by name, but its constraint is affine in w, so the dual
+    engine reads its row from cvxpy (`backends.affine`) and solves the problem with it.
+    """
+
+    name = "share_cap"
+
+    def __init__(self, mask, share, name=None):
+        self.name = name or self.name
+        self.mask = np.asarray(mask, dtype=float)
+        self.share = cp.Parameter(nonneg=True, name=f"{self.name}.share", value=float(share))
+
+    def parameters(self):
+        return {"share": self.share}
+
+    def constraints(self, w):
+        return [self.mask @ w <= self.share * cp.sum(w)]
+
+    def violation(self, w):
+        """The excess share, relative to the total weight."""
+        return max(float(self.mask @ w - self.share.value * np.sum(w)), 0.0) / max(abs(float(np.sum(w))), 1e-300)
