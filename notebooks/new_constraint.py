@@ -5,8 +5,9 @@
 # the controls look like the treated *within* a subgroup. This notebook writes that requirement as a new
 # `counterpoise.terms.Term`, adds it to an SBW problem, sweeps its tolerance (a cvxpy Parameter) along a path,
 # checks the solutions against a second cvxpy solver, shows what the fast backends do with a term they cannot read,
-# and then writes the same constraint so that the fast engine reads it. It follows the README's section "Extending counterpoise" (its `TopShare` example) on the Kim, Niknam &
-# Zubizarreta design (`counterpoise.datasets.kim2023`).
+# and then writes the same constraint so that the fast engine reads it. It follows the README's section "Your own
+# constraint" (its `ShareCap` and `TopShare`) on the Kim, Niknam & Zubizarreta design
+# (`counterpoise.datasets.kim2023`).
 
 # %%
 import os

@@ -34,7 +34,7 @@ def certify(problem, solution):
     """A solve that ended "inaccurate" with its balance constraints violated, on at most RELAXED_SOLVE_LIMIT
     units: the solution relabelled "infeasible", with the relaxed problem's binding columns as its certificate
     (what `explain` reports), when the relaxed problem needs slack on some balance column, else the solution as it
-    was. A calibration Newton's failure keeps its own report (the targets it could not reach, raised as
+    was. A calibration's failure to converge keeps its own report (the targets it could not reach, raised as
     CalibrationError)."""
     if problem.n > RELAXED_SOLVE_LIMIT or solution.worst_targets or \
             not any(isinstance(t, Balance) for t in problem.terms):

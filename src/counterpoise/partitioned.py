@@ -1,10 +1,11 @@
 """Weighting problems on the partitions of a Dask collection, and their solutions.
 
 A `PartitionedProblem` is what a builder returns for a dask DataFrame (`families.on_dask`): a Newton method's
-blocks persisted on the workers, one per partition, and the targets on the client. `solve()` runs the same Newton
-as in memory, each step one tree reduction over the partitions: the calibration Newton
-(`backends.calibration.newton`; calibration, raking, entropy balancing) or the dual Newton of the separable QP
-(`backends.dual.GroupDual` on `backends.dual_partitions.PartitionedUnits`; SBW). It returns a
+blocks persisted on the workers, one per partition, and the targets on the client. `solve()` runs the same dual
+Newton as in memory (`backends.dual.GroupDual` on `backends.dual_partitions.PartitionedUnits`), each step one tree
+reduction over the partitions: stopped by survey's rule for exact totals (calibration, raking, entropy balancing)
+or by its duality gap for tolerances (SBW, kernel SBW; calibration and entropy balancing within a tolerance). It
+returns a
 `PartitionedSolution`: the weights as a lazy dask Series aligned with the input's partitions, the balance table,
 ESS and `validate()` computed partition-wise, and `compute()` for the in-memory `Solution`.
 """
@@ -20,7 +21,7 @@ import pandas as pd
 import scipy.sparse
 
 from . import diagnostics
-from .backends.calibration import calibrated_weights, newton, newton_message
+from .backends.calibration import calibrate_rows, newton_message
 from .backends.dual import SUBSAMPLE_FROM, GroupDual, subsample_start
 from .backends.dual_partitions import PartitionedUnits, dual_objective, dual_weights
 from .errors import CalibrationError, InfeasibleError, InputError, SolverError
@@ -61,25 +62,18 @@ class Report:
             checked=True)
 
 
-class CalibrationNewton:
-    """The calibration Newton on blocks (rows, distance, d, lo, hi): calibration, raking, entropy balancing."""
+@dataclass
+class MethodRun:
+    """One solve of a problem on partitions: the dual point, the status, the Newton steps, the solver's label and
+    message, its statistics, and the error to raise when it failed (None when it did not)."""
 
-    name = "calibration"
-    weights = staticmethod(calibrated_weights)
-
-    @staticmethod
-    def objective(rows, distance, d, lo, hi, w):
-        return float(d @ distance.G(w / d))
-
-    def run(self, problem, lam, epsilon=1e-9, max_iter=100, callback=None):
-        """(dual point, status, iterations, message, info, error class or None) of one solve."""
-        run = newton(problem.blocks, problem.t, problem.scale, lam, epsilon, max_iter, callback)
-        kind = problem.family.split("/")[-1]
-        message = newton_message(kind, run.iterations, run.largest, epsilon, run.converged,
-                                 run.worst(problem.targets))
-        info = {"max_relative_misfit": run.largest, "step_halvings": run.halvings, "epsilon": epsilon}
-        return (run.lam, "optimal" if run.converged else "inaccurate", run.iterations, f"newton/{kind}", message,
-                info, None if run.converged else CalibrationError)
+    y: np.ndarray
+    status: str
+    iterations: int
+    solver: str
+    message: str
+    info: dict
+    error: type | None
 
 
 class DualNewton:
@@ -94,27 +88,49 @@ class DualNewton:
     def __init__(self, normalized=True):
         self.normalized = normalized
 
-    def run(self, problem, y, tol=1e-10, max_iter=200, callback=None):
-        if callback is not None:
-            raise InputError("callback= is the calibration Newton's; the dual Newton on partitions takes none")
+    def units(self, problem):
+        """The group's units on the partitions, and the number of rows other than the sum."""
         k = len(problem.t) - self.normalized
-        units = PartitionedUnits(problem.blocks, k, normalized=self.normalized)
+        return PartitionedUnits(problem.blocks, k, normalized=self.normalized), k
+
+    def run(self, problem, y, tol=1e-10, max_iter=200, callback=None) -> MethodRun:
+        if callback is not None:
+            raise InputError("callback= is for exact totals (the calibration backend's); the dual Newton with "
+                             "tolerances on partitions takes none")
+        units, k = self.units(problem)
         dual = GroupDual(units, problem.t[:k], problem.scale[:k], problem.t[k] if self.normalized else None)
         start_steps = 0
         if not np.any(y) and self.normalized and units.size >= SUBSAMPLE_FROM:
             start, start_steps = subsample_start(dual, tol, max_iter)
             y = y if start is None else start
         run = dual.solve(y, tol, max_iter)
-        y, status, steps = run.y, run.status, run.iterations
         message = (f"dual Newton on partitions: relative duality gap {run.gap:.1e}, max violation "
                    f"{run.violation:.1e}")
         info = {"duality_gap": run.gap, "max_violation": run.violation, "subsample_iterations": start_steps,
                 "infeasible_below": run.infeasible_below, "max_relative_misfit": run.violation}
-        error = {"optimal": None, "infeasible": InfeasibleError}.get(status, SolverError)
-        if status == "infeasible":
+        error = {"optimal": None, "infeasible": InfeasibleError}.get(run.status, SolverError)
+        if run.status == "infeasible":
             message += (f"; no weights meet these tolerances: the dual's ray certifies it (no weights below a common "
                         f"delta of {run.infeasible_below:.4g} in the scaled units); loosen delta")
-        return y, status, steps, "newton", message, info, error
+        return MethodRun(run.y, run.status, run.iterations, "newton", message, info, error)
+
+
+class CalibrationNewton(DualNewton):
+    """The same dual Newton to exact totals, stopped by survey's rule (`backends.calibration`): calibration,
+    raking, entropy balancing. The problem's t and scale are the scaled targets and the rows' scales (T = scale t)."""
+
+    name = "calibration"
+
+    def run(self, problem, y, epsilon=1e-9, max_iter=100, callback=None) -> MethodRun:
+        units, k = self.units(problem)
+        run = calibrate_rows(units, problem.t[:k], problem.t[k] if self.normalized else None, problem.scale,
+                             y if np.any(y) else None, epsilon, max_iter, callback)
+        kind = problem.family.split("/")[-1]
+        message = newton_message(kind, run.iterations, run.largest, epsilon, run.converged,
+                                 run.worst(problem.targets))
+        info = {"max_relative_misfit": run.largest, "epsilon": epsilon}
+        return MethodRun(run.dual.y, "optimal" if run.converged else "inaccurate", run.iterations, f"newton/{kind}",
+                         message, info, None if run.converged else CalibrationError)
 
 
 class PartitionedProblem:
@@ -122,7 +138,7 @@ class PartitionedProblem:
 
     blocks: `backends.blocks.DaskBlocks` of the method's blocks, one per partition (the weighted units only);
     index: those units' index per partition (Delayed); divisions: the input's; method: `CalibrationNewton` or
-    `DualNewton`; t, scale: the calibration Newton's scaled targets and their scales (T = scale t), or the dual's
+    `DualNewton`; t, scale: exact totals' scaled targets and their rows' scales (T = scale t), or the dual's
     scaled targets and tolerances; `targets` their names; report: the balance table's `Report`; weight_scale: what
     the weights sum to, in words; note: None, or note(count, n, smallest) -> the warning said after an optimal
     solve that made `count` weights negative (linear calibration); estimand and sample_weights (the base weights'
@@ -190,7 +206,7 @@ class PartitionedProblem:
               **options) -> "PartitionedSolution":
         """Solve by the problem's Newton on the partitions (backend "auto", or the method's name: "calibration"
         or "dual"). Options as the in-memory backend's (epsilon, max_iter for calibration; tol, max_iter for the
-        dual); `callback(iteration, lam)` runs after every calibration Newton step. Without convergence the
+        dual); `callback(iteration, lam)` runs after every Newton step to exact totals. Without convergence the
         error names why (CalibrationError with the worst targets, InfeasibleError with the dual's certificate,
         SolverError), unless raise_on_failure=False."""
         if backend not in ("auto", self.method.name):
@@ -198,16 +214,17 @@ class PartitionedProblem:
                              f"'auto'), not {backend!r}")
         start = time.perf_counter()
         lam = self.lam if warm_start and self.lam is not None else np.zeros(len(self.t))
-        lam, status, iterations, solver, message, info, error = self.method.run(self, lam, callback=callback,
-                                                                                **options)
+        run = self.method.run(self, lam, callback=callback, **options)
+        lam, status = run.y, run.status
         self.lam = lam if status == "optimal" else None
-        info["partitions"] = len(self.blocks.sizes)
-        solution = PartitionedSolution(problem=self, lam=lam, status=status, solver=solver, iterations=iterations,
-                                       solve_time=time.perf_counter() - start, message=message, info=info,
+        run.info["partitions"] = len(self.blocks.sizes)
+        solution = PartitionedSolution(problem=self, lam=lam, status=status, solver=run.solver,
+                                       iterations=run.iterations, solve_time=time.perf_counter() - start,
+                                       message=run.message, info=run.info,
                                        duals=pd.Series(-lam, index=self.targets, name="dual"),
                                        backend=self.method.name)
-        if raise_on_failure and error is not None:
-            raise error(f"{self.family} on dask partitions: {message}")
+        if raise_on_failure and run.error is not None:
+            raise run.error(f"{self.family} on dask partitions: {run.message}")
         if status == "optimal" and self.note is not None:
             count, smallest = self.blocks.reduce(_negative_weights, combine=_count_and_min, lam=lam,
                                                  method=self.method)

@@ -76,6 +76,11 @@ class Quadratic:
         the factor that takes their dual point to the group's (1 / ratio: w = ratio (c + s (v / ratio) / 2))."""
         return Quadratic(self.c * ratio, self.s), 1.0 / ratio
 
+    def rebased(self, d) -> "Quadratic":
+        """The same distance to other base weights d (centres d, scales in the same ratio to them: linear
+        calibration of a replicate's weights)."""
+        return Quadratic(d, self.s / self.c * d)
+
     @staticmethod
     def joined(blocks) -> "Quadratic":
         return Quadratic(np.concatenate([b.c for b in blocks]), np.concatenate([b.s for b in blocks]))
@@ -108,6 +113,9 @@ class Ratio:
         """These units standing for `ratio` times as many: base weights times `ratio` (the same g at the same dual
         point, so the factor to the group's dual point is 1)."""
         return Ratio(self.distance, self.d * ratio), 1.0
+
+    def rebased(self, d) -> "Ratio":
+        return Ratio(self.distance, d)
 
     @staticmethod
     def joined(blocks) -> "Ratio":
@@ -219,7 +227,8 @@ class DualRun:
     """Where a dual Newton run ended: the weights w(y) (None for units on partitions, whose weights stay there),
     the dual point y, the status ("optimal", "infeasible": y is a Farkas ray, or "inaccurate"), the Newton steps,
     the relative duality gap, the largest row violation, the last Hessian (a path's chord steps re-use it) and,
-    when infeasible with one tolerance, the scaled tolerance below which no weights exist (else NaN)."""
+    when infeasible with one tolerance, the scaled tolerance below which no weights exist (else NaN); `Aw`, the rows'
+    values at the end."""
 
     weights: np.ndarray | None
     y: np.ndarray
@@ -229,6 +238,7 @@ class DualRun:
     violation: float
     factor: np.ndarray | None
     infeasible_below: float = float("nan")
+    Aw: np.ndarray | None = None
 
 
 class GroupDual:
@@ -298,13 +308,15 @@ class GroupDual:
 
     # ---- Newton ----
 
-    def solve(self, y, tol=1e-10, max_iter=200, factor=None) -> "DualRun":
+    def solve(self, y, tol=1e-10, max_iter=200, factor=None, stop=None, callback=None) -> "DualRun":
         """Minimize D from `y`; returns the `DualRun`.
 
         `factor` is a generalized Hessian kept from an earlier solve of a nearby problem (a path): while the residual
         falls tenfold per step, the first steps re-use it (chord steps, O(n k) instead of O(n k^2)); from the first
-        fresh Hessian on, every step is a full Newton step. The stopping test is exact either way. The Hessian last
-        used is returned for the next solve. w is the units' weights (an array in memory).
+        fresh Hessian on, every step is a full Newton step. The stopping test is exact either way: the relative
+        duality gap and the largest row violation at most `tol`, or `stop(A w)` when given (calibration's rule on the
+        misfits). The Hessian last used is returned for the next solve. w is the units' weights (an array in
+        memory). `callback(step, y)` runs after every Newton step.
         """
         point = self.units.at(y)
         D = self.value(y, point)
@@ -316,8 +328,7 @@ class GroupDual:
             grad = point.Aw() - self.T
             P = point.P
             gap = (P + D) / max(abs(P), abs(D), 1e-300)
-            violation = self.violation(grad + self.T)
-            if violation <= tol and gap <= tol:
+            if self._converged(grad + self.T, gap, tol, stop):
                 status = "optimal"
                 break
             certified, below = self.farkas(y, point)
@@ -345,12 +356,19 @@ class GroupDual:
                 break
             drop = D - moved[2]
             y, point, D = moved
+            if callback is not None:
+                callback(it, y)
         violation = self.violation(point.Aw())
         P = point.P
         gap = (P + D) / max(abs(P), abs(D), 1e-300)
-        if status == "inaccurate" and violation <= tol and gap <= tol:
+        if status == "inaccurate" and self._converged(point.Aw(), gap, tol, stop):
             status = "optimal"
-        return DualRun(point.weights(), y, status, it, gap, violation, factor, infeasible_below)
+        return DualRun(point.weights(), y, status, it, gap, violation, factor, infeasible_below, point.Aw())
+
+    def _converged(self, Aw, gap, tol, stop) -> bool:
+        if stop is not None:
+            return stop(Aw)
+        return self.violation(Aw) <= tol and gap <= tol
 
     def _hessian(self, point):
         """The generalized Hessian A_I diag(s/2) A_I' over the units inside their bounds, plus a 1e-12 relative

@@ -8,8 +8,8 @@ solve starts, so a form is built once per backend and serves a whole path.
                    s.t. lo <= w <= hi, per group g: sum w_g = N_g, |(B_g'w_g - t)/r| <= delta (exact: delta = 0)
                    and l <= C_g'w_g <= u, the rows of a user's terms that are affine in w      (backend dual)
   SeparableQP      the WeightingForm with the chi-square distance and no user's rows            (backend osqp)
-  CalibrationForm  min sum_i d_i G(w_i / d_i)  s.t. X'w = T (and sum w = N), ratio / weight bounds, per group
-                   of units with a normalization each (raking / logit)  (backend calibration)
+  CalibrationForm  the WeightingForm with a calibration distance (linear, raking, logit) and exact totals, per
+                   group of units with a normalization each (raking / logit)     (backend calibration)
   SparseLassoForm  min SparseLoss(w)  s.t. 0 <= w / w0 <= cap          (backend prox)
 
 `balance_duals` turns a backend's multipliers into counterpoise's dual values; it is the one place the sign
@@ -258,8 +258,8 @@ def _attach(term, found, backend):
 class DualForm(WeightingForm):
     """The weighting form that backend "dual" takes: the chi-square distance with any rows; raking, logit and the
     linear ratio distance where some row is not an exact total (a tolerance, a user's row). Exact calibration to
-    totals is backend "calibration"'s: survey's Newton, with its generalized inverse for collinear totals and its
-    convergence rule, which the survey module's numbers follow."""
+    totals is backend "calibration"'s: the same Newton, with survey's convergence rule and failure report (the
+    worst targets, the closest weights), which the survey module's numbers follow."""
 
     @classmethod
     def of(cls, terms, n, backend):
@@ -295,59 +295,37 @@ class SeparableQP(WeightingForm):
 
 
 @dataclass
-class CalibrationForm(Form):
-    """sum_i d_i G(w_i / d_i) (the distance term's G, F, F') to exact totals, with bounds on g = w / d; per group
-    of units (an arm, each with its own normalization: entropy balancing of the ATE) when the distance's G is
-    the same function for every unit (raking / entropy, logit)."""
-
-    distance: object
-    groups: list             # forms.Group: rows, total (the normalization, or None), exact balance terms
-    bounds: list
-    n: int
-
-    @property
-    def base(self):
-        return self.distance.base
+class CalibrationForm(WeightingForm):
+    """The weighting form of calibration to exact totals: a calibration distance (linear, raking / entropy, logit)
+    to base weights, exact balance rows, bounds; per group of units with a normalization each (entropy balancing of
+    the ATE) with the raking or logit distance."""
 
     @classmethod
     def of(cls, terms, n, backend):
-        roles = _roles(terms, _calibration_role,
-                       f"backend {backend!r} solves calibration (linear, raking or logit distance to base weights, "
-                       "exact totals, bounds)", " (or 'dual' for tolerances with the linear distance)")
-        balance, normalize = roles["balance"], roles["normalize"]
-        if len(roles["distance"]) != 1 or not (balance or normalize):
+        solves = (f"backend {backend!r} solves calibration (linear, raking or logit distance to base weights, "
+                  "exact totals, bounds)")
+        for term in terms:
+            if _calibration_role(term) is None:
+                raise UnsupportedProblem(f"{solves}; term {term.name!r} ({type(term).__name__}) needs backend='cvxpy' "
+                                         "(or 'dual' for tolerances and rows of your own)")
+        form = super().of(terms, n, backend)
+        if not any(group.balance or group.total is not None for group in form.groups):
             raise UnsupportedProblem(f"backend {backend!r} needs one calibration distance and exact totals")
-        distance, bounds = roles["distance"][0], roles["bounds"]
-        found = groups(normalize, balance, n, backend)
-        if len(found) > 1 and type(distance) is Linear:
+        if len(form.groups) > 1 and type(form.distance) is Linear:
             raise UnsupportedProblem(f"backend {backend!r} calibrates groups of units with the raking or logit "
                                      "distance; the linear distance per group is backend 'dual'")
-        return cls(distance=distance, groups=found, bounds=bounds, n=n)
-
-    def ratio_box(self):
-        """Bounds on g = w / d per unit: the distance's own domain, ratio bounds and weight bounds (divided by d)."""
-        lo, hi = box(self.bounds, self.n)
-        lo, hi = lo / self.base, hi / self.base
-        if type(self.distance) is Logit:
-            return np.maximum(lo, self.distance.lower), np.minimum(hi, self.distance.upper)
-        if type(self.distance) is Entropy:
-            return np.maximum(lo, 0.0), hi
-        return lo, hi
-
-    def rows(self, group) -> Rows:
-        """The group's scaled constraint columns [X_1 / s_1, ..., 1 / N] (no copy for one term)."""
-        size = self.n if group.rows is None else len(group.rows)
-        return balance_rows(group.balance, size, constant=None if group.total is None else 1.0 / group.total)
+        return form
 
     @staticmethod
-    def system(group):
-        """(the scaled targets t, the column scales s (totals T = s t), the target names) of a group, read now."""
-        t, _ = group.targets()
-        scale = group.scales()
+    def names(group) -> list:
+        """The targets' names of a group, in row order: "term:column", then its normalization's."""
         names = [f"{term.name}:{c}" for term in group.balance for c in term.columns]
-        if group.total is not None:
-            t, scale, names = np.append(t, 1.0), np.append(scale, group.total), names + [group.name]
-        return t, scale, names
+        return names + ([group.name] if group.total is not None else [])
+
+    @staticmethod
+    def scales(group) -> np.ndarray:
+        """The scale of each row's misfit in the totals' own units (the balance columns' s, 1 for the sum)."""
+        return np.append(group.scales(), [1.0] * (group.total is not None))
 
 
 @dataclass

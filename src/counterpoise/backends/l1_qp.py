@@ -178,8 +178,11 @@ def _at_bounds(a, b, u, relative):
 
 
 def minimize(H, g, delta, y, tol=1e-13, max_moves=None):
-    """argmin q: see `_minimize`. On one BLAS thread: every product here is k x k, too small to share, and a
-    second thread's start-up costs more than the product, far more when the other cores are busy."""
+    """argmin q: see `_minimize`; without an l1 term (every delta 0: equalities only) the Newton step -H^-1 g. The
+    moves run on one BLAS thread: every product there is k x k, too small to share, and a second thread's start-up
+    costs more than the product, far more when the other cores are busy."""
+    if not isinstance(delta, tuple) and not np.any(delta):
+        return -_solve(H, g)
     with one_blas_thread():
         return _minimize(H, g, delta, y, tol, max_moves)
 

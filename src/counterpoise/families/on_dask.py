@@ -11,13 +11,13 @@ units, so nothing n-sized needs to reach the client (the pattern of dask-glm's N
    weights, persisted;
 3. the checks before solving (totals within reach of the bounds, exactly redundant targets dropped) as sums over
    the partitions (`totals.check_reachable`, `totals.independent_targets`);
-4. per partition, the calibration Newton's block (`backends.calibration.newton_sums`): its rows, distance, base
-   weights and bounds, persisted.
+4. per partition, the dual Newton's block (`backends.dual.dual_block`): its rows, distance, base weights and
+   bounds, persisted.
 
-Entropy balancing is the same Newton (the weighted arm's covariates centred at the target means, the raking
-distance to its base weights, sum w = 1), after passes for the arms' means and SDs; SBW is the dual Newton of the
-separable QP on the partitions (`backends.dual_partitions`), and kernel SBW adds the Nystrom basis computed on
-them (`basis.nystrom` on a dask array).
+Entropy balancing is the same (the weighted arm's covariates centred at the target means, the raking distance to
+its base weights, sum w = 1), after passes for the arms' means and SDs; so is SBW, with the chi-square dispersion
+and its tolerances (`backends.dual_partitions`), and kernel SBW adds the Nystrom basis computed on the partitions
+(`basis.nystrom` on a dask array). Exact totals stop by survey's rule, tolerances by the duality gap.
 
 Each Newton step is then one tree reduction on the cluster (`backends.blocks.DaskBlocks`), and the weights come
 back as a lazy dask Series aligned with the input's partitions (`partitioned.PartitionedSolution`).
@@ -33,8 +33,8 @@ import pandas as pd
 from .. import basis as bases
 from ..backends.blocks import DaskBlocks
 from ..balancing_se import PartitionedFunctions
+from ..backends.calibration import sparse_if_mostly_zero
 from ..backends.dual import dual_block
-from ..backends.forms import CalibrationForm
 from ..columns import max_abs, value_range, weighted_sums, widest
 from ..diagnostics import rounding_to_zero, sds_from_sums
 from ..errors import InputError
@@ -91,14 +91,13 @@ def calibrate(ddf, base_weights, margins, totals, constraints, distance, bounds,
         keep = independent_targets_of(data, T, names)
     else:
         keep = np.arange(len(T))
-    block = _newton_block if tol is None else _dual_calibration_block
-    blocks = dask.persist(*[dask.delayed(block)(system, T, names, keep, distance, bounds, weight_bounds, tol)
-                            for system in systems])
+    blocks = dask.persist(*[dask.delayed(_calibration_block)(system, T, names, keep, distance, bounds,
+                                                             weight_bounds, tol) for system in systems])
     index = dask.persist(*[dask.delayed(_index)(piece) for piece in coded])
     scale = target_scales(T)[keep]
     report = Report(names, "sample", "total", T, base_weighted_sds(data), size=N)
-    # the calibration Newton reads (t, scale) with T = scale t; the dual (t, its tolerances), no sum row
-    method, second = (CalibrationNewton(), scale) if tol is None else \
+    # exact totals: (t, the rows' scales) with T = scale t; tolerances: (t, the tolerances); no sum row
+    method, second = (CalibrationNewton(normalized=False), scale) if tol is None else \
         (DualNewton(normalized=False), np.full(len(keep), float(tol)))
     return PartitionedProblem(DaskBlocks(blocks, sizes), index, ddf.divisions, method, T[keep] / scale, second,
                               [f"totals:{names[j]}" for j in keep], report, family=f"calibrate/{distance}",
@@ -151,21 +150,12 @@ def _partition_system(piece, levels, k):
     return system_matrix(piece["codes"], levels, numeric, k), piece["d"]
 
 
-def _newton_block(system, T, names, keep, distance, bounds, weight_bounds, tol=None):
-    """The calibration Newton's block of one partition: (rows, distance, d, lo, hi), from the same terms and form
-    as in memory."""
+def _calibration_block(system, T, names, keep, distance, bounds, weight_bounds, tol):
+    """The dual Newton's block of one partition: (rows, distance, d, lo, hi), from the same terms and form as in
+    memory (X kept sparse where it is mostly zeros, as the calibration backend keeps it)."""
     X, d = system
-    terms = calibration_terms(X, T, names, d, keep, distance, bounds, weight_bounds)
-    form = CalibrationForm.of(terms, len(d), "calibration")
-    lo, hi = form.ratio_box()
-    return form.rows(form.groups[0]), form.distance, form.base, lo, hi
-
-
-def _dual_calibration_block(system, T, names, keep, distance, bounds, weight_bounds, tol):
-    """The dual Newton's block of one partition for totals within a tolerance: (rows, distance, d, lo, hi), from
-    the same terms and form as in memory."""
-    X, d = system
-    return dual_block(calibration_terms(X, T, names, d, keep, distance, bounds, weight_bounds, tol), len(d))
+    rows, *rest = dual_block(calibration_terms(X, T, names, d, keep, distance, bounds, weight_bounds, tol), len(d))
+    return (sparse_if_mostly_zero(rows), *rest)
 
 
 def _index(piece) -> pd.Index:
@@ -238,8 +228,8 @@ def _partition_index(frame) -> pd.Index:
 def _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, family, basis=None, mean_delta=None,
              moments=1, interactions=False):
     """The balancing problem of one weighted arm on a dask DataFrame: the arms' means and SDs from sums over
-    the partitions, then per partition the weighted arm's block of the method's Newton (entropy balancing: the
-    calibration Newton; SBW and kernel SBW: the dual Newton). `basis`: (one block per partition, its column
+    the partitions, then per partition the weighted arm's block of the dual Newton (stopped by survey's rule for
+    exact entropy balancing, by the duality gap for tolerances). `basis`: (one block per partition, its column
     names, whether its tolerance is raw rather than in SDs), balanced within delta after the covariates, which
     then get mean_delta; the balance table shows the covariates (and, for SBW, the basis: its own balance
     functions). `moments`, `interactions`: the covariates' powers (binary columns, read over all partitions, get
@@ -301,9 +291,8 @@ def _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, fam
     arm = dict(arm=weighted_arm, goal=goal, scale=scale, total=totals[weighted_arm],
                mean=totals[weighted_arm] / counts[weighted_arm])
     exact_entropy = family == "entropy_balance" and delta is None
-    block = _entropy_block if exact_entropy else partial(_dual_arm_block, delta=deltas,
-                                                         dispersion="entropy" if family == "entropy_balance"
-                                                         else "chi_square")
+    block = partial(_dual_arm_block, delta=deltas, dispersion="entropy" if family == "entropy_balance" else
+                    "chi_square")
     blocks = dask.persist(*[dask.delayed(block)(piece[0], **arm) for piece in arms])
     sizes = dask.compute(*[dask.delayed(len)(block[2]) for block in blocks])
     index = dask.persist(*[dask.delayed(_arm_index)(piece[0], weighted_arm) for piece in arms])
@@ -383,14 +372,6 @@ def _arm_terms(piece, arm, goal, scale, total, delta=None):
     share = piece["d"][rows] / total
     return share, [Normalize(1.0, name="sum"),
                    Balance(piece["X"][rows] - goal, goal, delta=delta, scale=scale, offset=goal, name="balance")]
-
-
-def _entropy_block(piece, arm, goal, scale, total, mean):
-    """The calibration Newton's block of one partition's weighted arm: Entropy(q), sum w = 1, exact balance."""
-    share, terms = _arm_terms(piece, arm, goal, scale, total)
-    form = CalibrationForm.of([Entropy(share, name="dispersion"), *terms], len(share), "calibration")
-    lo, hi = form.ratio_box()
-    return form.rows(form.groups[0]), form.distance, form.base, lo, hi
 
 
 def _dual_arm_block(piece, arm, goal, scale, total, mean, delta, dispersion):

@@ -154,7 +154,7 @@ class SurveyDesign(Estimators):
         """The design calibrated to population totals (survey's calibrate): the weights move as little as the
         `distance` allows ("linear" GREG, "raking", "logit" with `bounds`; `bounds=(L, U)` on g = w / d) to meet
         `margins={"var": {"level": N_level}}` and `totals={"col": T}` exactly, solved by `cpz.calibrate`'s
-        problem with the Deville-Sarndal Newton. The calibrated design's `solution` is that solve (its balance,
+        problem on the calibration backend. The calibrated design's `solution` is that solve (its balance,
         validate()); its variances use the calibration residuals."""
         calibrated = Calibrated(self.frame, self.weights, margins, totals, distance, bounds, epsilon, max_iter)
         w = calibrated.solution.weights.to_numpy()

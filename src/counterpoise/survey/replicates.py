@@ -22,9 +22,9 @@ with c the mean of the replicates (survey's default, survey.replicates.mse = FAL
 
 Calibrating a replicate design (`ReplicateDesign.calibrate`) calibrates the full sample and then every replicate
 to the same totals, each from its own replicate weights as base weights (survey's calibrate on a svyrep.design),
-warm-started from the full sample's dual point with the Deville-Sarndal Newton. A replicate that does not
-calibrate raises a CalibrationError naming it, or with raise_on_failure=False keeps its closest weights and is
-listed in `replicate_status`, with a warning.
+warm-started from the full sample's dual point by the calibration backend's Newton (survey's grake). A replicate
+that does not calibrate raises a CalibrationError naming it, or with raise_on_failure=False keeps its closest
+weights and is listed in `replicate_status`, with a warning.
 """
 
 from __future__ import annotations

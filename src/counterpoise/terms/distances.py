@@ -2,8 +2,8 @@
 
 Each distance is sum_i d_i G_i(w_i / d_i) for base weights d (its `base`) and owns, on the ratio g = w / d:
 G(g), F = (G')^-1 and F'(u). The cvxpy form and `value` write the distance;
-the calibration Newton (`backends/calibration.py`) reads F and F' from the same term, because the calibration
-weights are w_i = d_i F(x_i' lam) (Deville & Sarndal 1992):
+the dual Newton (`backends/dual.py`, `backends/calibration.py`) reads F and F' from the same term, because the
+calibration weights are w_i = d_i F(x_i' lam) (Deville & Sarndal 1992):
 
     ChiSquare  G(g) = a (g - 1)^2, a = d / s             (SBW's dispersion)
     Linear     the ChiSquare with s = 2d: G = (g-1)^2 / 2, F(u) = 1 + u   (linear / GREG calibration)
