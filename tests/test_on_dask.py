@@ -133,6 +133,8 @@ def test_what_a_dask_dataframe_cannot_take(client, sample):
         cpz.calibrate(data, base_weights="d", margins={"nope": {"a": 1.0}})
     with pytest.raises(InputError, match="trim= needs the weights in memory"):
         cpz.rake(data, margins=margins, base_weights="d", trim=(0.5, 2.0))
+    with pytest.raises(InputError, match="needs every row in memory; build the same problem on a sample"):
+        cpz.calibrate(data, base_weights="d", margins=margins).check("calibration")
 
 
 def test_margin_errors_are_the_in_memory_ones(client, sample):

@@ -202,6 +202,14 @@ class PartitionedProblem:
             self.set(**{key: before})
         return Path(parameter=key, values=list(values), solutions=solutions)
 
+    def check(self, *args, **options):
+        """Refused: the check solves the problem with cvxpy as well, which needs every row in memory. Check the
+        engine on a sample in memory instead: the same builder on `ddf.sample(frac=..., random_state=seed).compute()`,
+        then `prob.check("dual")` (or "calibration")."""
+        raise InputError("check() solves the problem with cvxpy too, which needs every row in memory; build the "
+                         "same problem on a sample in memory (ddf.sample(frac=..., random_state=seed).compute()) and "
+                         "check that one: the engine on partitions runs the same Newton steps as in memory")
+
     def solve(self, backend="auto", raise_on_failure=True, warm_start=True, callback=None,
               **options) -> "PartitionedSolution":
         """Solve by the problem's Newton on the partitions (backend "auto", or the method's name: "calibration"
