@@ -2,13 +2,13 @@
 
     python problems/calibration_tolerances.py [--sizes 20000,200000,1000000] [--cvxpy-up-to 20000]
 
-The redesign issue's case: 8 regions x 3 age groups, design weights d ~ U(1, 3) (default_rng(0)),
-the population totals moved 3-5% (regions up 4%, age group "a" down 5% and the others up 3%, the ages rescaled to
-the regions' total), every total to be met within 1% (relative). Each distance (raking, logit with g in [0.5, 2],
-linear) is solved by backend="auto" and, up to --cvxpy-up-to rows, by backend="cvxpy" (CLARABEL). Times are a
-problem's first solve (cold), best of 3 fresh problems, the build not counted. Prints a markdown table: the backend auto chose, its status, seconds, the largest relative
-misfit (at most the tolerance), how many totals bind, and the gaps to cvxpy (objective, relative; duals, relative
-to the largest).
+The redesign issue's case: 8 regions x 3 age groups, design weights d ~ U(1, 3) (default_rng(0)), the population
+totals moved 3-5% (regions up 4%, age group "a" down 5% and the others up 3%, the ages rescaled to the regions'
+total), every total to be met within 1% (relative). Each distance (raking, logit with g in [0.5, 2], linear) is
+solved by backend="auto" and, up to --cvxpy-up-to rows, by backend="cvxpy" (CLARABEL). Times are a problem's first
+solve (cold), best of 3 fresh problems, the build not counted. Prints a markdown table: the backend auto chose, its
+status, seconds, the largest relative misfit (at most the tolerance), how many totals bind, and the gaps to cvxpy
+(objective, relative; duals, relative to the largest).
 """
 
 import argparse

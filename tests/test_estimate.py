@@ -267,3 +267,14 @@ def test_balancing_se_for_kernel_sbw_reads_the_treated_rows_of_its_basis():
         att(data.rename(index=lambda i: i + 10_000 if data.loc[i, "A"] == 1 else i), "A", "Y", sol)
     with pytest.raises(InputError, match="se must be one of"):
         att(data, "A", "Y", sol, se="linearization")
+
+
+def test_options_are_declared():
+    """se, level and n_boot are checked by the declared rules (`validation.validated`), naming the option."""
+    data = pd.DataFrame({"t": [1, 1, 0, 0, 0], "y": [1.0, 2.0, 0.5, 1.5, 1.0]})
+    w = pd.Series([0.0, 0.0, 0.2, 0.3, 0.5])
+    assert att(data, "t", "y", w, n_boot=200.0).estimate == pytest.approx(1.5 - (0.1 + 0.45 + 0.5))
+    with pytest.raises(InputError, match=r"n_boot must be a whole number >= 2, got 1.5"):
+        att(data, "t", "y", w, n_boot=1.5)
+    with pytest.raises(InputError, match=r"level must be a number in \(0, 1\), got 1.0"):
+        att(data, "t", "y", w, level=1.0)

@@ -170,6 +170,8 @@ def test_partitioned_entropy_balancing_equals_the_in_memory_one(client, estimand
     exact = cpz.entropy_balance(frame, **arguments, delta=0.05).solve()
     assert tolerant.backend == exact.backend == "dual"
     assert np.max(np.abs(tolerant.weights.compute() - exact.weights)) <= 1e-8 * exact.weights.max()
+    with pytest.raises(InputError, match="delta on a dask DataFrame is one nonnegative number"):
+        cpz.entropy_balance(partitioned(frame), **arguments, delta="auto")
     with pytest.raises(InputError, match="weights one arm"):
         cpz.entropy_balance(partitioned(frame), treatment="A", covariates=["X1"], estimand="ATE")
     with pytest.raises(InputError, match="has no treated units"):

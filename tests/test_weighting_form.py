@@ -112,6 +112,44 @@ def test_an_infeasible_users_row_is_certified_by_the_dual(kim):
     assert prob.solve(backend="cvxpy", raise_on_failure=False).status == "infeasible"
 
 
+def test_a_users_row_in_a_large_certificate_is_named(kim, monkeypatch):
+    """Above the relaxed solve's size the dual's ray names the rows that bind, a user's among them."""
+    monkeypatch.setattr(cpz.infeasibility, "RELAXED_SOLVE_LIMIT", 100)
+    prob = _sbw(kim)
+    controls = _controls(kim, prob)
+    prob.add(ShareCap(controls["X1"] > -10, 0.5))                # every control: at most half of all the weight
+    with pytest.raises(cpz.InfeasibleError, match=r"share_cap / row 0"):
+        prob.solve()
+
+
+def test_rows_without_weights_and_rows_moved_off_their_group_are_refused(kim):
+    prob = _sbw(kim).add(Contrast(np.zeros(len(_controls(kim, _sbw(kim)))), 0.1))
+    with pytest.raises(cpz.InfeasibleError, match="no weight in it whose bounds exclude 0"):
+        prob.solve(backend="dual")
+    fine = _sbw(kim).add(Contrast(np.zeros(len(_controls(kim, _sbw(kim)))), 0.0))    # 0 == 0: no row at all
+    assert fine.solve().objective == pytest.approx(_sbw(kim).solve().objective, rel=1e-12)
+
+    class Moving(Term):
+        """p'w <= 2, with p a Parameter: its coefficients can move between the arms."""
+
+        def __init__(self, p):
+            self.name, self.p = "moving", cp.Parameter(len(p), value=p)
+
+        def parameters(self):
+            return {"p": self.p}
+
+        def constraints(self, w):
+            return [self.p @ w <= 2.0]
+
+    ate = cpz.sbw(kim, treatment="A", covariates=COVARIATES, estimand="ATE", delta=0.05)
+    treated = (kim["A"] == 1).to_numpy()
+    ate.add(Moving(np.where(treated, 0.0, 1.0)))
+    assert ate.solve(backend="dual").status == "optimal"
+    ate.set(p=np.where(treated, 1.0, 0.0))
+    with pytest.raises(cpz.InputError, match="now put coefficients on the units of another normalized group"):
+        ate.solve(backend="dual")
+
+
 def test_a_term_that_is_not_affine_goes_to_cvxpy_and_auto_names_it(kim):
     prob = _sbw(kim).add(TopShare(10, 0.03))
     assert prob.auto_backends() == ["cvxpy"]

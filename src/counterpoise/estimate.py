@@ -26,8 +26,8 @@ from .balancing_se import BalanceFunctions, ate_balancing, one_arm_balancing
 from .diagnostics import effective_sample_size
 from .errors import CounterpoiseError, InputError, SolverError
 from .progress import bar
-from .validation import (columns_list, finite, integer, interval, is_dask_frame, numeric_matrix, one_of, optional,
-                         treatment_indicator, validated)
+from .validation import (columns_list, finite, interval, is_dask_frame, numeric_matrix, one_of, optional,
+                         treatment_indicator, validated, whole_number)
 
 _MAX_FAILED_SHARE = 0.1
 
@@ -259,7 +259,7 @@ def _bootstrap(data, t, y, weights, arm_weights, n_boot, seed, progress, point=N
     rng = np.random.default_rng(seed)
     arms = (np.flatnonzero(t), np.flatnonzero(~t))
     estimates, failures = [], []
-    for _ in bar(range(n_boot), "bootstrap", progress):
+    for _ in bar(range(int(n_boot)), "bootstrap", progress):
         rows = np.concatenate([rng.choice(arm, size=arm.size, replace=True) for arm in arms])
         data_b = data.iloc[rows].reset_index(drop=True)
         try:
@@ -410,7 +410,7 @@ def _arm_sums(part, weights, block, treatment, outcome, sample_weights, estimand
 
 
 #: The options every effect estimate declares (`validation.validated`).
-OPTIONS = dict(se=optional(one_of(SE_METHODS)), level=interval(0, 1, closed=False), n_boot=integer(2))
+OPTIONS = dict(se=optional(one_of(SE_METHODS)), level=interval(0, 1, closed=False), n_boot=whole_number(2))
 
 
 @validated(**OPTIONS)

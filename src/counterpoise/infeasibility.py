@@ -24,7 +24,7 @@ import pandas as pd
 from .backends.base import Certificate
 from .backends.cvxpy_backend import build
 from .errors import InfeasibleError
-from .terms import Balance
+from .terms import Balance, Bounds, Normalize, Term
 
 #: Above this many units an infeasible problem is explained from the backend's certificate, not a cvxpy solve.
 RELAXED_SOLVE_LIMIT = 50_000
@@ -55,15 +55,16 @@ def explain(problem, solution=None) -> InfeasibleError:
     ray = None if certificate is None else certificate.ray
     if ray and problem.n > RELAXED_SOLVE_LIMIT:
         terms = {t.name: t for t in problem.terms}
-        weights = pd.concat([pd.Series(np.abs(v), index=[f"{name} / {c}" for c in terms[name].columns])
+        weights = pd.concat([pd.Series(np.abs(v), index=[f"{name} / {c}" for c in _row_names(terms[name], len(v))])
                              for name, v in ray.items()]).sort_values(ascending=False)
         top = weights[weights > 0.05 * weights.iloc[0]].head(20)
         below = certificate.below
         floor = (f"; with one tolerance for every balance column, none below {below:.4g} (in the constraints' "
                  "scaled units) is feasible" if np.isfinite(below) else "")
         return InfeasibleError(
-            "no weights satisfy the balance constraints with these tolerances (certified by the dual's Farkas ray"
-            f"{floor}); the dual diverges along the balance columns (share of the certificate):\n"
+            "no weights satisfy the balance constraints and the other rows with these tolerances (certified by the "
+            "dual's Farkas ray"
+            f"{floor}); the dual diverges along these rows (share of the certificate):\n"
             + "\n".join(f"  {k}: {v:.2f}" for k, v in top.items())
             + "\nloosen their tolerances (or drop units outside the target's support; delta='tightest' finds the "
             "smallest feasible delta)",
@@ -71,14 +72,23 @@ def explain(problem, solution=None) -> InfeasibleError:
     return _relaxed(problem)
 
 
+def _row_names(term, rows) -> list:
+    """The names of a term's rows in a certificate: a balance term's columns, else "row j" (a user's term)."""
+    columns = list(getattr(term, "columns", None) or [])
+    return columns if len(columns) == rows else [f"row {j}" for j in range(rows)]
+
+
 def _relaxed(problem) -> InfeasibleError:
     """The relaxed problem's InfeasibleError: the balance columns that need slack, and how much (none: the
     problem is feasible, and the error says the solver failed)."""
     binding = _relaxed_binding(problem)
     if binding is None:
+        yours = [t.name for t in problem.terms if type(t).constraints is not Term.constraints
+                 and not isinstance(t, (Balance, Normalize, Bounds))]
         return InfeasibleError(
-            "no weights satisfy the bounds and normalization even with balance relaxed "
-            "(for example, lower bounds that sum to more than the required total, or upper bounds to less)"
+            "no weights satisfy the bounds and normalization" + (f" and the terms {yours}" if yours else "")
+            + " even with balance relaxed (for example, lower bounds that sum to more than the required total, "
+            "upper bounds to less, or your terms' rows in conflict with them)"
         )
     return _binding_error(binding)
 

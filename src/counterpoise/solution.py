@@ -21,8 +21,8 @@ class Solution:
     `tolerance`); otherwise "inaccurate", "infeasible", "unbounded" or "failed". `solver_status` is what the
     solver itself said (the same words), before that check. `tuning` is how delta was chosen, for a problem
     built with delta="auto" or "tightest" (`counterpoise.tuning.DeltaTuning`). `certificate` says why no weights
-    exist when infeasible (`backends.Certificate`), `worst_targets` the targets a calibration that did not converge
-    missed, worst first (name, achieved, target, relative misfit); `dual_point` is a Newton backend's multipliers
+    exist when infeasible (`backends.Certificate`), `worst_targets` a calibration's worst targets, worst first
+    (name, achieved, target, relative misfit); `dual_point` is a Newton backend's multipliers
     in its own scaling (a warm start for a related solve). `objective` is the
     problem's objective evaluated at the returned weights (the same formula for every backend).
     `duals` holds one value per balance column (see `terms.Balance`).

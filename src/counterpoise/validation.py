@@ -228,6 +228,11 @@ def integer(at_least) -> Rule:
                 and v >= at_least)
 
 
+def whole_number(at_least) -> Rule:
+    """An integer, or a float with an integer value (200.0), at least `at_least`."""
+    return Rule(f"a whole number >= {at_least}", lambda v: _is_number(v) and float(v).is_integer() and v >= at_least)
+
+
 def one_of(values) -> Rule:
     return Rule(f"one of {list(values)}", lambda v: v in values)
 

@@ -13,5 +13,5 @@ from .prox import ProxBackend
 
 AUTO_ORDER = auto_order()
 
-__all__ = ["AUTO_ORDER", "BACKENDS", "Backend", "CalibrationBackend", "Certificate", "CvxpyBackend", "DualBackend", "OsqpBackend",
-           "ProxBackend", "RawResult", "auto_order", "markdown_table"]
+__all__ = ["AUTO_ORDER", "BACKENDS", "Backend", "CalibrationBackend", "Certificate", "CvxpyBackend", "DualBackend",
+           "OsqpBackend", "ProxBackend", "RawResult", "auto_order", "markdown_table"]

@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse
 from cvxpy.constraints import Equality, Inequality, NonNeg, NonPos, Zero
 
-from ..errors import UnsupportedProblem
+from ..errors import InputError, UnsupportedProblem
 
 #: The most rows one constraint of a user's term may have on the engine; more (an elementwise constraint on all n
 #: weights) would make the dual as large as the primal.
@@ -73,6 +73,9 @@ class AffineTerm:
         for constraint in self.constraints:
             expr = constraint.expr
             offset = np.atleast_1d(np.asarray(expr.value, dtype=float)).ravel(order="F")
+            if not np.all(np.isfinite(offset)):
+                raise InputError(f"term {self.term.name!r} ({type(self.term).__name__}) has a constraint whose "
+                                 "constant is not finite (NaN or inf) at the current parameter values")
             C = expr.grad[self.w]
             C = scipy.sparse.csc_matrix(C if C is not None else (self.n, expr.size))
             self._verify(expr, C, offset, check)
@@ -85,7 +88,9 @@ class AffineTerm:
             else:
                 lower.append(-free), upper.append(-offset)
         self.w.value = None
-        return scipy.sparse.hstack(pieces, format="csc"), np.concatenate(lower), np.concatenate(upper)
+        C = scipy.sparse.hstack(pieces, format="csc")
+        C.eliminate_zeros()
+        return C, np.concatenate(lower), np.concatenate(upper)
 
     def _verify(self, expr, C, offset, check):
         """C'w + e must be cvxpy's value of expr at the random point `check` (to rounding)."""

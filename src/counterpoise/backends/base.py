@@ -75,9 +75,9 @@ class Certificate:
 @dataclass
 class RawResult:
     """A backend's answer before counterpoise checks it: weights plus the solver's own account. The typed fields
-    are what the rest of counterpoise reads (`dual_point`, `certificate` when infeasible, `worst_targets` when a
-    calibration did not converge: (name, achieved, target, relative misfit) rows, worst first); `info` is the
-    solver's own statistics, for reports."""
+    are what the rest of counterpoise reads (`dual_point`, `certificate` when infeasible, `worst_targets` from a
+    calibration: (name, achieved, target, relative misfit) rows, worst first); `info` is the solver's own
+    statistics, for reports."""
 
     weights: np.ndarray
     status: str                  # "optimal", "inaccurate", "infeasible", "unbounded" or "failed"

@@ -65,7 +65,7 @@ class CalibrationBackend:
                          solve_time=time.perf_counter() - start, duals=duals, iterations=iterations,
                          message=newton_message(kind, iterations, largest, epsilon, converged, worst),
                          info={"max_relative_misfit": largest, "worst_targets": worst, "epsilon": epsilon},
-                         worst_targets=[] if converged else worst,
+                         worst_targets=worst,
                          dual_point=np.concatenate([run.dual.y for run in runs]))
 
 

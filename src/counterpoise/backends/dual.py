@@ -1,34 +1,36 @@
-"""The low-dimensional dual of the separable QP (SBW, kernel SBW, linear calibration), by Newton.
+"""The one engine: the low-dimensional dual of the weighting form, by a proximal semismooth Newton method.
 
-For one group of units (see `forms.SeparableQP`) with constraint rows A = [B_s', 1'] (the scaled
-balance columns and, when the group is normalized, the sum), targets T and tolerances delta (0 for
-equalities), the primal  min sum_i (w_i - c_i)^2 / s_i  s.t. |A w - T| <= delta, lo <= w <= hi  has the dual
+For one group of units (see `forms.WeightingForm`) with constraint rows A (the scaled balance columns, the sum when
+the group is normalized, and the rows of a user's affine terms), the primal
 
-    minimize  D(y) = sum_i phi_i((A'y)_i) - T'y + sum_j delta_j |y_j|,
-    phi_i(v) = max_{lo_i <= w <= hi_i} v w - (w - c_i)^2 / s_i,   attained at w_i(v) = clip(c_i + s_i v / 2, lo_i, hi_i),
+    minimize sum_i dist_i(w_i)  s.t.  lo <= w <= hi,  T_j - a_j <= (A w)_j <= T_j + b_j
 
-a convex piecewise-quadratic function of k + 1 variables (k balance columns plus the normalization),
-whatever the number of units. Its gradient is A w(y) - T + delta * sign(y) and its generalized Hessian
-A_I diag(s_I / 2) A_I' sums over the units I strictly inside their bounds. We minimize it by a proximal
-semismooth Newton method: each step minimizes the quadratic model of the smooth part at y plus the exact l1 term
-sum_j delta_j |y_j| (a (k+1)-variable problem, solved exactly by `l1_qp`), so a multiplier
-may change sign within a step, then backtracks (Armijo on D, which is convex along the step). Once the signs
-settle this is the Newton step on the nonzero multipliers, and convergence is quadratic. Each step
-costs one pass over the n x k basis for A'y, one for A w and one product for the Hessian, O(n k^2); a
-path warm-starts from the previous dual point. The weights are w(y*); the result records the relative
-duality gap (P(w) + D(y)) / P(w) and the largest violation of the balance and sum constraints.
+(dist_i the chi-square (w_i - c_i)^2 / s_i or d_i G(w_i / d_i) for raking, logit, linear; a = b = delta for a
+tolerance, 0 for an equality, one of them infinite for a one-sided row) has the dual
 
-The same dual serves SBW / kernel SBW (c = d / sum d, s = d / mean d, lo = 0, sum fixed) and linear
-(GREG) calibration (c = d, s = 2d, no sum row unless given, optional bounds on w or on w / d).
-Infeasibility is certified by a Farkas ray, checked at every Newton step: with r the balance part of y and
-u = B_s r (one value per unit), the balance constraints cannot hold for any w in the box (with its sum) when
+    minimize  D(y) = sum_i phi_i((A'y)_i) - T'y + sum_j psi_j(y_j),    psi_j(y) = a_j max(y, 0) + b_j max(-y, 0),
+    phi_i(v) = max_{lo_i <= w <= hi_i} v w - dist_i(w),   attained at w_i(v) = clip(w_i^free(v), lo_i, hi_i)
 
-    sigma(u) - T_b'r + delta_b'|r| < 0,    sigma(u) = max { u'w : lo <= w <= hi, sum w = total },
+(w^free = c + s v / 2 for the chi-square, d F(v) for d G(w / d): `Quadratic`, `Ratio`), a convex function of one
+variable per row, whatever the number of units. Its smooth part's gradient is A w(y) - T and its generalized
+Hessian A_I diag(dw/dv) A_I' sums over the units I strictly inside their bounds. Each step minimizes the quadratic
+model of the smooth part at y plus the exact psi (solved exactly by `l1_qp`; an infinite slope keeps a one-sided
+row's multiplier on its side; with equalities only, the plain Newton step), so a multiplier may change sign within
+a step, then backtracks (Armijo on D, which is convex along the step). Once the signs settle this is the Newton
+step on the nonzero multipliers, and convergence is quadratic. Each step costs one pass over the n x k rows for
+A'y, one for A w and one product for the Hessian, O(n k^2); a path warm-starts from the previous dual point. The
+weights are w(y*); the run records the relative duality gap (P(w) + D(y)) / P(w) and the largest row violation, or
+stops by a rule of the caller's (`backends.calibration`: survey's, on the misfits).
 
-since every feasible w would give r'(B_s'w - T_b) <= sigma(u) - T_b'r < -delta_b'|r|, while |B_s'w - T_b| <= delta_b
-forces r'(B_s'w - T_b) >= -delta_b'|r|. When the problem is infeasible the dual iterates run off along such a
-ray, so y itself becomes a certificate within a few steps, where a bound on D would take many. The same r gives
-(T_b'r - sigma(u)) / ||r||_1, a delta below which (one tolerance for every balance column, in the scaled units)
+Infeasibility is certified by a Farkas ray, checked at every Newton step: with r the part of y off the sum row and
+u = A_r'r (one value per unit), the rows cannot hold for any w in the box (with its sum) when
+
+    sigma(u) - T_r'r + psi(r) < 0,    sigma(u) = max { u'w : lo <= w <= hi, sum w = total },
+
+since every feasible w would give r'(A_r w - T_r) <= sigma(u) - T_r'r < -psi(r), while the rows' bounds force
+r'(A_r w - T_r) >= -psi(r). When the problem is infeasible the dual iterates run off along such a ray, so y itself
+becomes a certificate within a few steps, where a bound on D would take many. With one tolerance for every balance
+column and no user's rows, the same r gives (T_r'r - sigma(u)) / ||r||_1, a delta below which (in the scaled units)
 no weights exist. The older test, -D(y) above the largest primal objective over the box, is kept as a fallback.
 
 A cold solve of a large normalized group (SUBSAMPLE_FROM units or more, no warm start) first solves the same dual on
@@ -225,7 +227,7 @@ class Line:
 @dataclass
 class DualRun:
     """Where a dual Newton run ended: the weights w(y) (None for units on partitions, whose weights stay there),
-    the dual point y, the status ("optimal", "infeasible": y is a Farkas ray, or "inaccurate"), the Newton steps,
+    the dual point y, the status ("optimal", "infeasible": y is a Farkas ray, or "inaccurate"), the Newton steps taken,
     the relative duality gap, the largest row violation, the last Hessian (a path's chord steps re-use it) and,
     when infeasible with one tolerance, the scaled tolerance below which no weights exist (else NaN); `Aw`, the rows'
     values at the end."""
@@ -323,16 +325,18 @@ class GroupDual:
         bound = self.units.upper_bound(self.total)
         infeasible_below = float("nan")
         status, residual, chord, reuse = "inaccurate", np.inf, False, factor is not None
-        stalled, drop = 0, np.inf
-        for it in range(1, max_iter + 1):
+        stalled, drop, steps = 0, np.inf, 0
+        for _ in range(max_iter):
             grad = point.Aw() - self.T
             P = point.P
             gap = (P + D) / max(abs(P), abs(D), 1e-300)
             if self._converged(grad + self.T, gap, tol, stop):
                 status = "optimal"
                 break
-            certified, below = self.farkas(y, point)
-            if certified or -D > bound * (1 + 1e-9) + 1e-300:
+            # a Farkas ray ends the run, except under a stopping rule of the caller's (calibration: survey's
+            # Newton runs to its last step and reports the closest weights and the worst targets)
+            certified, below = self.farkas(y, point) if stop is None else (False, float("nan"))
+            if certified or stop is None and -D > bound * (1 + 1e-9) + 1e-300:
                 status, infeasible_below = "infeasible", below
                 break
             previous, residual = residual, float(np.linalg.norm(self._pseudo_gradient(y, grad)))
@@ -356,14 +360,15 @@ class GroupDual:
                 break
             drop = D - moved[2]
             y, point, D = moved
+            steps += 1
             if callback is not None:
-                callback(it, y)
+                callback(steps, y)
         violation = self.violation(point.Aw())
         P = point.P
         gap = (P + D) / max(abs(P), abs(D), 1e-300)
         if status == "inaccurate" and self._converged(point.Aw(), gap, tol, stop):
             status = "optimal"
-        return DualRun(point.weights(), y, status, it, gap, violation, factor, infeasible_below, point.Aw())
+        return DualRun(point.weights(), y, status, steps, gap, violation, factor, infeasible_below, point.Aw())
 
     def _converged(self, Aw, gap, tol, stop) -> bool:
         if stop is not None:
@@ -371,7 +376,7 @@ class GroupDual:
         return self.violation(Aw) <= tol and gap <= tol
 
     def _hessian(self, point):
-        """The generalized Hessian A_I diag(s/2) A_I' over the units inside their bounds, plus a 1e-12 relative
+        """The generalized Hessian A_I diag(dw/dv) A_I' over the units inside their bounds, plus a 1e-12 relative
         ridge; when every unit is at a bound (a cold start far away), the all-units metric instead."""
         H = point.hessian()
         if not np.any(np.diag(H) > 0):
@@ -437,7 +442,7 @@ class DualBackend:
         duals, runs, points, ray, below = {}, [], [], {}, []
         subsample_steps = 0
         for index, group in enumerate(self.weighting.groups):
-            rows, lower, upper = self.weighting.user_rows(group, self.rows[index])
+            rows, lower, upper, owners = self.weighting.user_rows(group, self.rows[index])
             units = self._units(group, rows, lo, hi)
             target, delta = group.targets()
             dual = GroupDual(units, *row_bounds(target, delta, lower, upper), group.total)
@@ -465,8 +470,12 @@ class DualBackend:
             duals.update(balance_duals(group.balance, run.y))
             points.append(run.y)
             if run.status == "infeasible":       # y grows without bound along a certificate of infeasibility
-                ray.update(split(group.balance, run.y / max(np.linalg.norm(run.y), 1e-300)))
-                if len(set(np.round(delta, 12))) == 1:     # one tolerance: its certified floor
+                direction = run.y / max(np.linalg.norm(run.y), 1e-300)
+                ray.update(split(group.balance, direction))
+                users = direction[len(direction) - len(owners):] if owners else np.zeros(0)
+                for name in dict.fromkeys(owners):
+                    ray[name] = users[np.array(owners) == name]
+                if len(set(np.round(delta, 12))) == 1 and not len(lower):  # one tolerance, no user's rows: its floor
                     below.append(run.infeasible_below)
             runs.append(run)
         status = next((s for s in ("infeasible", "inaccurate") if s in [run.status for run in runs]), "optimal")
@@ -506,17 +515,15 @@ def _warm_parameters(dual) -> np.ndarray:
 
 def row_bounds(target, delta, lower, upper):
     """(T, delta or (a, b)) of `GroupDual` for balance rows |row - target| <= delta followed by a user's rows
-    lower <= row <= upper: a two-sided row is its midpoint and half-width; a one-sided row is its finite side with
-    an infinite slope on the other (`l1_qp`); a row free on both sides has its multiplier held at 0."""
+    lower <= row <= upper (at least one side finite, `affine.AffineTerm`): a two-sided row is its midpoint and
+    half-width; a one-sided row is its finite side with an infinite slope on the other (`l1_qp`)."""
     if not len(lower):
         return target, delta
     two_sided = np.isfinite(lower) & np.isfinite(upper)
-    T = np.where(two_sided, (lower + upper) / 2, np.where(np.isfinite(upper), upper, np.where(np.isfinite(lower),
-                                                                                                lower, 0.0)))
-    with np.errstate(invalid="ignore"):
-        half = (upper - lower) / 2
-    a = np.where(two_sided, half, np.where(np.isfinite(upper), np.inf, np.where(np.isfinite(lower), 0.0, np.inf)))
-    b = np.where(two_sided, half, np.where(np.isfinite(upper), 0.0, np.inf))
+    T = np.where(two_sided, (lower + upper) / 2, np.where(np.isfinite(upper), upper, lower))
+    half = np.where(two_sided, (upper - lower) / 2, 0.0)
+    a = np.where(two_sided, half, np.where(np.isfinite(upper), np.inf, 0.0))      # T - lower
+    b = np.where(two_sided, half, np.where(np.isfinite(upper), 0.0, np.inf))      # upper - T
     if np.all(two_sided):
         return np.concatenate([target, T]), np.concatenate([delta, a])
     return np.concatenate([target, T]), (np.concatenate([delta, a]), np.concatenate([delta, b]))

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse
 
-from ..errors import UnsupportedProblem
+from ..errors import InfeasibleError, UnsupportedProblem
 from ..terms import Balance, Bounds, ChiSquare, Entropy, Linear, Logit, Normalize, SparseLoss
 from .affine import AffineTerm
 from .rows import Rows, Stacked
@@ -230,16 +230,35 @@ class WeightingForm(Form):
         """The group's rows [B / r, 1, C / c] from its balance-and-sum rows `rows` (`Group.constraint_rows`, built once
         by the backend) and its user's rows at the current parameter values (each scaled by its largest coefficient
         times the group's base total, so that its values are of order one), with (lower, upper) of the user's rows in
-        those units."""
+        those units, and the name of the term each user's row comes from."""
         if not group.affine:
-            return rows, np.zeros(0), np.zeros(0)
-        pieces = [term.rows() for term in group.affine]
-        C = scipy.sparse.hstack([piece[0] for piece in pieces], format="csr")
-        C = C if group.rows is None else C[group.rows]
+            return rows, np.zeros(0), np.zeros(0), []
+        pieces = [_group_rows(term, group) for term in group.affine]
+        C = scipy.sparse.hstack([piece[0] for piece in pieces], format="csc")
+        if not C.shape[1]:
+            return rows, np.zeros(0), np.zeros(0), []
         lower, upper = (np.concatenate([piece[j] for piece in pieces]) for j in (1, 2))
+        owners = [term.term.name for term, piece in zip(group.affine, pieces) for _ in range(len(piece[1]))]
         base = np.abs(group.select(self.distance.base)).sum()
-        scale = np.maximum(abs(C).max(axis=0).toarray().ravel() * base, 1e-300)
-        return Stacked(rows, C @ scipy.sparse.diags(1.0 / scale)), lower / scale, upper / scale
+        scale = abs(C).max(axis=0).toarray().ravel() * base
+        return Stacked(rows, C @ scipy.sparse.diags(1.0 / scale)), lower / scale, upper / scale, owners
+
+
+def _group_rows(term, group):
+    """A user's term's rows (C, l, u) on the units of its group, read now: rows with no coefficient left out after
+    checking that 0 is within their bounds; an error when a parameter has moved coefficients off the group."""
+    C, lower, upper = term.rows()
+    units = np.unique(C.indices)
+    if group.rows is not None and not np.isin(units, group.rows).all():
+        raise UnsupportedProblem(f"term {term.term.name!r} ({type(term.term).__name__}): its parameters now put "
+                                 "coefficients on the units of another normalized group; solve it with "
+                                 "backend='cvxpy'")
+    empty = np.diff(C.indptr) == 0
+    if np.any(empty & ((lower > 0) | (upper < 0))):
+        raise InfeasibleError(f"term {term.term.name!r} ({type(term.term).__name__}) has a constraint with no weight "
+                              "in it whose bounds exclude 0: no weights satisfy it")
+    C = C if group.rows is None else C.tocsr()[group.rows].tocsc()
+    return C[:, ~empty], lower[~empty], upper[~empty]
 
 
 def _attach(term, found, backend):
@@ -256,10 +275,11 @@ def _attach(term, found, backend):
 
 @dataclass
 class DualForm(WeightingForm):
-    """The weighting form that backend "dual" takes: the chi-square distance with any rows; raking, logit and the
-    linear ratio distance where some row is not an exact total (a tolerance, a user's row). Exact calibration to
-    totals is backend "calibration"'s: the same Newton, with survey's convergence rule and failure report (the
-    worst targets, the closest weights), which the survey module's numbers follow."""
+    """The weighting form that backend "dual" takes: a chi-square distance (SBW's, and linear calibration's, which
+    it solves to exact totals too) with any rows; raking and logit where some row is not an exact total (a
+    tolerance, a user's row). Exact raking and logit calibration is backend "calibration"'s: the same Newton, with
+    survey's convergence rule and failure report (the worst targets, the closest weights), which the survey
+    module's numbers follow."""
 
     @classmethod
     def of(cls, terms, n, backend):

@@ -33,7 +33,6 @@ import pandas as pd
 from .. import basis as bases
 from ..backends.blocks import DaskBlocks
 from ..balancing_se import PartitionedFunctions
-from ..backends.calibration import sparse_if_mostly_zero
 from ..backends.dual import dual_block
 from ..columns import max_abs, value_range, weighted_sums, widest
 from ..diagnostics import rounding_to_zero, sds_from_sums
@@ -152,10 +151,9 @@ def _partition_system(piece, levels, k):
 
 def _calibration_block(system, T, names, keep, distance, bounds, weight_bounds, tol):
     """The dual Newton's block of one partition: (rows, distance, d, lo, hi), from the same terms and form as in
-    memory (X kept sparse where it is mostly zeros, as the calibration backend keeps it)."""
+    memory (X as the partition's system holds it: sparse where margins make it mostly zeros)."""
     X, d = system
-    rows, *rest = dual_block(calibration_terms(X, T, names, d, keep, distance, bounds, weight_bounds, tol), len(d))
-    return (sparse_if_mostly_zero(rows), *rest)
+    return dual_block(calibration_terms(X, T, names, d, keep, distance, bounds, weight_bounds, tol), len(d))
 
 
 def _index(piece) -> pd.Index:
@@ -172,10 +170,14 @@ def entropy_balance(ddf, treatment, covariates, estimand, delta, std, base_weigh
 
 def _tolerance(delta) -> float:
     """One tolerance for every balance column (on a dask DataFrame), checked."""
-    delta = float(delta)
-    if not delta >= 0:
+    try:
+        value = float(delta)
+    except (TypeError, ValueError):
+        raise InputError(f"delta on a dask DataFrame is one nonnegative number for every balance column, got "
+                         f"{delta!r} (delta='auto' and 'tightest' need the rows in memory)") from None
+    if not value >= 0:
         raise InputError(f"delta must be a nonnegative number, got {delta}")
-    return delta
+    return value
 
 
 def sbw(ddf, treatment, covariates, estimand, delta, std, base_weights, basis=None, moments=1, interactions=False):
