@@ -2,9 +2,8 @@
 
     python problems/calibration_tolerances.py [--sizes 20000,200000,1000000] [--cvxpy-up-to 20000]
 
-The redesign issue's case: 8 regions x 3 age groups, design weights d ~ U(1, 3) (default_rng(0)), the population
-totals moved 3-5% (regions up 4%, age group "a" down 5% and the others up 3%, the ages rescaled to the regions'
-total), every total to be met within 1% (relative). Each distance (raking, logit with g in [0.5, 2], linear) is
+The redesign issue's case, `datasets.region_age(n, seed=0)`: 8 regions x 3 age groups, the population totals moved
+3-5% from the sample's, every total to be met within 1% (relative). Each distance (raking, logit with g in [0.5, 2], linear) is
 solved by backend="auto" and, up to --cvxpy-up-to rows, by backend="cvxpy" (CLARABEL). Times are a problem's first
 solve (cold), best of 3 fresh problems, the build not counted. Prints a markdown table: the backend auto chose, its
 status, seconds, the largest relative misfit (at most the tolerance), how many totals bind, and the gaps to cvxpy
@@ -16,22 +15,10 @@ import time
 import warnings
 
 import numpy as np
-import pandas as pd
 
 import counterpoise as cpz
 
 DISTANCES = {"raking": {}, "logit": {"bounds": (0.5, 2.0)}, "linear": {}}
-
-
-def survey(n, seed=0):
-    """The sample and its margins (module docstring)."""
-    rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({"region": rng.choice([f"r{j}" for j in range(8)], n),
-                          "age": rng.choice(["a", "b", "c"], n, p=[0.3, 0.4, 0.3]), "d": rng.uniform(1, 3, n)})
-    region = {k: 1.04 * v for k, v in frame.groupby("region")["d"].sum().items()}
-    age = {k: v * (0.95 if k == "a" else 1.03) for k, v in frame.groupby("age")["d"].sum().items()}
-    age = {k: v * sum(region.values()) / sum(age.values()) for k, v in age.items()}
-    return frame, {"region": region, "age": age}
 
 
 def timed(build, backend, repeats=3):
@@ -54,7 +41,8 @@ def main():
           "dual gap |")
     print("|---:|---|---|---|---:|---:|---:|---|---:|---:|---:|")
     for n in (int(v) for v in args.sizes.split(",")):
-        frame, margins = survey(n)
+        frame = cpz.datasets.region_age(n)
+        margins = frame.attrs["margins"]
         for distance, options in DISTANCES.items():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")          # linear calibration's negative weights, said elsewhere

@@ -3,7 +3,6 @@ against the cvxpy reference (CLARABEL) and, for the proximal step, against cvxpy
 
 import cvxpy as cp
 import numpy as np
-import pandas as pd
 import pytest
 
 import counterpoise as cpz
@@ -164,21 +163,11 @@ def test_a_users_row_across_two_normalized_groups_goes_to_cvxpy(kim):
     assert "more than one normalized group" in prob.auto_refusals()["dual"]
 
 
-def _survey_frame(n, seed=0):
-    rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({"region": rng.choice([f"r{j}" for j in range(8)], n),
-                          "age": rng.choice(["a", "b", "c"], n, p=[0.3, 0.4, 0.3]), "d": rng.uniform(1, 3, n)})
-    region = {k: 1.04 * v for k, v in frame.groupby("region")["d"].sum().items()}
-    age = {k: v * (0.95 if k == "a" else 1.05) for k, v in frame.groupby("age")["d"].sum().items()}
-    age = {k: v * sum(region.values()) / sum(age.values()) for k, v in age.items()}
-    return frame, {"region": region, "age": age}
-
-
 @pytest.mark.parametrize("distance, options", [("raking", {}), ("logit", {"bounds": (0.5, 2.0)}),
                                                ("linear", {})])
 def test_calibration_with_tolerances_solves_on_the_dual_as_cvxpy_does(distance, options):
-    frame, margins = _survey_frame(3000)
-    prob = cpz.calibrate(frame, base_weights="d", margins=margins, distance=distance, tol=0.01, **options)
+    frame = cpz.datasets.region_age(3000)
+    prob = cpz.calibrate(frame, distance=distance, tol=0.01, **options)
     assert prob.auto_backends()[0] == "dual"
     sol = prob.solve()
     ref = prob.solve(backend="cvxpy", raise_on_failure=False)
@@ -192,8 +181,7 @@ def test_calibration_with_tolerances_solves_on_the_dual_as_cvxpy_does(distance, 
 
 
 def test_exact_raking_stays_on_surveys_newton():
-    frame, margins = _survey_frame(500)
-    prob = cpz.calibrate(frame, base_weights="d", margins=margins, distance="raking")
+    prob = cpz.calibrate(cpz.datasets.region_age(500), distance="raking")
     assert prob.auto_backends() == ["calibration", "cvxpy"]
 
 

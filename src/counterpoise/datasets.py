@@ -4,7 +4,8 @@
 section 4.1), itself an extension of Hainmueller (2012) to a nonlinear treatment assignment.
 `medicare_like` a synthetic stand-in for that paper's 1.27M-patient, 87-covariate case study;
 `confounded` is a many-covariate logistic design for propensity-score paths (balnet); `survey_margins` a
-categorical sample with population margins for raking benchmarks; `cps_like` the sparse-calibration notebook's
+categorical sample with population margins for raking benchmarks; `region_age` one whose margins the sample's
+weights miss by 3-5% (calibration within tolerances); `cps_like` the sparse-calibration notebook's
 sample with its train and held-out targets. `on_dask` draws any of them as a dask DataFrame, partition by
 partition on the workers.
 """
@@ -111,6 +112,21 @@ def survey_margins(n, variables=5, levels=10, seed=0):
         totals = frame.groupby(var)["d"].sum() * rng.uniform(0.7, 1.3, frame[var].nunique())
         margins[var] = (totals * N / totals.sum()).to_dict()
     frame.attrs.update(margins=margins, base_weights="d")
+    return frame
+
+
+def region_age(n, seed=0):
+    """A survey sample of 8 regions x 3 age groups for calibration within tolerances: "region" (r0..r7, equally
+    likely), "age" (a, b, c with probabilities 0.3, 0.4, 0.3), design weights d ~ U(1, 3), and population margins in
+    `frame.attrs["margins"]` moved 3-5% from the sample's totals of d: every region up 4%, age "a" down 5% and the
+    others up 3%, the ages rescaled to the regions' total. Draws use default_rng(seed)."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"region": rng.choice([f"r{j}" for j in range(8)], int(n)),
+                          "age": rng.choice(["a", "b", "c"], int(n), p=[0.3, 0.4, 0.3]), "d": rng.uniform(1, 3, int(n))})
+    region = {k: 1.04 * v for k, v in frame.groupby("region")["d"].sum().items()}
+    age = {k: v * (0.95 if k == "a" else 1.03) for k, v in frame.groupby("age")["d"].sum().items()}
+    age = {k: v * sum(region.values()) / sum(age.values()) for k, v in age.items()}
+    frame.attrs.update(margins={"region": region, "age": age}, base_weights="d")
     return frame
 
 

@@ -287,8 +287,8 @@ class DualForm(WeightingForm):
         exact = all(term.exact for group in form.groups for term in group.balance)
         if not isinstance(form.distance, ChiSquare) and exact and not any(group.affine for group in form.groups):
             raise UnsupportedProblem(f"backend {backend!r}: the {type(form.distance).__name__} distance with exact "
-                                     "totals is solved by backend 'calibration' (survey's Newton), and otherwise "
-                                     "needs backend='cvxpy'")
+                                     "totals is solved by backend 'calibration' (survey's stopping rule), and "
+                                     "otherwise needs backend='cvxpy'")
         return form
 
 
