@@ -7,7 +7,7 @@ import pytest
 
 import counterpoise as cpz
 from counterpoise.backends import l1_qp
-from counterpoise.terms import ShareCap, Term
+from counterpoise.terms import MaxShare, ShareCap, Term
 
 COVARIATES = ["X1", "X2", "X3", "X4", "X5", "X6"]
 
@@ -147,6 +147,25 @@ def test_rows_without_weights_and_rows_moved_off_their_group_are_refused(kim):
     ate.set(p=np.where(treated, 1.0, 0.0))
     with pytest.raises(cpz.InputError, match="now put coefficients on the units of another normalized group"):
         ate.solve(backend="dual")
+
+
+@pytest.mark.parametrize("estimand", ["ATT", "ATE"])
+def test_max_share_is_a_bound_where_the_totals_are_fixed(estimand):
+    """MaxShare's w_i <= share * sum(w) is w_i <= share * (the groups' totals) when every group is normalized: a
+    bound of the form, solved by the dual and by OSQP, as cvxpy solves the term itself (n dense rows there, so a
+    small sample)."""
+    small = cpz.datasets.kim2023(n=600, overlap="weak", seed=4)
+    prob = cpz.sbw(small, treatment="A", covariates=COVARIATES, estimand=estimand, delta=0.05)
+    free = prob.solve()
+    prob.add(MaxShare(0.7 * free.weights.max() / (2 if estimand == "ATE" else 1)))
+    assert prob.auto_backends() == ["dual", "cvxpy"]
+    sol, ref = prob.solve(), prob.solve(backend="cvxpy")
+    assert sol.backend == "dual" and abs(sol.objective - ref.objective) <= 1e-7 * ref.objective
+    assert sol.objective > free.objective * (1 + 1e-6)                     # the cap binds
+    assert prob.solve(backend="osqp").objective == pytest.approx(ref.objective, rel=1e-7)
+    calibration = cpz.calibrate(cpz.datasets.region_age(500), distance="raking", tol=0.01).add(MaxShare(0.01))
+    assert calibration.auto_backends() == ["cvxpy"]                        # no fixed total: not a bound
+    assert "fixed total" in calibration.auto_refusals()["dual"]
 
 
 def test_a_term_that_is_not_affine_goes_to_cvxpy_and_auto_names_it(kim):

@@ -421,7 +421,8 @@ class DualBackend:
     form = DualForm
     auto = 1
     solves = ("SBW, kernel SBW, linear calibration, exact-target sparse calibration; raking and logit calibration "
-              "with tolerances; any of them with a user's terms that are affine in w")
+              "with tolerances; any of them with a user's terms that are affine in w, and MaxShare where the totals "
+              "are fixed")
     how = ("proximal semismooth Newton on the dual in one variable per row (k balance columns, the sum, a user's "
            "rows), O(n k^2) per step; warm-started along paths")
 

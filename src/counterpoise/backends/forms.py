@@ -5,8 +5,9 @@ fit; `accepts(terms, n)` says whether it would. Parameter values (targets, toler
 solve starts, so a form is built once per backend and serves a whole path.
 
   WeightingForm    min sum_i d_i G(w_i / d_i) (a chi-square sum (w_i - c_i)^2 / s_i, raking, logit, linear)
-                   s.t. lo <= w <= hi, per group g: sum w_g = N_g, |(B_g'w_g - t)/r| <= delta (exact: delta = 0)
-                   and l <= C_g'w_g <= u, the rows of a user's terms that are affine in w      (backend dual)
+                   s.t. lo <= w <= hi (bounds, and MaxShare where the totals are fixed), per group g:
+                   sum w_g = N_g, |(B_g'w_g - t)/r| <= delta (exact: delta = 0) and l <= C_g'w_g <= u, the rows
+                   of a user's terms that are affine in w                                         (backend dual)
   SeparableQP      the WeightingForm with the chi-square distance and no user's rows            (backend osqp)
   CalibrationForm  the WeightingForm with a calibration distance (linear, raking, logit) and exact totals, per
                    group of units with a normalization each (raking / logit)     (backend calibration)
@@ -25,7 +26,7 @@ import numpy as np
 import scipy.sparse
 
 from ..errors import InfeasibleError, UnsupportedProblem
-from ..terms import Balance, Bounds, ChiSquare, Entropy, Linear, Logit, Normalize, SparseLoss
+from ..terms import Balance, Bounds, ChiSquare, Entropy, Linear, Logit, MaxShare, Normalize, SparseLoss
 from .affine import AffineTerm
 from .rows import Rows, Stacked
 
@@ -192,16 +193,17 @@ class WeightingForm(Form):
     bounds: list
     groups: list
     n: int
+    caps: list = field(default_factory=list)     # MaxShare terms: with every group's total fixed, a bound on each w_i
 
     @classmethod
     def of(cls, terms, n, backend):
-        distances, bounds, normalize, balance, affine = [], [], [], [], []
+        distances, bounds, normalize, balance, affine, caps = [], [], [], [], [], []
         for term in terms:
             kind = type(term)
             if kind in (ChiSquare, Linear, Logit) or kind is Entropy and term.offset is None:
                 distances.append(term)
-            elif kind in (Balance, Normalize, Bounds):
-                {Balance: balance, Normalize: normalize, Bounds: bounds}[kind].append(term)
+            elif kind in (Balance, Normalize, Bounds, MaxShare):
+                {Balance: balance, Normalize: normalize, Bounds: bounds, MaxShare: caps}[kind].append(term)
             elif kind in (SparseLoss, Entropy):
                 raise UnsupportedProblem(f"backend {backend!r} solves a separable distance with linear rows; term "
                                          f"{term.name!r} ({kind.__name__}) needs backend='prox' or backend='cvxpy'")
@@ -211,14 +213,21 @@ class WeightingForm(Form):
             raise UnsupportedProblem(f"backend {backend!r} needs exactly one distance term (chi-square, raking, "
                                      f"logit), found {len(distances)}")
         found = groups(normalize, balance, n, backend)
+        if caps and any(group.total is None for group in found):
+            raise UnsupportedProblem(f"backend {backend!r}: term {caps[0].name!r} (MaxShare) caps each weight at a "
+                                     "share of the total, a bound on w only where every unit's group has a fixed "
+                                     "total; it needs backend='cvxpy'")
         for term in affine:
             _attach(term, found, backend)
-        return cls(distance=distances[0], bounds=bounds, groups=found, n=n)
+        return cls(distance=distances[0], bounds=bounds, groups=found, n=n, caps=caps)
 
     def box(self):
-        """The tightest current bounds on w: the Bounds terms and the distance's own domain (w >= 0 for raking,
-        L d <= w <= U d for logit)."""
+        """The tightest current bounds on w: the Bounds terms, MaxShare's w_i <= share * (the groups' fixed total),
+        and the distance's own domain (w >= 0 for raking, L d <= w <= U d for logit)."""
         lo, hi = box(self.bounds, self.n)
+        if self.caps:
+            total = sum(group.total for group in self.groups)
+            hi = np.minimum(hi, min(float(cap.share.value) for cap in self.caps) * total)
         if type(self.distance) is Logit:
             return np.maximum(lo, self.distance.lower * self.distance.base), \
                 np.minimum(hi, self.distance.upper * self.distance.base)
