@@ -5,9 +5,8 @@ blocks persisted on the workers, one per partition, and the targets on the clien
 Newton as in memory (`backends.dual.GroupDual` on `backends.dual_partitions.PartitionedUnits`), each step one tree
 reduction over the partitions: stopped by survey's rule for exact totals (calibration, raking, entropy balancing)
 or by its duality gap for tolerances (SBW, kernel SBW; calibration and entropy balancing within a tolerance). It
-returns a
-`PartitionedSolution`: the weights as a lazy dask Series aligned with the input's partitions, the balance table,
-ESS and `validate()` computed partition-wise, and `compute()` for the in-memory `Solution`.
+returns a `PartitionedSolution`: the weights as a lazy dask Series aligned with the input's partitions, the balance
+table, ESS and `validate()` computed partition-wise, and `compute()` for the in-memory `Solution`.
 """
 
 from __future__ import annotations

@@ -129,8 +129,10 @@ class WeightingProblem:
         refusals = {}
         for name in AUTO_ORDER:
             form = BACKENDS[name].form
+            if form is None:
+                continue
             try:
-                form is None or form.of(self.terms, self.n, name)
+                form.of(self.terms, self.n, name)
             except UnsupportedProblem as refusal:
                 refusals[name] = str(refusal)
         return refusals
