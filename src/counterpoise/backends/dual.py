@@ -35,7 +35,7 @@ no weights exist. The older test, -D(y) above the largest primal objective over 
 
 A cold solve of a large normalized group (SUBSAMPLE_FROM units or more, no warm start) first solves the same dual on
 a seeded subsample of SUBSAMPLE units and starts from its point, rescaled: at 1M rows (kernel SBW's defaults) the
-full Newton then takes 5 steps instead of 11. The optimum, and so the weights, are the same.
+full Newton then takes 4 steps instead of 11. The optimum, and so the weights, are the same.
 """
 
 from __future__ import annotations
