@@ -3,11 +3,11 @@
     python problems/calibration_tolerances.py [--sizes 20000,200000,1000000] [--cvxpy-up-to 20000]
 
 The redesign issue's case, `datasets.region_age(n, seed=0)`: 8 regions x 3 age groups, the population totals moved
-3-5% from the sample's, every total to be met within 1% (relative). Each distance (raking, logit with g in [0.5, 2], linear) is
-solved by backend="auto" and, up to --cvxpy-up-to rows, by backend="cvxpy" (CLARABEL). Times are a problem's first
-solve (cold), best of 3 fresh problems, the build not counted. Prints a markdown table: the backend auto chose, its
-status, seconds, the largest relative misfit (at most the tolerance), how many totals bind, and the gaps to cvxpy
-(objective, relative; duals, relative to the largest).
+3-5% from the sample's, every total to be met within 1% (relative). Each distance (raking, logit with g in [0.5, 2],
+linear) is solved by backend="auto" and, up to --cvxpy-up-to rows, by backend="cvxpy" (CLARABEL). Times are a
+problem's first solve (cold), best of 3 fresh problems, the build not counted. Prints a markdown table: the backend
+auto chose, its status, seconds, the largest relative misfit (at most the tolerance), how many totals bind, and the
+gaps to cvxpy (objective, relative; duals, relative to the largest).
 """
 
 import argparse

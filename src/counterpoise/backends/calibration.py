@@ -50,7 +50,9 @@ class CalibrationBackend:
         duals, worst, runs = {}, [], []
         for index, (group, rows) in enumerate(zip(self.weighting.groups, self.rows)):
             units = Units(distance_block(self.weighting.distance, group), group.select(lo), group.select(hi), rows)
-            run = calibrate(units, group, self.y.get(index) if warm_start else None, epsilon, max_iter)
+            target, _ = group.targets()
+            run = calibrate_rows(units, target, group.total, CalibrationForm.scales(group),
+                                 self.y.get(index) if warm_start else None, epsilon, max_iter)
             weights[slice(None) if group.rows is None else group.rows] = run.dual.weights
             self.y[index] = run.dual.y if run.converged else None
             duals.update(balance_duals(group.balance, run.dual.y))
@@ -100,13 +102,6 @@ class CalibrationRun:
         """(name, achieved, target, relative misfit) of the `count` worst targets."""
         return [(names[j], float(self.achieved[j]), float(self.T[j]), float(self.relative[j]))
                 for j in np.argsort(self.relative)[::-1][:count]]
-
-
-def calibrate(units, group, y, epsilon=1e-9, max_iter=100) -> CalibrationRun:
-    """Calibrate a group's `units` (in memory or on partitions) to its exact totals from the dual point y (None:
-    0): the dual Newton, stopped by survey's rule."""
-    target, _ = group.targets()
-    return calibrate_rows(units, target, group.total, CalibrationForm.scales(group), y, epsilon, max_iter)
 
 
 def calibrate_rows(units, target, total, scales, y, epsilon=1e-9, max_iter=100, callback=None) -> CalibrationRun:

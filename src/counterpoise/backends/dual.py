@@ -89,8 +89,8 @@ class Quadratic:
 
 
 class Ratio:
-    """A distance sum_i d_i G(w_i / d_i) on the ratio to base weights d (raking, logit, linear: `terms.distances`)
-    of a block of units: w = d F(v), its value and dw/dv = d F'(v)."""
+    """A distance sum_i d_i G(w_i / d_i) on the ratio to base weights d (raking, logit: `terms.distances`) of a
+    block of units: w = d F(v), its value and dw/dv = d F'(v)."""
 
     def __init__(self, distance, d):
         self.distance, self.d = distance, d
@@ -145,7 +145,7 @@ class Units:
     def all_hessian(self):
         """A diag(dw/dv at v = 0) A' over every unit (the metric when every unit is at a bound)."""
         v = np.zeros(self.size)
-        return self.rows.gram(self.distance.curvature(v, self.distance.weights(v)) * np.ones(self.size))
+        return self.rows.gram(self.distance.curvature(v, self.distance.weights(v)))
 
     def upper_bound(self, total):
         """The largest primal objective over {lo <= w <= hi, sum w = total} (total None: no sum constraint)."""
@@ -481,13 +481,14 @@ class DualBackend:
             runs.append(run)
         status = next((s for s in ("infeasible", "inaccurate") if s in [run.status for run in runs]), "optimal")
         gap, violation = max(run.gap for run in runs), max(run.violation for run in runs)
-        certificate = Certificate(ray=ray, below=max(below, default=float("nan"))) if status == "infeasible" else None
+        floor = max(below, default=float("nan"))
+        certificate = Certificate(ray=ray, below=floor) if status == "infeasible" else None
         return RawResult(
             weights=weights, status=status, solver="newton", solve_time=time.perf_counter() - start, duals=duals,
             iterations=sum(run.iterations for run in runs),
             message=f"dual Newton: relative duality gap {gap:.1e}, max violation {violation:.1e}",
-            info={"duality_gap": gap, "max_violation": violation, "infeasible_below": certificate.below if
-                  certificate else float("nan"), "subsample_iterations": subsample_steps},
+            info={"duality_gap": gap, "max_violation": violation, "infeasible_below": floor,
+                  "subsample_iterations": subsample_steps},
             dual_point=np.concatenate(points), certificate=certificate,
         )
 
@@ -542,10 +543,11 @@ SUBSAMPLE = 50_000
 
 
 def subsample_start(dual, tol, max_iter):
-    """The dual point of the group on a fixed random subsample of m units, rescaled to the full group: with every
-    c, lo and hi multiplied by n / m (so that the subsample's weights keep the group's total), the subsample's
-    weights are n / m times those of the full group at y = (m / n) y_sub. (That point or None when the solve fails,
-    and its Newton steps.)"""
+    """The dual point of the group on a fixed random subsample of m units, rescaled to the full group: with the
+    distance and the box scaled by n / m (`Units.subsample`: so that the subsample's weights keep the group's total),
+    the subsample's weights are n / m times those of the full group at y = factor y_sub (factor m / n for the
+    chi-square, 1 for a distance on the ratio w / d). (That point or None when the solve fails, and its Newton
+    steps.)"""
     units, factor = dual.units.subsample(SUBSAMPLE)
     run = dual.on(units).solve(np.zeros(len(dual.T)), tol, max_iter)
     return (run.y * factor if run.status == "optimal" else None), run.iterations

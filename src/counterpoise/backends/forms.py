@@ -257,8 +257,7 @@ def _group_rows(term, group):
     """A user's term's rows (C, l, u) on the units of its group, read now: rows with no coefficient left out after
     checking that 0 is within their bounds; an error when a parameter has moved coefficients off the group."""
     C, lower, upper = term.rows()
-    units = np.unique(C.indices)
-    if group.rows is not None and not np.isin(units, group.rows).all():
+    if not _on_units(C, group):
         raise UnsupportedProblem(f"term {term.term.name!r} ({type(term.term).__name__}): its parameters now put "
                                  "coefficients on the units of another normalized group; solve it with "
                                  "backend='cvxpy'")
@@ -270,12 +269,16 @@ def _group_rows(term, group):
     return C[:, ~empty], lower[~empty], upper[~empty]
 
 
+def _on_units(C, group) -> bool:
+    """Whether every nonzero coefficient of C (n x m, CSC) falls on the group's units."""
+    return group.rows is None or bool(np.isin(np.unique(C.indices), group.rows).all())
+
+
 def _attach(term, found, backend):
     """Put a user's affine term in the group whose units its coefficients fall on."""
-    units = np.unique(term.rows()[0].indices)
+    C = term.rows()[0]
     for group in found:
-        inside = np.ones(len(units), bool) if group.rows is None else np.isin(units, group.rows)
-        if inside.all():
+        if _on_units(C, group):
             group.affine.append(term)
             return
     raise UnsupportedProblem(f"backend {backend!r}: term {term.term.name!r} ({type(term.term).__name__}) has rows on "
