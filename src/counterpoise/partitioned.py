@@ -2,7 +2,7 @@
 
 A `PartitionedProblem` is what a builder returns for a dask DataFrame (`families.on_dask`): a Newton method's
 blocks persisted on the workers, one per partition, and the targets on the client. `solve()` runs the same dual
-Newton as in memory (`backends.dual.GroupDual` on `backends.dual_partitions.PartitionedUnits`), each step one tree
+Newton as in memory (`backends.dual.GroupDual` on `backends.units.Units` over the partitions), each step one tree
 reduction over the partitions: stopped by survey's rule for exact totals (calibration, raking, entropy balancing)
 or by its duality gap for tolerances (SBW, kernel SBW; calibration and entropy balancing within a tolerance). It
 returns a `PartitionedSolution`: the weights as a lazy dask Series aligned with the input's partitions, the balance
@@ -22,7 +22,7 @@ import scipy.sparse
 from . import diagnostics
 from .backends.calibration import calibrate_rows, newton_message
 from .backends.dual import SUBSAMPLE_FROM, GroupDual, subsample_start
-from .backends.dual_partitions import PartitionedUnits, dual_objective, dual_weights
+from .backends.units import Units, block_weights
 from .errors import CalibrationError, InfeasibleError, InputError, SolverError
 from .progress import bar
 from .solution import Path, Solution
@@ -81,8 +81,6 @@ class DualNewton:
     the sum row's last)."""
 
     name = "dual"
-    weights = staticmethod(dual_weights)
-    objective = staticmethod(dual_objective)
 
     def __init__(self, normalized=True):
         self.normalized = normalized
@@ -90,7 +88,7 @@ class DualNewton:
     def units(self, problem):
         """The group's units on the partitions, and the number of rows other than the sum."""
         k = len(problem.t) - self.normalized
-        return PartitionedUnits(problem.blocks, k, normalized=self.normalized), k
+        return Units(problem.blocks, k), k
 
     def run(self, problem, y, tol=1e-10, max_iter=200, callback=None) -> MethodRun:
         if callback is not None:
@@ -233,8 +231,7 @@ class PartitionedProblem:
         if raise_on_failure and run.error is not None:
             raise run.error(f"{self.family} on dask partitions: {run.message}")
         if status == "optimal" and self.note is not None:
-            count, smallest = self.blocks.reduce(_negative_weights, combine=_count_and_min, lam=lam,
-                                                 method=self.method)
+            count, smallest = self.blocks.reduce(_negative_weights, combine=_count_and_min, lam=lam)
             if count:
                 warn(self.note(int(count), self.n, smallest))
         return solution
@@ -267,7 +264,7 @@ class PartitionedSolution:
         import dask
         import dask.dataframe as dd
 
-        parts = [dask.delayed(_weight_series)(block, index, self.lam, self.problem.method)
+        parts = [dask.delayed(_weight_series)(block, index, self.lam)
                  for block, index in zip(self.problem.blocks.blocks, self.problem.index)]
         return dd.from_delayed(parts, meta=pd.Series(dtype=float, name="weight"), divisions=self.problem.divisions,
                                verify_meta=False)
@@ -277,9 +274,8 @@ class PartitionedSolution:
         """One pass over the partitions: the base-weighted and weighted sums of the report's columns, the sums of
         d, w and w^2, the distance's value and the number of positive weights; and max w / d."""
         names = ("before", "after", "d", "w", "w2", "objective", "positive")
-        method = self.problem.method
-        sums = dict(zip(names, self.problem.blocks.reduce(_solution_sums, lam=self.lam, method=method)))
-        sums["max_ratio"] = self.problem.blocks.reduce(_max_ratio, combine=np.maximum, lam=self.lam, method=method)
+        sums = dict(zip(names, self.problem.blocks.reduce(_solution_sums, lam=self.lam)))
+        sums["max_ratio"] = self.problem.blocks.reduce(_max_ratio, combine=np.maximum, lam=self.lam)
         return sums
 
     @property
@@ -329,7 +325,7 @@ class PartitionedSolution:
         """The in-memory `Solution`: the weights and the report's rows gathered to the client."""
         import dask
 
-        pieces = dask.compute(*[dask.delayed(_gathered)(block, index, self.lam, self.problem.method)
+        pieces = dask.compute(*[dask.delayed(_gathered)(block, index, self.lam)
                                 for block, index in zip(self.problem.blocks.blocks, self.problem.index)])
         X = [p[0] for p in pieces]
         X = scipy.sparse.vstack(X, format="csr") if scipy.sparse.issparse(X[0]) else np.vstack(X)
@@ -343,25 +339,23 @@ class PartitionedSolution:
                         design=self.problem.report.design(X, d), info=self.info, solver_status=self.status)
 
 
-def _weight_series(block, index, lam, method) -> pd.Series:
-    return pd.Series(method.weights(*block, lam=lam), index=index, name="weight")
+def _weight_series(block, index, lam) -> pd.Series:
+    return pd.Series(block_weights(*block, y=lam), index=index, name="weight")
 
 
-def _solution_sums(rows, spread, base, lo, hi, lam, method):
-    w = method.weights(rows, spread, base, lo, hi, lam=lam)
-    return (rows.B.T @ base, rows.B.T @ w, base.sum(), w.sum(), w @ w, method.objective(rows, spread, base, lo, hi, w),
-            float(np.sum(w > 0)))
+def _solution_sums(rows, distance, lo, hi, memo, lam):
+    w, base = block_weights(rows, distance, lo, hi, memo, lam), distance.base
+    return (rows.B.T @ base, rows.B.T @ w, base.sum(), w.sum(), w @ w, distance.value(w), float(np.sum(w > 0)))
 
 
-def _max_ratio(rows, spread, base, lo, hi, lam, method):
+def _max_ratio(rows, distance, lo, hi, memo, lam):
     """max w / base over a block (0 for an empty one)."""
-    w = method.weights(rows, spread, base, lo, hi, lam=lam)
-    return float(np.max(w / base, initial=0.0))
+    return float(np.max(block_weights(rows, distance, lo, hi, memo, lam) / distance.base, initial=0.0))
 
 
-def _negative_weights(rows, spread, base, lo, hi, lam, method):
+def _negative_weights(rows, distance, lo, hi, memo, lam):
     """(the number of negative weights, the smallest weight) of a block."""
-    w = method.weights(rows, spread, base, lo, hi, lam=lam)
+    w = block_weights(rows, distance, lo, hi, memo, lam)
     return float(np.sum(w < 0)), float(np.min(w, initial=np.inf))
 
 
@@ -369,5 +363,5 @@ def _count_and_min(a, b):
     return a[0] + b[0], min(a[1], b[1])
 
 
-def _gathered(block, index, lam, method):
-    return block[0].B, block[2], _weight_series(block, index, lam, method)
+def _gathered(block, index, lam):
+    return block[0].B, block[1].base, _weight_series(block, index, lam)

@@ -4,7 +4,7 @@ collection.
 A Newton step on a low-dimensional dual needs sums over the units (the dual's value, its gradient, its Hessian)
 and, at the end, the weights unit by unit. Both are functions of one block of rows at a time: `reduce(fn)` sums
 fn(*block) over the blocks (each block a tuple of its arguments: its `rows.Rows`, its per-unit vectors) and
-`map(fn)` stacks fn(*block) in row order. `Blocks` holds its blocks in memory (one block: the data itself);
+`map(fn)` stacks fn(*block) in row order; `collect(fn)` brings each block's result to the caller. `Blocks` holds its blocks in memory (one block: the data itself);
 `DaskBlocks` holds them on a Dask cluster, one per partition, persisted, so a step is one tree reduction whose
 k + k^2 numbers per partition are all that reach the client. `batch` is how many trial points a line search
 should evaluate per pass: one in memory, where a pass is cheap, several on a cluster, where a pass costs a
@@ -39,6 +39,7 @@ class Blocks:
 
     def __init__(self, blocks):
         self.blocks = list(blocks)
+        self.sizes = None
 
     def reduce(self, fn, combine=None, **options):
         """sum over blocks of fn(*block, **options) (or their reduction by the binary `combine`, e.g. np.maximum)."""
@@ -47,6 +48,11 @@ class Blocks:
     def map(self, fn, **options) -> np.ndarray:
         """fn(*block, **options) for every block, concatenated in row order."""
         return np.concatenate([fn(*block, **options) for block in self.blocks])
+
+    def collect(self, fn, options=None) -> list:
+        """[fn(*block, **options[p]) for each block p whose options are not None] (options None: every block, none)."""
+        options = [{}] * len(self.blocks) if options is None else options
+        return [fn(*block, **given) for block, given in zip(self.blocks, options) if given is not None]
 
 
 class DaskBlocks:
@@ -80,6 +86,14 @@ class DaskBlocks:
         pieces = [da.from_delayed(dask.delayed(_apply)(fn, block, options), shape=(size,), dtype=float)
                   for block, size in zip(self.blocks, self.sizes)]
         return da.concatenate(pieces)
+
+    def collect(self, fn, options=None) -> list:
+        """[fn(*block, **options[p]) for each partition p whose options are not None], computed in one pass."""
+        import dask
+
+        options = [{}] * len(self.blocks) if options is None else options
+        return list(dask.compute(*[dask.delayed(_apply)(fn, block, given)
+                                   for block, given in zip(self.blocks, options) if given is not None]))
 
 
 def _apply(fn, block, options):

@@ -21,9 +21,10 @@ import numpy as np
 import scipy.sparse
 
 from .base import RawResult, register
-from .dual import DualRun, GroupDual, Units, distance_block
+from .dual import DualRun, GroupDual, distance_block
 from .forms import CalibrationForm, balance_duals
 from .rows import Rows
+from .units import Units
 
 
 @register
@@ -49,7 +50,7 @@ class CalibrationBackend:
         weights = np.empty(self.weighting.n)
         duals, worst, runs = {}, [], []
         for index, (group, rows) in enumerate(zip(self.weighting.groups, self.rows)):
-            units = Units(distance_block(self.weighting.distance, group), group.select(lo), group.select(hi), rows)
+            units = Units.of(distance_block(self.weighting.distance, group), group.select(lo), group.select(hi), rows)
             target, _ = group.targets()
             run = calibrate_rows(units, target, group.total, CalibrationForm.scales(group),
                                  self.y.get(index) if warm_start else None, epsilon, max_iter)
@@ -121,12 +122,12 @@ def calibrate_rows(units, target, total, scales, y, epsilon=1e-9, max_iter=100, 
 def grake(calibration_rows, distance, d, g_box, target, total, scales, y, epsilon=1e-9, max_iter=100):
     """survey's grake: the calibration of base weights d (zeros allowed: those units keep weight 0, a replicate's
     deleted PSUs) to the scaled targets on the rows `calibration_rows` (`rows.Rows` over every unit), with the
-    distance's block rebased on d (`dual.Quadratic.rebased`, `dual.Ratio.rebased`) and the bounds on g = w / d,
+    distance's block rebased on d (`units.Quadratic.rebased`, `units.Ratio.rebased`) and the bounds on g = w / d,
     from the dual point y. Returns the weights and the `CalibrationRun`."""
     d = np.asarray(d, dtype=float)
     kept = np.flatnonzero(d > 0)
     lo, hi = g_box
-    units = Units(distance.take(kept).rebased(d[kept]), lo[kept] * d[kept], hi[kept] * d[kept],
+    units = Units.of(distance.take(kept).rebased(d[kept]), lo[kept] * d[kept], hi[kept] * d[kept],
                   calibration_rows.subset(kept))
     run = calibrate_rows(units, target, total, scales, y, epsilon, max_iter)
     weights = np.zeros(len(d))

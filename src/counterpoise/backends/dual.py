@@ -11,7 +11,7 @@ tolerance, 0 for an equality, one of them infinite for a one-sided row) has the 
     minimize  D(y) = sum_i phi_i((A'y)_i) - T'y + sum_j psi_j(y_j),    psi_j(y) = a_j max(y, 0) + b_j max(-y, 0),
     phi_i(v) = max_{lo_i <= w <= hi_i} v w - dist_i(w),   attained at w_i(v) = clip(w_i^free(v), lo_i, hi_i)
 
-(w^free = c + s v / 2 for the chi-square, d F(v) for d G(w / d): `Quadratic`, `Ratio`), a convex function of one
+(w^free = c + s v / 2 for the chi-square, d F(v) for d G(w / d): `units.Quadratic`, `units.Ratio`), a convex function of one
 variable per row, whatever the number of units. Its smooth part's gradient is A w(y) - T and its generalized
 Hessian A_I diag(dw/dv) A_I' sums over the units I strictly inside their bounds. Each step minimizes the quadratic
 model of the smooth part at y plus the exact psi (solved exactly by `l1_qp`; an infinite slope keeps a one-sided
@@ -20,7 +20,8 @@ a step, then backtracks (Armijo on D, which is convex along the step). Once the 
 step on the nonzero multipliers, and convergence is quadratic. Each step costs one pass over the n x k rows for
 A'y, one for A w and one product for the Hessian, O(n k^2); a path warm-starts from the previous dual point. The
 weights are w(y*); the run records the relative duality gap (P(w) + D(y)) / P(w) and the largest row violation, or
-stops by a rule of the caller's (`backends.calibration`: survey's, on the misfits).
+stops by a rule of the caller's (`backends.calibration`: survey's, on the misfits). The loop reads the units only
+through `units.Units`, whose sums are passes over row blocks in memory or on a Dask collection's partitions alike.
 
 Infeasibility is certified by a Farkas ray, checked at every Newton step: with r the part of y off the sum row and
 u = A_r'r (one value per unit), the rows cannot hold for any w in the box (with its sum) when
@@ -49,190 +50,18 @@ from ..terms import ChiSquare
 from . import l1_qp
 from .base import Certificate, RawResult, register
 from .forms import DualForm, WeightingForm, balance_duals, split
-
-
-class Quadratic:
-    """The chi-square distance sum_i (w_i - c_i)^2 / s_i of a block of units: its free maximizer of v w - (w - c)^2 / s,
-    w = c + s v / 2, its value, and dw/dv = s / 2 (the Hessian's weight of a unit inside its bounds)."""
-
-    def __init__(self, c, s):
-        self.c, self.s = c, s
-
-    def weights(self, v):
-        return self.c + self.s * v / 2
-
-    def values(self, w):
-        return (w - self.c) ** 2 / self.s
-
-    def value(self, w) -> float:
-        return float(np.sum(self.values(w)))
-
-    def curvature(self, v, w):
-        return self.s / 2
-
-    def take(self, rows) -> "Quadratic":
-        return Quadratic(self.c[rows], self.s[rows])
-
-    def scaled(self, ratio) -> tuple["Quadratic", float]:
-        """These units standing for `ratio` times as many (a subsample for its group): centres times `ratio`, and
-        the factor that takes their dual point to the group's (1 / ratio: w = ratio (c + s (v / ratio) / 2))."""
-        return Quadratic(self.c * ratio, self.s), 1.0 / ratio
-
-    def rebased(self, d) -> "Quadratic":
-        """The same distance to other base weights d (centres d, scales in the same ratio to them: linear
-        calibration of a replicate's weights)."""
-        return Quadratic(d, self.s / self.c * d)
-
-    @staticmethod
-    def joined(blocks) -> "Quadratic":
-        return Quadratic(np.concatenate([b.c for b in blocks]), np.concatenate([b.s for b in blocks]))
-
-
-class Ratio:
-    """A distance sum_i d_i G(w_i / d_i) on the ratio to base weights d (raking, logit: `terms.distances`) of a
-    block of units: w = d F(v), its value and dw/dv = d F'(v)."""
-
-    def __init__(self, distance, d):
-        self.distance, self.d = distance, d
-
-    def weights(self, v):
-        return self.d * self.distance.F(v)
-
-    def values(self, w):
-        with np.errstate(over="ignore", invalid="ignore"):
-            return self.d * self.distance.G(w / self.d)
-
-    def value(self, w) -> float:
-        return float(np.sum(self.values(w)))
-
-    def curvature(self, v, w):
-        return self.d * self.distance.dF(v, w / self.d)
-
-    def take(self, rows) -> "Ratio":
-        return Ratio(self.distance, self.d[rows])
-
-    def scaled(self, ratio) -> tuple["Ratio", float]:
-        """These units standing for `ratio` times as many: base weights times `ratio` (the same g at the same dual
-        point, so the factor to the group's dual point is 1)."""
-        return Ratio(self.distance, self.d * ratio), 1.0
-
-    def rebased(self, d) -> "Ratio":
-        return Ratio(self.distance, d)
-
-    @staticmethod
-    def joined(blocks) -> "Ratio":
-        return Ratio(blocks[0].distance, np.concatenate([b.d for b in blocks]))
-
-
-class Units:
-    """One group's units in memory: their distance (`Quadratic` or `Ratio`), the box [lo, hi] on w and the
-    constraint rows A' (`rows.Rows`, no copy of B; or `rows.Stacked` with a user's rows). `at(y)` is their view of
-    a dual point; the dual's loop (`GroupDual.solve`) reads the units only through these two classes, so that units
-    held elsewhere (the partitions of a Dask collection: `dual_partitions.PartitionedUnits`) run the same loop."""
-
-    def __init__(self, distance, lo, hi, rows):
-        self.distance, self.lo, self.hi, self.rows = distance, lo, hi, rows
-        self.k, self.size = rows.p, len(lo)
-
-    def at(self, y) -> "Point":
-        return Point(self, self.rows.dot(y))
-
-    def box_weights(self, v):
-        """w(v), the free maximizer clipped to [lo, hi], and which units are strictly inside their bounds."""
-        free = self.distance.weights(v)
-        return np.clip(free, self.lo, self.hi), (free > self.lo) & (free < self.hi)
-
-    def all_hessian(self):
-        """A diag(dw/dv at v = 0) A' over every unit (the metric when every unit is at a bound)."""
-        v = np.zeros(self.size)
-        return self.rows.gram(self.distance.curvature(v, self.distance.weights(v)))
-
-    def upper_bound(self, total):
-        """The largest primal objective over {lo <= w <= hi, sum w = total} (total None: no sum constraint)."""
-        lo, hi = self.lo, self.hi
-        if total is not None and np.all(np.isfinite(lo)):
-            hi = np.minimum(hi, total - (lo.sum() - lo))
-        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
-            return np.inf
-        return float(np.sum(np.maximum(self.distance.values(lo), self.distance.values(hi))))
-
-    def support(self, u, total):
-        """sigma(u) = max u'w over lo <= w <= hi (and sum w = total unless None): the lowest units at their lower
-        bounds, the remaining total given to the units of largest u up to their upper bounds."""
-        lo, hi = self.lo, self.hi
-        if total is None:
-            return float(np.sum(np.where(u > 0, hi * u, np.where(u < 0, lo * u, 0.0))))
-        if not np.all(np.isfinite(lo)):
-            return np.inf
-        remaining = total - lo.sum()
-        if np.all(np.isinf(hi)):
-            return float(lo @ u + remaining * u.max())
-        order = np.argsort(-u)
-        room = (hi - lo)[order]
-        fill = np.clip(remaining - (np.cumsum(room) - room), 0.0, room)
-        return float(lo @ u + fill @ u[order])
-
-    def subsample(self, m, seed=0):
-        """(the units of a seeded random subsample of m of them, with the distance and the box scaled by n / m so
-        that the subsample's weights keep the group's total, and the factor from its dual point to the group's)."""
-        rows = np.sort(np.random.default_rng(seed).choice(self.size, m, replace=False))
-        ratio = self.size / m
-        distance, factor = self.distance.take(rows).scaled(ratio)
-        return Units(distance, self.lo[rows] * ratio, self.hi[rows] * ratio, self.rows.subset(rows)), factor
-
-
-class Point:
-    """The units' view of a dual point: v = A'y, the weights w(v), phi = v'w - (the distance at w) (the dual's
-    smooth part less T'y) and the primal objective, with A w, the Hessian and the support function on demand."""
-
-    def __init__(self, units, v):
-        self.units, self.v = units, v
-        self.w, self.inside = units.box_weights(v)
-        self.P = units.distance.value(self.w)
-        self.phi = float(v @ self.w) - self.P
-        self._Aw = None
-
-    def Aw(self):
-        """A w: the scaled balance values, the sum and any user's rows."""
-        if self._Aw is None:
-            self._Aw = self.units.rows.tdot(self.w)
-        return self._Aw
-
-    def hessian(self):
-        """A diag(dw/dv on the units inside their bounds) A' over every dual variable."""
-        curvature = self.units.distance.curvature(self.v, self.w)
-        return self.units.rows.gram(np.where(self.inside, curvature, 0.0))
-
-    def support(self, shift, total):
-        """sigma(v - shift) (see `Units.support`)."""
-        return self.units.support(self.v - shift, total)
-
-    def line(self, step) -> "Line":
-        return Line(self, self.units.rows.dot(step))
-
-    def weights(self):
-        return self.w
-
-
-class Line:
-    """The points y + alpha step of a line search from a point: v + alpha A'step, A'step computed once."""
-
-    def __init__(self, point, direction):
-        self.point, self.direction = point, direction
-
-    def at(self, alpha) -> Point:
-        return Point(self.point.units, self.point.v + alpha * self.direction)
+from .units import Memo, Quadratic, Ratio, Units
 
 
 @dataclass
 class DualRun:
-    """Where a dual Newton run ended: the weights w(y) (None for units on partitions, whose weights stay there),
+    """Where a dual Newton run ended: the weights w(y) (`Units.weights`: a lazy dask array for units on partitions),
     the dual point y, the status ("optimal", "infeasible": y is a Farkas ray, or "inaccurate"), the Newton steps taken,
     the relative duality gap, the largest row violation, the last Hessian (a path's chord steps re-use it) and,
     when infeasible with one tolerance, the scaled tolerance below which no weights exist (else NaN); `Aw`, the rows'
     values at the end."""
 
-    weights: np.ndarray | None
+    weights: object
     y: np.ndarray
     status: str
     iterations: int
@@ -244,7 +73,7 @@ class DualRun:
 
 
 class GroupDual:
-    """The dual of one group: its units (`Units`, or units held elsewhere with the same interface) with the row
+    """The dual of one group: its units (`units.Units`, in memory or on partitions) with the row
     targets T and tolerances delta of the rows other than the sum (in the order of the units' rows: the balance
     columns, then any user's rows), or instead of delta a pair (a, b) of one-sided slopes (`l1_qp`: a row that binds
     on one side only), and, when normalized, the total of the sum row, which sits right after the balance columns."""
@@ -298,7 +127,7 @@ class GroupDual:
         r = np.where(self.free, y, 0.0)
         if not np.any(r):
             return False, float("nan")
-        sigma = point.support(y[self.k] if self.normalized else 0.0, self.total)
+        sigma = point.support()
         penalty = self.psi(r)
         margin = sigma - self.T @ r + penalty
         scale = abs(sigma) + abs(self.T @ r) + penalty
@@ -320,7 +149,8 @@ class GroupDual:
         misfits). The Hessian last used is returned for the next solve. w is the units' weights (an array in
         memory). `callback(step, y)` runs after every Newton step.
         """
-        point = self.units.at(y)
+        point = self.units.at(y, sigma=None if stop is not None else (self.k if self.normalized else None,
+                                                                      self.total))
         D = self.value(y, point)
         bound = self.units.upper_bound(self.total)
         infeasible_below = float("nan")
@@ -368,7 +198,7 @@ class GroupDual:
         gap = (P + D) / max(abs(P), abs(D), 1e-300)
         if status == "inaccurate" and self._converged(point.Aw(), gap, tol, stop):
             status = "optimal"
-        return DualRun(point.weights(), y, status, steps, gap, violation, factor, infeasible_below, point.Aw())
+        return DualRun(self.units.weights(y), y, status, steps, gap, violation, factor, infeasible_below, point.Aw())
 
     def _converged(self, Aw, gap, tol, stop) -> bool:
         if stop is not None:
@@ -434,7 +264,7 @@ class DualBackend:
         self.factors = {}         # group index -> the last Newton factorization, re-used by chord steps on a path
 
     def _units(self, group, rows, lo, hi):
-        return Units(distance_block(self.weighting.distance, group), group.select(lo), group.select(hi), rows)
+        return Units.of(distance_block(self.weighting.distance, group), group.select(lo), group.select(hi), rows)
 
     def solve(self, solver=None, tol=1e-10, max_iter=200, warm_start=True):
         start = time.perf_counter()
@@ -502,11 +332,11 @@ def distance_block(distance, group):
 
 
 def dual_block(terms, n) -> tuple:
-    """The dual Newton's row block (rows, distance, base weights, lo, hi) of a problem of one group over n units in
-    memory (a partition's piece of one: `dual_partitions`), from its terms by the weighting form."""
+    """The row block (rows, distance, lo, hi, memo) of `units.Units` for a problem of one group over n units in
+    memory (a partition's piece of one), from its terms by the weighting form."""
     form = WeightingForm.of(terms, n, "dual")
     group, (lo, hi) = form.groups[0], form.box()
-    return group.constraint_rows(n), distance_block(form.distance, group), form.distance.base, lo, hi
+    return group.constraint_rows(n), distance_block(form.distance, group), lo, hi, Memo()
 
 
 def _warm_parameters(dual) -> np.ndarray:

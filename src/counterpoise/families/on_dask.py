@@ -11,12 +11,12 @@ units, so nothing n-sized needs to reach the client (the pattern of dask-glm's N
    weights, persisted;
 3. the checks before solving (totals within reach of the bounds, exactly redundant targets dropped) as sums over
    the partitions (`totals.check_reachable`, `totals.independent_targets`);
-4. per partition, the dual Newton's block (`backends.dual.dual_block`): its rows, distance, base weights and
-   bounds, persisted.
+4. per partition, the dual Newton's block (`backends.dual.dual_block`): its rows, distance and bounds,
+   persisted.
 
 Entropy balancing is the same (the weighted arm's covariates centred at the target means, the raking distance to
 its base weights, sum w = 1), after passes for the arms' means and SDs; so is SBW, with the chi-square dispersion
-and its tolerances (`backends.dual_partitions`), and kernel SBW adds the Nystrom basis computed on the partitions
+and its tolerances (`backends.units` over the partitions), and kernel SBW adds the Nystrom basis computed on the partitions
 (`basis.nystrom` on a dask array). Exact totals stop by survey's rule, tolerances by the duality gap.
 
 Each Newton step is then one tree reduction on the cluster (`backends.blocks.DaskBlocks`), and the weights come
@@ -150,7 +150,7 @@ def _partition_system(piece, levels, k):
 
 
 def _calibration_block(system, T, names, keep, distance, bounds, weight_bounds, tol):
-    """The dual Newton's block of one partition: (rows, distance, d, lo, hi), from the same terms and form as in
+    """The dual Newton's block of one partition: (rows, distance, lo, hi, memo), from the same terms and form as in
     memory (X as the partition's system holds it: sparse where margins make it mostly zeros)."""
     X, d = system
     return dual_block(calibration_terms(X, T, names, d, keep, distance, bounds, weight_bounds, tol), len(d))
@@ -377,7 +377,7 @@ def _arm_terms(piece, arm, goal, scale, total, delta=None):
 
 
 def _dual_arm_block(piece, arm, goal, scale, total, mean, delta, dispersion):
-    """The dual Newton's block (rows, distance, q, lo, hi) of one partition's weighted arm, as the in-memory
+    """The dual Newton's block (rows, distance, lo, hi, memo) of one partition's weighted arm, as the in-memory
     builder makes it: SBW's dispersion sum (w - q)^2 / (d / mean d) with w >= 0, or entropy balancing's KL(w || q);
     sum w = 1, balance within delta."""
     share, terms = _arm_terms(piece, arm, goal, scale, total, delta)
