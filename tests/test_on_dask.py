@@ -12,7 +12,6 @@ import pytest
 
 import counterpoise as cpz
 from counterpoise.errors import InputError
-from counterpoise.partitioned import PartitionedSolution
 
 distributed = pytest.importorskip("distributed")
 
@@ -55,7 +54,7 @@ def test_partitioned_calibration_equals_the_in_memory_solve(client, sample, dist
         warnings.simplefilter("ignore")               # GREG's negative weights are said alike by both
         memory = cpz.calibrate(frame, **arguments).solve(backend="calibration")
         solution = cpz.calibrate(partitioned(frame), **arguments).solve()
-    assert isinstance(solution, PartitionedSolution) and solution.status == "optimal"
+    assert isinstance(solution, cpz.Solution) and solution.status == "optimal"
     weights = solution.weights.compute()
     assert weights.index.equals(frame.index)
     scale = memory.weights.abs().max()

@@ -113,6 +113,24 @@ class BalanceDesign:
                              ("population_size", population_size), ("offset", offset)]:
             object.__setattr__(self, field, value)
 
+    #: the weights are an in-memory array (a design on a Dask collection's partitions has its own sums:
+    #: `partitioned.SumsOverPartitions`, with these three methods)
+    in_memory = True
+
+    def table(self, weights, std=None) -> pd.DataFrame:
+        """The balance table of `weights` (`balance_table`)."""
+        return balance_table(self, np.asarray(weights, dtype=float), std=std)
+
+    def ess(self, weights):
+        """Kish's ESS of the weights (a Series on the weighted units): a float, or a Series per group when there
+        are several."""
+        if len(np.unique(self.groups)) == 1:
+            return effective_sample_size(weights.to_numpy())
+        return weights.groupby(self.groups).apply(lambda w: effective_sample_size(w.to_numpy()))
+
+    def weight_summary(self, weights) -> pd.DataFrame:
+        return weight_summary(weights.to_numpy(), self.base_weights, self.groups)
+
 
 def _denominator(sd, what, p):
     """SMD denominators: a vector of shape (p,), finite except NaN where a column has no SMD by design."""

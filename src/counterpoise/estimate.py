@@ -318,7 +318,7 @@ def _one_arm(estimand, data, treatment, outcome, weights, sample_weights, se, le
 
 def _one_arm_on_partitions(estimand, data, treatment, outcome, weights, sample_weights, se, level,
                            augmented) -> Estimate:
-    """att / atc on a dask DataFrame, with weights from a problem built on it (a PartitionedSolution, or a dask
+    """att / atc on a dask DataFrame, with weights from a problem built on it (its `Solution`, or a dask
     Series with the same partitions): the arms' sums over the partitions in two passes (the Hajek means, then the
     squared deviations), and the fixed-weight linearization; for the balancing SE the first pass also sums the
     weighted arm's regression of the outcome on the balance functions (its normal equations) and the second the

@@ -5,12 +5,14 @@ blocks persisted on the workers, one per partition, and the targets on the clien
 Newton as in memory (`backends.dual.GroupDual` on `backends.units.Units` over the partitions), each step one tree
 reduction over the partitions: stopped by survey's rule for exact totals (calibration, raking, entropy balancing)
 or by its duality gap for tolerances (SBW, kernel SBW; calibration and entropy balancing within a tolerance). It
-returns a `PartitionedSolution`: the weights as a lazy dask Series aligned with the input's partitions, the balance
-table, ESS and `validate()` computed partition-wise, and `compute()` for the in-memory `Solution`.
+returns a `Solution` whose weights are a lazy dask Series aligned with the input's partitions and whose design
+(`SumsOverPartitions`) computes the balance table, the ESS and `validate()` partition-wise; `compute()` gives the
+in-memory `Solution`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -207,13 +209,14 @@ class PartitionedProblem:
                          "same problem on a sample in memory (ddf.sample(frac=..., random_state=seed).compute()) and "
                          "check that one: the engine on partitions runs the same Newton steps as in memory")
 
-    def solve(self, backend="auto", raise_on_failure=True, warm_start=True, callback=None,
-              **options) -> "PartitionedSolution":
+    def solve(self, backend="auto", raise_on_failure=True, warm_start=True, callback=None, **options) -> Solution:
         """Solve by the problem's Newton on the partitions (backend "auto", or the method's name: "calibration"
         or "dual"). Options as the in-memory backend's (epsilon, max_iter for calibration; tol, max_iter for the
         dual); `callback(iteration, lam)` runs after every Newton step to exact totals. Without convergence the
         error names why (CalibrationError with the worst targets, InfeasibleError with the dual's certificate,
-        SolverError), unless raise_on_failure=False."""
+        SolverError), unless raise_on_failure=False. The `Solution`'s weights are a lazy dask Series aligned with
+        the input's partitions, its design a `SumsOverPartitions` (one more pass, for the objective and the
+        diagnostics, unless infeasible); `compute()` gives it in memory."""
         if backend not in ("auto", self.method.name):
             raise InputError(f"this problem on dask partitions is solved by backend {self.method.name!r} (or "
                              f"'auto'), not {backend!r}")
@@ -222,107 +225,76 @@ class PartitionedProblem:
         run = self.method.run(self, lam, callback=callback, **options)
         lam, status = run.y, run.status
         self.lam = lam if status == "optimal" else None
+        solve_time = time.perf_counter() - start
         run.info["partitions"] = len(self.blocks.sizes)
-        solution = PartitionedSolution(problem=self, lam=lam, status=status, solver=run.solver,
-                                       iterations=run.iterations, solve_time=time.perf_counter() - start,
-                                       message=run.message, info=run.info,
-                                       duals=pd.Series(-lam, index=self.targets, name="dual"),
-                                       backend=self.method.name)
         if raise_on_failure and run.error is not None:
             raise run.error(f"{self.family} on dask partitions: {run.message}")
-        if status == "optimal" and self.note is not None:
-            count, smallest = self.blocks.reduce(_negative_weights, combine=_count_and_min, lam=lam)
-            if count:
-                warn(self.note(int(count), self.n, smallest))
-        return solution
+        design = SumsOverPartitions(self, lam)
+        sums = design.sums if status != "infeasible" else {"objective": np.nan, "negative": 0}
+        if status == "optimal" and self.note is not None and sums["negative"]:
+            warn(self.note(int(sums["negative"]), self.n, sums["smallest"]))
+        return Solution(weights=self.weights(lam), status=status, objective=float(sums["objective"]),
+                        solve_time=solve_time, backend=self.method.name, solver=run.solver,
+                        duals=pd.Series(-lam, index=self.targets, name="dual"),
+                        violations={"targets": run.info["max_relative_misfit"]},
+                        tolerance=run.info.get("epsilon", 1e-6), weight_scale=self.weight_scale,
+                        parameters={key: self.get(key) for key in self.tolerances}, iterations=run.iterations,
+                        message=run.message, design=design, problem=self, info=run.info, solver_status=status,
+                        dual_point=lam)
 
-
-@dataclass
-class PartitionedSolution:
-    """The weights of a `PartitionedProblem` and what the solve found. `weights` is a lazy dask Series aligned
-    with the input's partitions (its index the input's); everything else is computed partition-wise, in one
-    pass over the partitions, when first read."""
-
-    problem: PartitionedProblem = field(repr=False)
-    lam: np.ndarray
-    status: str
-    solver: str
-    iterations: int
-    solve_time: float
-    message: str
-    info: dict
-    duals: pd.Series
-    backend: str
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "optimal"
-
-    @cached_property
-    def weights(self):
-        """The weights, a lazy dask Series named "weight" aligned with the input's partitions."""
+    def weights(self, lam):
+        """The weights at the dual point lam: a lazy dask Series named "weight" aligned with the input's
+        partitions."""
         import dask
         import dask.dataframe as dd
 
-        parts = [dask.delayed(_weight_series)(block, index, self.lam)
-                 for block, index in zip(self.problem.blocks.blocks, self.problem.index)]
-        return dd.from_delayed(parts, meta=pd.Series(dtype=float, name="weight"), divisions=self.problem.divisions,
+        parts = [dask.delayed(_weight_series)(block, index, lam) for block, index in zip(self.blocks.blocks, self.index)]
+        return dd.from_delayed(parts, meta=pd.Series(dtype=float, name="weight"), divisions=self.divisions,
                                verify_meta=False)
 
+
+class SumsOverPartitions:
+    """The balance design of a solution on partitions (its `Solution.design`): the weights are w(A'lam) on the
+    problem's blocks, and the balance table, the ESS and the weight summary come from one pass of sums over the
+    partitions, made when first read; `gather` brings the weights and the report's rows to the client as the
+    in-memory `Solution` (`Solution.compute`)."""
+
+    in_memory = False
+
+    def __init__(self, problem, lam):
+        self.problem, self.lam, self.kind = problem, lam, problem.report.kind
+
     @cached_property
-    def _sums(self) -> dict:
-        """One pass over the partitions: the base-weighted and weighted sums of the report's columns, the sums of
-        d, w and w^2, the distance's value and the number of positive weights; and max w / d."""
-        names = ("before", "after", "d", "w", "w2", "objective", "positive")
-        sums = dict(zip(names, self.problem.blocks.reduce(_solution_sums, lam=self.lam)))
-        sums["max_ratio"] = self.problem.blocks.reduce(_max_ratio, combine=np.maximum, lam=self.lam)
-        return sums
+    def sums(self) -> dict:
+        """sum_i d_i b_i and sum_i w_i b_i over the report's rows b; sums of d, w and w^2; the distance's value; the
+        numbers of positive and of negative weights; the largest w, the largest w / d and the smallest w."""
+        return dict(zip(SUMS, self.problem.blocks.reduce(_solution_sums, combine=_combine_sums, lam=self.lam)))
 
-    @property
-    def objective(self) -> float:
-        return float(self._sums["objective"])
+    def table(self, weights=None, std=None) -> pd.DataFrame:
+        """The balance table (`diagnostics.balance_table`'s columns) of the weights, from the sums."""
+        report, s = self.problem.report, self.sums
+        if std not in (None, report.std):
+            raise InputError(f"the balance table on partitions has the SDs it was built with ({report.std!r}); "
+                             f"build the problem with std={std!r}, or compute() the solution first")
+        return report.table(s["before"], s["d"], s["after"], s["w"])
 
-    @cached_property
-    def balance(self) -> pd.DataFrame:
-        """The balance table (`diagnostics.balance_table`'s columns), from sums over the partitions."""
-        s = self._sums
-        return self.problem.report.table(s["before"], s["d"], s["after"], s["w"])
+    def ess(self, weights=None) -> float:
+        """Kish's effective sample size (sum w)^2 / sum w^2."""
+        return float(self.sums["w"] ** 2 / self.sums["w2"])
 
-    @property
-    def ess(self) -> float:
-        """Kish effective sample size (sum w)^2 / sum w^2."""
-        return float(self._sums["w"] ** 2 / self._sums["w2"])
+    def weight_summary(self, weights=None) -> pd.DataFrame:
+        """`diagnostics.weight_summary`'s row for the weighted group, from the sums (top_1pct_share NaN: it needs the
+        weights sorted)."""
+        s, n = self.sums, self.problem.n
+        row = {"n": n, "n_nonzero": int(s["positive"]), "sum": float(s["w"]), "ess": self.ess(),
+               "design_effect": n / self.ess(), "max_weight_ratio": float(s["max_w"] / (s["w"] / n)),
+               "max_ratio_to_base": float(s["max_ratio"]), "top_1pct_share": np.nan}
+        table = pd.DataFrame.from_dict({self.problem.report.group: row}, orient="index")
+        table.index.name = "group"
+        return table
 
-    @property
-    def max_abs_smd(self) -> float:
-        return diagnostics.max_abs_smd(self.balance)
-
-    def path_row(self) -> dict:
-        """This solution as a row of a path's table (`Solution.path_row`): one more pass over the partitions, none
-        for a point without weights (an infeasible one)."""
-        row = {"status": self.status, "objective": np.nan, "solve_time": self.solve_time, "ess": np.nan,
-               "max_abs_smd": np.nan}
-        if self.status != "infeasible":
-            row.update(objective=self.objective, ess=self.ess, max_abs_smd=self.max_abs_smd)
-        return row
-
-    def validate(self) -> dict:
-        """As `Solution.validate()` for a calibration: per target actual, target, relative and absolute error; the
-        largest relative error; records kept (w > 0); ESS, design effect, max w / d; the status (no top 1% share:
-        it needs the weights sorted, which `compute()` gives)."""
-        if self.problem.report.kind != "total":
-            raise AttributeError("validate() reports calibration to totals; this problem has no population totals")
-        table = self.balance.xs(self.problem.report.group, level=0)
-        actual, target = table["after"].to_numpy(), table["target"].to_numpy()
-        relative = np.abs(actual - target) / np.where(target != 0, np.abs(target), 1.0)
-        targets = pd.DataFrame({"actual": actual, "target": target, "relative_error": relative,
-                                "error": actual - target}, index=table.index)
-        return {"targets": targets, "max_relative_error": float(relative.max()),
-                "records": int(self._sums["positive"]), "ess": self.ess, "design_effect": self.problem.n / self.ess,
-                "max_weight_ratio": float(self._sums["max_ratio"]), "status": self.status}
-
-    def compute(self) -> Solution:
-        """The in-memory `Solution`: the weights and the report's rows gathered to the client."""
+    def gather(self, solution) -> Solution:
+        """The in-memory `Solution`: the weights and the report's rows brought to the client."""
         import dask
 
         pieces = dask.compute(*[dask.delayed(_gathered)(block, index, self.lam)
@@ -331,36 +303,27 @@ class PartitionedSolution:
         X = scipy.sparse.vstack(X, format="csr") if scipy.sparse.issparse(X[0]) else np.vstack(X)
         d = np.concatenate([p[1] for p in pieces])
         weights = pd.concat([p[2] for p in pieces])
-        return Solution(weights=weights, status=self.status, objective=self.objective, solve_time=self.solve_time,
-                        backend=self.backend, solver=self.solver, duals=self.duals,
-                        violations={"targets": self.info["max_relative_misfit"]},
-                        tolerance=self.info.get("epsilon", 1e-6),
-                        weight_scale=self.problem.weight_scale, iterations=self.iterations, message=self.message,
-                        design=self.problem.report.design(X, d), info=self.info, solver_status=self.status)
+        return dataclasses.replace(solution, weights=weights, design=self.problem.report.design(X, d))
 
 
 def _weight_series(block, index, lam) -> pd.Series:
     return pd.Series(block_weights(*block, y=lam), index=index, name="weight")
 
 
-def _solution_sums(rows, distance, lo, hi, memo, lam):
+SUMS = ("before", "after", "d", "w", "w2", "objective", "positive", "negative", "max_w", "max_ratio", "smallest")
+
+
+def _solution_sums(rows, distance, lo, hi, memo, lam) -> tuple:
+    """One block's `SumsOverPartitions.sums` (the extremes of an empty block: -inf, 0 and +inf)."""
     w, base = block_weights(rows, distance, lo, hi, memo, lam), distance.base
-    return (rows.B.T @ base, rows.B.T @ w, base.sum(), w.sum(), w @ w, distance.value(w), float(np.sum(w > 0)))
+    return (rows.B.T @ base, rows.B.T @ w, base.sum(), w.sum(), w @ w, distance.value(w), float(np.sum(w > 0)),
+            float(np.sum(w < 0)), float(np.max(w, initial=-np.inf)), float(np.max(w / base, initial=0.0)),
+            float(np.min(w, initial=np.inf)))
 
 
-def _max_ratio(rows, distance, lo, hi, memo, lam):
-    """max w / base over a block (0 for an empty one)."""
-    return float(np.max(block_weights(rows, distance, lo, hi, memo, lam) / distance.base, initial=0.0))
-
-
-def _negative_weights(rows, distance, lo, hi, memo, lam):
-    """(the number of negative weights, the smallest weight) of a block."""
-    w = block_weights(rows, distance, lo, hi, memo, lam)
-    return float(np.sum(w < 0)), float(np.min(w, initial=np.inf))
-
-
-def _count_and_min(a, b):
-    return a[0] + b[0], min(a[1], b[1])
+def _combine_sums(a, b) -> tuple:
+    extremes = {"max_w": max, "max_ratio": max, "smallest": min}
+    return tuple(extremes[name](x, y) if name in extremes else x + y for name, x, y in zip(SUMS, a, b))
 
 
 def _gathered(block, index, lam):

@@ -61,27 +61,34 @@ class Solution:
     @cached_property
     def balance(self) -> pd.DataFrame:
         """Balance table: target, before / after values and SMDs per (group, term); see `diagnostics.balance_table`."""
-        if self.design is None:
-            raise AttributeError("this problem has no balance design (it was built without covariates)")
-        return diagnostics.balance_table(self.design, self.weights.to_numpy())
+        return self._design().table(self.weights)
 
     def balance_with(self, std: str) -> pd.DataFrame:
         """The balance table with another fixed SMD denominator ("target", "pooled", "treated", "control")."""
-        return diagnostics.balance_table(self.design, self.weights.to_numpy(), std=std)
+        return self._design().table(self.weights, std=std)
+
+    def _design(self):
+        if self.design is None:
+            raise AttributeError("this problem has no balance design (it was built without covariates)")
+        return self.design
 
     @property
     def ess(self):
         """Kish effective sample size (sum w)^2 / sum w^2: a float, or a Series per arm when several arms are weighted."""
-        groups = None if self.design is None else self.design.groups
-        if groups is None or len(np.unique(groups)) == 1:
+        if self.design is None:
             return diagnostics.effective_sample_size(self.weights.to_numpy())
-        return self.weights.groupby(groups).apply(lambda w: diagnostics.effective_sample_size(w.to_numpy()))
+        return self.design.ess(self.weights)
 
     def weight_summary(self) -> pd.DataFrame:
         """Per arm: n, nonzero weights, sum, ESS, design effect, max weight ratio (also to the base weights), top 1% share."""
-        design = self.design
-        return diagnostics.weight_summary(self.weights.to_numpy(), None if design is None else design.base_weights,
-                                          None if design is None else design.groups)
+        if self.design is None:
+            return diagnostics.weight_summary(self.weights.to_numpy())
+        return self.design.weight_summary(self.weights)
+
+    def compute(self) -> "Solution":
+        """This solution with its weights in memory: itself, or, for weights on a Dask collection's partitions (a
+        lazy dask Series), the weights and the balance design's rows gathered to the client."""
+        return self if self.design is None or self.design.in_memory else self.design.gather(self)
 
     @property
     def max_abs_smd(self) -> float:
@@ -91,7 +98,8 @@ class Solution:
         """The calibration report (microplex's validate() and populace's result, in one place): "targets", a table
         of actual, target, relative_error = |actual - target| / |target| (the absolute error for a zero target) and
         error per target; "max_relative_error"; "records" kept (w > 0); "ess" and "design_effect" (Kish);
-        "max_weight_ratio" (max w / w0); "top_1pct_share" of the total weight; "status"."""
+        "max_weight_ratio" (max w / w0); "top_1pct_share" of the total weight (NaN for weights on partitions: it
+        needs them sorted, which `compute()` gives); "status"."""
         if self.design is None or self.design.kind != "total":
             raise AttributeError("validate() reports calibration to totals; this problem has no population totals")
         table = self.balance.xs("sample", level=0) if isinstance(self.balance.index, pd.MultiIndex) else self.balance
@@ -111,7 +119,8 @@ class Solution:
         """This solution as a row of a path's table: status, objective, solve time, the (smallest arm's) ESS and
         max |SMD| (with a balance design); NaN where there are no weights (an infeasible point)."""
         row = {"status": self.status, "objective": self.objective, "solve_time": self.solve_time}
-        weighted = bool(np.all(np.isfinite(self.weights.to_numpy())))
+        weighted = self.status != "infeasible" if self.design is not None and not self.design.in_memory else \
+            bool(np.all(np.isfinite(self.weights.to_numpy())))
         ess = self.ess if weighted else np.nan
         row["ess"] = float(np.min(ess)) if isinstance(ess, pd.Series) else ess
         if self.design is not None:

@@ -336,7 +336,7 @@ def dual_block(terms, n) -> tuple:
     memory (a partition's piece of one), from its terms by the weighting form."""
     form = WeightingForm.of(terms, n, "dual")
     group, (lo, hi) = form.groups[0], form.box()
-    return group.constraint_rows(n), distance_block(form.distance, group), lo, hi, Memo()
+    return group.constraint_rows(n), distance_block(form.distance, group), lo, hi, Memo(size=0)
 
 
 def _warm_parameters(dual) -> np.ndarray:

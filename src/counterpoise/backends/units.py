@@ -181,13 +181,13 @@ class Units:
 
 
 class Memo:
-    """A block's last few products v = A'y, by y: a line search's direction and trial points, so that the Hessian
-    and the weights at the accepted point, and the next line from it, cost no further pass over the rows."""
+    """A block's last `size` products v = A'y, by y: a line search's direction and trial points, so that the
+    Hessian and the weights at the accepted point, and the next line from it, cost no further pass over the rows.
+    In memory three; none on a partition (`dual.dual_block`), where the Hessian comes with the trial point and the
+    memory of n values per product would add up over the partitions a worker holds."""
 
-    size = 3
-
-    def __init__(self):
-        self.kept = {}
+    def __init__(self, size=3):
+        self.size, self.kept = size, {}
 
     def dot(self, rows, y):
         v = self.kept.get(y.tobytes())

@@ -20,7 +20,7 @@ and its tolerances (`backends.units` over the partitions), and kernel SBW adds t
 (`basis.nystrom` on a dask array). Exact totals stop by survey's rule, tolerances by the duality gap.
 
 Each Newton step is then one tree reduction on the cluster (`backends.blocks.DaskBlocks`), and the weights come
-back as a lazy dask Series aligned with the input's partitions (`partitioned.PartitionedSolution`).
+back in a `Solution` as a lazy dask Series aligned with the input's partitions (`partitioned.PartitionedProblem`).
 """
 
 from __future__ import annotations
