@@ -6,7 +6,6 @@ D D' ~ K, the n x n kernel matrix, without ever forming K: Algorithm 1, steps 2-
 Zubizarreta (kernel-based stable balancing weights), after Wang et al. (2019).
 """
 
-import functools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from counterpoise.backends.blocks import DaskBlocks
 from counterpoise.columns import value_range, widest
 from counterpoise.diagnostics import weighted_sds
 from counterpoise.errors import InputError
@@ -103,11 +103,9 @@ def _partitioned_landmarks(keys, sizes, m, seed):
     """The landmarks of `_landmarks` with keys, for labels held in partitions (`keys`: one Delayed Index per row
     chunk, of `sizes` rows): each partition's m smallest hashes with their global positions, then the m smallest
     of those (ties broken by position, as the stable sort does in memory)."""
-    import dask
-
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    found = dask.compute(*[dask.delayed(_smallest_hashes)(index, m, seed, int(start))
-                           for index, start in zip(keys, starts)])
+    found = DaskBlocks([(index,) for index in keys]).collect(
+        _smallest_hashes, [dict(m=m, seed=seed, start=int(start)) for start in starts])
     hashes = np.concatenate([h for h, _ in found])
     positions = np.concatenate([q for _, q in found])
     order = np.lexsort((positions, hashes))[:m]
@@ -221,20 +219,17 @@ def _block_product(X, **arguments):
     return into
 
 
-def _partition_sum(X, fn, **arguments):
-    """sum over the row chunks of a dask array X of fn(chunk, **arguments), on the cluster."""
-    import dask
-
-    parts = [dask.delayed(fn)(block, **arguments) for block in X.to_delayed().ravel()]
-    return np.sum(dask.compute(*parts), axis=0)
+def _row_chunks(X) -> DaskBlocks:
+    """The row chunks of a dask array X as blocks, for sums over them on the cluster."""
+    return DaskBlocks([(block,) for block in X.to_delayed().ravel()])
 
 
 def _partitioned_moments(X):
     """Column means and population SDs of a dask array (two passes over its row chunks), after checking that no
     column is constant."""
     _check_partitions_not_constant(X)
-    mean = _partition_sum(X, _column_sums) / X.shape[0]
-    return mean, np.sqrt(_partition_sum(X, _squared_deviations, mean=mean) / X.shape[0])
+    mean = _row_chunks(X).reduce(_column_sums) / X.shape[0]
+    return mean, np.sqrt(_row_chunks(X).reduce(_squared_deviations, mean=mean) / X.shape[0])
 
 
 def _column_sums(X):
@@ -246,10 +241,7 @@ def _squared_deviations(X, mean):
 
 
 def _check_partitions_not_constant(X):
-    import dask
-
-    ranges = dask.compute(*[dask.delayed(value_range)(block) for block in X.to_delayed().ravel()])
-    low, high = functools.reduce(widest, ranges)
+    low, high = _row_chunks(X).reduce(value_range, combine=widest)
     constant = np.flatnonzero(high - low == 0)
     if constant.size:
         raise InputError(f"X column {constant[0]} is constant; drop it before standardizing or kernel balancing")
@@ -378,7 +370,7 @@ def nystrom(X, m=None, l=None, s=None, kernel="gaussian", bandwidth="2p", constr
 
         def gram_of(Q):          # (C Q)'(C Q), summed over chunks (and partitions)
             if partitioned:
-                return _partition_sum(X, _block_gram, Q=Q.astype(dtype), **arguments)
+                return _row_chunks(X).reduce(_block_gram, Q=Q.astype(dtype), **arguments)
             return np.sum(_kernel_times(X, Q=Q.astype(dtype), threads=threads, **arguments), axis=0,
                           dtype=np.float64)
 

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .backends.blocks import DaskBlocks
 from .balancing_se import BalanceFunctions, ate_balancing, one_arm_balancing
 from .diagnostics import effective_sample_size
 from .errors import CounterpoiseError, InputError, SolverError
@@ -323,8 +324,6 @@ def _one_arm_on_partitions(estimand, data, treatment, outcome, weights, sample_w
     squared deviations), and the fixed-weight linearization; for the balancing SE the first pass also sums the
     weighted arm's regression of the outcome on the balance functions (its normal equations) and the second the
     residuals' squares; the augmented estimate is the target arm's mean residual off that regression."""
-    import dask
-
     if se == "bootstrap":
         raise InputError("se='bootstrap' re-solves the weights on resamples of the rows in memory; on a dask "
                          "DataFrame use se='balancing' or 'fixed'")
@@ -348,22 +347,20 @@ def _one_arm_on_partitions(estimand, data, treatment, outcome, weights, sample_w
         raise InputError(f"the solution's problem has {len(blocks)} partitions and the data {len(parts)}; pass the "
                          "DataFrame the problem was built on")
     goal = None if functions is None else functions.goal
-    sums = dask.compute(*[dask.delayed(_arm_sums)(part, piece, block, goal=goal, **options)
-                          for part, piece, block in zip(parts, pieces, blocks)])
-    counts, mass, totals, squares = (np.sum([s[j] for s in sums], axis=0) for j in range(4))
+    partitions = DaskBlocks(list(zip(parts, pieces, blocks)))
+    sums = partitions.reduce(_arm_sums, goal=goal, **options)
+    counts, mass, totals, squares = sums[:4]
     for arm, label in ((1, "treated"), (0, "control")):
         if not mass[arm] > 0:
             raise InputError(f"the weights of the {label} rows sum to zero (or there are none)")
     means = totals / mass
     fit = None
     if se == "balancing":
-        gram, products, target_offsets = (np.sum([s[j] for s in sums], axis=0) for j in range(4, 7))
+        gram, products, target_offsets = sums[4:7]
         beta = np.linalg.lstsq(gram, products, rcond=None)[0]
         target = 1 if estimand == "ATT" else 0
         fit = (beta, (totals[target] - beta[0] * mass[target] - beta[1:] @ target_offsets) / mass[target])
-    deviations = np.sum(dask.compute(*[dask.delayed(_arm_sums)(part, piece, block, goal=goal, means=means, fit=fit,
-                                                               **options)
-                                       for part, piece, block in zip(parts, pieces, blocks)]), axis=0)
+    deviations = partitions.reduce(_arm_sums, goal=goal, means=means, fit=fit, **options)
     estimate, std_error = float(means[1] - means[0]), float(np.sqrt(np.sum(deviations / mass ** 2)))
     if augmented:
         estimate = fit[1] if estimand == "ATT" else -fit[1]

@@ -24,6 +24,7 @@ import scipy.sparse
 from . import diagnostics
 from .backends.calibration import calibrate_rows, newton_message
 from .backends.dual import SUBSAMPLE_FROM, GroupDual, subsample_start
+from .backends.blocks import DaskBlocks
 from .backends.units import Units, block_weights
 from .errors import CalibrationError, InfeasibleError, InputError, SolverError
 from .progress import bar
@@ -295,10 +296,8 @@ class SumsOverPartitions:
 
     def gather(self, solution) -> Solution:
         """The in-memory `Solution`: the weights and the report's rows brought to the client."""
-        import dask
-
-        pieces = dask.compute(*[dask.delayed(_gathered)(block, index, self.lam)
-                                for block, index in zip(self.problem.blocks.blocks, self.problem.index)])
+        blocks = list(zip(self.problem.blocks.blocks, self.problem.index))
+        pieces = DaskBlocks(blocks).collect(_gathered, [dict(lam=self.lam)] * len(blocks))
         X = [p[0] for p in pieces]
         X = scipy.sparse.vstack(X, format="csr") if scipy.sparse.issparse(X[0]) else np.vstack(X)
         d = np.concatenate([p[1] for p in pieces])

@@ -34,6 +34,7 @@ from .. import basis as bases
 from ..backends.blocks import DaskBlocks
 from ..balancing_se import PartitionedFunctions
 from ..backends.dual import dual_block
+from ..backends.units import block_size
 from ..columns import max_abs, value_range, weighted_sums, widest
 from ..diagnostics import rounding_to_zero, sds_from_sums
 from ..errors import InputError
@@ -66,7 +67,7 @@ def calibrate(ddf, base_weights, margins, totals, constraints, distance, bounds,
     ratio_bounds, weight_box = calibration_bounds(distance, bounds, weight_bounds)
     coded = dask.persist(*[dask.delayed(_coded)(part, list(margins), list(totals), base_weights)
                            for part in ddf.to_delayed()])
-    found = dask.compute(*[dask.delayed(_level_counts)(piece) for piece in coded])
+    found = DaskBlocks([(piece,) for piece in coded]).collect(_level_counts)
     counts = {}
     for var in margins:
         missing_values = sum(piece[var][1] for piece in found)
@@ -80,7 +81,7 @@ def calibrate(ddf, base_weights, margins, totals, constraints, distance, bounds,
     finite(T, "population totals")
     check_target_names(names)
     systems = dask.persist(*[dask.delayed(_partition_system)(piece, levels, len(names)) for piece in coded])
-    sizes = dask.compute(*[dask.delayed(len)(system[1]) for system in systems])
+    sizes = DaskBlocks(systems).collect(_system_size)
     data = DaskBlocks(systems, sizes)
     negatives = distance == "linear" and ratio_bounds[0] < 0 and weight_box[0] < 0   # GREG weights may go below 0
     if tol is None:
@@ -154,6 +155,10 @@ def _calibration_block(system, T, names, keep, distance, bounds, weight_bounds, 
     memory (X as the partition's system holds it: sparse where margins make it mostly zeros)."""
     X, d = system
     return dual_block(calibration_terms(X, T, names, d, keep, distance, bounds, weight_bounds, tol), len(d))
+
+
+def _system_size(X, d) -> int:
+    return len(d)
 
 
 def _index(piece) -> pd.Index:
@@ -252,8 +257,8 @@ def _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, fam
     extra = [None] * len(parts) if extra is None else list(extra)
     binary = None
     if moments > 1:
-        found = dask.compute(*[dask.delayed(_binary_columns)(part, covariates) for part in parts])
-        binary = np.all(found, axis=0)
+        binary = DaskBlocks([(part,) for part in parts]).reduce(_binary_columns, combine=np.logical_and,
+                                                                covariates=covariates)
     expansion = dict(moments=moments, interactions=interactions, binary=binary)
     arms = dask.persist(*[dask.delayed(_arms)(part, treatment, covariates, base_weights, more, expansion)
                           for part, more in zip(parts, extra)])
@@ -296,7 +301,7 @@ def _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, fam
     block = partial(_dual_arm_block, delta=deltas, dispersion="entropy" if family == "entropy_balance" else
                     "chi_square")
     blocks = dask.persist(*[dask.delayed(block)(piece[0], **arm) for piece in arms])
-    sizes = dask.compute(*[dask.delayed(len)(block[2]) for block in blocks])
+    sizes = DaskBlocks(blocks).collect(block_size)
     index = dask.persist(*[dask.delayed(_arm_index)(piece[0], weighted_arm) for piece in arms])
     group = "control" if weighted_arm == 0 else "treated"
     shown = slice(0, len(covariates)) if family == "kernel_sbw" else slice(None)
