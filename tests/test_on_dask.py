@@ -12,6 +12,7 @@ import pytest
 
 import counterpoise as cpz
 from counterpoise.errors import InputError
+from counterpoise.plots import love_plot
 
 distributed = pytest.importorskip("distributed")
 
@@ -205,6 +206,23 @@ def test_effect_estimates_on_partitions_equal_the_in_memory_ones(client):
     assert ours.std_error == pytest.approx(corrected.std_error, rel=1e-6)
     with pytest.raises(InputError, match="use se='balancing' or 'fixed'"):
         cpz.estimate.att(data, "A", "Y", cpz.entropy_balance(data, **arguments).solve(), se="bootstrap")
+
+
+def test_a_computed_solution_estimates_in_memory_as_the_in_memory_solve(client):
+    """compute() brings the weights and the balance functions to the client: the in-memory estimate (its default,
+    the balancing SE) equals the one on the in-memory solve; a diagnostic it cannot give on partitions says so."""
+    frame = cpz.datasets.kim2023(2000, seed=7)
+    frame["q"] = np.random.default_rng(7).uniform(0.5, 2.0, len(frame))
+    arguments = dict(treatment="A", covariates=["X1", "X2", "X3"], base_weights="q")
+    memory = cpz.estimate.att(frame, "A", "Y", cpz.entropy_balance(frame, **arguments).solve())
+    solution = cpz.entropy_balance(partitioned(frame), **arguments).solve()
+    gathered = cpz.estimate.att(frame, "A", "Y", solution.compute())
+    assert gathered.method == memory.method == "balancing"
+    for field in ("estimate", "std_error"):
+        assert getattr(gathered, field) == pytest.approx(getattr(memory, field), rel=1e-8)
+    assert f"n = {len(frame) - int(frame['A'].sum())}" in str(solution)
+    with pytest.raises(InputError, match="has the SDs it was built with"):
+        love_plot(solution, std="pooled")
 
 
 @pytest.mark.parametrize("estimand, delta, base_weights", [("ATT", 0.02, None), ("ATC", 0.05, "q"), ("ATT", 0.0, "q")])

@@ -33,10 +33,12 @@ the balancing SE describes (effect-coverage in problems/README.md shows both).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
+from .backends.blocks import DaskBlocks
 from .errors import InputError
 
 
@@ -68,6 +70,24 @@ class PartitionedFunctions:
     pieces: list
     goal: np.ndarray
     weighted: int
+
+    def rows(self, arm, index: pd.Index) -> np.ndarray:
+        """The functions at the data rows `index` of `arm` (an estimate in memory on a computed solution), from the
+        rows gathered to the client once."""
+        return self.gathered.rows(arm, index)
+
+    @cached_property
+    def gathered(self) -> BalanceFunctions:
+        """Every partition's rows on the client, as the in-memory `BalanceFunctions` (centred at `goal`)."""
+        pieces = DaskBlocks(self.pieces).collect(_treatment_and_functions)
+        a = np.concatenate([piece[0] for piece in pieces])
+        X = np.vstack([piece[1] for piece in pieces]) - self.goal
+        index = pieces[0][2].append([piece[2] for piece in pieces[1:]])
+        return BalanceFunctions({"treated": (index[a == 1], X[a == 1]), "control": (index[a == 0], X[a == 0])})
+
+
+def _treatment_and_functions(piece) -> tuple:
+    return piece["a"], piece["X"], piece["index"]
 
 
 def _fit(F, y, v):

@@ -117,6 +117,11 @@ class BalanceDesign:
     #: `partitioned.SumsOverPartitions`, with these three methods)
     in_memory = True
 
+    @property
+    def size(self) -> int:
+        """The number of weighted units."""
+        return len(self.base_weights)
+
     def table(self, weights, std=None) -> pd.DataFrame:
         """The balance table of `weights` (`balance_table`)."""
         return balance_table(self, np.asarray(weights, dtype=float), std=std)

@@ -79,7 +79,7 @@ class MethodRun:
 
 
 class DualNewton:
-    """The dual Newton on blocks (rows, distance, base, lo, hi): SBW, entropy balancing with a tolerance, calibration
+    """The dual Newton on blocks (rows, distance, lo, hi, memo): SBW, entropy balancing with a tolerance, calibration
     with tolerances. The problem's t and scale are the group's scaled targets and its tolerances (when `normalized`,
     the sum row's last)."""
 
@@ -263,7 +263,7 @@ class SumsOverPartitions:
     in_memory = False
 
     def __init__(self, problem, lam):
-        self.problem, self.lam, self.kind = problem, lam, problem.report.kind
+        self.problem, self.lam, self.kind, self.size = problem, lam, problem.report.kind, problem.n
 
     @cached_property
     def sums(self) -> dict:

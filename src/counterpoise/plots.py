@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from counterpoise.diagnostics import SD_WORDS, balance_table
+from counterpoise.diagnostics import SD_WORDS
 from counterpoise.errors import InputError
 
 
@@ -24,7 +24,7 @@ def _balance_of(result, std) -> pd.DataFrame:
         if not (hasattr(result, "design") and hasattr(result, "weights")):
             raise InputError("std= needs a Solution with .design and .weights to recompute the SMDs; a balance table "
                              "has its denominator fixed (use diagnostics.balance_table(design, weights, std=...))")
-        return balance_table(result.design, result.weights, std=std)
+        return result.design.table(result.weights, std=std)
     table = result if isinstance(result, pd.DataFrame) else getattr(result, "balance", None)
     if not isinstance(table, pd.DataFrame):
         raise InputError(f"result must be a balance table DataFrame or have a .balance DataFrame; got "

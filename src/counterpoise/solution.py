@@ -132,7 +132,7 @@ class Solution:
         lines = [
             f"status {self.status} ({self.backend}/{self.solver}), objective {self.objective:.6g}, "
             f"max violation {self.max_violation:.2e}, {self.solve_time:.2f} s",
-            f"weights: n = {len(self.weights)}, {self.weight_scale}",
+            f"weights: n = {len(self.weights) if self.design is None else self.design.size}, {self.weight_scale}",
         ]
         ess = self.ess
         if isinstance(ess, pd.Series):

@@ -147,7 +147,7 @@ class GroupDual:
         fresh Hessian on, every step is a full Newton step. The stopping test is exact either way: the relative
         duality gap and the largest row violation at most `tol`, or `stop(A w)` when given (calibration's rule on the
         misfits). The Hessian last used is returned for the next solve. w is the units' weights (an array in
-        memory). `callback(step, y)` runs after every Newton step.
+        memory, a lazy dask array on partitions). `callback(step, y)` runs after every Newton step.
         """
         point = self.units.at(y, sigma=None if stop is not None else (self.k if self.normalized else None,
                                                                       self.total))
