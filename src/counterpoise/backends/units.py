@@ -115,9 +115,8 @@ class Units:
 
     def __init__(self, blocks, k):
         self.blocks, self.k = blocks, k
-        size, self.lo_total, infinite_lo, finite_hi = blocks.reduce(block_box)
-        self.size = int(size)
-        self.lo_finite, self.hi_infinite = infinite_lo == 0, finite_hi == 0
+        size, self.lo_total, infinite_lo = blocks.reduce(block_box)
+        self.size, self.lo_finite = int(size), infinite_lo == 0
 
     @classmethod
     def of(cls, distance, lo, hi, rows) -> "Units":
@@ -318,9 +317,8 @@ def _inside_gram(rows, distance, v, w, inside):
 
 
 def block_box(rows, distance, lo, hi, memo):
-    """(units, sum of the finite lower bounds, units with an infinite lower bound, units with a finite upper bound)."""
-    return float(len(lo)), float(np.sum(lo[np.isfinite(lo)])), float(np.sum(~np.isfinite(lo))), \
-        float(np.sum(np.isfinite(hi)))
+    """(units, sum of the finite lower bounds, units with an infinite lower bound)."""
+    return float(len(lo)), float(np.sum(lo[np.isfinite(lo)])), float(np.sum(~np.isfinite(lo)))
 
 
 def block_size(rows, distance, lo, hi, memo):
