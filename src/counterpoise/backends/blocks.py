@@ -4,11 +4,11 @@ collection.
 A Newton step on a low-dimensional dual needs sums over the units (the dual's value, its gradient, its Hessian)
 and, at the end, the weights unit by unit. Both are functions of one block of rows at a time: `reduce(fn)` sums
 fn(*block) over the blocks (each block a tuple of its arguments: its `rows.Rows`, its per-unit vectors) and
-`map(fn)` stacks fn(*block) in row order; `collect(fn)` brings each block's result to the caller. `Blocks` holds its blocks in memory (one block: the data itself);
-`DaskBlocks` holds them on a Dask cluster, one per partition, persisted, so a step is one tree reduction whose
-k + k^2 numbers per partition are all that reach the client. `batch` is how many trial points a line search
-should evaluate per pass: one in memory, where a pass is cheap, several on a cluster, where a pass costs a
-round trip.
+`map(fn)` stacks fn(*block) in row order; `collect(fn)` brings each block's result to the caller. `Blocks` holds its
+blocks in memory (one block: the data itself); `DaskBlocks` holds them on a Dask cluster, one per partition,
+persisted, so a step is one tree reduction whose k + k^2 numbers per partition are all that reach the client.
+`batch` is how many trial points a line search should evaluate per pass: one in memory, where a pass is cheap,
+several on a cluster, where a pass costs a round trip.
 """
 
 from __future__ import annotations

@@ -128,7 +128,7 @@ def grake(calibration_rows, distance, d, g_box, target, total, scales, y, epsilo
     kept = np.flatnonzero(d > 0)
     lo, hi = g_box
     units = Units.of(distance.take(kept).rebased(d[kept]), lo[kept] * d[kept], hi[kept] * d[kept],
-                  calibration_rows.subset(kept))
+                     calibration_rows.subset(kept))
     run = calibrate_rows(units, target, total, scales, y, epsilon, max_iter)
     weights = np.zeros(len(d))
     weights[kept] = run.dual.weights

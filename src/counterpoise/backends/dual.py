@@ -11,8 +11,8 @@ tolerance, 0 for an equality, one of them infinite for a one-sided row) has the 
     minimize  D(y) = sum_i phi_i((A'y)_i) - T'y + sum_j psi_j(y_j),    psi_j(y) = a_j max(y, 0) + b_j max(-y, 0),
     phi_i(v) = max_{lo_i <= w <= hi_i} v w - dist_i(w),   attained at w_i(v) = clip(w_i^free(v), lo_i, hi_i)
 
-(w^free = c + s v / 2 for the chi-square, d F(v) for d G(w / d): `units.Quadratic`, `units.Ratio`), a convex function of one
-variable per row, whatever the number of units. Its smooth part's gradient is A w(y) - T and its generalized
+(w^free = c + s v / 2 for the chi-square, d F(v) for d G(w / d): `units.Quadratic`, `units.Ratio`), a convex
+function of one variable per row, whatever the number of units. Its smooth part's gradient is A w(y) - T and its generalized
 Hessian A_I diag(dw/dv) A_I' sums over the units I strictly inside their bounds. Each step minimizes the quadratic
 model of the smooth part at y plus the exact psi (solved exactly by `l1_qp`; an infinite slope keeps a one-sided
 row's multiplier on its side; with equalities only, the plain Newton step), so a multiplier may change sign within

@@ -117,6 +117,7 @@ class Units:
         self.blocks, self.k = blocks, k
         size, self.lo_total, infinite_lo = blocks.reduce(block_box)
         self.size, self.lo_finite = int(size), infinite_lo == 0
+        self.exact = len(blocks.blocks) == 1          # sigma within the one block is sigma itself
 
     @classmethod
     def of(cls, distance, lo, hi, rows) -> "Units":
@@ -126,9 +127,8 @@ class Units:
     def evaluate(self, y, step=None, alphas=(0.0,), hessian=False, sigma=None) -> list:
         """The points y + alpha step, one pass over the blocks: a `Point` per alpha (the first with its Hessian when
         `hessian`; each with its support function when `sigma` = (the sum row or None, the total))."""
-        exact = len(self.blocks.blocks) == 1
         sums = self.blocks.reduce(block_points, combine=_combine_points, y=y, step=step, alphas=tuple(alphas),
-                                  hessian=hessian, sigma=sigma, exact=exact)
+                                  hessian=hessian, sigma=sigma, exact=self.exact)
         phi, primal, Aw, pieces, H = sums
         return [Point(self, y if step is None else y + alpha * step, phi[j], primal[j], Aw[j], pieces[j],
                       H if hessian and j == 0 else None, sigma) for j, alpha in enumerate(alphas)]
@@ -155,10 +155,10 @@ class Units:
         bound = self.blocks.reduce(block_bound, total=total, lo_total=self.lo_total)
         return bound if np.isfinite(bound) else np.inf
 
-    def sigma(self, pieces, total, exact):
+    def sigma(self, pieces, total):
         """sigma(u) from a point's block pieces (lo'u, max u, sigma within the block): see the module."""
         lo_u, max_u, within = pieces
-        if total is None or exact:
+        if total is None or self.exact:
             return float(within)
         if not self.lo_finite:
             return np.inf
@@ -217,7 +217,7 @@ class Point:
 
     def support(self):
         """sigma(A'y less the sum row's multiplier) (see the module)."""
-        return self.units.sigma(self.pieces, self.spec[1], len(self.units.blocks.blocks) == 1)
+        return self.units.sigma(self.pieces, self.spec[1])
 
     def line(self, step) -> "Line":
         return Line(self, step)
