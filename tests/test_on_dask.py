@@ -172,8 +172,8 @@ def test_partitioned_entropy_balancing_equals_the_in_memory_one(client, estimand
     assert np.max(np.abs(tolerant.weights.compute() - exact.weights)) <= 1e-8 * exact.weights.max()
     with pytest.raises(InputError, match="delta on a dask DataFrame is one nonnegative number"):
         cpz.entropy_balance(partitioned(frame), **arguments, delta="auto")
-    with pytest.raises(InputError, match="weights one arm"):
-        cpz.entropy_balance(partitioned(frame), treatment="A", covariates=["X1"], estimand="ATE")
+    with pytest.raises(InputError, match="estimand 'ATT', 'ATC' or 'ATE'"):
+        cpz.entropy_balance(partitioned(frame), treatment="A", covariates=["X1"], estimand="target")
     with pytest.raises(InputError, match="has no treated units"):
         cpz.entropy_balance(partitioned(frame.assign(A=0)), treatment="A", covariates=["X1"])
 
@@ -309,7 +309,9 @@ def test_the_nystrom_basis_of_a_dask_array_is_the_in_memory_one(client, construc
 @pytest.mark.parametrize("options", [dict(delta=0.02),
                                      dict(delta=0.0005, delta_scale="raw", mean_delta=0.05, base_weights="q"),
                                      dict(delta=0.3, mean_delta=0.2, estimand="ATC",
-                                          construction="landmark_eigenvectors")])
+                                          construction="landmark_eigenvectors"),
+                                     dict(delta=0.0005, delta_scale="raw", means=False),
+                                     dict(delta=0.05, estimand="ATE", base_weights="q")])
 def test_partitioned_kernel_sbw_equals_the_in_memory_one(client, options):
     frame = cpz.datasets.kim2023(4000, seed=10)
     frame["q"] = np.random.default_rng(10).uniform(0.5, 2.0, len(frame))
@@ -322,7 +324,44 @@ def test_partitioned_kernel_sbw_equals_the_in_memory_one(client, options):
     assert solution.status == "optimal" and weights.index.equals(memory.weights.index)
     assert np.max(np.abs(weights - memory.weights)) <= 1e-8 * memory.weights.max()
     pd.testing.assert_frame_equal(solution.balance, memory.balance, rtol=1e-8, atol=1e-10)
-    assert solution.ess == pytest.approx(memory.ess, rel=1e-8)
+    pd.testing.assert_series_equal(pd.Series(solution.ess), pd.Series(memory.ess), rtol=1e-8)
+    estimate = getattr(cpz.estimate, arguments.get("estimand", "ATT").lower())
+    ours, theirs = estimate(partitioned(frame), "A", "Y", solution), estimate(frame, "A", "Y", memory)
+    assert ours.std_error == pytest.approx(theirs.std_error, rel=1e-8)     # residualized on what was balanced
+
+
+@pytest.mark.parametrize("builder, options", [(cpz.entropy_balance, {}), (cpz.entropy_balance, dict(delta=0.05)),
+                                              (cpz.sbw, dict(delta=0.05, moments=2))])
+def test_the_ate_on_partitions_equals_the_in_memory_one(client, builder, options):
+    """Both arms weighted to the whole sample, as two groups: the weights, the balance table, the ESS and the
+    weight summary per arm, and the ATE with each SE, as in memory."""
+    frame = cpz.datasets.kim2023(3000, seed=5)
+    frame["q"] = np.random.default_rng(5).uniform(0.5, 2.0, len(frame))
+    arguments = dict(treatment="A", covariates=["X1", "X2", "X3", "X4", "X5", "X6"], base_weights="q",
+                     estimand="ATE", **options)
+    memory = builder(frame, **arguments).solve()
+    solution = builder(partitioned(frame), **arguments).solve()
+    weights = solution.weights.compute()
+    assert solution.status == "optimal" and solution.backend == memory.backend
+    assert weights.index.equals(memory.weights.index)
+    assert np.max(np.abs(weights - memory.weights)) <= 1e-8 * memory.weights.max()
+    assert solution.objective == pytest.approx(memory.objective, rel=1e-8)
+    pd.testing.assert_frame_equal(solution.balance, memory.balance, rtol=1e-8, atol=1e-12)
+    pd.testing.assert_frame_equal(solution.compute().balance, memory.balance, rtol=1e-8, atol=1e-12)
+    pd.testing.assert_series_equal(solution.ess, memory.ess, rtol=1e-8)
+    summary = solution.weight_summary().drop(columns="top_1pct_share")
+    pd.testing.assert_frame_equal(summary, memory.weight_summary().drop(columns="top_1pct_share"), rtol=1e-8)
+    data = partitioned(frame)
+    for se, augmented in (("fixed", False), ("balancing", False), ("balancing", True)):
+        ours = cpz.estimate.ate(data, "A", "Y", solution, se=se, augmented=augmented)
+        theirs = cpz.estimate.ate(frame, "A", "Y", memory, se=se, augmented=augmented)
+        for field in ("estimate", "std_error", "ess_treated", "ess_control"):
+            assert getattr(ours, field) == pytest.approx(getattr(theirs, field), rel=1e-8), (se, augmented, field)
+    if "delta" in options:          # a path over the tolerance sweeps both arms' tolerances
+        ours = builder(partitioned(frame), **arguments).path(delta=[0.1, 0.02, 0.005])
+        theirs = builder(frame, **arguments).path(delta=[0.1, 0.02, 0.005])
+        pd.testing.assert_frame_equal(ours.table.drop(columns="solve_time"), theirs.table.drop(columns="solve_time"),
+                                      rtol=1e-7)
 
 
 def test_partitioned_sbw_with_a_dask_array_basis(client):

@@ -64,12 +64,12 @@ class BalanceFunctions:
 @dataclass(frozen=True)
 class PartitionedFunctions:
     """The balance functions of a problem on dask partitions: per partition a persisted block {"a": treatment,
-    "X": every row's balance functions, ...} aligned with the partition's rows, the target means `goal` they
-    are centred at, and the weighted arm (0 for the ATT)."""
+    "X": every row's balance columns, ...} aligned with the partition's rows, the `columns` of X that were
+    balanced and the target means `goal` they are centred at."""
 
     pieces: list
     goal: np.ndarray
-    weighted: int
+    columns: slice
 
     def rows(self, arm, index: pd.Index) -> np.ndarray:
         """The functions at the data rows `index` of `arm` (an estimate in memory on a computed solution), from the
@@ -81,9 +81,14 @@ class PartitionedFunctions:
         """Every partition's rows on the client, as the in-memory `BalanceFunctions` (centred at `goal`)."""
         pieces = DaskBlocks(self.pieces).collect(_treatment_and_functions)
         a = np.concatenate([piece[0] for piece in pieces])
-        X = np.vstack([piece[1] for piece in pieces]) - self.goal
+        X = np.vstack([centred(piece[1], self.goal, self.columns) for piece in pieces])
         index = pieces[0][2].append([piece[2] for piece in pieces[1:]])
         return BalanceFunctions({"treated": (index[a == 1], X[a == 1]), "control": (index[a == 0], X[a == 0])})
+
+
+def centred(X, goal, columns) -> np.ndarray:
+    """The balanced `columns` of a partition's balance columns X, centred at the target means `goal`."""
+    return X[:, columns] - goal
 
 
 def _treatment_and_functions(piece) -> tuple:

@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import stats
 
 from .backends.blocks import DaskBlocks
-from .balancing_se import BalanceFunctions, ate_balancing, one_arm_balancing
+from .balancing_se import BalanceFunctions, ate_balancing, centred, one_arm_balancing
 from .diagnostics import effective_sample_size
 from .errors import CounterpoiseError, InputError, SolverError
 from .progress import bar
@@ -292,11 +292,8 @@ def _one_arm(estimand, data, treatment, outcome, weights, sample_weights, se, le
              progress, covariates, augmented) -> Estimate:
     """ATT (controls weighted to the treated) or ATC (treated weighted to the controls)."""
     if is_dask_frame(data):
-        if covariates is not None:
-            raise InputError("covariates= reads columns in memory; on a dask DataFrame the balancing SE uses the "
-                             "functions the solution balanced")
-        return _one_arm_on_partitions(estimand, data, treatment, outcome, weights, sample_weights,
-                                      _se_method(se, weights, None), level, augmented)
+        return _on_partitions(estimand, data, treatment, outcome, weights, sample_weights, se, level, covariates,
+                              augmented)
     if sample_weights is None:
         sample_weights = _solution_estimand(weights, estimand)
     else:
@@ -317,13 +314,18 @@ def _one_arm(estimand, data, treatment, outcome, weights, sample_weights, se, le
                      level, n_boot, seed, progress, covariates, augmented=augmented)
 
 
-def _one_arm_on_partitions(estimand, data, treatment, outcome, weights, sample_weights, se, level,
-                           augmented) -> Estimate:
-    """att / atc on a dask DataFrame, with weights from a problem built on it (its `Solution`, or a dask
+def _on_partitions(estimand, data, treatment, outcome, weights, sample_weights, se, level, covariates,
+                   augmented) -> Estimate:
+    """att / atc / ate on a dask DataFrame, with weights from a problem built on it (its `Solution`, or a dask
     Series with the same partitions): the arms' sums over the partitions in two passes (the Hajek means, then the
-    squared deviations), and the fixed-weight linearization; for the balancing SE the first pass also sums the
-    weighted arm's regression of the outcome on the balance functions (its normal equations) and the second the
-    residuals' squares; the augmented estimate is the target arm's mean residual off that regression."""
+    squared deviations), and the fixed-weight linearization. For the balancing SE the first pass also sums each
+    arm's weighted regression of the outcome on the balance functions (its normal equations) and the population's
+    sums of the functions, the second the squares of the residuals (`balancing_se`'s variances); the augmented
+    estimate is the population's mean of the regressions' contrast."""
+    if covariates is not None:
+        raise InputError("covariates= reads columns in memory; on a dask DataFrame the balancing SE uses the "
+                         "functions the solution balanced")
+    se = _se_method(se, weights, None)
     if se == "bootstrap":
         raise InputError("se='bootstrap' re-solves the weights on resamples of the rows in memory; on a dask "
                          "DataFrame use se='balancing' or 'fixed'")
@@ -338,7 +340,6 @@ def _one_arm_on_partitions(estimand, data, treatment, outcome, weights, sample_w
     if len(parts) != len(pieces):
         raise InputError(f"the weights have {len(pieces)} partitions and the data {len(parts)}; pass the DataFrame "
                          "the problem was built on")
-    options = dict(treatment=treatment, outcome=outcome, sample_weights=sample_weights, estimand=estimand)
     functions = getattr(getattr(weights, "problem", None), "balance_functions", None)
     if se == "balancing" and functions is None:
         raise InputError("se='balancing' needs the solution of a balancing problem built on this DataFrame")
@@ -346,24 +347,27 @@ def _one_arm_on_partitions(estimand, data, treatment, outcome, weights, sample_w
     if len(blocks) != len(parts):
         raise InputError(f"the solution's problem has {len(blocks)} partitions and the data {len(parts)}; pass the "
                          "DataFrame the problem was built on")
-    goal = None if functions is None else functions.goal
+    options = dict(treatment=treatment, outcome=outcome, sample_weights=sample_weights, estimand=estimand)
+    if se == "balancing":
+        options.update(goal=functions.goal, columns=functions.columns)
     partitions = DaskBlocks(list(zip(parts, pieces, blocks)))
-    sums = partitions.reduce(_arm_sums, goal=goal, **options)
+    sums = partitions.reduce(_arm_sums, **options)
     counts, mass, totals, squares = sums[:4]
     for arm, label in ((1, "treated"), (0, "control")):
         if not mass[arm] > 0:
             raise InputError(f"the weights of the {label} rows sum to zero (or there are none)")
     means = totals / mass
-    fit = None
+    estimate = float(means[1] - means[0])
     if se == "balancing":
-        gram, products, target_offsets = sums[4:7]
-        beta = np.linalg.lstsq(gram, products, rcond=None)[0]
-        target = 1 if estimand == "ATT" else 0
-        fit = (beta, (totals[target] - beta[0] * mass[target] - beta[1:] @ target_offsets) / mass[target])
-    deviations = partitions.reduce(_arm_sums, goal=goal, means=means, fit=fit, **options)
-    estimate, std_error = float(means[1] - means[0]), float(np.sqrt(np.sum(deviations / mass ** 2)))
-    if augmented:
-        estimate = fit[1] if estimand == "ATT" else -fit[1]
+        fit, corrected = _regressions(estimand, *sums[4:], totals)
+        estimate = corrected if augmented else estimate
+    else:
+        fit = (means, np.zeros(2), None)
+    deviations = partitions.reduce(_arm_sums, fit=fit, **options)
+    variance = np.sum(deviations[0] / mass ** 2)
+    if fit[2] is not None:
+        variance += deviations[1] / sums[6][0] ** 2
+    std_error = float(np.sqrt(variance))
     z = stats.norm.ppf(0.5 + level / 2)
     return Estimate(estimand=estimand, estimate=estimate, std_error=std_error, ci_lower=estimate - z * std_error,
                     ci_upper=estimate + z * std_error, level=level, method=se, n_treated=int(counts[1]),
@@ -371,17 +375,38 @@ def _one_arm_on_partitions(estimand, data, treatment, outcome, weights, sample_w
                     ess_control=float(mass[0] ** 2 / squares[0]), augmented=bool(augmented))
 
 
-def _arm_sums(part, weights, block, treatment, outcome, sample_weights, estimand, goal=None, means=None, fit=None):
-    """One partition's (control, treated) sums: units, sum v, sum v y, sum v^2; with the arms' `means`, sum
-    v^2 (y - mean)^2 instead. v: the sample weights in the target arm, the balancing weights in the other.
+def _regressions(estimand, grams, products, population, totals) -> tuple:
+    """(the second pass's `fit`, the augmented estimate) from the first pass's sums: each arm's normal equations
+    (D'VD, D'Vy with D = [1, f]) and the population's sum s'D (the treated for an ATT, the controls for an ATC,
+    everyone for an ATE). An ATT or ATC has one regression, the weighted arm's; its target arm's residuals are
+    centred at their mean rbar (the augmented ATT is rbar, the ATC -rbar). An ATE has both, and the effect
+    m1 - m0 of each unit enters around its population mean (the augmented ATE)."""
+    betas = np.array([np.linalg.lstsq(gram, product, rcond=None)[0] for gram, product in zip(grams, products)])
+    if estimand == "ATE":
+        difference = betas[1] - betas[0]
+        taubar = float(population @ difference / population[0])
+        return (betas, np.zeros(2), (difference, taubar)), taubar
+    weighted, target = (0, 1) if estimand == "ATT" else (1, 0)
+    beta = betas[weighted]
+    rbar = float((totals[target] - population @ beta) / population[0])
+    shifts = np.zeros(2)
+    shifts[target] = rbar
+    return (np.array([beta, beta]), shifts, None), rbar if estimand == "ATT" else -rbar
 
-    With the partition's balance functions (`block`, centred at `goal`; D = [1, X - goal]): also the weighted arm's
-    D'VD and D'V y and the target arm's sum s (X - goal); and with `fit` = (beta, rbar) the squared residuals
-    instead: sum v^2 e^2 in the weighted arm (e = y - D beta) and sum s^2 (r - rbar)^2 in the target arm."""
+
+def _arm_sums(part, weights, block, treatment, outcome, sample_weights, estimand, goal=None, columns=None, fit=None):
+    """One partition's (control, treated) sums: units, sum v, sum v y, sum v^2, with v the sample weights s in the
+    target arm of an ATT / ATC and the balancing weights elsewhere.
+
+    With the partition's balance functions (`block`, centred at `goal`; D = [1, f]): also each arm's D'VD and
+    D'V y, and the population's s'D (`_regressions`). With `fit` = (coefficients per arm, shift per arm,
+    population): the second pass, sum v^2 (y - D beta_arm - shift_arm)^2 per arm (D = 1 without functions, the
+    coefficients the arms' means), and with a population term (difference, taubar) also
+    sum s^2 (D difference - taubar)^2."""
     t = treatment_indicator(part, treatment, both_arms=False) == 1
     y = _outcome(part, outcome)
     s = np.ones(len(part)) if sample_weights is None else _sample_weights(part, sample_weights)
-    weighted = ~t if estimand == "ATT" else t
+    weighted = np.ones(len(part), bool) if estimand == "ATE" else ~t if estimand == "ATT" else t
     labels = part.index[weighted]
     missing = ~labels.isin(weights.index)
     if missing.any():
@@ -390,20 +415,23 @@ def _arm_sums(part, weights, block, treatment, outcome, sample_weights, estimand
     v = s.copy()
     v[weighted] = finite(weights.reindex(labels).to_numpy(dtype=float), "weights")
     arms = (~t, t)
-    D = None if block is None else np.column_stack([np.ones(len(part)), block[0]["X"] - goal])
+    D = np.ones((len(part), 1)) if block is None else \
+        np.column_stack([np.ones(len(part)), centred(block[0]["X"], goal, columns)])
     if fit is not None:
-        residual = y - D @ fit[0]
-        centred = np.where(weighted, residual, residual - fit[1])
-        return np.array([v[arm] ** 2 @ centred[arm] ** 2 for arm in arms])
-    if means is not None:
-        return np.array([v[arm] ** 2 @ (y[arm] - mean) ** 2 for arm, mean in zip(arms, means)])
+        betas, shifts, population = fit
+        arm_terms = np.array([v[arm] ** 2 @ (y[arm] - D[arm] @ np.atleast_1d(beta) - shift) ** 2
+                              for arm, beta, shift in zip(arms, betas, shifts)])
+        if population is None:
+            return arm_terms, 0.0
+        difference, taubar = population
+        return arm_terms, float(s ** 2 @ (D @ difference - taubar) ** 2)
     sums = (np.array([float(arm.sum()) for arm in arms]), np.array([v[arm].sum() for arm in arms]),
             np.array([v[arm] @ y[arm] for arm in arms]), np.array([v[arm] @ v[arm] for arm in arms]))
-    if D is None:
+    if block is None:
         return sums
-    Dw = D[weighted]
-    return sums + (Dw.T @ (v[weighted][:, None] * Dw), Dw.T @ (v[weighted] * y[weighted]),
-                   s[~weighted] @ D[~weighted, 1:])
+    population = np.ones(len(part), bool) if estimand == "ATE" else ~weighted
+    return sums + (np.array([D[arm].T @ (v[arm][:, None] * D[arm]) for arm in arms]),
+                   np.array([D[arm].T @ (v[arm] * y[arm]) for arm in arms]), s[population] @ D[population])
 
 
 #: The options every effect estimate declares (`validation.validated`).
@@ -465,8 +493,12 @@ def ate(data, treatment, outcome, weights, se=None, level=0.95, n_boot=200, seed
     `att`: balancing (the default for a balancing Solution), fixed weights, or the stratified bootstrap that
     re-estimates the weights; the balancing SE averages the effect over the sample weights the problem was built
     with (uniform by default). augmented=True: the bias-corrected ATE, sum_i u_i (m1(x_i) - m0(x_i)) with m1, m0
-    the arms' weighted regressions of the outcome on the balance functions and u those sample weights (in memory).
+    the arms' weighted regressions of the outcome on the balance functions and u those sample weights. On a dask
+    DataFrame (with the solution of a problem built on it): se="balancing" (the default) or "fixed", in two passes
+    over the partitions.
     """
+    if is_dask_frame(data):
+        return _on_partitions("ATE", data, treatment, outcome, weights, None, se, level, covariates, augmented)
     recorded = _solution_estimand(weights, "ATE")
 
     def arm_weights(series, index, t, rows):

@@ -34,10 +34,11 @@ from .validation import warn
 
 @dataclass
 class Report:
-    """What the balance table of a problem on partitions compares: the columns `names` of the blocks' rows (rows.B)
-    in group `group`, as weighted totals (kind "total", SMDs over N sd with N = `size`, or the sum of the weights)
-    or means (kind "mean", plus `offset` when the rows are centred), against `target`, with the fixed SDs `sd`
-    (those `std` names: "target", "pooled", ...); `columns` selects the shown columns among the rows'."""
+    """What the balance table of one group on partitions compares: the columns `names` (`columns` of the group's
+    table rows: the rows of its blocks (rows.B), or for a balancing family the weighted arm `arm`'s rows of the data
+    pieces' balance functions X) in group `group`, as weighted totals (kind "total", SMDs over N sd with N = `size`,
+    or the sum of the weights) or means (kind "mean", plus `offset` when the rows are centred), against `target`,
+    with the fixed SDs `sd` (those `std` names: "target", "pooled", ...)."""
 
     names: list
     group: str
@@ -48,20 +49,44 @@ class Report:
     size: float | None = None
     std: str = "target"
     columns: slice = field(default_factory=lambda: slice(None))
+    arm: int | None = None
+
+    def rows(self, block, piece):
+        """The table's rows of one partition's units: its block's rows, or the arm's rows of its data piece
+        centred at the offset."""
+        if piece is None:
+            return block[0].B[:, self.columns]
+        data = piece[0]                     # a data piece is a block of one argument
+        return data["X"][data["a"] == self.arm][:, self.columns] - self.offset
+
+    def base(self, block, piece):
+        """The base weights of one partition's units: their distance's, or the arm's rows of its data piece (the
+        in-memory design's: not normalized within the arm)."""
+        if piece is None:
+            return block[1].base
+        data = piece[0]
+        return data["d"][data["a"] == self.arm]
 
     def table(self, before, base_total, after, total) -> pd.DataFrame:
         """The table from sum_i d_i b_i (`before`), sum d, sum_i w_i b_i (`after`) and sum w."""
-        before, after = before[self.columns], after[self.columns]
         return diagnostics.group_balance_table(self.names, self.group, self.kind, self.target, (before, base_total),
                                                (after, total), self.sd, self.offset, self.size, self.std)
 
-    def design(self, X, d) -> diagnostics.BalanceDesign:
-        """The in-memory balance design, given the gathered rows X and base weights d."""
-        return diagnostics.BalanceDesign(
-            names=tuple(self.names), X=X[:, self.columns], groups=np.full(len(d), self.group, dtype=object),
-            base_weights=d, targets={self.group: self.target}, denominators={self.std: self.sd}, std=self.std,
-            kind=self.kind, population_size=None if self.size is None else {self.group: self.size}, offset=self.offset,
-            checked=True)
+
+@dataclass
+class Group:
+    """One group of units on the partitions (the weighted arm; each arm of an ATE; the sample of a calibration):
+    its method's blocks (rows, distance, lo, hi, memo), one per partition, the balance `report` of its table, and
+    the data `pieces` that report reads (None: the blocks' own rows)."""
+
+    blocks: DaskBlocks
+    report: Report
+    pieces: list | None = None
+
+    def sum_blocks(self) -> DaskBlocks:
+        """Each partition's (block, data piece): what the solution's sums read."""
+        pieces = self.pieces or [None] * len(self.blocks.blocks)
+        return DaskBlocks([(block, piece) for block, piece in zip(self.blocks.blocks, pieces)])
 
 
 @dataclass
@@ -80,25 +105,25 @@ class MethodRun:
 
 class DualNewton:
     """The dual Newton on blocks (rows, distance, lo, hi, memo): SBW, entropy balancing with a tolerance, calibration
-    with tolerances. The problem's t and scale are the group's scaled targets and its tolerances (when `normalized`,
-    the sum row's last)."""
+    with tolerances. A group's t and scale are its scaled targets and its tolerances (when `normalized`, the sum
+    row's last)."""
 
     name = "dual"
 
     def __init__(self, normalized=True):
         self.normalized = normalized
 
-    def units(self, problem):
+    def units(self, blocks, t):
         """The group's units on the partitions, and the number of rows other than the sum."""
-        k = len(problem.t) - self.normalized
-        return Units(problem.blocks, k), k
+        k = len(t) - self.normalized
+        return Units(blocks, k), k
 
-    def run(self, problem, y, tol=1e-10, max_iter=200, callback=None) -> MethodRun:
+    def run(self, blocks, t, scale, targets, kind, y, tol=1e-10, max_iter=200, callback=None) -> MethodRun:
         if callback is not None:
             raise InputError("callback= is for exact totals (the calibration backend's); the dual Newton with "
                              "tolerances on partitions takes none")
-        units, k = self.units(problem)
-        dual = GroupDual(units, problem.t[:k], problem.scale[:k], problem.t[k] if self.normalized else None)
+        units, k = self.units(blocks, t)
+        dual = GroupDual(units, t[:k], scale[:k], t[k] if self.normalized else None)
         start_steps = 0
         if not np.any(y) and self.normalized and units.size >= SUBSAMPLE_FROM:
             start, start_steps = subsample_start(dual, tol, max_iter)
@@ -117,47 +142,78 @@ class DualNewton:
 
 class CalibrationNewton(DualNewton):
     """The same dual Newton to exact totals, stopped by survey's rule (`backends.calibration`): calibration,
-    raking, entropy balancing. The problem's t and scale are the scaled targets and the rows' scales (T = scale t)."""
+    raking, entropy balancing. A group's t and scale are the scaled targets and the rows' scales (T = scale t)."""
 
     name = "calibration"
 
-    def run(self, problem, y, epsilon=1e-9, max_iter=100, callback=None) -> MethodRun:
-        units, k = self.units(problem)
-        run = calibrate_rows(units, problem.t[:k], problem.t[k] if self.normalized else None, problem.scale,
-                             y if np.any(y) else None, epsilon, max_iter, callback)
-        kind = problem.family.split("/")[-1]
-        message = newton_message(kind, run.iterations, run.largest, epsilon, run.converged,
-                                 run.worst(problem.targets))
+    def run(self, blocks, t, scale, targets, kind, y, epsilon=1e-9, max_iter=100, callback=None) -> MethodRun:
+        units, k = self.units(blocks, t)
+        run = calibrate_rows(units, t[:k], t[k] if self.normalized else None, scale, y if np.any(y) else None,
+                             epsilon, max_iter, callback)
+        message = newton_message(kind, run.iterations, run.largest, epsilon, run.converged, run.worst(targets))
         info = {"max_relative_misfit": run.largest, "epsilon": epsilon}
         return MethodRun(run.dual.y, "optimal" if run.converged else "inaccurate", run.iterations, f"newton/{kind}",
                          message, info, None if run.converged else CalibrationError)
 
 
+#: How the statistics of several groups' runs combine: the worst of each, the Newton steps of the subsamples summed.
+_WORST = ("duality_gap", "max_violation", "max_relative_misfit", "infeasible_below")
+
+
+def combined(runs, labels) -> MethodRun:
+    """One run from the runs of several groups (`labels`): the dual points side by side, the worst status and
+    statistics, the first error, every message named by its group."""
+    if len(runs) == 1:
+        return runs[0]
+    status = next((s for s in ("infeasible", "inaccurate") if s in [run.status for run in runs]), "optimal")
+    info = dict(runs[0].info)
+    for key in _WORST:
+        if key in info:
+            info[key] = max((run.info[key] for run in runs if not np.isnan(run.info[key])), default=float("nan"))
+    if "subsample_iterations" in info:
+        info["subsample_iterations"] = sum(run.info["subsample_iterations"] for run in runs)
+    return MethodRun(np.concatenate([run.y for run in runs]), status, sum(run.iterations for run in runs),
+                     runs[0].solver, "; ".join(f"{label}: {run.message}" for label, run in zip(labels, runs)), info,
+                     next((run.error for run in runs if run.error is not None), None))
+
+
 class PartitionedProblem:
     """A weighting problem on a Dask collection's partitions.
 
-    blocks: `backends.blocks.DaskBlocks` of the method's blocks, one per partition (the weighted units only);
-    index: those units' index per partition (Delayed); divisions: the input's; method: `CalibrationNewton` or
-    `DualNewton`; t, scale: exact totals' scaled targets and their rows' scales (T = scale t), or the dual's
-    scaled targets and tolerances; `targets` their names; report: the balance table's `Report`; weight_scale: what
-    the weights sum to, in words; note: None, or note(count, n, smallest) -> the warning said after an optimal
-    solve that made `count` weights negative (linear calibration); estimand and sample_weights (the base weights'
-    column): what `cpz.estimate` reads, as for a `WeightingProblem`; tolerances: for the dual, each tolerance
-    parameter's name ("delta", "mean_delta") and the positions of its columns in `scale`, for `set` and `path`."""
+    groups: the `Group`s of weighted units (one for an ATT, an ATC or a calibration; the two arms of an ATE), each
+    with its blocks on the partitions; layout: per partition (Delayed) the index of its weighted units and the
+    positions among them of each group's units; divisions: the input's; method: `CalibrationNewton` or
+    `DualNewton`; t, scale: the groups' exact totals' scaled targets and their rows' scales (T = scale t), or the
+    dual's scaled targets and tolerances, side by side in the groups' order (`sizes` entries each); `targets`
+    their names; weight_scale: what the weights sum to, in words; note: None, or note(count, n, smallest) -> the
+    warning said after an optimal solve that made `count` weights negative (linear calibration); estimand and
+    sample_weights (the base weights' column): what `cpz.estimate` reads, as for a `WeightingProblem`;
+    tolerances: for the dual, each tolerance parameter's name ("delta", "mean_delta") and the positions of its
+    columns in `scale`, for `set` and `path`."""
 
-    def __init__(self, blocks, index, divisions, method, t, scale, targets, report, family, weight_scale, note=None,
+    def __init__(self, groups, layout, divisions, method, t, scale, targets, family, weight_scale, note=None,
                  estimand=None, sample_weights=None, tolerances=None):
-        self.blocks, self.index, self.divisions, self.method = blocks, index, divisions, method
+        self.groups, self.layout, self.divisions, self.method = groups, layout, divisions, method
         self.t, self.scale, self.targets = np.asarray(t, dtype=float), np.asarray(scale, dtype=float), list(targets)
-        self.report, self.family, self.weight_scale, self.note = report, family, weight_scale, note
+        self.family, self.weight_scale, self.note = family, weight_scale, note
         self.estimand, self.sample_weights = estimand, sample_weights
         self.tolerances = tolerances or {}
+        self.sizes = [len(self.t) // len(groups)] * len(groups)     # every group has the same rows
         self.lam = None                 # the last optimal dual point: a warm start
         self.balance_functions = None   # a balancing_se.PartitionedFunctions, for se="balancing"
 
     @property
     def n(self) -> int:
-        return sum(self.blocks.sizes)
+        return sum(sum(group.blocks.sizes) for group in self.groups)
+
+    @property
+    def blocks(self) -> DaskBlocks:
+        """Every group's blocks on the partitions."""
+        return DaskBlocks([block for group in self.groups for block in group.blocks.blocks])
+
+    def _pieces(self, vector) -> list:
+        """A vector side by side over the groups, cut into one piece per group."""
+        return np.split(vector, np.cumsum(self.sizes)[:-1])
 
     def set(self, **values) -> "PartitionedProblem":
         """Set tolerances, as `WeightingProblem.set`: `set(delta=0.01)` (a number, or one per column of that
@@ -211,31 +267,38 @@ class PartitionedProblem:
                          "check that one: the engine on partitions runs the same Newton steps as in memory")
 
     def solve(self, backend="auto", raise_on_failure=True, warm_start=True, callback=None, **options) -> Solution:
-        """Solve by the problem's Newton on the partitions (backend "auto", or the method's name: "calibration"
-        or "dual"). Options as the in-memory backend's (epsilon, max_iter for calibration; tol, max_iter for the
-        dual); `callback(iteration, lam)` runs after every Newton step to exact totals. Without convergence the
-        error names why (CalibrationError with the worst targets, InfeasibleError with the dual's certificate,
-        SolverError), unless raise_on_failure=False. The `Solution`'s weights are a lazy dask Series aligned with
-        the input's partitions, its design a `SumsOverPartitions` (one more pass, for the objective and the
-        diagnostics, unless infeasible); `compute()` gives it in memory."""
+        """Solve by the problem's Newton on the partitions, group by group (backend "auto", or the method's name:
+        "calibration" or "dual"). Options as the in-memory backend's (epsilon, max_iter for calibration; tol,
+        max_iter for the dual); `callback(iteration, lam)` runs after every Newton step to exact totals. Without
+        convergence the error names why (CalibrationError with the worst targets, InfeasibleError with the dual's
+        certificate, SolverError), unless raise_on_failure=False. The `Solution`'s weights are a lazy dask Series
+        aligned with the input's partitions, its design a `SumsOverPartitions` (one more pass, for the objective
+        and the diagnostics, unless infeasible); `compute()` gives it in memory."""
         if backend not in ("auto", self.method.name):
             raise InputError(f"this problem on dask partitions is solved by backend {self.method.name!r} (or "
                              f"'auto'), not {backend!r}")
         start = time.perf_counter()
         lam = self.lam if warm_start and self.lam is not None else np.zeros(len(self.t))
-        run = self.method.run(self, lam, callback=callback, **options)
+        kind = self.family.split("/")[-1]
+        runs = [self.method.run(group.blocks, t, scale, targets, kind, y, callback=callback, **options)
+                for group, t, scale, targets, y in zip(self.groups, self._pieces(self.t), self._pieces(self.scale),
+                                                       self._pieces(np.asarray(self.targets, dtype=object)),
+                                                       self._pieces(lam))]
+        run = combined(runs, [group.report.group for group in self.groups])
         lam, status = run.y, run.status
         self.lam = lam if status == "optimal" else None
         solve_time = time.perf_counter() - start
-        run.info["partitions"] = len(self.blocks.sizes)
+        run.info["partitions"] = len(self.layout)
         if raise_on_failure and run.error is not None:
             raise run.error(f"{self.family} on dask partitions: {run.message}")
         design = SumsOverPartitions(self, lam)
-        sums = design.sums if status != "infeasible" else {"objective": np.nan, "negative": 0}
-        if status == "optimal" and self.note is not None and sums["negative"]:
-            warn(self.note(int(sums["negative"]), self.n, sums["smallest"]))
-        return Solution(weights=self.weights(lam), status=status, objective=float(sums["objective"]),
-                        solve_time=solve_time, backend=self.method.name, solver=run.solver,
+        sums = design.sums if status != "infeasible" else [{"objective": np.nan, "negative": 0}]
+        negative = sum(group["negative"] for group in sums)
+        if status == "optimal" and self.note is not None and negative:
+            warn(self.note(int(negative), self.n, min(group["smallest"] for group in sums)))
+        return Solution(weights=self.weights(lam), status=status,
+                        objective=float(sum(group["objective"] for group in sums)), solve_time=solve_time,
+                        backend=self.method.name, solver=run.solver,
                         duals=pd.Series(-lam, index=self.targets, name="dual"),
                         violations={"targets": run.info["max_relative_misfit"]},
                         tolerance=run.info.get("epsilon", 1e-6), weight_scale=self.weight_scale,
@@ -243,80 +306,124 @@ class PartitionedProblem:
                         message=run.message, design=design, problem=self, info=run.info, solver_status=status,
                         dual_point=lam)
 
+    def _partitions(self, lam) -> DaskBlocks:
+        """Per partition (its layout, every group's block, every group's data piece), with the options of the
+        functions that read them (the groups' dual points and reports)."""
+        blocks = [group.blocks.blocks for group in self.groups]
+        pieces = [group.pieces or [None] * len(self.layout) for group in self.groups]
+        return [(layout, [b[p] for b in blocks], [q[p] for q in pieces]) for p, layout in enumerate(self.layout)]
+
     def weights(self, lam):
         """The weights at the dual point lam: a lazy dask Series named "weight" aligned with the input's
         partitions."""
         import dask
         import dask.dataframe as dd
 
-        parts = [dask.delayed(_weight_series)(block, index, lam) for block, index in zip(self.blocks.blocks, self.index)]
+        lams = self._pieces(lam)
+        parts = [dask.delayed(_weight_series)(layout, blocks, lams) for layout, blocks, _ in self._partitions(lam)]
         return dd.from_delayed(parts, meta=pd.Series(dtype=float, name="weight"), divisions=self.divisions,
                                verify_meta=False)
 
 
 class SumsOverPartitions:
     """The balance design of a solution on partitions (its `Solution.design`): the weights are w(A'lam) on the
-    problem's blocks, and the balance table, the ESS and the weight summary come from one pass of sums over the
-    partitions, made when first read; `gather` brings the weights and the report's rows to the client as the
-    in-memory `Solution` (`Solution.compute`)."""
+    problem's blocks, and the balance table, the ESS and the weight summary come from one pass of sums per group
+    over the partitions, made when first read; `gather` brings the weights and the tables' rows to the client as
+    the in-memory `Solution` (`Solution.compute`)."""
 
     in_memory = False
 
     def __init__(self, problem, lam):
-        self.problem, self.lam, self.kind, self.size = problem, lam, problem.report.kind, problem.n
+        self.problem, self.lam, self.size = problem, lam, problem.n
+        self.kind = problem.groups[0].report.kind
 
     @cached_property
-    def sums(self) -> dict:
-        """sum_i d_i b_i and sum_i w_i b_i over the report's rows b; sums of d, w and w^2; the distance's value; the
-        numbers of positive and of negative weights; the largest w, the largest w / d and the smallest w."""
-        return dict(zip(SUMS, self.problem.blocks.reduce(_solution_sums, combine=_combine_sums, lam=self.lam)))
+    def sums(self) -> list:
+        """Per group: sum_i d_i b_i and sum_i w_i b_i over its table's rows b; sums of d, w and w^2; the distance's
+        value; the numbers of positive and of negative weights; the largest w, the largest w / d and the smallest
+        w."""
+        return [dict(zip(SUMS, group.sum_blocks().reduce(_solution_sums, combine=_combine_sums, lam=lam,
+                                                          report=group.report)))
+                for group, lam in zip(self.problem.groups, self.problem._pieces(self.lam))]
 
     def table(self, weights=None, std=None) -> pd.DataFrame:
         """The balance table (`diagnostics.balance_table`'s columns) of the weights, from the sums."""
-        report, s = self.problem.report, self.sums
-        if std not in (None, report.std):
-            raise InputError(f"the balance table on partitions has the SDs it was built with ({report.std!r}); "
+        reports = [group.report for group in self.problem.groups]
+        if std not in (None, reports[0].std):
+            raise InputError(f"the balance table on partitions has the SDs it was built with ({reports[0].std!r}); "
                              f"build the problem with std={std!r}, or compute() the solution first")
-        return report.table(s["before"], s["d"], s["after"], s["w"])
+        tables = [report.table(s["before"], s["d"], s["after"], s["w"]) for report, s in zip(reports, self.sums)]
+        table = pd.concat(tables) if len(tables) > 1 else tables[0]
+        table.attrs["std"] = reports[0].std
+        return table
 
-    def ess(self, weights=None) -> float:
-        """Kish's effective sample size (sum w)^2 / sum w^2."""
-        return float(self.sums["w"] ** 2 / self.sums["w2"])
+    def ess(self, weights=None):
+        """Kish's effective sample size (sum w)^2 / sum w^2: a float, or a Series per group when there are
+        several (as in memory)."""
+        values = {group.report.group: float(s["w"] ** 2 / s["w2"]) for group, s in zip(self.problem.groups, self.sums)}
+        return next(iter(values.values())) if len(values) == 1 else pd.Series(values, name="weight").sort_index()
 
     def weight_summary(self, weights=None) -> pd.DataFrame:
-        """`diagnostics.weight_summary`'s row for the weighted group, from the sums (top_1pct_share NaN: it needs the
-        weights sorted)."""
-        s, n = self.sums, self.problem.n
-        row = {"n": n, "n_nonzero": int(s["positive"]), "sum": float(s["w"]), "ess": self.ess(),
-               "design_effect": n / self.ess(), "max_weight_ratio": float(s["max_w"] / (s["w"] / n)),
-               "max_ratio_to_base": float(s["max_ratio"]), "top_1pct_share": np.nan}
-        table = pd.DataFrame.from_dict({self.problem.report.group: row}, orient="index")
+        """`diagnostics.weight_summary`'s rows for the weighted groups, from the sums (top_1pct_share NaN: it needs
+        the weights sorted)."""
+        rows = {}
+        for group, s in zip(self.problem.groups, self.sums):
+            n, ess = sum(group.blocks.sizes), float(s["w"] ** 2 / s["w2"])
+            rows[group.report.group] = {
+                "n": n, "n_nonzero": int(s["positive"]), "sum": float(s["w"]), "ess": ess, "design_effect": n / ess,
+                "max_weight_ratio": float(s["max_w"] / (s["w"] / n)), "max_ratio_to_base": float(s["max_ratio"]),
+                "top_1pct_share": np.nan}
+        table = pd.DataFrame.from_dict(rows, orient="index")
         table.index.name = "group"
         return table
 
     def gather(self, solution) -> Solution:
-        """The in-memory `Solution`: the weights and the report's rows brought to the client."""
-        blocks = list(zip(self.problem.blocks.blocks, self.problem.index))
-        pieces = DaskBlocks(blocks).collect(_gathered, [dict(lam=self.lam)] * len(blocks))
+        """The in-memory `Solution`: the weights and the tables' rows brought to the client."""
+        problem = self.problem
+        reports = [group.report for group in problem.groups]
+        lams = problem._pieces(self.lam)
+        pieces = DaskBlocks(problem._partitions(self.lam)).collect(
+            _gathered, [dict(lams=lams, reports=reports)] * len(problem.layout))
         X = [p[0] for p in pieces]
         X = scipy.sparse.vstack(X, format="csr") if scipy.sparse.issparse(X[0]) else np.vstack(X)
-        d = np.concatenate([p[1] for p in pieces])
-        weights = pd.concat([p[2] for p in pieces])
-        return dataclasses.replace(solution, weights=weights, design=self.problem.report.design(X, d))
+        d, groups = np.concatenate([p[1] for p in pieces]), np.concatenate([p[2] for p in pieces])
+        weights = pd.concat([p[3] for p in pieces])
+        first = reports[0]
+        design = diagnostics.BalanceDesign(
+            names=tuple(first.names), X=X, groups=groups, base_weights=d,
+            targets={report.group: report.target for report in reports}, denominators={first.std: first.sd},
+            std=first.std, kind=first.kind,
+            population_size=None if first.size is None else {report.group: report.size for report in reports},
+            offset=first.offset, checked=True)
+        return dataclasses.replace(solution, weights=weights, design=design)
 
 
-def _weight_series(block, index, lam) -> pd.Series:
-    return pd.Series(block_weights(*block, y=lam), index=index, name="weight")
+def _placed(layout, values):
+    """The groups' per-unit values (arrays, one per group; sparse only for a single group) in the partition's order
+    of its weighted units."""
+    index, positions = layout
+    if len(values) == 1:
+        return values[0]
+    out = np.empty((len(index),) + values[0].shape[1:], dtype=values[0].dtype)
+    for where, value in zip(positions, values):
+        out[where] = value
+    return out
+
+
+def _weight_series(layout, blocks, lams) -> pd.Series:
+    w = _placed(layout, [block_weights(*block, y=lam) for block, lam in zip(blocks, lams)])
+    return pd.Series(w, index=layout[0], name="weight")
 
 
 SUMS = ("before", "after", "d", "w", "w2", "objective", "positive", "negative", "max_w", "max_ratio", "smallest")
 
 
-def _solution_sums(rows, distance, lo, hi, memo, lam) -> tuple:
-    """One block's `SumsOverPartitions.sums` (the extremes of an empty block: -inf, 0 and +inf)."""
-    w, base = block_weights(rows, distance, lo, hi, memo, lam), distance.base
-    return (rows.B.T @ base, rows.B.T @ w, base.sum(), w.sum(), w @ w, distance.value(w), float(np.sum(w > 0)),
-            float(np.sum(w < 0)), float(np.max(w, initial=-np.inf)), float(np.max(w / base, initial=0.0)),
+def _solution_sums(block, piece, lam, report) -> tuple:
+    """One partition's `SumsOverPartitions.sums` for one group (the extremes of an empty block: -inf, 0 and
+    +inf)."""
+    w, base, B = block_weights(*block, y=lam), report.base(block, piece), report.rows(block, piece)
+    return (B.T @ base, B.T @ w, base.sum(), w.sum(), w @ w, block[1].value(w), float(np.sum(w > 0)),
+            float(np.sum(w < 0)), float(np.max(w, initial=-np.inf)), float(np.max(w[base > 0] / base[base > 0], initial=0.0)),
             float(np.min(w, initial=np.inf)))
 
 
@@ -325,5 +432,9 @@ def _combine_sums(a, b) -> tuple:
     return tuple(extremes[name](x, y) if name in extremes else x + y for name, x, y in zip(SUMS, a, b))
 
 
-def _gathered(block, index, lam):
-    return block[0].B, block[1].base, _weight_series(block, index, lam)
+def _gathered(layout, blocks, pieces, lams, reports):
+    """One partition's table rows, base weights, group labels and weights Series, in its order of weighted units."""
+    rows = [report.rows(block, piece) for block, piece, report in zip(blocks, pieces, reports)]
+    bases = [report.base(block, piece) for block, piece, report in zip(blocks, pieces, reports)]
+    labels = [np.full(len(base), report.group, dtype=object) for base, report in zip(bases, reports)]
+    return _placed(layout, rows), _placed(layout, bases), _placed(layout, labels), _weight_series(layout, blocks, lams)

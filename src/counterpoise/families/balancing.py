@@ -73,7 +73,7 @@ def sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02, delta
     delta="auto" chooses delta at the first solve by Wang & Zubizarreta's bootstrap over R sbw's grid (as sbw's
     bal_alg), delta="tightest" takes the smallest feasible delta; `counterpoise.tuning.BootstrapDelta(grid,
     samples, seed)` sets the grid and resamples. The choice is kept as `solution.tuning`. `data` may be a dask
-    DataFrame (estimand "ATT" or "ATC", the covariates with their moments and interactions, a number delta in SD
+    DataFrame (estimand "ATT", "ATC" or "ATE", the covariates with their moments and interactions, a number delta in SD
     units, base weights a column, optionally a dask array `basis` chunked like the partitions): the problem is
     then built and solved on its partitions by the dual Newton (`families.on_dask`).
     """
@@ -116,16 +116,17 @@ def kernel_sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02
     `means=True` also balances the covariate means, within `mean_delta` in SD units whatever `delta_scale` is
     (default: `delta` when delta_scale="sd" and delta is a number, else 0.02 SD), its own Parameter "mean_delta": a raw basis tolerance is
     never applied to the covariates, and a path over "delta" moves the basis's tolerance alone. The paper's setting balances the raw basis alone: `delta=0.0005, delta_scale="raw", means=False`.
-    `data` may be a dask DataFrame (estimand "ATT" or "ATC", a number delta, means=True, base weights a column): the
+    `data` may be a dask DataFrame (estimand "ATT", "ATC" or "ATE", a number delta, base weights a column): the
     basis and the problem are then built, and solved by the dual Newton, on its partitions (`families.on_dask`).
     """
     if is_dask_frame(data):
-        if isinstance(delta, str) or not means:
-            raise InputError("kernel SBW on a dask DataFrame takes a number delta and means=True")
+        if isinstance(delta, str):
+            raise InputError("kernel SBW on a dask DataFrame takes a number delta (delta='auto' and 'tightest' "
+                             "resample or re-solve in memory)")
         mean_delta = (delta if delta_scale == "sd" else DEFAULT_MEAN_DELTA) if mean_delta is None else mean_delta
         return kernel_sbw_partitions(data, treatment, covariates, estimand, delta, delta_scale, std, mean_delta,
                                      base_weights, dict(m=m, l=l, s=s, bandwidth=bandwidth,
-                                                        construction=construction, seed=seed))
+                                                        construction=construction, seed=seed), means=means)
     original = as_frame(data)
     delta, tuner = tuning.resolve(delta)
     # One matrix [D, X] holds the basis and the covariates, its rows the weighted arm's first (when one arm is
@@ -161,7 +162,7 @@ def entropy_balance(data, treatment=None, covariates=None, estimand="ATT", delta
     """Entropy balancing (Hainmueller 2012): minimize sum_i w_i log(w_i / q_i), q = base weights
     normalized within each arm, subject to exact balance B'w = target (or |B'w - target| <= delta s
     when `delta` is given) and sum w = 1 within each arm. Arguments as in `sbw`. `data` may be a dask DataFrame
-    (estimand "ATT" or "ATC", exact balance of the covariates with their moments and interactions, base weights
+    (estimand "ATT", "ATC" or "ATE", exact balance of the covariates with their moments and interactions, base weights
     a column): the problem is then built and solved on its partitions (`families.on_dask`).
     """
     if is_dask_frame(data):
@@ -176,8 +177,9 @@ def entropy_balance(data, treatment=None, covariates=None, estimand="ATT", delta
 
 def _no_target(target, method, basis=None):
     if target is not None or basis is not None:
-        raise InputError(f"{method} on a dask DataFrame weights one arm to the other (no target=) on the covariates, "
-                         "their moments and interactions (SBW also takes a dask array basis)")
+        raise InputError(f"{method} on a dask DataFrame weights the arms to each other or to the whole sample (no "
+                         "target=) on the covariates, their moments and interactions (SBW also takes a dask array "
+                         "basis)")
 
 
 def _moment_block(frame, covariates, moments, interactions, basis, delta) -> Block:

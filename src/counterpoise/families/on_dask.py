@@ -38,7 +38,7 @@ from ..backends.units import block_size
 from ..columns import max_abs, value_range, weighted_sums, widest
 from ..diagnostics import rounding_to_zero, sds_from_sums
 from ..errors import InputError
-from ..partitioned import CalibrationNewton, DualNewton, PartitionedProblem, Report
+from ..partitioned import CalibrationNewton, DualNewton, Group, PartitionedProblem, Report
 from ..terms import Balance, Bounds, ChiSquare, Entropy, Normalize
 from ..validation import (base_weights as check_base_weights, columns_list, constant_columns_dropped, finite,
                           numeric_matrix, require_both_arms, treatment_indicator)
@@ -93,14 +93,15 @@ def calibrate(ddf, base_weights, margins, totals, constraints, distance, bounds,
         keep = np.arange(len(T))
     blocks = dask.persist(*[dask.delayed(_calibration_block)(system, T, names, keep, distance, bounds,
                                                              weight_bounds, tol) for system in systems])
-    index = dask.persist(*[dask.delayed(_index)(piece) for piece in coded])
+    layout = dask.persist(*[dask.delayed(_layout)(piece) for piece in coded])
     scale = target_scales(T)[keep]
     report = Report(names, "sample", "total", T, base_weighted_sds(data), size=N)
     # exact totals: (t, the rows' scales) with T = scale t; tolerances: (t, the tolerances); no sum row
     method, second = (CalibrationNewton(normalized=False), scale) if tol is None else \
         (DualNewton(normalized=False), np.full(len(keep), float(tol)))
-    return PartitionedProblem(DaskBlocks(blocks, sizes), index, ddf.divisions, method, T[keep] / scale, second,
-                              [f"totals:{names[j]}" for j in keep], report, family=f"calibrate/{distance}",
+    return PartitionedProblem([Group(DaskBlocks(blocks, sizes), report)], layout, ddf.divisions, method,
+                              T[keep] / scale, second, [f"totals:{names[j]}" for j in keep],
+                              family=f"calibrate/{distance}",
                               weight_scale="population totals (w = g d)",
                               note=negative_weights_note if negatives else None,
                               tolerances=None if tol is None else {"delta": np.arange(len(keep))})
@@ -161,15 +162,16 @@ def _system_size(X, d) -> int:
     return len(d)
 
 
-def _index(piece) -> pd.Index:
-    return piece["index"]
+def _layout(piece) -> tuple:
+    """A partition's weighted units (every row of a calibration): their index, and no placement of groups."""
+    return piece["index"], None
 
 
 def entropy_balance(ddf, treatment, covariates, estimand, delta, std, base_weights, moments=1, interactions=False):
-    """`cpz.entropy_balance` on a dask DataFrame (see there), as a `PartitionedProblem`: one weighted arm (ATT:
-    the controls weighted to the treated means; ATC the reverse), exact balance of the covariates' means, the
+    """`cpz.entropy_balance` on a dask DataFrame (see there), as a `PartitionedProblem`: the controls weighted to
+    the treated means (ATT), the reverse (ATC), or both arms to the whole sample's (ATE); exact balance of the covariates' means, the
     SMDs' fixed SDs as in memory (`std`: "target", "treated", "control" or "pooled")."""
-    return _one_arm(ddf, treatment, covariates, estimand, None if delta is None else _tolerance(delta), std,
+    return _balancing(ddf, treatment, covariates, estimand, None if delta is None else _tolerance(delta), std,
                     base_weights, "entropy_balance", moments=moments, interactions=interactions)
 
 
@@ -187,20 +189,20 @@ def _tolerance(delta) -> float:
 
 def sbw(ddf, treatment, covariates, estimand, delta, std, base_weights, basis=None, moments=1, interactions=False):
     """`cpz.sbw` on a dask DataFrame (see there), as a `PartitionedProblem` solved by the dual Newton on the
-    partitions: one weighted arm (ATT or ATC), the covariates' means (and a dask array `basis`'s columns) within
+    partitions: the weighted arms (one for an ATT or ATC, both for an ATE), the covariates' means (and a dask array `basis`'s columns) within
     delta target SDs (`std`)."""
     delta = _tolerance(delta)
     extra = None if basis is None else user_basis(ddf, basis)
-    return _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, "sbw", basis=extra,
-                    mean_delta=delta, moments=moments, interactions=interactions)
+    return _balancing(ddf, treatment, covariates, estimand, delta, std, base_weights, "sbw", basis=extra,
+                      mean_delta=delta, moments=moments, interactions=interactions)
 
 
 def kernel_sbw(ddf, treatment, covariates, estimand, delta, delta_scale, std, mean_delta, base_weights,
-               nystrom_options):
+               nystrom_options, means=True):
     """`cpz.kernel_sbw` on a dask DataFrame (see there), as a `PartitionedProblem`: the Nystrom basis of the
     covariates computed on the partitions (`basis.nystrom` on a dask array, landmarks by the index labels' seeded
-    hash as in memory), then SBW of one weighted arm on the covariates and the basis: delta (in `delta_scale`
-    units) on the basis, mean_delta SDs on the covariate means."""
+    hash as in memory), then SBW of the weighted arms on the basis within delta (in `delta_scale` units) and, when
+    `means`, on the covariate means within mean_delta SDs."""
     import dask
 
     covariates = columns_list(covariates, "covariates")
@@ -210,13 +212,13 @@ def kernel_sbw(ddf, treatment, covariates, estimand, delta, delta_scale, std, me
     X = ddf[covariates].to_dask_array(lengths=True)
     keys = [dask.delayed(_partition_index)(part) for part in ddf.to_delayed()]
     kernel = bases.nystrom(X, keys=keys, **nystrom_options)
-    return _one_arm(ddf, treatment, covariates, estimand, float(delta), std, base_weights, "kernel_sbw",
-                    basis=(kernel.D.to_delayed().ravel(), list(kernel.names), delta_scale == "raw"),
-                    mean_delta=mean_delta)
+    return _balancing(ddf, treatment, covariates, estimand, float(delta), std, base_weights, "kernel_sbw",
+                      basis=(kernel.D.to_delayed().ravel(), list(kernel.names), delta_scale == "raw"),
+                      mean_delta=mean_delta, means=means)
 
 
 def user_basis(ddf, basis) -> tuple:
-    """A dask array basis (one row per row of the DataFrame, chunked like its partitions) as `_one_arm`'s
+    """A dask array basis (one row per row of the DataFrame, chunked like its partitions) as `_balancing`'s
     (blocks, names, raw=False)."""
     if not type(basis).__module__.startswith("dask.array") or basis.ndim not in (1, 2):
         raise InputError("basis on a dask DataFrame must be a dask array with one row per row of the data")
@@ -232,26 +234,29 @@ def _partition_index(frame) -> pd.Index:
     return frame.index
 
 
-def _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, family, basis=None, mean_delta=None,
-             moments=1, interactions=False):
-    """The balancing problem of one weighted arm on a dask DataFrame: the arms' means and SDs from sums over
-    the partitions, then per partition the weighted arm's block of the dual Newton (stopped by survey's rule for
-    exact entropy balancing, by the duality gap for tolerances). `basis`: (one block per partition, its column
-    names, whether its tolerance is raw rather than in SDs), balanced within delta after the covariates, which
-    then get mean_delta; the balance table shows the covariates (and, for SBW, the basis: its own balance
-    functions). `moments`, `interactions`: the covariates' powers (binary columns, read over all partitions, get
-    none) and pairwise products, as in memory; columns constant over all partitions are dropped with a warning."""
+def _balancing(ddf, treatment, covariates, estimand, delta, std, base_weights, family, basis=None, mean_delta=None,
+               moments=1, interactions=False, means=True):
+    """The balancing problem of a dask DataFrame: the arms' means and SDs from sums over the partitions, then per
+    partition each weighted arm's block of the dual Newton (stopped by survey's rule for exact entropy balancing,
+    by the duality gap for tolerances). One weighted arm for an ATT or ATC (weighted to the other arm's means);
+    both for an ATE, each weighted to the whole sample's means, as two groups in the arms' order of first appearance.
+    `basis`: (one block per partition, its column names, whether its tolerance is raw rather than in SDs), balanced
+    within delta after the covariates, which then get mean_delta (unless `means` is False: the basis alone is
+    balanced, and the table shows the covariates); the balance table shows the covariates (and, for SBW, the basis:
+    its own balance functions). `moments`, `interactions`: the covariates' powers (binary columns, read over all
+    partitions, get none) and pairwise products, as in memory; columns constant over all partitions are dropped
+    with a warning."""
     import dask
 
-    if estimand not in ("ATT", "ATC"):
-        raise InputError(f"{family} on a dask DataFrame weights one arm (estimand 'ATT' or 'ATC'), not {estimand!r}")
+    if estimand not in ("ATT", "ATC", "ATE"):
+        raise InputError(f"{family} on a dask DataFrame weights the arms to each other or to the whole sample "
+                         f"(estimand 'ATT', 'ATC' or 'ATE'), not {estimand!r}")
     if not isinstance(base_weights, (str, type(None))):
         raise InputError("base_weights on a dask DataFrame must be a column name (or None for ones)")
     covariates = columns_list(covariates, "covariates")
     missing = [c for c in [treatment, *covariates, *([base_weights] if base_weights else [])] if c not in ddf.columns]
     if missing:
         raise InputError(f"columns {missing} are not in the data (it has {list(ddf.columns)[:20]})")
-    weighted_arm, target_arm = (0, 1) if estimand == "ATT" else (1, 0)
     parts = ddf.to_delayed()
     extra, basis_names, raw = (None, [], False) if basis is None else basis
     extra = [None] * len(parts) if extra is None else list(extra)
@@ -275,13 +280,18 @@ def _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, fam
     data = DaskBlocks(arms)
     counts, totals, linear = data.reduce(_arm_sums)
     require_both_arms(counts[1], counts[0], treatment)
-    means = linear / totals[:, None]
-    squares, total_squares = data.reduce(_arm_squares, means=means)
-    sds = {}
-    for arm, key in ((1, "treated"), (0, "control")):
-        sd = sds_from_sums(squares[arm], totals[arm], total_squares[arm])
-        sds[key] = rounding_to_zero(sd, largest)
-    sds["target"] = sds["treated" if target_arm == 1 else "control"]
+    means_by_arm = linear / totals[:, None]
+    squares, total_squares = data.reduce(_arm_squares, means=means_by_arm)
+    sds = {key: rounding_to_zero(sds_from_sums(squares[arm], totals[arm], total_squares[arm]), largest)
+           for arm, key in ((1, "treated"), (0, "control"))}
+    if estimand == "ATE":          # every arm weighted to the whole sample: its means, and its SDs about them
+        goal = linear.sum(axis=0) / totals.sum()
+        around = data.reduce(_arm_squares, means=np.array([goal, goal]))[0].sum(axis=0)
+        sds["target"] = rounding_to_zero(sds_from_sums(around, totals.sum(), total_squares.sum()), largest)
+        weighted = [int(a) for a in dict.fromkeys(np.concatenate(data.collect(_first_arm)))]
+    else:
+        target_arm = 1 if estimand == "ATT" else 0
+        goal, sds["target"], weighted = means_by_arm[target_arm], sds[ARM_LABELS[target_arm]], [1 - target_arm]
     sds["pooled"] = np.sqrt((sds["treated"] ** 2 + sds["control"] ** 2) / 2)
     std = std or "target"
     if std not in sds:
@@ -289,39 +299,61 @@ def _one_arm(ddf, treatment, covariates, estimand, delta, std, base_weights, fam
     scale = sds[std].copy()
     if raw:
         scale[len(covariates):] = 1.0
-    zero = [name for name, value in zip(names, scale) if not value > 0]
+    balanced = slice(0 if means else len(covariates), len(names))
+    zero = [name for name, value in zip(names[balanced], scale[balanced]) if not value > 0]
     if zero:
         raise InputError(f"balance columns {zero} have zero {std} SD, so their balance and SMDs are undefined")
-    goal = means[target_arm]
+    k = len(names[balanced])
     deltas = None if delta is None else np.concatenate([np.full(len(covariates), mean_delta or delta),
-                                                         np.full(len(basis_names), delta)])
-    arm = dict(arm=weighted_arm, goal=goal, scale=scale, total=totals[weighted_arm],
-               mean=totals[weighted_arm] / counts[weighted_arm])
+                                                         np.full(len(basis_names), delta)])[balanced]
     exact_entropy = family == "entropy_balance" and delta is None
-    block = partial(_dual_arm_block, delta=deltas, dispersion="entropy" if family == "entropy_balance" else
-                    "chi_square")
-    blocks = dask.persist(*[dask.delayed(block)(piece[0], **arm) for piece in arms])
-    sizes = DaskBlocks(blocks).collect(block_size)
-    index = dask.persist(*[dask.delayed(_arm_index)(piece[0], weighted_arm) for piece in arms])
-    group = "control" if weighted_arm == 0 else "treated"
+    block = partial(_dual_arm_block, goal=goal[balanced], scale=scale[balanced], delta=deltas, columns=balanced,
+                    dispersion="entropy" if family == "entropy_balance" else "chi_square")
     shown = slice(0, len(covariates)) if family == "kernel_sbw" else slice(None)
-    report = Report(names[shown], group, "mean", goal[shown], sds[std][shown], offset=goal[shown], std=std,
-                    columns=shown)
+    groups, targets = [], []
+    for arm in weighted:
+        label = ARM_LABELS[arm]
+        blocks = dask.persist(*[dask.delayed(block)(piece[0], arm=arm, total=totals[arm],
+                                                    mean=totals[arm] / counts[arm]) for piece in arms])
+        report = Report(names[shown], label, "mean", goal[shown], sds[std][shown], offset=goal[shown], std=std,
+                        columns=shown, arm=arm)
+        groups.append(Group(DaskBlocks(blocks, DaskBlocks(blocks).collect(block_size)), report, list(arms)))
+        prefix = "" if len(weighted) == 1 else f"{label}:"
+        targets += [f"balance:{prefix}{c}" for c in names[balanced]] + [f"sum{prefix and ':' + label}"]
+    layout = dask.persist(*[dask.delayed(_arm_layout)(piece[0], weighted) for piece in arms])
     if exact_entropy:
-        method, tolerances = CalibrationNewton(), np.append(scale, 1.0)
+        method, tolerances = CalibrationNewton(), np.append(scale[balanced], 1.0)
     else:
         method, tolerances = DualNewton(), np.append(deltas, 0.0)
-    parameters, columns = None, np.arange(len(names))
+    parameters = None
     if not exact_entropy:            # the tolerances' names, as in memory: kernel SBW's covariate means have their own
-        parameters = {"mean_delta": columns[:len(covariates)], "delta": columns[len(covariates):]} \
-            if family == "kernel_sbw" else {"delta": columns}
-    problem = PartitionedProblem(DaskBlocks(blocks, sizes), index, (None,) * (len(blocks) + 1), method,
-                                 np.append(np.zeros(len(names)), 1.0), tolerances,
-                                 [f"balance:{c}" for c in names] + ["sum"], report, family=family,
-                                 weight_scale="sums to 1", estimand=estimand, sample_weights=base_weights,
-                                 tolerances=parameters)
-    problem.balance_functions = PartitionedFunctions(list(arms), goal, weighted_arm)
+        columns = np.concatenate([np.arange(k) + g * (k + 1) for g in range(len(weighted))])
+        is_basis = np.tile(np.arange(k) >= len(names[balanced]) - len(basis_names), len(weighted))
+        parameters = {"mean_delta": columns[~is_basis], "delta": columns[is_basis]} \
+            if family == "kernel_sbw" and means else {"delta": columns}
+    problem = PartitionedProblem(groups, layout, (None,) * (len(arms) + 1), method,
+                                 np.tile(np.append(np.zeros(k), 1.0), len(weighted)),
+                                 np.tile(tolerances, len(weighted)), targets, family=family,
+                                 weight_scale="sums to 1" if len(weighted) == 1 else "sums to 1 within each arm",
+                                 estimand=estimand, sample_weights=base_weights, tolerances=parameters)
+    problem.balance_functions = PartitionedFunctions(list(arms), goal[balanced], balanced)
     return problem
+
+
+#: The label of each arm (treatment 0 / 1), as the balance table and the weight summary name its group.
+ARM_LABELS = ("control", "treated")
+
+
+def _first_arm(piece) -> np.ndarray:
+    return piece["a"][:1]
+
+
+def _arm_layout(piece, weighted) -> tuple:
+    """A partition's weighted units: their index (the weighted arm's rows, or every row when both arms are
+    weighted) and the positions among them of each weighted arm's rows (None for one arm)."""
+    if len(weighted) == 1:
+        return piece["index"][piece["a"] == weighted[0]], None
+    return piece["index"], [np.flatnonzero(piece["a"] == arm) for arm in weighted]
 
 
 def _arms(frame, treatment, covariates, base_weights, basis=None, expansion=None) -> tuple:
@@ -372,26 +404,24 @@ def _arm_squares(piece, means):
             np.array([d[arm] @ d[arm] for arm in arms]))
 
 
-def _arm_terms(piece, arm, goal, scale, total, delta=None):
-    """The weighted arm's rows of one partition, centred at the target means, with their base weights' shares q
-    = d / (the arm's total d) and its balance and normalization terms, as the in-memory builder makes them."""
+def _arm_terms(piece, arm, goal, scale, total, columns, delta=None):
+    """The weighted arm's rows of one partition, its balanced `columns` centred at the target means, with their base
+    weights' shares q = d / (the arm's total d) and its balance and normalization terms, as the in-memory builder
+    makes them."""
     rows = piece["a"] == arm
     share = piece["d"][rows] / total
     return share, [Normalize(1.0, name="sum"),
-                   Balance(piece["X"][rows] - goal, goal, delta=delta, scale=scale, offset=goal, name="balance")]
+                   Balance(piece["X"][rows][:, columns] - goal, goal, delta=delta, scale=scale, offset=goal,
+                           name="balance")]
 
 
-def _dual_arm_block(piece, arm, goal, scale, total, mean, delta, dispersion):
+def _dual_arm_block(piece, arm, goal, scale, total, mean, delta, columns, dispersion):
     """The dual Newton's block (rows, distance, lo, hi, memo) of one partition's weighted arm, as the in-memory
     builder makes it: SBW's dispersion sum (w - q)^2 / (d / mean d) with w >= 0, or entropy balancing's KL(w || q);
     sum w = 1, balance within delta."""
-    share, terms = _arm_terms(piece, arm, goal, scale, total, delta)
+    share, terms = _arm_terms(piece, arm, goal, scale, total, columns, delta)
     if dispersion == "entropy":
         return dual_block([Entropy(share, name="dispersion"), *terms], len(share))
     d = piece["d"][piece["a"] == arm]
     return dual_block([ChiSquare(share, d / mean, name="dispersion"), *terms, Bounds(lower=0.0, name="nonnegative")],
                       len(share))
-
-
-def _arm_index(piece, arm) -> pd.Index:
-    return piece["index"][piece["a"] == arm]
