@@ -90,6 +90,28 @@ def test_partitioned_calibration_with_tolerances_equals_the_in_memory_dual(clien
     pd.testing.assert_frame_equal(solution.balance, memory.balance, rtol=1e-8, atol=1e-8 * weights.abs().max())
 
 
+@pytest.mark.parametrize("tol", [None, 0.01])
+def test_constraints_with_coefficients_chunked_like_the_partitions(client, sample, tol):
+    """constraints= takes a dask array of coefficients chunked like the partitions: the in-memory weights, duals and
+    table, exact or within a tolerance; other chunks are refused."""
+    import dask.array as da
+
+    frame, margins, totals = sample
+    coefficients = np.where(frame["v2"] == frame["v2"].iloc[0], frame["x"], 0.0)
+    total = 1.02 * float(coefficients @ frame["d"])
+    arguments = dict(base_weights="d", margins=margins, distance="raking", tol=tol)
+    memory = cpz.calibrate(frame, constraints={"part": (coefficients, total)}, **arguments).solve()
+    data = partitioned(frame)
+    chunked = da.from_array(coefficients, chunks=((700, 0, 1600, 1700),))
+    solution = cpz.calibrate(data, constraints={"part": (chunked, total)}, **arguments).solve()
+    assert solution.status == "optimal" and solution.backend == memory.backend
+    np.testing.assert_allclose(solution.weights.compute(), memory.weights, rtol=1e-8)
+    pd.testing.assert_frame_equal(solution.balance, memory.balance, rtol=1e-8)
+    assert solution.duals.iloc[-1] == pytest.approx(memory.duals.iloc[-1], rel=1e-6)
+    with pytest.raises(InputError, match="must be the DataFrame's partitions"):
+        cpz.calibrate(data, constraints={"part": (chunked.rechunk(1000), total)}, **arguments)
+
+
 def test_compute_gives_the_in_memory_solution(client, sample):
     frame, margins, totals = sample
     solution = cpz.rake(partitioned(frame), margins=margins, base_weights="d")
@@ -125,7 +147,7 @@ def test_a_worker_lost_mid_solve_is_recomputed(client, sample):
 def test_what_a_dask_dataframe_cannot_take(client, sample):
     frame, margins, totals = sample
     data = partitioned(frame)
-    with pytest.raises(InputError, match="constraints= takes coefficient arrays"):
+    with pytest.raises(InputError, match="constraint 'c''s coefficients on a dask DataFrame must be a dask array"):
         cpz.calibrate(data, base_weights="d", margins=margins, constraints={"c": (np.ones(len(frame)), 1.0)})
     with pytest.raises(InputError, match="must be a column name"):
         cpz.calibrate(data, base_weights=frame["d"].to_numpy(), margins=margins)

@@ -48,25 +48,27 @@ from .totals import (calibration_bounds, calibration_terms, check_reachable, che
 
 
 def calibrate(ddf, base_weights, margins, totals, constraints, distance, bounds, weight_bounds, tol):
-    """`cpz.calibrate` on a dask DataFrame (see there), as a `PartitionedProblem`: margins and numeric totals,
-    linear / raking / logit distances, ratio and weight bounds, exact totals."""
+    """`cpz.calibrate` on a dask DataFrame (see there), as a `PartitionedProblem`: margins, numeric totals and
+    `constraints` whose coefficients are dask arrays chunked like the partitions, linear / raking / logit distances,
+    ratio and weight bounds, exact totals or within `tol`."""
     import dask
 
-    if constraints:
-        raise InputError("constraints= takes coefficient arrays, one per row, which a dask DataFrame's rows do not "
-                         "line up with; put the coefficients in a column and pass totals={column: total}")
     if not isinstance(base_weights, (str, type(None))):
         raise InputError("base_weights on a dask DataFrame must be a column name (or None for ones)")
-    margins, totals = dict(margins or {}), dict(totals or {})
-    if not margins and not totals:
-        raise InputError("give at least one target: margins= or totals=")
+    margins, totals, constraints = dict(margins or {}), dict(totals or {}), dict(constraints or {})
+    if not margins and not totals and not constraints:
+        raise InputError("give at least one target: margins=, totals= or constraints=")
     columns = list(margins) + list(totals) + ([base_weights] if base_weights else [])
     missing = [c for c in columns if c not in ddf.columns]
     if missing:
         raise InputError(f"columns {missing} are not in the data (it has {list(ddf.columns)[:20]})")
     ratio_bounds, weight_box = calibration_bounds(distance, bounds, weight_bounds)
-    coded = dask.persist(*[dask.delayed(_coded)(part, list(margins), list(totals), base_weights)
-                           for part in ddf.to_delayed()])
+    parts = ddf.to_delayed()
+    coefficients = [partition_rows(ddf, coef, f"constraint {name!r}'s coefficients")
+                    for name, (coef, total) in constraints.items()]
+    coded = dask.persist(*[dask.delayed(_coded)(part, list(margins), list(totals), base_weights,
+                                                [chunks[p] for chunks in coefficients], list(constraints))
+                           for p, part in enumerate(parts)])
     found = DaskBlocks([(piece,) for piece in coded]).collect(_level_counts)
     counts = {}
     for var in margins:
@@ -75,8 +77,8 @@ def calibrate(ddf, base_weights, margins, totals, constraints, distance, bounds,
             raise InputError(f"margin variable {var!r} has {missing_values} missing values")
         counts[var] = pd.concat([piece[var][0] for piece in found]).groupby(level=0, sort=False).sum()
     names, T, N, levels = margin_targets(counts, margins)
-    names += list(totals)
-    T += [float(v) for v in totals.values()]
+    names += list(totals) + [str(name) for name in constraints]
+    T += [float(v) for v in totals.values()] + [float(total) for coef, total in constraints.values()]
     T = np.asarray(T, dtype=float)
     finite(T, "population totals")
     check_target_names(names)
@@ -125,15 +127,18 @@ def _max_abs(X, d):
     return max_abs(X)
 
 
-def _coded(frame, margins, totals, base_weights) -> dict:
+def _coded(frame, margins, totals, base_weights, coefficients=(), constraints=()) -> dict:
     """One partition read once: each margin variable's level codes and levels (NaN coded -1), the numeric targets'
-    columns, the base weights and the index; everything later passes read, in place of the data."""
+    columns, then the `constraints`' `coefficients` (this partition's chunk of each), the base weights and the
+    index; everything later passes read, in place of the data."""
     coded = {}
     for var in margins:
         code, present = pd.factorize(frame[var])
         coded[var] = (code.astype(np.int32), present)
-    return {"codes": coded, "numeric": [numeric_matrix(frame, [col], "totals")[:, 0] for col in totals],
-            "d": check_base_weights(frame, base_weights), "index": frame.index}
+    numeric = [numeric_matrix(frame, [col], "totals")[:, 0] for col in totals]
+    numeric += [finite(np.asarray(coef, dtype=float).ravel(), f"constraint {name!r} coefficients")
+                for coef, name in zip(coefficients, constraints)]
+    return {"codes": coded, "numeric": numeric, "d": check_base_weights(frame, base_weights), "index": frame.index}
 
 
 def _level_counts(piece) -> dict:
@@ -220,14 +225,22 @@ def kernel_sbw(ddf, treatment, covariates, estimand, delta, delta_scale, std, me
 def user_basis(ddf, basis) -> tuple:
     """A dask array basis (one row per row of the DataFrame, chunked like its partitions) as `_balancing`'s
     (blocks, names, raw=False)."""
-    if not type(basis).__module__.startswith("dask.array") or basis.ndim not in (1, 2):
-        raise InputError("basis on a dask DataFrame must be a dask array with one row per row of the data")
-    basis = basis.reshape(-1, 1) if basis.ndim == 1 else basis.rechunk({1: -1})
+    chunks = partition_rows(ddf, basis, "basis")
+    width = 1 if basis.ndim == 1 else basis.shape[1]
+    return chunks, [f"basis{j + 1}" for j in range(width)], False
+
+
+def partition_rows(ddf, values, what) -> list:
+    """A dask array with one row per row of the DataFrame (a vector, or a matrix), chunked like its partitions,
+    as one Delayed chunk per partition (a matrix's columns in one chunk)."""
+    if not type(values).__module__.startswith("dask.array") or values.ndim not in (1, 2):
+        raise InputError(f"{what} on a dask DataFrame must be a dask array with one row per row of the data")
+    values = values.reshape(-1, 1) if values.ndim == 1 else values.rechunk({1: -1})
     lengths = tuple(ddf.map_partitions(len).compute())
-    if basis.chunks[0] != lengths:
-        raise InputError(f"the basis's row chunks {basis.chunks[0][:5]}... must be the DataFrame's partitions "
+    if values.chunks[0] != lengths:
+        raise InputError(f"{what}: the row chunks {values.chunks[0][:5]}... must be the DataFrame's partitions "
                          f"{lengths[:5]}... (e.g. build it from the DataFrame with to_dask_array(lengths=True))")
-    return basis.to_delayed().ravel(), [f"basis{j + 1}" for j in range(basis.shape[1])], False
+    return list(values.to_delayed().ravel())
 
 
 def _partition_index(frame) -> pd.Index:
