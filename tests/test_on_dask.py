@@ -194,8 +194,6 @@ def test_partitioned_entropy_balancing_equals_the_in_memory_one(client, estimand
     assert np.max(np.abs(tolerant.weights.compute() - exact.weights)) <= 1e-8 * exact.weights.max()
     with pytest.raises(InputError, match="delta on a dask DataFrame is one nonnegative number"):
         cpz.entropy_balance(partitioned(frame), **arguments, delta="auto")
-    with pytest.raises(InputError, match="estimand 'ATT', 'ATC' or 'ATE'"):
-        cpz.entropy_balance(partitioned(frame), treatment="A", covariates=["X1"], estimand="target")
     with pytest.raises(InputError, match="has no treated units"):
         cpz.entropy_balance(partitioned(frame.assign(A=0)), treatment="A", covariates=["X1"])
 
@@ -384,6 +382,24 @@ def test_the_ate_on_partitions_equals_the_in_memory_one(client, builder, options
         theirs = builder(frame, **arguments).path(delta=[0.1, 0.02, 0.005])
         pd.testing.assert_frame_equal(ours.table.drop(columns="solve_time"), theirs.table.drop(columns="solve_time"),
                                       rtol=1e-7)
+
+
+@pytest.mark.parametrize("builder, options", [(cpz.sbw, dict(delta=0.02)), (cpz.entropy_balance, {})])
+def test_every_row_weighted_to_a_target_on_partitions(client, builder, options):
+    """estimand="target" weights every row (no treatment) to the given means, as in memory."""
+    frame = cpz.datasets.kim2023(2000, seed=14).drop(columns="A")
+    frame["q"] = np.random.default_rng(14).uniform(0.5, 2.0, len(frame))
+    target = {"X1": 0.3, "X2": -0.2, "X3": 0.1}
+    arguments = dict(covariates=["X1", "X2", "X3"], estimand="target", target=target, base_weights="q", **options)
+    memory = builder(frame, **arguments).solve()
+    solution = builder(partitioned(frame), **arguments).solve()
+    assert solution.status == "optimal" and solution.backend == memory.backend
+    np.testing.assert_allclose(solution.weights.compute(), memory.weights, atol=1e-10 * memory.weights.max())
+    pd.testing.assert_frame_equal(solution.balance, memory.balance, rtol=1e-8, atol=1e-12)
+    with pytest.raises(InputError, match="target has no value for balance columns"):
+        builder(partitioned(frame), **{**arguments, "target": {"X1": 0.3}})
+    with pytest.raises(InputError, match='target= is used with estimand="target"'):
+        builder(partitioned(frame.assign(A=frame["X1"] > 0)), **{**arguments, "estimand": "ATT", "treatment": "A"})
 
 
 def test_partitioned_sbw_with_a_dask_array_basis(client):

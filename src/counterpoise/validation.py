@@ -159,6 +159,24 @@ def treatment_indicator(frame: pd.DataFrame, column, both_arms=True) -> np.ndarr
     return a
 
 
+def target_means(target, names) -> np.ndarray:
+    """The target means of estimand="target", one per balance column `names`, from a dict or Series by name or an
+    array in their order, checked."""
+    if target is None:
+        raise InputError('estimand="target" needs target= (a dict or Series of target means per balance column)')
+    if isinstance(target, (dict, pd.Series)):
+        missing = [c for c in names if c not in target]
+        if missing:
+            raise InputError(f"target has no value for balance columns {missing}")
+        values = np.array([float(target[c]) for c in names])
+    else:
+        values = np.asarray(target, dtype=float).ravel()
+        if len(values) != len(names):
+            raise InputError(f"target has {len(values)} values for {len(names)} balance columns {names}")
+    finite(values, "target")
+    return values
+
+
 def require_both_arms(treated, control, column):
     """Both arms must have units (`treated`, `control`: their counts)."""
     for count, arm, label in ((treated, 1, "treated"), (control, 0, "control")):

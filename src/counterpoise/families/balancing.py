@@ -27,7 +27,7 @@ from ..errors import InputError
 from ..problem import WeightingProblem
 from ..terms import Balance, Bounds, ChiSquare, Entropy, Normalize
 from ..validation import as_frame, base_weights as check_base_weights, columns_list, drop_constant, finite, integer
-from ..validation import is_dask_frame, numeric_matrix, one_of, treatment_indicator, validated
+from ..validation import is_dask_frame, numeric_matrix, one_of, target_means, treatment_indicator, validated
 from .on_dask import entropy_balance as entropy_balance_partitions, kernel_sbw as kernel_sbw_partitions
 from .on_dask import sbw as sbw_partitions
 
@@ -73,17 +73,16 @@ def sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02, delta
     delta="auto" chooses delta at the first solve by Wang & Zubizarreta's bootstrap over R sbw's grid (as sbw's
     bal_alg), delta="tightest" takes the smallest feasible delta; `counterpoise.tuning.BootstrapDelta(grid,
     samples, seed)` sets the grid and resamples. The choice is kept as `solution.tuning`. `data` may be a dask
-    DataFrame (estimand "ATT", "ATC" or "ATE", the covariates with their moments and interactions, a number delta in SD
+    DataFrame (any estimand, the covariates with their moments and interactions, a number delta in SD
     units, base weights a column, optionally a dask array `basis` chunked like the partitions): the problem is
     then built and solved on its partitions by the dual Newton (`families.on_dask`).
     """
     if is_dask_frame(data):
-        _no_target(target, "SBW")
         if isinstance(delta, str) or delta_scale != "sd":
             raise InputError("SBW on a dask DataFrame takes a number delta in SD units (delta='auto' and "
                              "'tightest' resample or re-solve in memory)")
         return sbw_partitions(data, treatment, covariates, estimand, delta, std, base_weights, basis, moments,
-                              interactions)
+                              interactions, target)
     frame = as_frame(data)
     delta, tuner = tuning.resolve(delta)
     block = _moment_block(frame, covariates, moments, interactions, basis, delta)
@@ -162,24 +161,19 @@ def entropy_balance(data, treatment=None, covariates=None, estimand="ATT", delta
     """Entropy balancing (Hainmueller 2012): minimize sum_i w_i log(w_i / q_i), q = base weights
     normalized within each arm, subject to exact balance B'w = target (or |B'w - target| <= delta s
     when `delta` is given) and sum w = 1 within each arm. Arguments as in `sbw`. `data` may be a dask DataFrame
-    (estimand "ATT", "ATC" or "ATE", exact balance of the covariates with their moments and interactions, base weights
+    (any estimand, exact balance (or within delta) of the covariates with their moments and interactions, base weights
     a column): the problem is then built and solved on its partitions (`families.on_dask`).
     """
     if is_dask_frame(data):
-        _no_target(target, "entropy balancing", basis)
+        if basis is not None:
+            raise InputError("entropy balancing on a dask DataFrame balances the covariates, their moments and "
+                             "interactions (a dask array basis is SBW's)")
         return entropy_balance_partitions(data, treatment, covariates, estimand, delta, std, base_weights, moments,
-                                          interactions)
+                                          interactions, target)
     frame = as_frame(data)
     block = _moment_block(frame, covariates, moments, interactions, basis, delta)
     return _balancing_problem(frame, treatment, estimand, [block], block, "entropy", "entropy_balance",
                               delta_scale=delta_scale, std=std, target=target, base_weights=base_weights)
-
-
-def _no_target(target, method, basis=None):
-    if target is not None or basis is not None:
-        raise InputError(f"{method} on a dask DataFrame weights the arms to each other or to the whole sample (no "
-                         "target=) on the covariates, their moments and interactions (SBW also takes a dask array "
-                         "basis)")
 
 
 def _moment_block(frame, covariates, moments, interactions, basis, delta) -> Block:
@@ -228,22 +222,6 @@ def _arms(frame, treatment, estimand):
     return np.ones(n, bool), np.where(a == 1, "treated", "control").astype(object), np.ones(n, bool), a
 
 
-def _user_target(target, names):
-    if target is None:
-        raise InputError('estimand="target" needs target= (a dict or Series of target means per balance column)')
-    if isinstance(target, (dict, pd.Series)):
-        missing = [c for c in names if c not in target]
-        if missing:
-            raise InputError(f"target has no value for balance columns {missing}")
-        values = np.array([float(target[c]) for c in names])
-    else:
-        values = np.asarray(target, dtype=float).ravel()
-        if len(values) != len(names):
-            raise InputError(f"target has {len(values)} values for {len(names)} balance columns {names}")
-    finite(values, "target")
-    return values
-
-
 def _balancing_problem(frame, treatment, estimand, blocks, report, dispersion, family, *, delta_scale, std, target,
                        base_weights, own_matrix=None):
     """Assemble dispersion + per-arm normalization + per-arm balance blocks (+ w >= 0 for chi-square).
@@ -264,7 +242,7 @@ def _balancing_problem(frame, treatment, estimand, blocks, report, dispersion, f
     def summary(block, with_sds=True):
         """Fixed SDs (when needed: they cost passes over B) and target values of the block's columns."""
         sds = smd_denominators(block.B, treatment=a, target_rows=target_rows, base_weights=d_all) if with_sds else None
-        goal = _user_target(target, block.names) if estimand == "target" else _weighted_mean(block.B, d_all, target_rows)
+        goal = target_means(target, block.names) if estimand == "target" else _weighted_mean(block.B, d_all, target_rows)
         return sds, goal
 
     mean_d = _group_total(d, groups) / pd.Series(groups).groupby(groups).transform("size").to_numpy()

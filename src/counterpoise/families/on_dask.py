@@ -41,7 +41,7 @@ from ..errors import InputError
 from ..partitioned import CalibrationNewton, DualNewton, Group, PartitionedProblem, Report
 from ..terms import Balance, Bounds, ChiSquare, Entropy, Normalize
 from ..validation import (base_weights as check_base_weights, columns_list, constant_columns_dropped, finite,
-                          numeric_matrix, require_both_arms, treatment_indicator)
+                          is_dask_array, numeric_matrix, require_both_arms, target_means, treatment_indicator)
 from .totals import (calibration_bounds, calibration_terms, check_reachable, check_target_names,
                      independent_targets_of, margin_targets, negative_weights_note, system_matrix, target_scales,
                      warn_unless_nonnegative_reach)
@@ -172,12 +172,14 @@ def _layout(piece) -> tuple:
     return piece["index"], None
 
 
-def entropy_balance(ddf, treatment, covariates, estimand, delta, std, base_weights, moments=1, interactions=False):
+def entropy_balance(ddf, treatment, covariates, estimand, delta, std, base_weights, moments=1, interactions=False,
+                    target=None):
     """`cpz.entropy_balance` on a dask DataFrame (see there), as a `PartitionedProblem`: the controls weighted to
-    the treated means (ATT), the reverse (ATC), or both arms to the whole sample's (ATE); exact balance of the covariates' means, the
-    SMDs' fixed SDs as in memory (`std`: "target", "treated", "control" or "pooled")."""
+    the treated means (ATT), the reverse (ATC), both arms to the whole sample's (ATE), or every row to `target`;
+    exact balance of the covariates' means (or within delta), the SMDs' fixed SDs as in memory (`std`: "target",
+    "treated", "control" or "pooled")."""
     return _balancing(ddf, treatment, covariates, estimand, None if delta is None else _tolerance(delta), std,
-                    base_weights, "entropy_balance", moments=moments, interactions=interactions)
+                      base_weights, "entropy_balance", moments=moments, interactions=interactions, target=target)
 
 
 def _tolerance(delta) -> float:
@@ -192,14 +194,15 @@ def _tolerance(delta) -> float:
     return value
 
 
-def sbw(ddf, treatment, covariates, estimand, delta, std, base_weights, basis=None, moments=1, interactions=False):
+def sbw(ddf, treatment, covariates, estimand, delta, std, base_weights, basis=None, moments=1, interactions=False,
+        target=None):
     """`cpz.sbw` on a dask DataFrame (see there), as a `PartitionedProblem` solved by the dual Newton on the
     partitions: the weighted arms (one for an ATT or ATC, both for an ATE), the covariates' means (and a dask array `basis`'s columns) within
     delta target SDs (`std`)."""
     delta = _tolerance(delta)
     extra = None if basis is None else user_basis(ddf, basis)
     return _balancing(ddf, treatment, covariates, estimand, delta, std, base_weights, "sbw", basis=extra,
-                      mean_delta=delta, moments=moments, interactions=interactions)
+                      mean_delta=delta, moments=moments, interactions=interactions, target=target)
 
 
 def kernel_sbw(ddf, treatment, covariates, estimand, delta, delta_scale, std, mean_delta, base_weights,
@@ -233,7 +236,7 @@ def user_basis(ddf, basis) -> tuple:
 def partition_rows(ddf, values, what) -> list:
     """A dask array with one row per row of the DataFrame (a vector, or a matrix), chunked like its partitions,
     as one Delayed chunk per partition (a matrix's columns in one chunk)."""
-    if not type(values).__module__.startswith("dask.array") or values.ndim not in (1, 2):
+    if not is_dask_array(values) or values.ndim not in (1, 2):
         raise InputError(f"{what} on a dask DataFrame must be a dask array with one row per row of the data")
     values = values.reshape(-1, 1) if values.ndim == 1 else values.rechunk({1: -1})
     lengths = tuple(ddf.map_partitions(len).compute())
@@ -248,11 +251,12 @@ def _partition_index(frame) -> pd.Index:
 
 
 def _balancing(ddf, treatment, covariates, estimand, delta, std, base_weights, family, basis=None, mean_delta=None,
-               moments=1, interactions=False, means=True):
+               moments=1, interactions=False, means=True, target=None):
     """The balancing problem of a dask DataFrame: the arms' means and SDs from sums over the partitions, then per
     partition each weighted arm's block of the dual Newton (stopped by survey's rule for exact entropy balancing,
     by the duality gap for tolerances). One weighted arm for an ATT or ATC (weighted to the other arm's means);
-    both for an ATE, each weighted to the whole sample's means, as two groups in the arms' order of first appearance.
+    both for an ATE, each weighted to the whole sample's means, as two groups in the arms' order of first appearance;
+    every row (group "sample", no treatment needed) for estimand "target", weighted to the means `target`.
     `basis`: (one block per partition, its column names, whether its tolerance is raw rather than in SDs), balanced
     within delta after the covariates, which then get mean_delta (unless `means` is False: the basis alone is
     balanced, and the table shows the covariates); the balance table shows the covariates (and, for SBW, the basis:
@@ -261,13 +265,14 @@ def _balancing(ddf, treatment, covariates, estimand, delta, std, base_weights, f
     with a warning."""
     import dask
 
-    if estimand not in ("ATT", "ATC", "ATE"):
-        raise InputError(f"{family} on a dask DataFrame weights the arms to each other or to the whole sample "
-                         f"(estimand 'ATT', 'ATC' or 'ATE'), not {estimand!r}")
+    if target is not None and estimand != "target":
+        raise InputError(f'target= is used with estimand="target"; this problem\'s estimand is {estimand!r}')
+    treatment = None if estimand == "target" else treatment
     if not isinstance(base_weights, (str, type(None))):
         raise InputError("base_weights on a dask DataFrame must be a column name (or None for ones)")
     covariates = columns_list(covariates, "covariates")
-    missing = [c for c in [treatment, *covariates, *([base_weights] if base_weights else [])] if c not in ddf.columns]
+    missing = [c for c in [*([treatment] if treatment else []), *covariates, *([base_weights] if base_weights else [])]
+               if c not in ddf.columns]
     if missing:
         raise InputError(f"columns {missing} are not in the data (it has {list(ddf.columns)[:20]})")
     parts = ddf.to_delayed()
@@ -292,12 +297,16 @@ def _balancing(ddf, treatment, covariates, estimand, delta, std, base_weights, f
     covariates = [name for name in names if name not in basis_names]
     data = DaskBlocks(arms)
     counts, totals, linear = data.reduce(_arm_sums)
-    require_both_arms(counts[1], counts[0], treatment)
-    means_by_arm = linear / totals[:, None]
+    if estimand != "target":
+        require_both_arms(counts[1], counts[0], treatment)
+    means_by_arm = linear / np.maximum(totals, 1e-300)[:, None]
     squares, total_squares = data.reduce(_arm_squares, means=means_by_arm)
     sds = {key: rounding_to_zero(sds_from_sums(squares[arm], totals[arm], total_squares[arm]), largest)
-           for arm, key in ((1, "treated"), (0, "control"))}
-    if estimand == "ATE":          # every arm weighted to the whole sample: its means, and its SDs about them
+           for arm, key in ((1, "treated"), (0, "control")) if counts[arm]}
+    labels = dict(enumerate(ARM_LABELS))
+    if estimand == "target":       # every row is in arm 1: the sample, its SDs the target's
+        goal, sds, weighted, labels = target_means(target, names), {"target": sds["treated"]}, [1], {1: "sample"}
+    elif estimand == "ATE":          # every arm weighted to the whole sample: its means, and its SDs about them
         goal = linear.sum(axis=0) / totals.sum()
         around = data.reduce(_arm_squares, means=np.array([goal, goal]))[0].sum(axis=0)
         sds["target"] = rounding_to_zero(sds_from_sums(around, totals.sum(), total_squares.sum()), largest)
@@ -305,7 +314,8 @@ def _balancing(ddf, treatment, covariates, estimand, delta, std, base_weights, f
     else:
         target_arm = 1 if estimand == "ATT" else 0
         goal, sds["target"], weighted = means_by_arm[target_arm], sds[ARM_LABELS[target_arm]], [1 - target_arm]
-    sds["pooled"] = np.sqrt((sds["treated"] ** 2 + sds["control"] ** 2) / 2)
+    if estimand != "target":
+        sds["pooled"] = np.sqrt((sds["treated"] ** 2 + sds["control"] ** 2) / 2)
     std = std or "target"
     if std not in sds:
         raise InputError(f"std={std!r} is not available here; choose from {sorted(sds)}")
@@ -325,7 +335,7 @@ def _balancing(ddf, treatment, covariates, estimand, delta, std, base_weights, f
     shown = slice(0, len(covariates)) if family == "kernel_sbw" else slice(None)
     groups, targets = [], []
     for arm in weighted:
-        label = ARM_LABELS[arm]
+        label = labels[arm]
         blocks = dask.persist(*[dask.delayed(block)(piece[0], arm=arm, total=totals[arm],
                                                     mean=totals[arm] / counts[arm]) for piece in arms])
         report = Report(names[shown], label, "mean", goal[shown], sds[std][shown], offset=goal[shown], std=std,
@@ -349,7 +359,8 @@ def _balancing(ddf, treatment, covariates, estimand, delta, std, base_weights, f
                                  np.tile(tolerances, len(weighted)), targets, family=family,
                                  weight_scale="sums to 1" if len(weighted) == 1 else "sums to 1 within each arm",
                                  estimand=estimand, sample_weights=base_weights, tolerances=parameters)
-    problem.balance_functions = PartitionedFunctions(list(arms), goal[balanced], balanced)
+    if estimand != "target":
+        problem.balance_functions = PartitionedFunctions(list(arms), goal[balanced], balanced)
     return problem
 
 
@@ -370,10 +381,12 @@ def _arm_layout(piece, weighted) -> tuple:
 
 
 def _arms(frame, treatment, covariates, base_weights, basis=None, expansion=None) -> tuple:
-    """One partition read once, as a block of one argument: {treatment (0/1), balance columns (the covariates
-    with their `expansion`, then its rows of the `basis`, if any), base weights, index}."""
+    """One partition read once, as a block of one argument: {treatment (0/1; 1 for every row without a
+    treatment), balance columns (the covariates with their `expansion`, then its rows of the `basis`, if any), base
+    weights, index}."""
     X = _expanded(numeric_matrix(frame, covariates, "covariates"), covariates, **(expansion or {}))[0]
-    return ({"a": treatment_indicator(frame, treatment, both_arms=False),
+    a = np.ones(len(frame), dtype=int) if treatment is None else treatment_indicator(frame, treatment, both_arms=False)
+    return ({"a": a,
              "X": X if basis is None else np.hstack([X, basis]), "d": check_base_weights(frame, base_weights),
              "index": frame.index},)
 
