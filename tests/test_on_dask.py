@@ -224,8 +224,29 @@ def test_effect_estimates_on_partitions_equal_the_in_memory_ones(client):
     ours = cpz.estimate.att(partitioned(frame), "A", "Y", on_partitions, augmented=True)
     assert ours.augmented and ours.estimate == pytest.approx(corrected.estimate, rel=1e-6)
     assert ours.std_error == pytest.approx(corrected.std_error, rel=1e-6)
-    with pytest.raises(InputError, match="use se='balancing' or 'fixed'"):
-        cpz.estimate.att(data, "A", "Y", cpz.entropy_balance(data, **arguments).solve(), se="bootstrap")
+
+
+@pytest.mark.parametrize("builder, options, estimate, augmented", [
+    (cpz.sbw, dict(delta=0.05, base_weights="q"), cpz.estimate.att, False),
+    (cpz.entropy_balance, dict(estimand="ATE"), cpz.estimate.ate, True),
+    (cpz.kernel_sbw, dict(m=40, l=30, s=15, delta=0.1), cpz.estimate.att, False)])
+def test_the_bootstrap_on_partitions_has_the_in_memory_resamples(client, builder, options, estimate, augmented):
+    """se="bootstrap" with a seed: the same resamples (drawn by position, labelled as the in-memory resample, so the
+    kernel's landmarks are the same), the weights re-solved on the partitions: the in-memory SE and interval."""
+    frame = cpz.datasets.kim2023(1200, seed=15)
+    frame["q"] = np.random.default_rng(15).uniform(0.5, 2.0, len(frame))
+    arguments = dict(treatment="A", covariates=["X1", "X2", "X3", "X4"], **options)
+    bootstrap = dict(se="bootstrap", n_boot=4, seed=3, augmented=augmented)
+    memory = estimate(frame, "A", "Y", builder(frame, **arguments).solve(), **bootstrap)
+    data = partitioned(frame)
+    ours = estimate(data, "A", "Y", builder(data, **arguments).solve(), **bootstrap)
+    assert ours.method == "bootstrap" and ours.n_failed_replicates == memory.n_failed_replicates == 0
+    for field in ("estimate", "std_error", "ci_lower", "ci_upper", "ess_treated", "ess_control"):
+        assert getattr(ours, field) == pytest.approx(getattr(memory, field), rel=1e-8), field
+    basis = data[["X1"]].to_dask_array(lengths=True)
+    with pytest.raises(InputError, match=r"cannot rebuild on new data: \['basis'\]"):
+        cpz.estimate.att(data, "A", "Y", cpz.sbw(data, treatment="A", covariates=["X1"], basis=basis).solve(),
+                         se="bootstrap", n_boot=2)
 
 
 def test_a_computed_solution_estimates_in_memory_as_the_in_memory_solve(client):

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
+from .validation import is_dask_array
 
 
 @dataclass(frozen=True)
@@ -62,4 +63,6 @@ def _row_tied(value, n):
         return any(_row_tied(v, n) for v in value.values())
     if isinstance(value, tuple):
         return any(_row_tied(v, n) for v in value)
+    if is_dask_array(value):
+        return True                       # a basis or coefficients chunked like the original partitions
     return isinstance(value, (np.ndarray, pd.Series, pd.DataFrame, list)) and len(value) == n and np.ndim(value) >= 1

@@ -16,7 +16,9 @@ variance the balancing SE is; equal to the plain contrast at exact balance.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -249,9 +251,24 @@ def _augmented_point(estimand, covariates, sample_weights):
 
 
 def _bootstrap(data, t, y, weights, arm_weights, n_boot, seed, progress, point=None) -> tuple[np.ndarray, int]:
-    """Stratified bootstrap: resample rows with replacement within each arm, re-solve the weighting problem on the
-    resample (`weights.problem.rebuild(data_b).solve()`), recompute the contrast (or `point`, the augmented
-    estimate, on the resample). Returns (estimates, n_failed)."""
+    """Stratified bootstrap in memory: resample rows with replacement within each arm, re-solve the weighting
+    problem on the resample (`weights.problem.rebuild(data_b).solve()`), recompute the contrast (or `point`, the
+    augmented estimate, on the resample). Returns (estimates, n_failed)."""
+    def estimate(rows, solution, data_b):
+        y_b, t_b = y[rows], t[rows]
+        w_t, w_c = arm_weights(_weight_series(solution), data_b.index, t_b, rows)
+        return (_contrast(y_b[t_b], w_t, y_b[~t_b], w_c)[0] if point is None
+                else point(data_b, t_b, y_b, w_t, w_c, solution, rows))
+
+    return _replicates(data, t, weights, lambda rows: data.iloc[rows].reset_index(drop=True), estimate, n_boot,
+                       seed, progress)
+
+
+def _replicates(data, t, weights, resample, estimate, n_boot, seed, progress) -> tuple[np.ndarray, int]:
+    """The stratified bootstrap's replicate estimates: for each of `n_boot` draws of rows with replacement within
+    each arm (positions, treated first, from `numpy.random.default_rng(seed)`), the weighting problem rebuilt and
+    solved on `resample(rows)` and `estimate(rows, solution, data_b)` of it; replicates whose solve fails are
+    dropped and counted (more than 10% failing raises). Returns (estimates, n_failed)."""
     problem = getattr(weights, "problem", None)
     if not callable(getattr(problem, "rebuild", None)):
         raise InputError("se='bootstrap' needs weights from a counterpoise Solution (with .problem.rebuild) so that "
@@ -262,16 +279,13 @@ def _bootstrap(data, t, y, weights, arm_weights, n_boot, seed, progress, point=N
     estimates, failures = [], []
     for _ in bar(range(int(n_boot)), "bootstrap", progress):
         rows = np.concatenate([rng.choice(arm, size=arm.size, replace=True) for arm in arms])
-        data_b = data.iloc[rows].reset_index(drop=True)
+        data_b = resample(rows)
         try:
             solution = problem.rebuild(data_b).solve()
         except CounterpoiseError as exc:
             failures.append(exc)
             continue
-        y_b, t_b = y[rows], t[rows]
-        w_t, w_c = arm_weights(_weight_series(solution), data_b.index, t_b, rows)
-        estimates.append(_contrast(y_b[t_b], w_t, y_b[~t_b], w_c)[0] if point is None
-                         else point(data_b, t_b, y_b, w_t, w_c, solution, rows))
+        estimates.append(estimate(rows, solution, data_b))
     if len(failures) > _MAX_FAILED_SHARE * n_boot or len(estimates) < 2:
         raise SolverError(f"{len(failures)} of {n_boot} bootstrap replicates failed to solve (more than "
                           f"{_MAX_FAILED_SHARE:.0%}); last error: {failures[-1]}")
@@ -293,7 +307,7 @@ def _one_arm(estimand, data, treatment, outcome, weights, sample_weights, se, le
     """ATT (controls weighted to the treated) or ATC (treated weighted to the controls)."""
     if is_dask_frame(data):
         return _on_partitions(estimand, data, treatment, outcome, weights, sample_weights, se, level, covariates,
-                              augmented)
+                              augmented, n_boot, seed, progress)
     if sample_weights is None:
         sample_weights = _solution_estimand(weights, estimand)
     else:
@@ -315,21 +329,23 @@ def _one_arm(estimand, data, treatment, outcome, weights, sample_weights, se, le
 
 
 def _on_partitions(estimand, data, treatment, outcome, weights, sample_weights, se, level, covariates,
-                   augmented) -> Estimate:
+                   augmented, n_boot=200, seed=0, progress=None) -> Estimate:
     """att / atc / ate on a dask DataFrame, with weights from a problem built on it (its `Solution`, or a dask
     Series with the same partitions): the arms' sums over the partitions in two passes (the Hajek means, then the
     squared deviations), and the fixed-weight linearization. For the balancing SE the first pass also sums each
     arm's weighted regression of the outcome on the balance functions (its normal equations) and the population's
     sums of the functions, the second the squares of the residuals (`balancing_se`'s variances); the augmented
-    estimate is the population's mean of the regressions' contrast."""
+    estimate is the population's mean of the regressions' contrast. se="bootstrap": the in-memory bootstrap's
+    resamples (`_bootstrap_on_partitions`)."""
     if covariates is not None:
         raise InputError("covariates= reads columns in memory; on a dask DataFrame the balancing SE uses the "
                          "functions the solution balanced")
     se = _se_method(se, weights, None)
-    if se == "bootstrap":
-        raise InputError("se='bootstrap' re-solves the weights on resamples of the rows in memory; on a dask "
-                         "DataFrame use se='balancing' or 'fixed'")
     _check_augmented(se, augmented)
+    if se == "bootstrap":
+        point = partial(_on_partitions, estimand, treatment=treatment, outcome=outcome, sample_weights=sample_weights,
+                        se="balancing" if augmented else "fixed", level=level, covariates=None, augmented=augmented)
+        return _bootstrap_on_partitions(data, treatment, weights, point, n_boot, seed, progress)
     recorded = _solution_estimand(weights, estimand)
     sample_weights = recorded if sample_weights is None else sample_weights
     series = getattr(weights, "weights", weights)
@@ -373,6 +389,46 @@ def _on_partitions(estimand, data, treatment, outcome, weights, sample_weights, 
                     ci_upper=estimate + z * std_error, level=level, method=se, n_treated=int(counts[1]),
                     n_control=int(counts[0]), ess_treated=float(mass[1] ** 2 / squares[1]),
                     ess_control=float(mass[0] ** 2 / squares[0]), augmented=bool(augmented))
+
+
+def _bootstrap_on_partitions(data, treatment, weights, point, n_boot, seed, progress) -> Estimate:
+    """The stratified bootstrap of a dask DataFrame, with the in-memory bootstrap's resamples (`_replicates`: the
+    rows drawn from `default_rng(seed)` by their positions, so the treatment column comes to the client): each
+    resample is built on the partitions, every partition repeating its own drawn rows, labelled by their positions
+    in the in-memory resample (as its reset index: the kernel's landmarks, drawn by label, are the same), and the
+    problem is rebuilt and solved on it; `point(data_b, weights=solution)` is the estimate of a replicate. The
+    point estimate and the arms' sizes are those of the full data."""
+    full = point(data, weights=weights)
+    t = treatment_indicator(data[[treatment]].compute(), treatment) == 1
+    lengths = np.asarray(data.map_partitions(len).compute())
+    replicates, failed = _replicates(data, t, weights, partial(_resampled_partitions, data, lengths),
+                                     lambda rows, solution, data_b: point(data_b, weights=solution).estimate, n_boot,
+                                     seed, progress)
+    lower, upper = np.quantile(replicates, [(1 - full.level) / 2, (1 + full.level) / 2])
+    return dataclasses.replace(full, std_error=float(np.std(replicates, ddof=1)), ci_lower=float(lower),
+                               ci_upper=float(upper), method="bootstrap", n_failed_replicates=failed)
+
+
+def _resampled_partitions(data, lengths, rows):
+    """The resample data.iloc[rows].reset_index(drop=True) as a dask DataFrame with data's partitions: partition p
+    holds the draws of its own rows, labelled by the draws' positions j (in order of j)."""
+    import dask
+
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    order = np.argsort(rows, kind="stable")
+    cuts = np.searchsorted(rows[order], offsets)
+    draws = [np.sort(order[cuts[p]: cuts[p + 1]]) for p in range(len(lengths))]
+    plan = dask.delayed([(rows[drawn] - offsets[p], drawn) for p, drawn in enumerate(draws)], traverse=False)
+    return data.map_partitions(_drawn_rows, plan, meta=data._meta.reset_index(drop=True), clear_divisions=True,
+                               align_dataframes=False)
+
+
+def _drawn_rows(frame, plan, partition_info=None) -> pd.DataFrame:
+    """A partition's drawn rows (`plan`: per partition, the positions of its draws and their labels)."""
+    positions, labels = plan[partition_info["number"]]
+    drawn = frame.iloc[positions]
+    drawn.index = pd.Index(labels)
+    return drawn
 
 
 def _regressions(estimand, grams, products, population, totals) -> tuple:
@@ -461,8 +517,9 @@ def att(data, treatment, outcome, weights, sample_weights=None, se=None, level=0
     `weights.problem.rebuild(data_b)`; SE = SD of the replicate estimates (ddof=1), percentile interval.
     Replicates whose solve raises a counterpoise error are dropped and counted; more than 10% failing raises
     SolverError. `progress`: a progress bar over the replicates (None: when stderr is a terminal). On a dask
-    DataFrame (with the solution of a problem built on it): se="balancing" (the default) or "fixed", in two
-    passes over the partitions.
+    DataFrame (with the solution of a problem built on it): se="balancing" (the default) or "fixed" in two passes
+    over the partitions, or the bootstrap with the in-memory resamples, each built and solved on the partitions
+    (the treatment column comes to the client to draw them).
 
     augmented=True: the bias-corrected ATT, the treated's mean residual off the controls' weighted regression of
     the outcome on the balance functions, ATT + (sum_control v_i f_i - sum_treated s_i f_i)' beta0: the residual
@@ -493,12 +550,12 @@ def ate(data, treatment, outcome, weights, se=None, level=0.95, n_boot=200, seed
     `att`: balancing (the default for a balancing Solution), fixed weights, or the stratified bootstrap that
     re-estimates the weights; the balancing SE averages the effect over the sample weights the problem was built
     with (uniform by default). augmented=True: the bias-corrected ATE, sum_i u_i (m1(x_i) - m0(x_i)) with m1, m0
-    the arms' weighted regressions of the outcome on the balance functions and u those sample weights. On a dask
-    DataFrame (with the solution of a problem built on it): se="balancing" (the default) or "fixed", in two passes
-    over the partitions.
+    the arms' weighted regressions of the outcome on the balance functions and u those sample weights. A dask
+    DataFrame (with the solution of a problem built on it) takes every SE, as in `att`.
     """
     if is_dask_frame(data):
-        return _on_partitions("ATE", data, treatment, outcome, weights, None, se, level, covariates, augmented)
+        return _on_partitions("ATE", data, treatment, outcome, weights, None, se, level, covariates, augmented, n_boot,
+                              seed, progress)
     recorded = _solution_estimand(weights, "ATE")
 
     def arm_weights(series, index, t, rows):

@@ -258,6 +258,17 @@ class PartitionedProblem:
             self.set(**{key: before})
         return Path(parameter=key, values=list(values), solutions=solutions)
 
+    def rebuild(self, data) -> "PartitionedProblem":
+        """The same family with the same arguments on another dask DataFrame (the bootstrap uses this)."""
+        return self.call.on(data)
+
+    def add(self, term):
+        """Refused: a term holds its arrays (a matrix of the units' rows, per-unit bounds) in memory, and the problem on
+        partitions builds its blocks from the builder's terms only."""
+        raise InputError(f"add() puts a term whose arrays are in memory into the problem; this one's units are on dask "
+                         f"partitions, so {getattr(term, 'name', term)!r} cannot join it. Build the problem on the "
+                         "data in memory (ddf.compute()) to add your own terms")
+
     def check(self, *args, **options):
         """Refused: the check solves the problem with cvxpy as well, which needs every row in memory. Check the
         engine on a sample in memory instead: the same builder on `ddf.sample(frac=..., random_state=seed).compute()`,

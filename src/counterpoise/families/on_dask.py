@@ -310,7 +310,7 @@ def _balancing(ddf, treatment, covariates, estimand, delta, std, base_weights, f
         goal = linear.sum(axis=0) / totals.sum()
         around = data.reduce(_arm_squares, means=np.array([goal, goal]))[0].sum(axis=0)
         sds["target"] = rounding_to_zero(sds_from_sums(around, totals.sum(), total_squares.sum()), largest)
-        weighted = [int(a) for a in dict.fromkeys(np.concatenate(data.collect(_first_arm)))]
+        weighted = [int(a) for a in dict.fromkeys(np.concatenate(data.collect(_arms_in_order)))]
     else:
         target_arm = 1 if estimand == "ATT" else 0
         goal, sds["target"], weighted = means_by_arm[target_arm], sds[ARM_LABELS[target_arm]], [1 - target_arm]
@@ -368,8 +368,9 @@ def _balancing(ddf, treatment, covariates, estimand, delta, std, base_weights, f
 ARM_LABELS = ("control", "treated")
 
 
-def _first_arm(piece) -> np.ndarray:
-    return piece["a"][:1]
+def _arms_in_order(piece) -> np.ndarray:
+    """The arms of a partition's rows in order of first appearance."""
+    return pd.unique(piece["a"])
 
 
 def _arm_layout(piece, weighted) -> tuple:
