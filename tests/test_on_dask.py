@@ -327,8 +327,23 @@ def test_partitioned_sbw_infeasibility_is_certified(client):
     frame.loc[frame["A"] == 1, "X4"] += 10.0            # the treated's X4 mean beyond every control's X4
     with pytest.raises(cpz.InfeasibleError, match="the dual's ray certifies it"):
         cpz.sbw(partitioned(frame), treatment="A", covariates=["X1", "X4"], delta=0.01).solve()
-    with pytest.raises(InputError, match="a number delta in SD units"):
-        cpz.sbw(partitioned(frame), treatment="A", covariates=["X1"], delta="auto")
+    with pytest.raises(InputError, match="delta='tightest' solves a linear program over every row at once"):
+        cpz.sbw(partitioned(frame), treatment="A", covariates=["X1"], delta="tightest")
+
+
+@pytest.mark.parametrize("builder, options", [(cpz.sbw, dict(moments=2)), (cpz.sbw, dict(estimand="ATE")),
+                                              (cpz.kernel_sbw, dict(m=40, l=30, s=15))])
+def test_delta_auto_on_partitions_is_the_in_memory_choice(client, builder, options):
+    """delta="auto" (Wang & Zubizarreta's bootstrap) with a seed: the resamples drawn on the client as in memory,
+    their sums made on the partitions; the same curve, choice and weights."""
+    frame = cpz.datasets.kim2023(1500, overlap="weak", seed=16)
+    tuner = cpz.tuning.BootstrapDelta(grid=(0.002, 0.01, 0.05, 0.2), samples=25, seed=4)
+    arguments = dict(treatment="A", covariates=["X1", "X2", "X3", "X4"], delta=tuner, **options)
+    memory = builder(frame, **arguments).solve()
+    solution = builder(partitioned(frame), **arguments).solve()
+    assert solution.tuning.delta == memory.tuning.delta and solution.tuning.status == memory.tuning.status
+    np.testing.assert_allclose(solution.tuning.statistic, memory.tuning.statistic, rtol=1e-8)
+    assert np.max(np.abs(solution.weights.compute() - memory.weights)) <= 1e-8 * memory.weights.max()
 
 
 @pytest.mark.parametrize("construction", ["rank_restricted", "landmark_eigenvectors"])

@@ -207,8 +207,20 @@ def resampled_imbalance(counts, weights, A) -> np.ndarray:
 
         mean_j | sum_i c_i w_i A_ij / sum_i c_i w_i |,     A the units' balance columns, centred and scaled,
 
-    as a (resamples x weight vectors) array (NaN where a resample holds no weight). The sums run over blocks of
-    units, every weight vector on a block while it is in cache, so A is read once, not once per weight vector."""
+    as a (resamples x weight vectors) array (NaN where a resample holds no weight)."""
+    return imbalance_of(*resampled_sums(counts, weights, A))
+
+
+def imbalance_of(sums, mass) -> np.ndarray:
+    """`resampled_imbalance` from its sums over the units (`resampled_sums`, added over row blocks)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.abs(sums / mass[:, :, None]).mean(axis=2).T
+
+
+def resampled_sums(counts, weights, A) -> tuple:
+    """(sum_i c_i w_i A_ij per weight vector, resample and column; sum_i c_i w_i per weight vector and resample):
+    the sums of `resampled_imbalance`, which add over blocks of units. They run over blocks of units, every weight
+    vector on a block while it is in cache, so A is read once, not once per weight vector."""
     n, k = A.shape
     sums = np.zeros((len(weights), len(counts), k))
     mass = np.zeros((len(weights), len(counts)))
@@ -220,8 +232,7 @@ def resampled_imbalance(counts, weights, A) -> np.ndarray:
             cw = c * w[rows]
             sums[g] += cw @ A[rows]
             mass[g] += cw.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.abs(sums / mass[:, :, None]).mean(axis=2).T
+    return sums, mass
 
 
 def smd_denominators(X, treatment=None, target_rows=None, base_weights=None) -> dict[str, np.ndarray]:

@@ -22,6 +22,7 @@ import pandas as pd
 import scipy.sparse
 
 from . import diagnostics
+from .diagnostics import resampled_sums
 from .backends.calibration import calibrate_rows, newton_message
 from .backends.dual import SUBSAMPLE_FROM, GroupDual, subsample_start
 from .backends.blocks import DaskBlocks
@@ -201,6 +202,8 @@ class PartitionedProblem:
         self.sizes = [len(self.t) // len(groups)] * len(groups)     # every group has the same rows
         self.lam = None                 # the last optimal dual point: a warm start
         self.balance_functions = None   # a balancing_se.PartitionedFunctions, for se="balancing"
+        self.tuner = None               # chooses "delta" at the first solve (`tuning`: delta="auto")
+        self.tuning = None              # what the tuner chose, kept on solutions
 
     @property
     def n(self) -> int:
@@ -241,7 +244,7 @@ class PartitionedProblem:
                              f"{sorted(self.tolerances)}")
         return self.scale[self.tolerances[key]].copy()
 
-    def path(self, progress=None, raise_on_failure=True, **sweep) -> Path:
+    def path(self, backend="auto", progress=None, raise_on_failure=True, **sweep) -> Path:
         """Solve once per value of one tolerance, in order, each from the last dual point (`WeightingProblem.path`):
         an infeasible point is kept with its status, and the tolerance is back at its value afterwards."""
         if len(sweep) != 1:
@@ -250,7 +253,7 @@ class PartitionedProblem:
         before, solutions = self.get(key), []
         try:
             for value in bar(values, f"path over {key}", progress):
-                solution = self.set(**{key: value}).solve(raise_on_failure=False)
+                solution = self.set(**{key: value})._solve(backend, raise_on_failure=False)
                 if raise_on_failure and solution.status not in ("optimal", "infeasible"):
                     raise SolverError(f"at {key} = {value}: {self.family} on dask partitions: {solution.message}")
                 solutions.append(solution)
@@ -284,7 +287,16 @@ class PartitionedProblem:
         convergence the error names why (CalibrationError with the worst targets, InfeasibleError with the dual's
         certificate, SolverError), unless raise_on_failure=False. The `Solution`'s weights are a lazy dask Series
         aligned with the input's partitions, its design a `SumsOverPartitions` (one more pass, for the objective
-        and the diagnostics, unless infeasible); `compute()` gives it in memory."""
+        and the diagnostics, unless infeasible); `compute()` gives it in memory. A problem built with delta="auto"
+        chooses delta at its first solve (`counterpoise.tuning`, as in memory; kept as `solution.tuning`)."""
+        if self.tuner is not None and self.tuning is None:
+            self.tuning = self.tuner.tune(self, backend)
+        solution = self._solve(backend, raise_on_failure, warm_start, callback, **options)
+        solution.tuning = self.tuning
+        return solution
+
+    def _solve(self, backend="auto", raise_on_failure=True, warm_start=True, callback=None, **options) -> Solution:
+        """The solve itself (`solve` without the tuner)."""
         if backend not in ("auto", self.method.name):
             raise InputError(f"this problem on dask partitions is solved by backend {self.method.name!r} (or "
                              f"'auto'), not {backend!r}")
@@ -407,6 +419,30 @@ class SumsOverPartitions:
             population_size=None if first.size is None else {report.group: report.size for report in reports},
             offset=first.offset, checked=True)
         return dataclasses.replace(solution, weights=weights, design=design)
+
+
+def resampled_arms(problem, solutions) -> list:
+    """Per group (weighted arm) of a problem on partitions: (its units, sums(counts): the resampled sums
+    (`diagnostics.resampled_sums`) of its part of each solution's weights with its balance columns centred at the
+    targets and divided by their scales), the counts of each partition's units sent with its task (`tuning`)."""
+    points = [problem._pieces(solution.dual_point) for solution in solutions]
+    arms = []
+    for g, group in enumerate(problem.groups):
+        lams, ends = [point[g] for point in points], np.cumsum([0] + group.blocks.sizes)
+
+        def sums(counts, group=group, lams=lams, ends=ends):
+            parts = group.blocks.collect(_resampled_block_sums, [dict(counts=counts[:, a:b], lams=lams)
+                                                                  for a, b in zip(ends[:-1], ends[1:])])
+            return tuple(np.sum([part[j] for part in parts], axis=0) for j in (0, 1))
+
+        arms.append((int(ends[-1]), sums))
+    return arms
+
+
+def _resampled_block_sums(rows, distance, lo, hi, memo, counts, lams) -> tuple:
+    """One partition's `diagnostics.resampled_sums` of the weights at each dual point of `lams`."""
+    weights = [block_weights(rows, distance, lo, hi, memo, y=lam) for lam in lams]
+    return resampled_sums(counts, weights, rows.B * rows.inverse_scale)
 
 
 def _placed(layout, values):

@@ -29,11 +29,13 @@ into (the number to build with, the tuner or None).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
-from .diagnostics import resampled_imbalance
+from .diagnostics import imbalance_of, resampled_sums
 from .errors import InfeasibleError, InputError, SolverError
+from .partitioned import PartitionedProblem, resampled_arms
 from .terms.constraints import Balance
 from .validation import check, integer
 
@@ -84,11 +86,14 @@ class BootstrapDelta:
 
     def tune(self, problem, backend="auto") -> DeltaTuning:
         path = problem.path(delta=list(self.grid), backend=backend, raise_on_failure=False)
-        weights = [sol.weights.to_numpy() if sol.status == "optimal" else None for sol in path.solutions]
-        totals = np.zeros(len(weights))
-        for arm, (rows, A) in enumerate(_arms(problem)):
-            totals += self._arm_totals([None if w is None else w[rows] for w in weights], A, arm)
-        values = np.where([w is None for w in weights], np.nan, totals / self.samples)
+        live = [g for g, sol in enumerate(path.solutions) if sol.status == "optimal"]
+        totals = np.zeros(len(path.solutions))
+        arms = resampled_arms(problem, [path.solutions[g] for g in live]) if isinstance(problem, PartitionedProblem) \
+            else _arms(problem, [path.solutions[g].weights.to_numpy() for g in live])
+        for arm, (n, sums) in enumerate(arms):
+            totals[live] += self._arm_totals(n, arm, sums)
+        values = np.full(len(totals), np.nan)
+        values[live] = totals[live] / self.samples
         if np.all(np.isnan(values)):
             raise InfeasibleError(f"no delta on the grid {list(self.grid)} has weights: every grid point is "
                                   f"infeasible or failed ({[s.status for s in path.solutions]}); give larger values")
@@ -97,22 +102,20 @@ class BootstrapDelta:
         return DeltaTuning("bootstrap", best, self.grid, tuple(float(v) for v in values),
                            tuple(s.status for s in path.solutions), self.samples, self.seed)
 
-    def _arm_totals(self, weights, A, arm) -> np.ndarray:
-        """Per grid point, the sum over resamples of mean_j |(c w)' A_j / (c' w)|, A the arm's centred, scaled
-        balance columns and c a resample's counts of each unit: resample b draws n units with replacement (R's
-        sample(n, replace = TRUE)) from default_rng((seed, arm, b)), so each resample is drawn once, whatever the
-        grid, the chunking or the machine. Resamples go in chunks of about 128 MB of counts (one byte per unit),
-        each through `diagnostics.resampled_imbalance`."""
-        n = len(A)
-        live = [g for g, w in enumerate(weights) if w is not None]
-        totals = np.zeros(len(weights))
+    def _arm_totals(self, n, arm, sums) -> np.ndarray:
+        """Per weight vector of the arm's n units, the sum over resamples of mean_j |(c w)' A_j / (c' w)|, A the
+        arm's centred, scaled balance columns and c a resample's counts of each unit: resample b draws n units with
+        replacement (R's sample(n, replace = TRUE)) from default_rng((seed, arm, b)), so each resample is drawn once,
+        whatever the grid, the chunking, the storage or the machine. Resamples go in chunks of about 128 MB of counts
+        (one byte per unit); `sums(counts)` gives their `diagnostics.resampled_sums`."""
+        totals = 0.0
         per_chunk = max(1, min(self.samples, 2 ** 27 // max(n, 1)))
         for start in range(0, self.samples, per_chunk):
             draws = range(start, min(start + per_chunk, self.samples))
             counts = np.empty((len(draws), n), dtype=np.uint8)       # a count above 255 has probability < 1e-400
             for row, b in enumerate(draws):
                 counts[row] = np.bincount(np.random.default_rng([self.seed, arm, b]).integers(0, n, n), minlength=n)
-            totals[live] += resampled_imbalance(counts, [weights[g] for g in live], A).sum(axis=0)
+            totals = totals + imbalance_of(*sums(counts)).sum(axis=0)
         return totals
 
 
@@ -175,9 +178,10 @@ def resolve(delta):
     return delta, None
 
 
-def _arms(problem) -> list:
-    """Per weighted arm: (its rows among the problem's units, its balance columns centred at the targets and
-    divided by their scales, rows x columns), gathered over every balance term of that arm."""
+def _arms(problem, weights) -> list:
+    """Per weighted arm of a problem in memory: (its units, sums(counts): the resampled sums of the arm's part of
+    each of `weights` with its balance columns centred at the targets and divided by their scales, gathered over
+    every balance term of that arm)."""
     arms = {}
     for term in problem.terms:
         if not isinstance(term, Balance):
@@ -189,7 +193,7 @@ def _arms(problem) -> list:
             arms[key] = (rows, np.hstack([arms[key][1], A]))
         else:
             arms[key] = (rows, A)
-    return list(arms.values())
+    return [(len(rows), partial(resampled_sums, weights=[w[rows] for w in weights], A=A)) for rows, A in arms.values()]
 
 
 __all__ = ["SBW_GRID", "BootstrapDelta", "DeltaTuning", "TightestDelta", "resolve"]

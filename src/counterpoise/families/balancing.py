@@ -73,18 +73,19 @@ def sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02, delta
     delta="auto" chooses delta at the first solve by Wang & Zubizarreta's bootstrap over R sbw's grid (as sbw's
     bal_alg), delta="tightest" takes the smallest feasible delta; `counterpoise.tuning.BootstrapDelta(grid,
     samples, seed)` sets the grid and resamples. The choice is kept as `solution.tuning`. `data` may be a dask
-    DataFrame (any estimand, the covariates with their moments and interactions, a number delta in SD
-    units, base weights a column, optionally a dask array `basis` chunked like the partitions): the problem is
+    DataFrame (any estimand, the covariates with their moments and interactions, delta in SD units, a number or
+    "auto", base weights a column, optionally a dask array `basis` chunked like the partitions): the problem is
     then built and solved on its partitions by the dual Newton (`families.on_dask`).
     """
-    if is_dask_frame(data):
-        if isinstance(delta, str) or delta_scale != "sd":
-            raise InputError("SBW on a dask DataFrame takes a number delta in SD units (delta='auto' and "
-                             "'tightest' resample or re-solve in memory)")
-        return sbw_partitions(data, treatment, covariates, estimand, delta, std, base_weights, basis, moments,
-                              interactions, target)
-    frame = as_frame(data)
     delta, tuner = tuning.resolve(delta)
+    if is_dask_frame(data):
+        if delta_scale != "sd":
+            raise InputError("SBW on a dask DataFrame takes delta in SD units (delta_scale='sd')")
+        problem = sbw_partitions(data, treatment, covariates, estimand, _partitions_tuner(delta, tuner), std,
+                                 base_weights, basis, moments, interactions, target)
+        problem.tuner = tuner
+        return problem
+    frame = as_frame(data)
     block = _moment_block(frame, covariates, moments, interactions, basis, delta)
     problem = _balancing_problem(frame, treatment, estimand, [block], block, "chi_square", "sbw",
                                  delta_scale=delta_scale, std=std, target=target, base_weights=base_weights)
@@ -115,19 +116,21 @@ def kernel_sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02
     `means=True` also balances the covariate means, within `mean_delta` in SD units whatever `delta_scale` is
     (default: `delta` when delta_scale="sd" and delta is a number, else 0.02 SD), its own Parameter "mean_delta": a raw basis tolerance is
     never applied to the covariates, and a path over "delta" moves the basis's tolerance alone. The paper's setting balances the raw basis alone: `delta=0.0005, delta_scale="raw", means=False`.
-    `data` may be a dask DataFrame (estimand "ATT", "ATC" or "ATE", a number delta, base weights a column): the
+    `data` may be a dask DataFrame (estimand "ATT", "ATC" or "ATE", a number delta or "auto", base weights a
+    column): the
     basis and the problem are then built, and solved by the dual Newton, on its partitions (`families.on_dask`).
     """
-    if is_dask_frame(data):
-        if isinstance(delta, str):
-            raise InputError("kernel SBW on a dask DataFrame takes a number delta (delta='auto' and 'tightest' "
-                             "resample or re-solve in memory)")
-        mean_delta = (delta if delta_scale == "sd" else DEFAULT_MEAN_DELTA) if mean_delta is None else mean_delta
-        return kernel_sbw_partitions(data, treatment, covariates, estimand, delta, delta_scale, std, mean_delta,
-                                     base_weights, dict(m=m, l=l, s=s, bandwidth=bandwidth,
-                                                        construction=construction, seed=seed), means=means)
-    original = as_frame(data)
     delta, tuner = tuning.resolve(delta)
+    if mean_delta is None:
+        mean_delta = delta if delta_scale == "sd" and tuner is None else DEFAULT_MEAN_DELTA
+    if is_dask_frame(data):
+        problem = kernel_sbw_partitions(data, treatment, covariates, estimand, _partitions_tuner(delta, tuner),
+                                        delta_scale, std, mean_delta, base_weights,
+                                        dict(m=m, l=l, s=s, bandwidth=bandwidth, construction=construction,
+                                             seed=seed), means=means)
+        problem.tuner = tuner
+        return problem
+    original = as_frame(data)
     # One matrix [D, X] holds the basis and the covariates, its rows the weighted arm's first (when one arm is
     # weighted): the arm's matrix is then a view of it, centred in place, not a copy (at 1M rows, 0.6 GB less)
     weighted = _arms(original, treatment, estimand)[0]
@@ -141,8 +144,6 @@ def kernel_sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02
     X = _rows_into(X, order, matrix[:, columns:] if means else None)
     kernel = bases.nystrom(X, m=m, l=l, s=s, bandwidth=bandwidth, construction=construction, seed=seed,
                            keys=frame.index, out=matrix[:, :columns])
-    if mean_delta is None:
-        mean_delta = delta if delta_scale == "sd" and tuner is None else DEFAULT_MEAN_DELTA
     covariate_means = Block("means", X, names, mean_delta, delta_scale="sd", tolerance="mean_delta")
     blocks = [Block("kernel", kernel.D, list(kernel.names), delta)] + ([covariate_means] if means else [])
     problem = _balancing_problem(frame, treatment, estimand, blocks, covariate_means, "chi_square", "kernel_sbw",
@@ -174,6 +175,15 @@ def entropy_balance(data, treatment=None, covariates=None, estimand="ATT", delta
     block = _moment_block(frame, covariates, moments, interactions, basis, delta)
     return _balancing_problem(frame, treatment, estimand, [block], block, "entropy", "entropy_balance",
                               delta_scale=delta_scale, std=std, target=target, base_weights=base_weights)
+
+
+def _partitions_tuner(delta, tuner):
+    """The delta to build a problem on dask partitions with: its tuner's start (delta="auto", whose resamples are
+    drawn on the client and summed on the partitions), or the number given; "tightest" is refused there."""
+    if isinstance(tuner, tuning.TightestDelta):
+        raise InputError("delta='tightest' solves a linear program over every row at once (cvxpy), which a dask "
+                         "DataFrame's partitions do not hold; give a number, or delta='auto'")
+    return delta
 
 
 def _moment_block(frame, covariates, moments, interactions, basis, delta) -> Block:
