@@ -116,9 +116,8 @@ def kernel_sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02
     `means=True` also balances the covariate means, within `mean_delta` in SD units whatever `delta_scale` is
     (default: `delta` when delta_scale="sd" and delta is a number, else 0.02 SD), its own Parameter "mean_delta": a raw basis tolerance is
     never applied to the covariates, and a path over "delta" moves the basis's tolerance alone. The paper's setting balances the raw basis alone: `delta=0.0005, delta_scale="raw", means=False`.
-    `data` may be a dask DataFrame (estimand "ATT", "ATC" or "ATE", a number delta or "auto", base weights a
-    column): the
-    basis and the problem are then built, and solved by the dual Newton, on its partitions (`families.on_dask`).
+    `data` may be a dask DataFrame (any estimand but "target", a number delta or "auto", base weights a column):
+    the basis and the problem are then built, and solved by the dual Newton, on its partitions (`families.on_dask`).
     """
     delta, tuner = tuning.resolve(delta)
     if mean_delta is None:
