@@ -212,7 +212,8 @@ class PartitionedProblem:
     @property
     def blocks(self) -> DaskBlocks:
         """Every group's blocks on the partitions."""
-        return DaskBlocks([block for group in self.groups for block in group.blocks.blocks])
+        return DaskBlocks([block for group in self.groups for block in group.blocks.blocks],
+                          [size for group in self.groups for size in group.blocks.sizes])
 
     def _pieces(self, vector) -> list:
         """A vector side by side over the groups, cut into one piece per group."""
