@@ -36,10 +36,11 @@ from .validation import warn
 @dataclass
 class Report:
     """What the balance table of one group on partitions compares: the columns `names` (`columns` of the group's
-    table rows: the rows of its blocks (rows.B), or for a balancing family the weighted arm `arm`'s rows of the data
-    pieces' balance functions X) in group `group`, as weighted totals (kind "total", SMDs over N sd with N = `size`,
-    or the sum of the weights) or means (kind "mean", plus `offset` when the rows are centred), against `target`,
-    with the fixed SDs `sd` (those `std` names: "target", "pooled", ...)."""
+    table rows: the rows of its blocks (rows.B), or, when `arm` is given, that arm's rows of the data pieces' balance
+    functions X: columns the blocks do not balance) in group `group`, as weighted totals (kind "total", SMDs over N
+    sd with N = `size`, or the sum of the weights) or means (kind "mean", plus `offset` when the rows are centred),
+    against `target`, with the fixed SDs `sd` (those `std` names: "target", "pooled", ...). The units' base weights
+    are their distance's times `base_scale` (a balancing family's distance holds d over the arm's total)."""
 
     names: list
     group: str
@@ -51,22 +52,20 @@ class Report:
     std: str = "target"
     columns: slice = field(default_factory=lambda: slice(None))
     arm: int | None = None
+    base_scale: float = 1.0
 
     def rows(self, block, piece):
-        """The table's rows of one partition's units: its block's rows, or the arm's rows of its data piece
-        centred at the offset."""
-        if piece is None:
-            return block[0].B[:, self.columns]
+        """The table's rows of one partition's units: its block's rows (the matrix itself for every column: a
+        sparse one is not copied), or the arm's rows of its data piece centred at the offset."""
+        if self.arm is None:
+            B = block[0].B
+            return B if self.columns == slice(None) else B[:, self.columns]
         data = piece[0]                     # a data piece is a block of one argument
         return data["X"][data["a"] == self.arm][:, self.columns] - self.offset
 
-    def base(self, block, piece):
-        """The base weights of one partition's units: their distance's, or the arm's rows of its data piece (the
-        in-memory design's: not normalized within the arm)."""
-        if piece is None:
-            return block[1].base
-        data = piece[0]
-        return data["d"][data["a"] == self.arm]
+    def base(self, block):
+        """The base weights of one partition's units (the in-memory design's: not normalized within the arm)."""
+        return block[1].base * self.base_scale
 
     def table(self, before, base_total, after, total) -> pd.DataFrame:
         """The table from sum_i d_i b_i (`before`), sum d, sum_i w_i b_i (`after`) and sum w."""
@@ -78,7 +77,7 @@ class Report:
 class Group:
     """One group of units on the partitions (the weighted arm; each arm of an ATE; the sample of a calibration):
     its method's blocks (rows, distance, lo, hi, memo), one per partition, the balance `report` of its table, and
-    the data `pieces` that report reads (None: the blocks' own rows)."""
+    the data pieces a report with an `arm` reads (None: it reads the blocks' own rows)."""
 
     blocks: DaskBlocks
     report: Report
@@ -469,7 +468,7 @@ SUMS = ("before", "after", "d", "w", "w2", "objective", "positive", "negative", 
 def _solution_sums(block, piece, lam, report) -> tuple:
     """One partition's `SumsOverPartitions.sums` for one group (the extremes of an empty block: -inf, 0 and
     +inf)."""
-    w, base, B = block_weights(*block, y=lam), report.base(block, piece), report.rows(block, piece)
+    w, base, B = block_weights(*block, y=lam), report.base(block), report.rows(block, piece)
     return (B.T @ base, B.T @ w, base.sum(), w.sum(), w @ w, block[1].value(w), float(np.sum(w > 0)),
             float(np.sum(w < 0)), float(np.max(w, initial=-np.inf)), float(np.max(w[base > 0] / base[base > 0], initial=0.0)),
             float(np.min(w, initial=np.inf)))
@@ -483,6 +482,6 @@ def _combine_sums(a, b) -> tuple:
 def _gathered(layout, blocks, pieces, lams, reports):
     """One partition's table rows, base weights, group labels and weights Series, in its order of weighted units."""
     rows = [report.rows(block, piece) for block, piece, report in zip(blocks, pieces, reports)]
-    bases = [report.base(block, piece) for block, piece, report in zip(blocks, pieces, reports)]
+    bases = [report.base(block) for block, report in zip(blocks, reports)]
     labels = [np.full(len(base), report.group, dtype=object) for base, report in zip(bases, reports)]
     return _placed(layout, rows), _placed(layout, bases), _placed(layout, labels), _weight_series(layout, blocks, lams)

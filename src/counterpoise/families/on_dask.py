@@ -338,9 +338,12 @@ def _balancing(ddf, treatment, covariates, estimand, delta, std, base_weights, f
         label = labels[arm]
         blocks = dask.persist(*[dask.delayed(block)(piece[0], arm=arm, total=totals[arm],
                                                     mean=totals[arm] / counts[arm]) for piece in arms])
+        # the blocks hold the balanced columns centred at the goal; the table reads them there when it shows some of
+        # them (no copy), else (kernel SBW without the means) the covariates in the data pieces
         report = Report(names[shown], label, "mean", goal[shown], sds[std][shown], offset=goal[shown], std=std,
-                        columns=shown, arm=arm)
-        groups.append(Group(DaskBlocks(blocks, DaskBlocks(blocks).collect(block_size)), report, list(arms)))
+                        columns=shown, arm=None if means else arm, base_scale=totals[arm])
+        groups.append(Group(DaskBlocks(blocks, DaskBlocks(blocks).collect(block_size)), report,
+                            None if means else list(arms)))
         prefix = "" if len(weighted) == 1 else f"{label}:"
         targets += [f"balance:{prefix}{c}" for c in names[balanced]] + [f"sum{prefix and ':' + label}"]
     layout = dask.persist(*[dask.delayed(_arm_layout)(piece[0], weighted) for piece in arms])
