@@ -110,6 +110,8 @@ def test_constraints_with_coefficients_chunked_like_the_partitions(client, sampl
     assert solution.duals.iloc[-1] == pytest.approx(memory.duals.iloc[-1], rel=1e-6)
     with pytest.raises(InputError, match="must be the DataFrame's partitions"):
         cpz.calibrate(data, constraints={"part": (chunked.rechunk(1000), total)}, **arguments)
+    with pytest.raises(InputError, match="must be a 1-D dask array"):
+        cpz.calibrate(data, constraints={"part": (da.stack([chunked, chunked], axis=1), total)}, **arguments)
 
 
 def test_compute_gives_the_in_memory_solution(client, sample):
@@ -147,7 +149,7 @@ def test_a_worker_lost_mid_solve_is_recomputed(client, sample):
 def test_what_a_dask_dataframe_cannot_take(client, sample):
     frame, margins, totals = sample
     data = partitioned(frame)
-    with pytest.raises(InputError, match="constraint 'c''s coefficients on a dask DataFrame must be a dask array"):
+    with pytest.raises(InputError, match="coefficients of constraint 'c' on a dask DataFrame must be a 1-D dask"):
         cpz.calibrate(data, base_weights="d", margins=margins, constraints={"c": (np.ones(len(frame)), 1.0)})
     with pytest.raises(InputError, match="must be a column name"):
         cpz.calibrate(data, base_weights=frame["d"].to_numpy(), margins=margins)
@@ -194,6 +196,8 @@ def test_partitioned_entropy_balancing_equals_the_in_memory_one(client, estimand
     assert np.max(np.abs(tolerant.weights.compute() - exact.weights)) <= 1e-8 * exact.weights.max()
     with pytest.raises(InputError, match="delta on a dask DataFrame is one nonnegative number"):
         cpz.entropy_balance(partitioned(frame), **arguments, delta="auto")
+    with pytest.raises(InputError, match="takes delta in SD units"):
+        cpz.entropy_balance(partitioned(frame), **arguments, delta=0.05, delta_scale="raw")
     with pytest.raises(InputError, match="has no treated units"):
         cpz.entropy_balance(partitioned(frame.assign(A=0)), treatment="A", covariates=["X1"])
 
@@ -226,6 +230,23 @@ def test_effect_estimates_on_partitions_equal_the_in_memory_ones(client):
     assert ours.std_error == pytest.approx(corrected.std_error, rel=1e-6)
 
 
+@pytest.mark.parametrize("estimand", ["ATT", "ATE"])
+def test_the_balancing_se_on_partitions_survives_columns_of_very_different_scales(client, estimand):
+    """An income in dollars (squared: 1e9) beside a binary column: the arms' regressions are least squares on their
+    triangular factors, as in memory, not normal equations (whose squared condition number would drop directions)."""
+    frame = cpz.datasets.kim2023(2000, seed=3)
+    frame["income"] = np.exp(10.8 + 0.5 * frame["X1"])
+    frame["B"] = (frame["X2"] > 0).astype(float)
+    arguments = dict(treatment="A", covariates=["income", "B", "X3"], moments=2, delta=0.05, estimand=estimand)
+    estimate = getattr(cpz.estimate, estimand.lower())
+    memory, solution = cpz.sbw(frame, **arguments).solve(), cpz.sbw(partitioned(frame), **arguments).solve()
+    for augmented in (False, True):
+        ours = estimate(partitioned(frame), "A", "Y", solution, augmented=augmented)
+        theirs = estimate(frame, "A", "Y", memory, augmented=augmented)
+        assert ours.estimate == pytest.approx(theirs.estimate, rel=1e-8)
+        assert ours.std_error == pytest.approx(theirs.std_error, rel=1e-8)
+
+
 @pytest.mark.parametrize("builder, options, estimate, augmented", [
     (cpz.sbw, dict(delta=0.05, base_weights="q"), cpz.estimate.att, False),
     (cpz.entropy_balance, dict(estimand="ATE"), cpz.estimate.ate, True),
@@ -243,6 +264,9 @@ def test_the_bootstrap_on_partitions_has_the_in_memory_resamples(client, builder
     assert ours.method == "bootstrap" and ours.n_failed_replicates == memory.n_failed_replicates == 0
     for field in ("estimate", "std_error", "ci_lower", "ci_upper", "ess_treated", "ess_control"):
         assert getattr(ours, field) == pytest.approx(getattr(memory, field), rel=1e-8), field
+    with pytest.raises(InputError, match="sample_weights on a dask DataFrame must be a column name"):
+        cpz.estimate.att(data, "A", "Y", cpz.sbw(data, treatment="A", covariates=["X1"]).solve(),
+                         sample_weights=frame["q"])
     basis = data[["X1"]].to_dask_array(lengths=True)
     with pytest.raises(InputError, match=r"cannot rebuild on new data: \['basis'\]"):
         cpz.estimate.att(data, "A", "Y", cpz.sbw(data, treatment="A", covariates=["X1"], basis=basis).solve(),

@@ -342,6 +342,9 @@ def _on_partitions(estimand, data, treatment, outcome, weights, sample_weights, 
                          "functions the solution balanced")
     se = _se_method(se, weights, None)
     _check_augmented(se, augmented)
+    if not isinstance(sample_weights, (str, type(None))):
+        raise InputError("sample_weights on a dask DataFrame must be a column name (or None: the problem's base "
+                         "weights); a Series or an array does not follow the partitions and the resamples")
     if se == "bootstrap":
         point = partial(_on_partitions, estimand, treatment=treatment, outcome=outcome, sample_weights=sample_weights,
                         se="balancing" if augmented else "fixed", level=level, covariates=None, augmented=augmented)
@@ -367,7 +370,7 @@ def _on_partitions(estimand, data, treatment, outcome, weights, sample_weights, 
     if se == "balancing":
         options.update(goal=functions.goal, columns=functions.columns)
     partitions = DaskBlocks(list(zip(parts, pieces, blocks)))
-    sums = partitions.reduce(_arm_sums, **options)
+    sums = partitions.reduce(_arm_sums, combine=_combine_arm_sums, **options)
     counts, mass, totals, squares = sums[:4]
     for arm, label in ((1, "treated"), (0, "control")):
         if not mass[arm] > 0:
@@ -382,7 +385,7 @@ def _on_partitions(estimand, data, treatment, outcome, weights, sample_weights, 
     deviations = partitions.reduce(_arm_sums, fit=fit, **options)
     variance = np.sum(deviations[0] / mass ** 2)
     if fit[2] is not None:
-        variance += deviations[1] / sums[6][0] ** 2
+        variance += deviations[1] / sums[5][0] ** 2
     std_error = float(np.sqrt(variance))
     z = stats.norm.ppf(0.5 + level / 2)
     return Estimate(estimand=estimand, estimate=estimate, std_error=std_error, ci_lower=estimate - z * std_error,
@@ -431,13 +434,16 @@ def _drawn_rows(frame, plan, partition_info=None) -> pd.DataFrame:
     return drawn
 
 
-def _regressions(estimand, grams, products, population, totals) -> tuple:
-    """(the second pass's `fit`, the augmented estimate) from the first pass's sums: each arm's normal equations
-    (D'VD, D'Vy with D = [1, f]) and the population's sum s'D (the treated for an ATT, the controls for an ATC,
-    everyone for an ATE). An ATT or ATC has one regression, the weighted arm's; its target arm's residuals are
-    centred at their mean rbar (the augmented ATT is rbar, the ATC -rbar). An ATE has both, and the effect
-    m1 - m0 of each unit enters around its population mean (the augmented ATE)."""
-    betas = np.array([np.linalg.lstsq(gram, product, rcond=None)[0] for gram, product in zip(grams, products)])
+def _regressions(estimand, factors, population, totals) -> tuple:
+    """(the second pass's `fit`, the augmented estimate) from the first pass's sums: each arm's triangular factor
+    of [sqrt(v) D, sqrt(v) y] (D = [1, f]) and the population's sum s'D (the treated for an ATT, the controls for an
+    ATC, everyone for an ATE). An arm's regression is the least squares of its factor, R beta ~ z: the same
+    singular values, so the same solution (minimum norm where D is collinear) as the in-memory least squares on the
+    rows (`balancing_se`), where the normal equations would square the condition number. An ATT or ATC has one
+    regression, the weighted arm's; its target arm's residuals are centred at their mean rbar (the augmented ATT is
+    rbar, the ATC -rbar). An ATE has both, and the effect m1 - m0 of each unit enters around its population mean
+    (the augmented ATE)."""
+    betas = np.array([np.linalg.lstsq(factor[:-1, :-1], factor[:-1, -1], rcond=None)[0] for factor in factors])
     if estimand == "ATE":
         difference = betas[1] - betas[0]
         taubar = float(population @ difference / population[0])
@@ -454,8 +460,8 @@ def _arm_sums(part, weights, block, treatment, outcome, sample_weights, estimand
     """One partition's (control, treated) sums: units, sum v, sum v y, sum v^2, with v the sample weights s in the
     target arm of an ATT / ATC and the balancing weights elsewhere.
 
-    With the partition's balance functions (`block`, centred at `goal`; D = [1, f]): also each arm's D'VD and
-    D'V y, and the population's s'D (`_regressions`). With `fit` = (coefficients per arm, shift per arm,
+    With the partition's balance functions (`block`, centred at `goal`; D = [1, f]): also each arm's triangular
+    factor of [sqrt(v) D, sqrt(v) y] (`triangular_factor`), and the population's s'D (`_regressions`). With `fit` = (coefficients per arm, shift per arm,
     population): the second pass, sum v^2 (y - D beta_arm - shift_arm)^2 per arm (D = 1 without functions, the
     coefficients the arms' means), and with a population term (difference, taubar) also
     sum s^2 (D difference - taubar)^2."""
@@ -486,8 +492,25 @@ def _arm_sums(part, weights, block, treatment, outcome, sample_weights, estimand
     if block is None:
         return sums
     population = np.ones(len(part), bool) if estimand == "ATE" else ~weighted
-    return sums + (np.array([D[arm].T @ (v[arm][:, None] * D[arm]) for arm in arms]),
-                   np.array([D[arm].T @ (v[arm] * y[arm]) for arm in arms]), s[population] @ D[population])
+    factors = [triangular_factor(np.sqrt(np.maximum(v[arm], 0.0))[:, None] * np.column_stack([D[arm], y[arm]]))
+               for arm in arms]
+    return sums + (factors, s[population] @ D[population])
+
+
+def triangular_factor(M) -> np.ndarray:
+    """R of M = QR, square (zero rows below when M has fewer rows than columns): R'R = M'M, and R has M's singular
+    values. Stacking two blocks' factors and factoring again gives the factor of the blocks stacked."""
+    R = np.linalg.qr(M, mode="r")
+    return np.vstack([R, np.zeros((M.shape[1] - R.shape[0], M.shape[1]))]) if R.shape[0] < M.shape[1] else R
+
+
+def _combine_arm_sums(a, b) -> tuple:
+    """Two partitions' first-pass sums together: the arms' triangular factors stacked and factored again, the rest
+    added."""
+    if len(a) == 4:
+        return tuple(x + y for x, y in zip(a, b))
+    factors = [triangular_factor(np.vstack([x, y])) for x, y in zip(a[4], b[4])]
+    return tuple(x + y for x, y in zip(a[:4], b[:4])) + (factors, a[5] + b[5])
 
 
 #: The options every effect estimate declares (`validation.validated`).

@@ -174,7 +174,7 @@ def combined(runs, labels) -> MethodRun:
         info["subsample_iterations"] = sum(run.info["subsample_iterations"] for run in runs)
     return MethodRun(np.concatenate([run.y for run in runs]), status, sum(run.iterations for run in runs),
                      runs[0].solver, "; ".join(f"{label}: {run.message}" for label, run in zip(labels, runs)), info,
-                     next((run.error for run in runs if run.error is not None), None))
+                     next((run.error for run in runs if run.status == status), None))
 
 
 class PartitionedProblem:
@@ -329,9 +329,8 @@ class PartitionedProblem:
                         message=run.message, design=design, problem=self, info=run.info, solver_status=status,
                         dual_point=lam)
 
-    def _partitions(self, lam) -> DaskBlocks:
-        """Per partition (its layout, every group's block, every group's data piece), with the options of the
-        functions that read them (the groups' dual points and reports)."""
+    def _partitions(self) -> list:
+        """Per partition: (its layout, every group's block, every group's data piece)."""
         blocks = [group.blocks.blocks for group in self.groups]
         pieces = [group.pieces or [None] * len(self.layout) for group in self.groups]
         return [(layout, [b[p] for b in blocks], [q[p] for q in pieces]) for p, layout in enumerate(self.layout)]
@@ -343,7 +342,7 @@ class PartitionedProblem:
         import dask.dataframe as dd
 
         lams = self._pieces(lam)
-        parts = [dask.delayed(_weight_series)(layout, blocks, lams) for layout, blocks, _ in self._partitions(lam)]
+        parts = [dask.delayed(_weight_series)(layout, blocks, lams) for layout, blocks, _ in self._partitions()]
         return dd.from_delayed(parts, meta=pd.Series(dtype=float, name="weight"), divisions=self.divisions,
                                verify_meta=False)
 
@@ -405,7 +404,7 @@ class SumsOverPartitions:
         problem = self.problem
         reports = [group.report for group in problem.groups]
         lams = problem._pieces(self.lam)
-        pieces = DaskBlocks(problem._partitions(self.lam)).collect(
+        pieces = DaskBlocks(problem._partitions()).collect(
             _gathered, [dict(lams=lams, reports=reports)] * len(problem.layout))
         X = [p[0] for p in pieces]
         X = scipy.sparse.vstack(X, format="csr") if scipy.sparse.issparse(X[0]) else np.vstack(X)

@@ -168,6 +168,8 @@ def entropy_balance(data, treatment=None, covariates=None, estimand="ATT", delta
         if basis is not None:
             raise InputError("entropy balancing on a dask DataFrame balances the covariates, their moments and "
                              "interactions (a dask array basis is SBW's)")
+        if delta_scale != "sd":
+            raise InputError("entropy balancing on a dask DataFrame takes delta in SD units (delta_scale='sd')")
         return entropy_balance_partitions(data, treatment, covariates, estimand, delta, std, base_weights, moments,
                                           interactions, target)
     frame = as_frame(data)

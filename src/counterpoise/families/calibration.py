@@ -50,8 +50,9 @@ def calibrate(data, base_weights=None, margins=None, totals=None, constraints=No
     targets (two margins that both sum to N) are dropped after checking that they agree; the balance table still
     shows them, with the totals they were built with. Linear weights may go negative (survey allows them): a
     CounterpoiseWarning says so, at the build for a total that no nonnegative weights reach, and after the solve.
-    `data` may be a dask DataFrame (margins and totals of its columns, base weights a column, exact totals): the
-    problem is then built and solved on its partitions (`families.on_dask`, a `partitioned.PartitionedProblem`).
+    `data` may be a dask DataFrame (margins and totals of its columns, constraints whose coefficients are dask
+    arrays chunked like its partitions, base weights a column, exact totals or `tol`): the problem is then built
+    and solved on its partitions (`families.on_dask`, a `partitioned.PartitionedProblem`).
     """
     if is_dask_frame(data):
         return calibrate_partitions(data, base_weights, margins, totals, constraints, distance, bounds, weight_bounds,

@@ -64,7 +64,7 @@ def calibrate(ddf, base_weights, margins, totals, constraints, distance, bounds,
         raise InputError(f"columns {missing} are not in the data (it has {list(ddf.columns)[:20]})")
     ratio_bounds, weight_box = calibration_bounds(distance, bounds, weight_bounds)
     parts = ddf.to_delayed()
-    coefficients = [partition_rows(ddf, coef, f"constraint {name!r}'s coefficients")
+    coefficients = [partition_rows(ddf, coef, f"the coefficients of constraint {name!r}", vector=True)
                     for name, (coef, total) in constraints.items()]
     coded = dask.persist(*[dask.delayed(_coded)(part, list(margins), list(totals), base_weights,
                                                 [chunks[p] for chunks in coefficients], list(constraints))
@@ -188,7 +188,7 @@ def _tolerance(delta) -> float:
         value = float(delta)
     except (TypeError, ValueError):
         raise InputError(f"delta on a dask DataFrame is one nonnegative number for every balance column, got "
-                         f"{delta!r} (delta='auto' and 'tightest' need the rows in memory)") from None
+                         f"{delta!r}") from None
     if not value >= 0:
         raise InputError(f"delta must be a nonnegative number, got {delta}")
     return value
@@ -233,11 +233,12 @@ def user_basis(ddf, basis) -> tuple:
     return chunks, [f"basis{j + 1}" for j in range(width)], False
 
 
-def partition_rows(ddf, values, what) -> list:
-    """A dask array with one row per row of the DataFrame (a vector, or a matrix), chunked like its partitions,
-    as one Delayed chunk per partition (a matrix's columns in one chunk)."""
-    if not is_dask_array(values) or values.ndim not in (1, 2):
-        raise InputError(f"{what} on a dask DataFrame must be a dask array with one row per row of the data")
+def partition_rows(ddf, values, what, vector=False) -> list:
+    """A dask array with one row per row of the DataFrame (a vector, or unless `vector` a matrix), chunked like
+    its partitions, as one Delayed chunk per partition (a matrix's columns in one chunk)."""
+    if not is_dask_array(values) or values.ndim not in ((1,) if vector else (1, 2)):
+        shape = "a 1-D dask array" if vector else "a dask array"
+        raise InputError(f"{what} on a dask DataFrame must be {shape} with one row per row of the data")
     values = values.reshape(-1, 1) if values.ndim == 1 else values.rechunk({1: -1})
     lengths = tuple(ddf.map_partitions(len).compute())
     if values.chunks[0] != lengths:
