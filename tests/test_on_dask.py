@@ -351,8 +351,24 @@ def test_partitioned_sbw_infeasibility_is_certified(client):
     frame.loc[frame["A"] == 1, "X4"] += 10.0            # the treated's X4 mean beyond every control's X4
     with pytest.raises(cpz.InfeasibleError, match="the dual's ray certifies it"):
         cpz.sbw(partitioned(frame), treatment="A", covariates=["X1", "X4"], delta=0.01).solve()
-    with pytest.raises(InputError, match="delta='tightest' solves a linear program over every row at once"):
-        cpz.sbw(partitioned(frame), treatment="A", covariates=["X1"], delta="tightest")
+
+
+@pytest.mark.parametrize("builder, options", [(cpz.sbw, dict(moments=2)), (cpz.sbw, dict(estimand="ATE")),
+                                              (cpz.kernel_sbw, dict(m=40, l=30, s=15, mean_delta=0.05))])
+def test_the_tightest_delta_on_partitions_is_the_in_memory_one(client, builder, options):
+    """delta="tightest" by column generation on the partitions (HiGHS on a few units, priced by passes) against the
+    in-memory LP over every row (cvxpy and CLARABEL); kernel SBW keeps its covariate means within mean_delta."""
+    frame = cpz.datasets.kim2023(1500, overlap="weak", seed=17)
+    frame.loc[frame["A"] == 1, ["X1", "X4"]] += 2.5          # exact balance out of reach: the tightest delta > 0
+    arguments = dict(treatment="A", covariates=["X1", "X2", "X3", "X4"], delta="tightest", **options)
+    memory = builder(frame, **arguments).solve()
+    solution = builder(partitioned(frame), **arguments).solve()
+    assert solution.tuning.tightest == pytest.approx(memory.tuning.tightest, rel=1e-6)
+    assert solution.status == "optimal"
+    assert np.max(np.abs(solution.weights.compute() - memory.weights)) <= 1e-4 * memory.weights.max()
+    if builder is cpz.kernel_sbw:                # covariate means held within 0.001 SD: no basis delta helps
+        with pytest.raises(cpz.InfeasibleError, match="no weights meet the problem's other tolerances"):
+            builder(partitioned(frame), **{**arguments, "mean_delta": 0.001}).solve()
 
 
 @pytest.mark.parametrize("builder, options", [(cpz.sbw, dict(moments=2)), (cpz.sbw, dict(estimand="ATE")),

@@ -17,7 +17,8 @@ delta and the choice reproducible from `seed`. The grid is solved as a warm-star
 grid point without weights (infeasible) is skipped.
 
 `TightestDelta` is the smallest delta for which weights exist: the linear program min t s.t. every balance
-column swept by "delta" within t s_j, the problem's other constraints as they are. At t itself the feasible set
+column swept by "delta" within t s_j, the problem's other constraints as they are (by cvxpy in memory; by column
+generation on a dask DataFrame's partitions, `partitioned.tightest_tolerance`). At t itself the feasible set
 is a single face and a QP solver stalls on it, so the delta set is t (1 + margin) + 1e-9 (margin 1e-3 by default;
 `DeltaTuning.tightest` keeps t).
 
@@ -35,7 +36,7 @@ import numpy as np
 
 from .diagnostics import imbalance_of, resampled_sums
 from .errors import InfeasibleError, InputError, SolverError
-from .partitioned import PartitionedProblem, resampled_arms
+from .partitioned import PartitionedProblem, resampled_arms, tightest_tolerance
 from .terms.constraints import Balance
 from .validation import check, integer
 
@@ -135,6 +136,16 @@ class TightestDelta:
         return 1.0
 
     def tune(self, problem, backend="auto") -> DeltaTuning:
+        if isinstance(problem, PartitionedProblem):     # its units on the partitions: by column generation
+            tightest = tightest_tolerance(problem)
+        else:
+            tightest = self._tightest(problem)
+        delta = tightest * (1 + self.margin) + 1e-9
+        problem.set(delta=delta)
+        return DeltaTuning("tightest", delta, tightest=tightest)
+
+    def _tightest(self, problem) -> float:
+        """The LP's optimal t, by cvxpy with every term of the problem in memory."""
         import cvxpy as cp
 
         swept = [t for t in problem.terms if isinstance(t, Balance) and t.tolerance == "delta" and not t.exact]
@@ -159,10 +170,7 @@ class TightestDelta:
         if lp.status not in ("optimal", "optimal_inaccurate") or t.value is None:
             raise SolverError(f"the linear program for the tightest delta ended with status {lp.status!r} "
                               f"({self.solver}): the problem's other constraints may have no solution")
-        tightest = max(float(t.value), 0.0)
-        delta = tightest * (1 + self.margin) + 1e-9
-        problem.set(delta=delta)
-        return DeltaTuning("tightest", delta, tightest=tightest)
+        return max(float(t.value), 0.0)
 
 
 def resolve(delta):

@@ -74,15 +74,15 @@ def sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02, delta
     bal_alg), delta="tightest" takes the smallest feasible delta; `counterpoise.tuning.BootstrapDelta(grid,
     samples, seed)` sets the grid and resamples. The choice is kept as `solution.tuning`. `data` may be a dask
     DataFrame (any estimand, the covariates with their moments and interactions, delta in SD units, a number or
-    "auto", base weights a column, optionally a dask array `basis` chunked like the partitions): the problem is
+    "auto" or "tightest", base weights a column, optionally a dask array `basis` chunked like the partitions): the problem is
     then built and solved on its partitions by the dual Newton (`families.on_dask`).
     """
     delta, tuner = tuning.resolve(delta)
     if is_dask_frame(data):
         if delta_scale != "sd":
             raise InputError("SBW on a dask DataFrame takes delta in SD units (delta_scale='sd')")
-        problem = sbw_partitions(data, treatment, covariates, estimand, _partitions_tuner(delta, tuner), std,
-                                 base_weights, basis, moments, interactions, target)
+        problem = sbw_partitions(data, treatment, covariates, estimand, delta, std, base_weights, basis, moments,
+                                 interactions, target)
         problem.tuner = tuner
         return problem
     frame = as_frame(data)
@@ -116,17 +116,16 @@ def kernel_sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02
     `means=True` also balances the covariate means, within `mean_delta` in SD units whatever `delta_scale` is
     (default: `delta` when delta_scale="sd" and delta is a number, else 0.02 SD), its own Parameter "mean_delta": a raw basis tolerance is
     never applied to the covariates, and a path over "delta" moves the basis's tolerance alone. The paper's setting balances the raw basis alone: `delta=0.0005, delta_scale="raw", means=False`.
-    `data` may be a dask DataFrame (any estimand but "target", a number delta or "auto", base weights a column):
+    `data` may be a dask DataFrame (any estimand but "target", any delta, base weights a column):
     the basis and the problem are then built, and solved by the dual Newton, on its partitions (`families.on_dask`).
     """
     delta, tuner = tuning.resolve(delta)
     if mean_delta is None:
         mean_delta = delta if delta_scale == "sd" and tuner is None else DEFAULT_MEAN_DELTA
     if is_dask_frame(data):
-        problem = kernel_sbw_partitions(data, treatment, covariates, estimand, _partitions_tuner(delta, tuner),
-                                        delta_scale, std, mean_delta, base_weights,
-                                        dict(m=m, l=l, s=s, bandwidth=bandwidth, construction=construction,
-                                             seed=seed), means=means)
+        problem = kernel_sbw_partitions(data, treatment, covariates, estimand, delta, delta_scale, std, mean_delta,
+                                        base_weights, dict(m=m, l=l, s=s, bandwidth=bandwidth,
+                                                           construction=construction, seed=seed), means=means)
         problem.tuner = tuner
         return problem
     original = as_frame(data)
@@ -176,15 +175,6 @@ def entropy_balance(data, treatment=None, covariates=None, estimand="ATT", delta
     block = _moment_block(frame, covariates, moments, interactions, basis, delta)
     return _balancing_problem(frame, treatment, estimand, [block], block, "entropy", "entropy_balance",
                               delta_scale=delta_scale, std=std, target=target, base_weights=base_weights)
-
-
-def _partitions_tuner(delta, tuner):
-    """The delta to build a problem on dask partitions with: its tuner's start (delta="auto", whose resamples are
-    drawn on the client and summed on the partitions), or the number given; "tightest" is refused there."""
-    if isinstance(tuner, tuning.TightestDelta):
-        raise InputError("delta='tightest' solves a linear program over every row at once (cvxpy), which a dask "
-                         "DataFrame's partitions do not hold; give a number, or delta='auto'")
-    return delta
 
 
 def _moment_block(frame, covariates, moments, interactions, basis, delta) -> Block:
