@@ -18,7 +18,7 @@ grid point without weights (infeasible) is skipped.
 
 `TightestDelta` is the smallest delta for which weights exist: the linear program min t s.t. every balance
 column swept by "delta" within t s_j, the problem's other constraints as they are (by cvxpy in memory; by column
-generation on a dask DataFrame's partitions, `partitioned.tightest_tolerance`). At t itself the feasible set
+generation on a dask DataFrame's partitions, `tightest.tightest_tolerance`). At t itself the feasible set
 is a single face and a QP solver stalls on it, so the delta set is t (1 + margin) + 1e-9 (margin 1e-3 by default;
 `DeltaTuning.tightest` keeps t).
 
@@ -36,7 +36,8 @@ import numpy as np
 
 from .diagnostics import imbalance_of, resampled_sums
 from .errors import InfeasibleError, InputError, SolverError
-from .partitioned import PartitionedProblem, resampled_arms, tightest_tolerance
+from .partitioned import PartitionedProblem, resampled_arms
+from .tightest import tightest_tolerance
 from .terms.constraints import Balance
 from .validation import check, integer
 
