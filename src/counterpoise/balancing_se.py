@@ -28,6 +28,10 @@ mean replaced by its regression's mean over the population averaged over,
 (the weighted residuals sum to zero in each arm, the fit having an intercept), the same as the plain contrast when
 the balance is exact. The variances above are its variances, whatever the residual imbalance: it is the estimator
 the balancing SE describes (effect-coverage in problems/README.md shows both).
+
+One code computes them from sums over rows, in memory (`balancing`, the rows at once) and over a dask DataFrame's
+partitions (`estimate`, two passes): each arm's regression from the triangular factor of its weighted rows
+(`regression_factor`, stacked over blocks), the population's sums of D, then the residuals' squares.
 """
 
 from __future__ import annotations
@@ -95,34 +99,68 @@ def _treatment_and_functions(piece) -> tuple:
     return piece["a"], piece["X"], piece["index"]
 
 
-def _fit(F, y, v):
-    """(coefficients on [1, F], residuals) of the v-weighted least squares of y on [1, F] (minimum norm when
-    F is collinear)."""
-    design = np.column_stack([np.ones(len(y)), F])
-    root = np.sqrt(np.maximum(v, 0.0))
-    beta = np.linalg.lstsq(root[:, None] * design, root * y, rcond=None)[0]
-    return beta, y - design @ beta
+def design(F) -> np.ndarray:
+    """D = [1, F]: the intercept and the balance functions of some rows."""
+    return np.column_stack([np.ones(len(F)), F])
 
 
-def one_arm_balancing(y_target, v_target, F_target, y_weighted, v_weighted, F_weighted) -> tuple[float, float]:
-    """(rbar, Var) of an ATT (or ATC): the target arm's mean residual rbar = sum v r, r = Y - m(x), off the weighted
-    arm's regression m (the augmented ATT; minus the augmented ATC), and the balancing variance (module docstring);
-    v's normalized within their arm."""
-    beta, e = _fit(F_weighted, y_weighted, v_weighted)
-    r = y_target - np.column_stack([np.ones(len(y_target)), F_target]) @ beta
-    rbar = float(v_target @ r)
-    return rbar, float(np.sum(v_target ** 2 * (r - rbar) ** 2) + np.sum(v_weighted ** 2 * e ** 2))
+def triangular_factor(M) -> np.ndarray:
+    """R of M = QR, square (zero rows below when M has fewer rows than columns): R'R = M'M, and R has M's singular
+    values. Stacking two blocks' factors and factoring again gives the factor of the blocks stacked."""
+    R = np.linalg.qr(M, mode="r")
+    return np.vstack([R, np.zeros((M.shape[1] - R.shape[0], M.shape[1]))]) if R.shape[0] < M.shape[1] else R
 
 
-def ate_balancing(y_t, v_t, F_t, y_c, v_c, F_c, u_t, u_c) -> tuple[float, float]:
-    """(ATE_aug, Var): the augmented ATE sum u (m1 - m0) and the ATE's balancing variance (module docstring); u the
-    sample weights of the treated and the controls, normalized over all units together."""
-    beta_1, e_1 = _fit(F_t, y_t, v_t)
-    beta_0, e_0 = _fit(F_c, y_c, v_c)
-    difference = beta_1 - beta_0
-    tau = np.concatenate([np.column_stack([np.ones(len(y_t)), F_t]) @ difference,
-                          np.column_stack([np.ones(len(y_c)), F_c]) @ difference])
-    u = np.concatenate([u_t, u_c])
-    taubar = float(u @ tau)
-    return taubar, float(np.sum(u ** 2 * (tau - taubar) ** 2) + np.sum(v_t ** 2 * e_1 ** 2)
-                         + np.sum(v_c ** 2 * e_0 ** 2))
+def regression_factor(y, v, D) -> np.ndarray:
+    """The triangular factor of [sqrt(v) D, sqrt(v) y]: an arm's v-weighted regression of y on D, summed over its
+    rows in any blocks (stack and factor again)."""
+    return triangular_factor(np.sqrt(np.maximum(v, 0.0))[:, None] * np.column_stack([D, y]))
+
+
+def regressions(estimand, factors, population, totals) -> tuple:
+    """(fit, the augmented estimate) from each arm's (control, treated) `regression_factor`, the population's
+    sum s'D (the treated for an ATT, the controls for an ATC, every unit for an ATE, s its sample weights) and
+    the arms' sums v'y. An arm's regression is the least squares of its factor, R beta ~ z: the rows' singular
+    values, so the minimum-norm solution where D is collinear, without the normal equations' squared condition
+    number. An ATT or ATC has one regression, the weighted arm's (m0 for the ATT), and its target arm's residuals
+    r = y - m(x) are centred at their mean rbar = sum v r (the augmented ATT is rbar, the ATC -rbar). An ATE has
+    both, and each unit's effect m1 - m0 enters around its population mean taubar (the augmented ATE). The fit is
+    (coefficients per arm, the shift each arm's residuals are centred at, None or (m1 - m0's coefficients,
+    taubar)), for `residual_sum` and `effect_sum`."""
+    betas = np.array([np.linalg.lstsq(factor[:-1, :-1], factor[:-1, -1], rcond=None)[0] for factor in factors])
+    if estimand == "ATE":
+        difference = betas[1] - betas[0]
+        taubar = float(population @ difference / population[0])
+        return (betas, np.zeros(2), (difference, taubar)), taubar
+    weighted, target = (0, 1) if estimand == "ATT" else (1, 0)
+    beta = betas[weighted]
+    rbar = float((totals[target] - population @ beta) / population[0])
+    shifts = np.zeros(2)
+    shifts[target] = rbar
+    return (np.array([beta, beta]), shifts, None), rbar if estimand == "ATT" else -rbar
+
+
+def residual_sum(y, v, D, beta, shift) -> float:
+    """sum v^2 (y - D beta - shift)^2 over an arm's rows: its term of the variance (times its sum of v, squared)."""
+    return float(v ** 2 @ (y - D @ np.atleast_1d(beta) - shift) ** 2)
+
+
+def effect_sum(s, D, difference, taubar) -> float:
+    """sum s^2 (D difference - taubar)^2 over the population: the ATE's sampling term (times (sum s)^2)."""
+    return float(s ** 2 @ (D @ difference - taubar) ** 2)
+
+
+def balancing(estimand, arms, population) -> tuple[float, float]:
+    """(the augmented estimate, the balancing variance) of rows in memory: `arms` the (control, treated) (y, v, F),
+    v the weights of the arm's rows (the sample weights in the target arm of an ATT / ATC), `population` the
+    (s, F) of the units the effect is averaged over (module docstring)."""
+    designs = [design(F) for y, v, F in arms]
+    factors = [regression_factor(y, v, D) for (y, v, F), D in zip(arms, designs)]
+    s, F = population
+    fit, corrected = regressions(estimand, factors, s @ design(F), [v @ y for y, v, F in arms])
+    betas, shifts, effect = fit
+    variance = sum(residual_sum(y, v, D, beta, shift) / v.sum() ** 2
+                   for (y, v, F), D, beta, shift in zip(arms, designs, betas, shifts))
+    if effect is not None:
+        variance += effect_sum(s, design(F), *effect) / s.sum() ** 2
+    return corrected, variance

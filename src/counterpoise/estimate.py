@@ -25,7 +25,8 @@ import pandas as pd
 from scipy import stats
 
 from .backends.blocks import DaskBlocks
-from .balancing_se import BalanceFunctions, ate_balancing, centred, one_arm_balancing
+from .balancing_se import (BalanceFunctions, balancing, centred, design, effect_sum, regression_factor, regressions,
+                           residual_sum, triangular_factor)
 from .diagnostics import effective_sample_size
 from .errors import CounterpoiseError, InputError, SolverError
 from .progress import bar
@@ -231,14 +232,11 @@ def _balancing(estimand, data, t, y, w_t, w_c, weights, covariates, sample_weigh
             raise InputError("se='balancing' needs the functions the weights balance: pass the Solution of a "
                              "balancing problem (sbw, kernel_sbw, entropy_balance), or covariates=[...]")
     F_t, F_c = functions.rows("treated", data.index[t]), functions.rows("control", data.index[~t])
-    v_t, v_c = w_t / w_t.sum(), w_c / w_c.sum()
-    if estimand == "ATT":
-        return one_arm_balancing(y[t], v_t, F_t, y[~t], v_c, F_c)
-    if estimand == "ATC":
-        rbar, var = one_arm_balancing(y[~t], v_c, F_c, y[t], v_t, F_t)
-        return -rbar, var
+    arms = ((y[~t], w_c, F_c), (y[t], w_t, F_t))
+    if estimand != "ATE":                      # averaged over the target arm, with its sample weights
+        return balancing(estimand, arms, (w_t, F_t) if estimand == "ATT" else (w_c, F_c))
     s = np.ones(len(data)) if sample_weights is None else sample_weights
-    return ate_balancing(y[t], v_t, F_t, y[~t], v_c, F_c, s[t] / s.sum(), s[~t] / s.sum())
+    return balancing(estimand, arms, (np.concatenate([s[~t], s[t]]), np.vstack([F_c, F_t])))
 
 
 def _augmented_point(estimand, covariates, sample_weights):
@@ -378,7 +376,7 @@ def _on_partitions(estimand, data, treatment, outcome, weights, sample_weights, 
     means = totals / mass
     estimate = float(means[1] - means[0])
     if se == "balancing":
-        fit, corrected = _regressions(estimand, *sums[4:], totals)
+        fit, corrected = regressions(estimand, *sums[4:], totals)
         estimate = corrected if augmented else estimate
     else:
         fit = (means, np.zeros(2), None)
@@ -434,37 +432,14 @@ def _drawn_rows(frame, plan, partition_info=None) -> pd.DataFrame:
     return drawn
 
 
-def _regressions(estimand, factors, population, totals) -> tuple:
-    """(the second pass's `fit`, the augmented estimate) from the first pass's sums: each arm's triangular factor
-    of [sqrt(v) D, sqrt(v) y] (D = [1, f]) and the population's sum s'D (the treated for an ATT, the controls for an
-    ATC, everyone for an ATE). An arm's regression is the least squares of its factor, R beta ~ z: the same
-    singular values, so the same solution (minimum norm where D is collinear) as the in-memory least squares on the
-    rows (`balancing_se`), where the normal equations would square the condition number. An ATT or ATC has one
-    regression, the weighted arm's; its target arm's residuals are centred at their mean rbar (the augmented ATT is
-    rbar, the ATC -rbar). An ATE has both, and the effect m1 - m0 of each unit enters around its population mean
-    (the augmented ATE)."""
-    betas = np.array([np.linalg.lstsq(factor[:-1, :-1], factor[:-1, -1], rcond=None)[0] for factor in factors])
-    if estimand == "ATE":
-        difference = betas[1] - betas[0]
-        taubar = float(population @ difference / population[0])
-        return (betas, np.zeros(2), (difference, taubar)), taubar
-    weighted, target = (0, 1) if estimand == "ATT" else (1, 0)
-    beta = betas[weighted]
-    rbar = float((totals[target] - population @ beta) / population[0])
-    shifts = np.zeros(2)
-    shifts[target] = rbar
-    return (np.array([beta, beta]), shifts, None), rbar if estimand == "ATT" else -rbar
-
-
 def _arm_sums(part, weights, block, treatment, outcome, sample_weights, estimand, goal=None, columns=None, fit=None):
     """One partition's (control, treated) sums: units, sum v, sum v y, sum v^2, with v the sample weights s in the
     target arm of an ATT / ATC and the balancing weights elsewhere.
 
-    With the partition's balance functions (`block`, centred at `goal`; D = [1, f]): also each arm's triangular
-    factor of [sqrt(v) D, sqrt(v) y] (`triangular_factor`), and the population's s'D (`_regressions`). With `fit` = (coefficients per arm, shift per arm,
-    population): the second pass, sum v^2 (y - D beta_arm - shift_arm)^2 per arm (D = 1 without functions, the
-    coefficients the arms' means), and with a population term (difference, taubar) also
-    sum s^2 (D difference - taubar)^2."""
+    With the partition's balance functions (`block`, centred at `goal`; D = [1, f]): also each arm's
+    `balancing_se.regression_factor` and the population's s'D (`balancing_se.regressions`). With a `fit` (theirs,
+    or the arms' means as coefficients of D = 1 without functions): the second pass, each arm's
+    `balancing_se.residual_sum` and, for an ATE, the population's `effect_sum`."""
     t = treatment_indicator(part, treatment, both_arms=False) == 1
     y = _outcome(part, outcome)
     s = np.ones(len(part)) if sample_weights is None else _sample_weights(part, sample_weights)
@@ -477,31 +452,18 @@ def _arm_sums(part, weights, block, treatment, outcome, sample_weights, estimand
     v = s.copy()
     v[weighted] = finite(weights.reindex(labels).to_numpy(dtype=float), "weights")
     arms = (~t, t)
-    D = np.ones((len(part), 1)) if block is None else \
-        np.column_stack([np.ones(len(part)), centred(block[0]["X"], goal, columns)])
+    D = np.ones((len(part), 1)) if block is None else design(centred(block[0]["X"], goal, columns))
     if fit is not None:
-        betas, shifts, population = fit
-        arm_terms = np.array([v[arm] ** 2 @ (y[arm] - D[arm] @ np.atleast_1d(beta) - shift) ** 2
+        betas, shifts, effect = fit
+        arm_terms = np.array([residual_sum(y[arm], v[arm], D[arm], beta, shift)
                               for arm, beta, shift in zip(arms, betas, shifts)])
-        if population is None:
-            return arm_terms, 0.0
-        difference, taubar = population
-        return arm_terms, float(s ** 2 @ (D @ difference - taubar) ** 2)
+        return arm_terms, (0.0 if effect is None else effect_sum(s, D, *effect))
     sums = (np.array([float(arm.sum()) for arm in arms]), np.array([v[arm].sum() for arm in arms]),
             np.array([v[arm] @ y[arm] for arm in arms]), np.array([v[arm] @ v[arm] for arm in arms]))
     if block is None:
         return sums
     population = np.ones(len(part), bool) if estimand == "ATE" else ~weighted
-    factors = [triangular_factor(np.sqrt(np.maximum(v[arm], 0.0))[:, None] * np.column_stack([D[arm], y[arm]]))
-               for arm in arms]
-    return sums + (factors, s[population] @ D[population])
-
-
-def triangular_factor(M) -> np.ndarray:
-    """R of M = QR, square (zero rows below when M has fewer rows than columns): R'R = M'M, and R has M's singular
-    values. Stacking two blocks' factors and factoring again gives the factor of the blocks stacked."""
-    R = np.linalg.qr(M, mode="r")
-    return np.vstack([R, np.zeros((M.shape[1] - R.shape[0], M.shape[1]))]) if R.shape[0] < M.shape[1] else R
+    return sums + ([regression_factor(y[arm], v[arm], D[arm]) for arm in arms], s[population] @ D[population])
 
 
 def _combine_arm_sums(a, b) -> tuple:
