@@ -59,6 +59,17 @@ def interactions(X, names):
     return X[:, j] * X[:, k], [f"{names[a]}:{names[b]}" for a, b in zip(j, k)]
 
 
+def expanded(X, names, degree=1, products=False, binary=None):
+    """A balancing problem's functions of the covariates X (named `names`): X, its powers up to `degree` (none of
+    the `binary` columns: read off X by default, given when X is one piece of larger data) and, with `products`,
+    its pairwise interactions. Returns (B, names)."""
+    B, columns = moments(X, names, degree=degree, binary=binary) if degree > 1 else (X, list(names))
+    if products:
+        M, pairs = interactions(X, names)
+        B, columns = np.hstack([B, M]), columns + pairs
+    return B, columns
+
+
 def _moments(X):
     """Column means and population SDs, in row chunks (no n x p temporary)."""
     _check_not_constant(X)

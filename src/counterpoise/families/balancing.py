@@ -192,10 +192,7 @@ def _covariates(frame, covariates):
 
 
 def _expand(X, names, moments, interactions, basis, n):
-    B, bnames = bases.moments(X, names, degree=moments) if moments > 1 else (X, list(names))
-    if interactions:
-        M, mnames = bases.interactions(X, names)
-        B, bnames = np.hstack([B, M]), bnames + mnames
+    B, bnames = bases.expanded(X, names, moments, interactions)
     if basis is not None:
         extra = basis.to_numpy(dtype=float) if isinstance(basis, pd.DataFrame) else np.asarray(basis, dtype=float)
         extra = extra.reshape(n, -1) if extra.ndim == 1 else extra

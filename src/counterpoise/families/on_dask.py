@@ -283,10 +283,10 @@ def _balancing(ddf, treatment, covariates, estimand, delta, std, base_weights, f
     if moments > 1:
         binary = DaskBlocks([(part,) for part in parts]).reduce(_binary_columns, combine=np.logical_and,
                                                                 covariates=covariates)
-    expansion = dict(moments=moments, interactions=interactions, binary=binary)
+    expansion = dict(degree=moments, products=interactions, binary=binary)
     arms = dask.persist(*[dask.delayed(_arms)(part, treatment, covariates, base_weights, more, expansion)
                           for part, more in zip(parts, extra)])
-    names = _expanded(np.zeros((1, len(covariates))), covariates, **expansion)[1] + basis_names
+    names = bases.expanded(np.zeros((1, len(covariates))), covariates, **expansion)[1] + basis_names
     low, high = DaskBlocks(arms).reduce(_column_range, combine=widest)
     largest = np.maximum(-low, high)                   # max |x| per column
     keep = constant_columns_dropped(high - low == 0, names)
@@ -389,21 +389,11 @@ def _arms(frame, treatment, covariates, base_weights, basis=None, expansion=None
     """One partition read once, as a block of one argument: {treatment (0/1; 1 for every row without a
     treatment), balance columns (the covariates with their `expansion`, then its rows of the `basis`, if any), base
     weights, index}."""
-    X = _expanded(numeric_matrix(frame, covariates, "covariates"), covariates, **(expansion or {}))[0]
+    X = bases.expanded(numeric_matrix(frame, covariates, "covariates"), covariates, **(expansion or {}))[0]
     a = np.ones(len(frame), dtype=int) if treatment is None else treatment_indicator(frame, treatment, both_arms=False)
     return ({"a": a,
              "X": X if basis is None else np.hstack([X, basis]), "d": check_base_weights(frame, base_weights),
              "index": frame.index},)
-
-
-def _expanded(X, names, moments=1, interactions=False, binary=None):
-    """The covariates' balance functions and their names: X, its powers up to `moments` (not of the `binary`
-    columns), pairwise products when `interactions` (`basis.moments`, `basis.interactions`, in memory's order)."""
-    B, columns = bases.moments(X, names, degree=moments, binary=binary) if moments > 1 else (X, list(names))
-    if interactions:
-        M, products = bases.interactions(X, names)
-        B, columns = np.hstack([B, M]), columns + products
-    return B, columns
 
 
 def _binary_columns(frame, covariates):
