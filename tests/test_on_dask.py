@@ -114,6 +114,22 @@ def test_constraints_with_coefficients_chunked_like_the_partitions(client, sampl
         cpz.calibrate(data, constraints={"part": (da.stack([chunked, chunked], axis=1), total)}, **arguments)
 
 
+def test_check_runs_on_a_sample_the_user_names(client, sample):
+    """check(sample=...) builds the same problem (the same population totals) on the rows named, in memory, and
+    checks the engine against cvxpy there."""
+    frame, margins, totals = sample
+    rows = frame.sample(3000, random_state=1)
+    check = cpz.calibrate(partitioned(frame), base_weights="d", margins=margins, totals=totals).check("dual",
+                                                                                                     sample=rows)
+    alone = cpz.calibrate(rows, base_weights="d", margins=margins, totals=totals).check("dual")
+    assert check.objective_gap < 1e-7 and check.weight_gap < 1e-6
+    np.testing.assert_allclose(check.solution.weights, alone.solution.weights, rtol=1e-12)
+    kernel = cpz.kernel_sbw(partitioned(cpz.datasets.kim2023(2000, seed=2)), treatment="A", m=30, l=20, s=10,
+                            covariates=["X1", "X2"], delta=0.05)
+    assert kernel.check("dual", sample=cpz.datasets.kim2023(2000, seed=2).sample(800, random_state=2)).objective_gap \
+        < 1e-6
+
+
 def test_compute_gives_the_in_memory_solution(client, sample):
     frame, margins, totals = sample
     solution = cpz.rake(partitioned(frame), margins=margins, base_weights="d")
@@ -157,7 +173,7 @@ def test_what_a_dask_dataframe_cannot_take(client, sample):
         cpz.calibrate(data, base_weights="d", margins={"nope": {"a": 1.0}})
     with pytest.raises(InputError, match="trim= needs the weights in memory"):
         cpz.rake(data, margins=margins, base_weights="d", trim=(0.5, 2.0))
-    with pytest.raises(InputError, match="needs every row in memory; build the same problem on a sample"):
+    with pytest.raises(InputError, match="needs every row in memory; name a sample of the rows"):
         cpz.calibrate(data, base_weights="d", margins=margins).check("calibration")
 
 

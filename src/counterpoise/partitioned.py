@@ -272,13 +272,17 @@ class PartitionedProblem:
                          f"partitions, so {getattr(term, 'name', term)!r} cannot join it. Build the problem on the "
                          "data in memory (ddf.compute()) to add your own terms")
 
-    def check(self, *args, **options):
-        """Refused: the check solves the problem with cvxpy as well, which needs every row in memory. Check the
-        engine on a sample in memory instead: the same builder on `ddf.sample(frac=..., random_state=seed).compute()`,
-        then `prob.check("dual")` (or "calibration")."""
-        raise InputError("check() solves the problem with cvxpy too, which needs every row in memory; build the "
-                         "same problem on a sample in memory (ddf.sample(frac=..., random_state=seed).compute()) and "
-                         "check that one: the engine on partitions runs the same Newton steps as in memory")
+    def check(self, backend="auto", solver=None, reference_solver="CLARABEL", sample=None, **options):
+        """The engine against cvxpy (`WeightingProblem.check`) on `sample`, a pandas DataFrame of rows you name
+        (e.g. `ddf.sample(frac=0.01, random_state=1).compute()`): the same builder, with the same arguments (the same
+        population totals for a calibration), runs on it in memory, and its check is returned. The engine on
+        partitions runs the same Newton steps as in memory (the tests compare them); cvxpy needs every row at once,
+        so without a sample the check is refused."""
+        if sample is None:
+            raise InputError("check() solves the problem with cvxpy too, which needs every row in memory; name a "
+                             "sample of the rows in memory (sample=ddf.sample(frac=..., random_state=seed).compute()) "
+                             "and the same problem is checked on it")
+        return self.rebuild(sample).check(backend, solver, reference_solver, **options)
 
     def solve(self, backend="auto", raise_on_failure=True, warm_start=True, callback=None, **options) -> Solution:
         """Solve by the problem's Newton on the partitions, group by group (backend "auto", or the method's name:
