@@ -330,11 +330,11 @@ def _on_partitions(estimand, data, treatment, outcome, weights, sample_weights, 
                    augmented, n_boot=200, seed=0, progress=None) -> Estimate:
     """att / atc / ate on a dask DataFrame, with weights from a problem built on it (its `Solution`, or a dask
     Series with the same partitions): the arms' sums over the partitions in two passes (the Hajek means, then the
-    squared deviations), and the fixed-weight linearization. For the balancing SE the first pass also sums each
-    arm's weighted regression of the outcome on the balance functions (its normal equations) and the population's
-    sums of the functions, the second the squares of the residuals (`balancing_se`'s variances); the augmented
-    estimate is the population's mean of the regressions' contrast. se="bootstrap": the in-memory bootstrap's
-    resamples (`_bootstrap_on_partitions`)."""
+    squared deviations), and the fixed-weight linearization. For the balancing SE the first pass also gathers each
+    arm's weighted regression of the outcome on the balance functions (its triangular factor, stacked over the
+    partitions) and the population's sums of the functions, the second the squares of the residuals
+    (`balancing_se`'s variances); the augmented estimate is the population's mean of the regressions' contrast.
+    se="bootstrap": the in-memory bootstrap's resamples (`_bootstrap_on_partitions`)."""
     if covariates is not None:
         raise InputError("covariates= reads columns in memory; on a dask DataFrame the balancing SE uses the "
                          "functions the solution balanced")

@@ -162,7 +162,7 @@ _WORST = ("duality_gap", "max_violation", "max_relative_misfit", "infeasible_bel
 
 def combined(runs, labels) -> MethodRun:
     """One run from the runs of several groups (`labels`): the dual points side by side, the worst status and
-    statistics, the first error, every message named by its group."""
+    statistics, the error of the first run with that status, every message named by its group."""
     if len(runs) == 1:
         return runs[0]
     status = next((s for s in ("infeasible", "inaccurate") if s in [run.status for run in runs]), "optimal")
@@ -472,9 +472,10 @@ def _solution_sums(block, piece, lam, report) -> tuple:
     """One partition's `SumsOverPartitions.sums` for one group (the extremes of an empty block: -inf, 0 and
     +inf)."""
     w, base, B = block_weights(*block, y=lam), report.base(block), report.rows(block, piece)
+    positive = base > 0
     return (B.T @ base, B.T @ w, base.sum(), w.sum(), w @ w, block[1].value(w), float(np.sum(w > 0)),
-            float(np.sum(w < 0)), float(np.max(w, initial=-np.inf)), float(np.max(w[base > 0] / base[base > 0], initial=0.0)),
-            float(np.min(w, initial=np.inf)))
+            float(np.sum(w < 0)), float(np.max(w, initial=-np.inf)),
+            float(np.max(w[positive] / base[positive], initial=0.0)), float(np.min(w, initial=np.inf)))
 
 
 def _combine_sums(a, b) -> tuple:

@@ -73,9 +73,9 @@ def sbw(data, treatment=None, covariates=None, estimand="ATT", delta=0.02, delta
     delta="auto" chooses delta at the first solve by Wang & Zubizarreta's bootstrap over R sbw's grid (as sbw's
     bal_alg), delta="tightest" takes the smallest feasible delta; `counterpoise.tuning.BootstrapDelta(grid,
     samples, seed)` sets the grid and resamples. The choice is kept as `solution.tuning`. `data` may be a dask
-    DataFrame (any estimand, the covariates with their moments and interactions, delta in SD units, a number or
-    "auto" or "tightest", base weights a column, optionally a dask array `basis` chunked like the partitions): the problem is
-    then built and solved on its partitions by the dual Newton (`families.on_dask`).
+    DataFrame (any estimand, the covariates with their moments and interactions, delta in SD units: a number,
+    "auto" or "tightest", base weights a column, optionally a dask array `basis` chunked like the partitions): the
+    problem is then built and solved on its partitions by the dual Newton (`families.on_dask`).
     """
     delta, tuner = tuning.resolve(delta)
     if is_dask_frame(data):
@@ -240,7 +240,8 @@ def _balancing_problem(frame, treatment, estimand, blocks, report, dispersion, f
     def summary(block, with_sds=True):
         """Fixed SDs (when needed: they cost passes over B) and target values of the block's columns."""
         sds = smd_denominators(block.B, treatment=a, target_rows=target_rows, base_weights=d_all) if with_sds else None
-        goal = target_means(target, block.names) if estimand == "target" else _weighted_mean(block.B, d_all, target_rows)
+        goal = (target_means(target, block.names) if estimand == "target"
+                else _weighted_mean(block.B, d_all, target_rows))
         return sds, goal
 
     mean_d = _group_total(d, groups) / pd.Series(groups).groupby(groups).transform("size").to_numpy()

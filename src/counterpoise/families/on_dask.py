@@ -197,8 +197,8 @@ def _tolerance(delta) -> float:
 def sbw(ddf, treatment, covariates, estimand, delta, std, base_weights, basis=None, moments=1, interactions=False,
         target=None):
     """`cpz.sbw` on a dask DataFrame (see there), as a `PartitionedProblem` solved by the dual Newton on the
-    partitions: the weighted arms (one for an ATT or ATC, both for an ATE), the covariates' means (and a dask array `basis`'s columns) within
-    delta target SDs (`std`)."""
+    partitions: the weighted arms (one for an ATT or ATC, both for an ATE, every row for a target), the covariates'
+    means (and a dask array `basis`'s columns) within delta target SDs (`std`)."""
     delta = _tolerance(delta)
     extra = None if basis is None else user_basis(ddf, basis)
     return _balancing(ddf, treatment, covariates, estimand, delta, std, base_weights, "sbw", basis=extra,
