@@ -65,7 +65,7 @@ class Report:
 
     def base(self, block):
         """The base weights of one partition's units (the in-memory design's: not normalized within the arm)."""
-        return block[1].base * self.base_scale
+        return block[1].base if self.base_scale == 1.0 else block[1].base * self.base_scale
 
     def table(self, before, base_total, after, total) -> pd.DataFrame:
         """The table from sum_i d_i b_i (`before`), sum d, sum_i w_i b_i (`after`) and sum w."""
@@ -472,10 +472,9 @@ def _solution_sums(block, piece, lam, report) -> tuple:
     """One partition's `SumsOverPartitions.sums` for one group (the extremes of an empty block: -inf, 0 and
     +inf)."""
     w, base, B = block_weights(*block, y=lam), report.base(block), report.rows(block, piece)
-    positive = base > 0
     return (B.T @ base, B.T @ w, base.sum(), w.sum(), w @ w, block[1].value(w), float(np.sum(w > 0)),
-            float(np.sum(w < 0)), float(np.max(w, initial=-np.inf)),
-            float(np.max(w[positive] / base[positive], initial=0.0)), float(np.min(w, initial=np.inf)))
+            float(np.sum(w < 0)), float(np.max(w, initial=-np.inf)), float(np.max(w / base, initial=0.0)),
+            float(np.min(w, initial=np.inf)))
 
 
 def _combine_sums(a, b) -> tuple:
