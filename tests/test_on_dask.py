@@ -442,6 +442,21 @@ def test_partitioned_kernel_sbw_equals_the_in_memory_one(client, options):
     assert ours.std_error == pytest.approx(theirs.std_error, rel=1e-8)     # residualized on what was balanced
 
 
+def test_the_ate_orders_its_arms_by_first_appearance_over_all_rows(client):
+    """Every partition starts with a treated row and the first holds treated rows only: both arms are still
+    weighted, in memory's order (treated first), with the same weights and weight summary."""
+    study = cpz.datasets.kim2023(1200, seed=18)
+    treated, controls = study[study["A"] == 1], study[study["A"] == 0]
+    pieces = [treated.iloc[:100], pd.concat([treated.iloc[100:110], controls.iloc[:500]]),
+              pd.concat([treated.iloc[110:120], controls.iloc[500:]]), treated.iloc[120:]]
+    frame = pd.concat(pieces)
+    data = dd.from_delayed([dask.delayed(piece) for piece in pieces], meta=frame.iloc[:0])
+    arguments = dict(treatment="A", covariates=["X1", "X2", "X3"], estimand="ATE", delta=0.02)
+    memory, solution = cpz.sbw(frame, **arguments).solve(), cpz.sbw(data, **arguments).solve()
+    assert list(solution.weight_summary().index) == list(memory.weight_summary().index) == ["treated", "control"]
+    assert np.max(np.abs(solution.weights.compute() - memory.weights)) <= 1e-8 * memory.weights.max()
+
+
 @pytest.mark.parametrize("builder, options", [(cpz.entropy_balance, {}), (cpz.entropy_balance, dict(delta=0.05)),
                                               (cpz.sbw, dict(delta=0.05, moments=2))])
 def test_the_ate_on_partitions_equals_the_in_memory_one(client, builder, options):
