@@ -98,7 +98,7 @@ def main():
             weights = solution.weights.compute()
             gap = float(np.max(np.abs(weights.to_numpy() - memory.weights.to_numpy())) / memory.weights.abs().max())
             comparison = (f"{memory_s:.2f} s ({steps_of(memory)} steps; weights agree to {gap:.0e})")
-    print(f"| {args.problem} | {args.n:,} | {len(problem.blocks.sizes)} | {prep_s:.1f} | {build_s:.1f} | "
+    print(f"| {args.problem} | {args.n:,} | {len(problem.layout)} | {prep_s:.1f} | {build_s:.1f} | "
           f"{solve_s:.1f} | {build_s + solve_s:.1f} | {steps_of(solution)} | {solution.status} | {misfit:.0e} | "
           f"{max(workers.values()):.0f} | {client_peak:.0f} | {comparison} |")
 
