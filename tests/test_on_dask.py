@@ -130,6 +130,27 @@ def test_check_runs_on_a_sample_the_user_names(client, sample):
         < 1e-6
 
 
+@pytest.mark.parametrize("trim", [(0.8, 1.6), (0.9, 2.0)])
+def test_rake_with_trimming_on_partitions_is_the_in_memory_one(client, sample, trim):
+    """rake(trim=) on partitions: trim_weights' rounds, each one pass of sums, give the in-memory trimmed weights,
+    units capped, misfit, status, table and message (margins whose g spreads from 0.5 to 2.1)."""
+    frame = sample[0]
+    rng, population = np.random.default_rng(3), 1.1 * frame["d"].sum()
+    margins = {}
+    for var in ["v1", "v2", "v3"]:
+        level = frame.groupby(var)["d"].sum() * rng.uniform(0.7, 1.3, frame[var].nunique())
+        margins[var] = (level * population / level.sum()).to_dict()
+    memory = cpz.rake(frame, margins=margins, base_weights="d", trim=trim)
+    solution = cpz.rake(partitioned(frame), margins=margins, base_weights="d", trim=trim)
+    np.testing.assert_allclose(solution.weights.compute(), memory.weights, rtol=1e-10)
+    assert solution.info["trimmed_units"] == memory.info["trimmed_units"] > 0
+    assert solution.info["max_relative_misfit"] == pytest.approx(memory.info["max_relative_misfit"], rel=1e-8)
+    assert (solution.status, solution.message) == (memory.status, memory.message)
+    assert solution.objective == pytest.approx(memory.objective, rel=1e-8)
+    pd.testing.assert_frame_equal(solution.balance, memory.balance, rtol=1e-8)
+    pd.testing.assert_series_equal(solution.compute().weights, memory.weights, rtol=1e-10)
+
+
 def test_compute_gives_the_in_memory_solution(client, sample):
     frame, margins, totals = sample
     solution = cpz.rake(partitioned(frame), margins=margins, base_weights="d")
@@ -171,8 +192,6 @@ def test_what_a_dask_dataframe_cannot_take(client, sample):
         cpz.calibrate(data, base_weights=frame["d"].to_numpy(), margins=margins)
     with pytest.raises(InputError, match=r"\['nope'\] are not in the data"):
         cpz.calibrate(data, base_weights="d", margins={"nope": {"a": 1.0}})
-    with pytest.raises(InputError, match="trim= needs the weights in memory"):
-        cpz.rake(data, margins=margins, base_weights="d", trim=(0.5, 2.0))
     with pytest.raises(InputError, match="needs every row in memory; name a sample of the rows"):
         cpz.calibrate(data, base_weights="d", margins=margins).check("calibration")
 

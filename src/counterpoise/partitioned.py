@@ -339,14 +339,15 @@ class PartitionedProblem:
         pieces = [group.pieces or [None] * len(self.layout) for group in self.groups]
         return [(layout, [b[p] for b in blocks], [q[p] for q in pieces]) for p, layout in enumerate(self.layout)]
 
-    def weights(self, lam):
-        """The weights at the dual point lam: a lazy dask Series named "weight" aligned with the input's
-        partitions."""
+    def weights(self, lam, trimming=None):
+        """The weights at the dual point lam (then trimmed by `trimming`, if given: `families.calibration.Trimming`):
+        a lazy dask Series named "weight" aligned with the input's partitions."""
         import dask
         import dask.dataframe as dd
 
         lams = self._pieces(lam)
-        parts = [dask.delayed(_weight_series)(layout, blocks, lams) for layout, blocks, _ in self._partitions()]
+        parts = [dask.delayed(_weight_series)(layout, blocks, lams, trimming)
+                 for layout, blocks, _ in self._partitions()]
         return dd.from_delayed(parts, meta=pd.Series(dtype=float, name="weight"), divisions=self.divisions,
                                verify_meta=False)
 
@@ -359,8 +360,8 @@ class SumsOverPartitions:
 
     in_memory = False
 
-    def __init__(self, problem, lam):
-        self.problem, self.lam, self.size = problem, lam, problem.n
+    def __init__(self, problem, lam, trimming=None):
+        self.problem, self.lam, self.trimming, self.size = problem, lam, trimming, problem.n
         self.kind = problem.groups[0].report.kind
 
     @cached_property
@@ -369,7 +370,7 @@ class SumsOverPartitions:
         value; the numbers of positive and of negative weights; the largest w, the largest w / d and the smallest
         w."""
         return [dict(zip(SUMS, group.sum_blocks().reduce(_solution_sums, combine=_combine_sums, lam=lam,
-                                                          report=group.report)))
+                                                          report=group.report, trimming=self.trimming)))
                 for group, lam in zip(self.problem.groups, self.problem._pieces(self.lam))]
 
     def table(self, weights=None, std=None) -> pd.DataFrame:
@@ -409,7 +410,7 @@ class SumsOverPartitions:
         reports = [group.report for group in problem.groups]
         lams = problem._pieces(self.lam)
         pieces = DaskBlocks(problem._partitions()).collect(
-            _gathered, [dict(lams=lams, reports=reports)] * len(problem.layout))
+            _gathered, [dict(lams=lams, reports=reports, trimming=self.trimming)] * len(problem.layout))
         X = [p[0] for p in pieces]
         X = scipy.sparse.vstack(X, format="csr") if scipy.sparse.issparse(X[0]) else np.vstack(X)
         d, groups = np.concatenate([p[1] for p in pieces]), np.concatenate([p[2] for p in pieces])
@@ -460,18 +461,24 @@ def _placed(layout, values):
     return out
 
 
-def _weight_series(layout, blocks, lams) -> pd.Series:
-    w = _placed(layout, [block_weights(*block, y=lam) for block, lam in zip(blocks, lams)])
+def unit_weights(block, lam, trimming=None) -> np.ndarray:
+    """A block's weights at the dual point lam, then trimmed by `trimming` (None: as they are)."""
+    w = block_weights(*block, y=lam)
+    return w if trimming is None else trimming.apply(w, block[1].base)[0]
+
+
+def _weight_series(layout, blocks, lams, trimming=None) -> pd.Series:
+    w = _placed(layout, [unit_weights(block, lam, trimming) for block, lam in zip(blocks, lams)])
     return pd.Series(w, index=layout[0], name="weight")
 
 
 SUMS = ("before", "after", "d", "w", "w2", "objective", "positive", "negative", "max_w", "max_ratio", "smallest")
 
 
-def _solution_sums(block, piece, lam, report) -> tuple:
+def _solution_sums(block, piece, lam, report, trimming=None) -> tuple:
     """One partition's `SumsOverPartitions.sums` for one group (the extremes of an empty block: -inf, 0 and
     +inf)."""
-    w, base, B = block_weights(*block, y=lam), report.base(block), report.rows(block, piece)
+    w, base, B = unit_weights(block, lam, trimming), report.base(block), report.rows(block, piece)
     return (B.T @ base, B.T @ w, base.sum(), w.sum(), w @ w, block[1].value(w), float(np.sum(w > 0)),
             float(np.sum(w < 0)), float(np.max(w, initial=-np.inf)), float(np.max(w / base, initial=0.0)),
             float(np.min(w, initial=np.inf)))
@@ -482,10 +489,11 @@ def _combine_sums(a, b) -> tuple:
     return tuple(extremes[name](x, y) if name in extremes else x + y for name, x, y in zip(SUMS, a, b))
 
 
-def _gathered(layout, blocks, pieces, lams, reports):
+def _gathered(layout, blocks, pieces, lams, reports, trimming=None):
     """One partition's table rows, base weights, group labels and weights Series, in its order of weighted units."""
     rows = [report.rows(block, piece) for block, piece, report in zip(blocks, pieces, reports)]
     bases = [report.base(block) for block, report in zip(blocks, reports)]
     labels = [np.full(len(base), report.group, dtype=object) for base, report in zip(bases, reports)]
-    return _placed(layout, rows), _placed(layout, bases), _placed(layout, labels), _weight_series(layout, blocks, lams)
+    return (_placed(layout, rows), _placed(layout, bases), _placed(layout, labels),
+            _weight_series(layout, blocks, lams, trimming))
 

@@ -16,6 +16,7 @@ refused before solving. A dask DataFrame is calibrated on its partitions (`famil
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -23,12 +24,14 @@ import pandas as pd
 from ..arguments import recorded
 from ..backends.base import RawResult
 from ..backends.blocks import Blocks
+from ..backends.units import block_weights
 from ..errors import InfeasibleError, InputError
+from ..partitioned import SumsOverPartitions
 from ..problem import WeightingProblem
 from ..validation import as_frame, base_weights as check_base_weights, is_dask_frame, one_of, validated
 from .on_dask import calibrate as calibrate_partitions
 from .totals import (calibration_bounds, calibration_system, calibration_terms, check_reachable, independent_targets,
-                     negative_weights_note, total_design, warn_unless_nonnegative_reach)
+                     negative_weights_note, target_scales, total_design, warn_unless_nonnegative_reach)
 
 DISTANCES = ("linear", "raking", "logit")
 
@@ -106,15 +109,16 @@ def rake(data, margins, base_weights=None, bounds=None, trim=None, force=False, 
     trim=(lower, upper) trims g afterwards and spreads what was cut over the untrimmed units (`trim_weights`); the
     totals then hold only approximately, and the solution's status and message say by how much. Convergence:
     max |achieved - total| / (1 + |total|) < epsilon. Without convergence a `CalibrationError` names the worst
-    targets, unless force=True, which returns the closest weights found with status "inaccurate".
+    targets, unless force=True, which returns the closest weights found with status "inaccurate". On a dask
+    DataFrame the trimming runs on the partitions, one pass of sums per round.
     """
-    if trim is not None and is_dask_frame(data):
-        raise InputError("trim= needs the weights in memory: rake, then trim_weights() on solution.compute().weights")
     problem = calibrate(data, base_weights=base_weights, margins=_margins(margins), distance="raking", bounds=bounds)
     solution = problem.solve(backend="calibration", raise_on_failure=not force, epsilon=epsilon, max_iter=max_iter)
     if trim is None:
         return solution
     lower, upper = trim
+    if is_dask_frame(data):
+        return _trimmed_on_partitions(problem, solution, lower, upper)
     d = problem.terms[0].base
     trimmed, capped = trim_weights(solution.weights.to_numpy(), d, lower, upper)
     totals = problem.terms[1]
@@ -132,24 +136,87 @@ def trim_weights(w, d, lower=0.0, upper=np.inf, max_rounds=100):
     in proportion to their weights, until every ratio is within bounds; the total sum(w) is kept. Returns
     (trimmed weights, number of units at a bound)."""
     w, d = np.asarray(w, dtype=float).copy(), np.asarray(d, dtype=float)
-    if not (0 <= lower < upper):
-        raise InputError(f"trim needs 0 <= lower < upper, got ({lower}, {upper})")
-    total = w.sum()
-    if not (lower * d.sum() <= total <= upper * d.sum()):
-        raise InfeasibleError(f"cannot trim g to [{lower:g}, {upper:g}] and keep the total {total:g}: the bounds "
-                              f"allow totals in [{lower * d.sum():g}, {upper * d.sum():g}]")
+    total = _trimmable(lower, upper, w.sum(), d.sum())
     fixed = np.zeros(len(w), bool)
     for _ in range(max_rounds):
-        low, high = w < lower * d, w > upper * d
-        if not (low.any() or high.any()):
+        w, fixed, out = _clipped(w, d, lower, upper, fixed)
+        if not out:
             break
-        fixed |= low | high
-        w = np.where(low, lower * d, np.where(high, upper * d, w))
         free = ~fixed
         if not free.any():
             break
         w[free] *= (total - w[fixed].sum()) / w[free].sum()
     return w, int(fixed.sum())
+
+
+def _trimmable(lower, upper, total, base_total) -> float:
+    """The total, after checking that g can be trimmed to [lower, upper] keeping it."""
+    if not (0 <= lower < upper):
+        raise InputError(f"trim needs 0 <= lower < upper, got ({lower}, {upper})")
+    if not (lower * base_total <= total <= upper * base_total):
+        raise InfeasibleError(f"cannot trim g to [{lower:g}, {upper:g}] and keep the total {total:g}: the bounds "
+                              f"allow totals in [{lower * base_total:g}, {upper * base_total:g}]")
+    return total
+
+
+def _clipped(w, d, lower, upper, fixed):
+    """One round's clip: (w with its ratios out of [lower, upper] set to the bound, the units fixed so far, whether
+    any was out)."""
+    low, high = w < lower * d, w > upper * d
+    out = bool(low.any() or high.any())
+    return np.where(low, lower * d, np.where(high, upper * d, w)), fixed | low | high, out
+
+
+@dataclass(frozen=True)
+class Trimming:
+    """`trim_weights`' rounds with their factors known (each round clips the ratios out of bounds, and those units
+    stay fixed, then scales the free units' weights by its factor): what a solution on partitions applies to
+    each partition's weights."""
+
+    lower: float
+    upper: float
+    factors: tuple = ()
+
+    def apply(self, w, d) -> tuple:
+        """(the weights after the known rounds and one more clip, the units fixed, whether that clip changed any)."""
+        fixed = np.zeros(len(w), bool)
+        for factor in self.factors:
+            w, fixed, _ = _clipped(w, d, self.lower, self.upper, fixed)
+            w = np.where(fixed, w, w * factor)
+        return _clipped(w, d, self.lower, self.upper, fixed)
+
+
+def _trimmed_on_partitions(problem, solution, lower, upper, max_rounds=100):
+    """`rake(trim=)` on partitions: `trim_weights`' rounds, each one pass of sums (units out of bounds, the fixed
+    and the free units' weights) from which the client takes the round's factor; the solution's weights, table and
+    misfit are those of the trimmed weights (`Trimming` applied partition by partition)."""
+    sums = solution.design.sums[0]
+    total = _trimmable(lower, upper, sums["w"], sums["d"])
+    trimming = Trimming(lower, upper)
+    group = problem.groups[0]
+    for _ in range(max_rounds):
+        out, fixed_sum, free_sum, capped = group.blocks.reduce(_trim_sums, lam=solution.dual_point, trimming=trimming)
+        if not out or not free_sum:
+            break
+        trimming = Trimming(lower, upper, trimming.factors + ((total - fixed_sum) / free_sum,))
+    design = SumsOverPartitions(problem, solution.dual_point, trimming)
+    report, after = group.report, design.sums[0]["after"]
+    kept = [report.names.index(name.split(":", 1)[1]) for name in problem.targets]
+    off = float(np.max(np.abs(after[kept] - report.target[kept]) / target_scales(report.target)[kept]))
+    return dataclasses.replace(
+        solution, weights=problem.weights(solution.dual_point, trimming), design=design,
+        status=solution.status if off <= solution.tolerance else "inaccurate",
+        objective=float(design.sums[0]["objective"]), violations={"targets": off},
+        info={**solution.info, "trimmed_units": int(capped), "max_relative_misfit": off},
+        message=f"raked, then trimmed g = w/d to [{lower:g}, {upper:g}]: {int(capped)} units capped; the totals are "
+                f"now off by up to {off:.2%} (relative)")
+
+
+def _trim_sums(rows, distance, lo, hi, memo, lam, trimming) -> tuple:
+    """One partition's round of `_trimmed_on_partitions`: (units out of bounds at this round's clip, the fixed
+    units' weight, the free units' weight, the fixed units)."""
+    w, fixed, out = trimming.apply(block_weights(rows, distance, lo, hi, memo, y=lam), distance.base)
+    return float(out), float(w[fixed].sum()), float(w[~fixed].sum()), float(fixed.sum())
 
 
 def _margins(margins) -> dict:
