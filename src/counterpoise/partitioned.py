@@ -24,7 +24,7 @@ import scipy.sparse
 from . import diagnostics
 from .diagnostics import resampled_sums
 from .backends.calibration import calibrate_rows, newton_message
-from .backends.dual import SUBSAMPLE_FROM, GroupDual, subsample_start
+from .backends.dual import SUBSAMPLE_FROM, GroupDual, subsample_start, worst_status
 from .backends.blocks import DaskBlocks
 from .backends.units import Units, block_weights
 from .errors import CalibrationError, InfeasibleError, InputError, SolverError
@@ -165,7 +165,7 @@ def combined(runs, labels) -> MethodRun:
     statistics, the error of the first run with that status, every message named by its group."""
     if len(runs) == 1:
         return runs[0]
-    status = next((s for s in ("infeasible", "inaccurate") if s in [run.status for run in runs]), "optimal")
+    status = worst_status(run.status for run in runs)
     info = dict(runs[0].info)
     for key in _WORST:
         if key in info:

@@ -309,7 +309,7 @@ class DualBackend:
                 if len(set(np.round(delta, 12))) == 1 and not len(lower):  # one tolerance, no user's rows: its floor
                     below.append(run.infeasible_below)
             runs.append(run)
-        status = next((s for s in ("infeasible", "inaccurate") if s in [run.status for run in runs]), "optimal")
+        status = worst_status(run.status for run in runs)
         gap, violation = max(run.gap for run in runs), max(run.violation for run in runs)
         floor = max(below, default=float("nan"))
         certificate = Certificate(ray=ray, below=floor) if status == "infeasible" else None
@@ -321,6 +321,13 @@ class DualBackend:
                   "subsample_iterations": subsample_steps},
             dual_point=np.concatenate(points), certificate=certificate,
         )
+
+
+def worst_status(statuses) -> str:
+    """The status of a problem from its groups' runs: "infeasible" if any group is, else "inaccurate" if any is,
+    else "optimal"."""
+    statuses = set(statuses)
+    return next((s for s in ("infeasible", "inaccurate") if s in statuses), "optimal")
 
 
 def distance_block(distance, group):
